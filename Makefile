@@ -1,0 +1,47 @@
+# usjepa developer commands. CONFIG and ARGS pass through to the CLI.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?=
+ARGS ?=
+
+.PHONY: install test lint pretrain pretrain-teacher pretrain-student probe data bench clean
+
+# A re-run is quick: the stamp is newer than pyproject.toml, so nothing is reinstalled.
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch and torchvision first, pinned to the releases the build machines serve locally
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check usjepa tests benchmarks
+	$(VENV)/bin/mypy usjepa
+
+data: install
+	$(PY) -m usjepa data synth $(ARGS)
+
+# With no CONFIG: the demo, stage 1 (MAE teacher) then stage 2 (SALT student).
+pretrain: install
+ifeq ($(CONFIG),)
+	$(PY) -m usjepa pretrain --config experiments/demo/teacher_mae.yaml $(ARGS)
+	$(PY) -m usjepa pretrain --config experiments/demo/salt.yaml $(ARGS)
+else
+	$(PY) -m usjepa pretrain --config $(CONFIG) $(ARGS)
+endif
+
+probe: install
+	$(PY) -m usjepa probe --config $(or $(CONFIG),experiments/probe/demo.yaml) $(ARGS)
+
+bench: install
+	$(PY) benchmarks/probe_vs_minutes.py $(ARGS)
+
+clean:
+	rm -rf runs .cache .pytest_cache .ruff_cache .mypy_cache lightning_logs
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,3 @@
+from usjepa.cli import main
+
+main()

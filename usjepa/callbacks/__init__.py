@@ -1,0 +1,5 @@
+"""Lightning callbacks."""
+
+from usjepa.callbacks.export import ExportEncoder
+
+__all__ = ["ExportEncoder"]

@@ -1,0 +1,6 @@
+"""Data: manifests, datasets, DataModules and the synthetic B-mode generator."""
+
+from usjepa.data.corpus import CorpusDataModule, CorpusDataset, MaskCollator
+from usjepa.data.tasks import ProbeDataModule
+
+__all__ = ["CorpusDataModule", "CorpusDataset", "MaskCollator", "ProbeDataModule"]

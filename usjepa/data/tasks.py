@@ -1,0 +1,159 @@
+"""Benchmark tasks in the UltraBench layout and their LightningDataModule.
+
+A task folder holds ``images/``, ``masks/scan/`` and ``train_val.json`` / ``test.json``:
+lists of records with at least ``image`` and ``label`` (and usually ``scan_mask``).
+Images of one patient must not straddle train and validation, so validation is carved
+from train_val by group: ``patient`` when records have it, else ``source`` (POCUS groups
+frames by video), else each image is its own group (AUL has one image per patient).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from usjepa.data.images import read_gray
+
+GROUP_FIELDS = ("patient", "source")
+SPLIT_FILES = {"train_val": "train_val.json", "test": "test.json"}
+
+
+class TaskError(ValueError):
+    """A task folder or split file that cannot be read as a benchmark task."""
+
+
+def read_split(root: Path, split: str) -> pd.DataFrame:
+    """Records of one split file with a ``group`` column added."""
+    path = root / SPLIT_FILES[split]
+    if not path.exists():
+        raise TaskError(f"{path} not found; a task folder needs train_val.json and test.json "
+                        "(UltraBench layout); make one with `usjepa data synth`")
+    try:
+        table = pd.DataFrame(json.loads(path.read_text()))
+    except (json.JSONDecodeError, ValueError) as err:
+        raise TaskError(f"{path} is not a JSON list of records: {err}") from err
+    for column in ("image", "label"):
+        if column not in table:
+            raise TaskError(f"{path}: records lack the {column!r} field")
+    field = next((f for f in GROUP_FIELDS if f in table), None)
+    table["group"] = table[field].astype(str) if field else table["image"].astype(str)
+    return table
+
+
+def grouped_split(groups: np.ndarray, labels: np.ndarray, fraction: float,
+                  seed: int) -> np.ndarray:
+    """Boolean mask of validation rows: whole groups, about ``fraction`` of the rows.
+
+    Groups are shuffled with ``seed`` and taken per majority label in turn so every
+    class reaches validation when it can.
+    """
+    rng = np.random.default_rng(seed)
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    majority = np.array([np.bincount(labels[inverse == g]).argmax() for g in range(len(uniq))])
+    chosen = np.zeros(len(uniq), bool)
+    for label in np.unique(majority):
+        members = rng.permutation(np.flatnonzero(majority == label))
+        take = max(1, round(fraction * len(members))) if len(members) > 1 else 0
+        chosen[members[:take]] = True
+    return chosen[inverse]
+
+
+class TaskDataset(Dataset):
+    """Task images resized to a square input, normalised, with labels (no augmentation)."""
+
+    def __init__(self, root: Path, table: pd.DataFrame, img_size: int, mean: float,
+                 std: float) -> None:
+        self.root = root
+        self.images = table["image"].to_numpy(dtype=str)
+        self.labels = table["label"].to_numpy(dtype=np.int64)
+        self.img_size, self.mean, self.std = img_size, mean, std
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        image = read_gray(self.root / self.images[index], "task image")
+        image = cv2.resize(image, (self.img_size, self.img_size), interpolation=cv2.INTER_AREA)
+        x = (torch.from_numpy(image).float()[None] / 255.0 - self.mean) / self.std
+        return {"image": x, "label": torch.tensor(self.labels[index])}
+
+
+class ProbeDataModule(L.LightningDataModule):
+    """One benchmark task for frozen-encoder evaluation.
+
+    Args:
+        root: the task folder (UltraBench layout).
+        img_size: network input side.
+        batch_size, num_workers: loader settings for feature extraction.
+        mean, std: input normalisation on [0, 1] pixels; the train_val images' own
+            statistics when ``None``.
+        val_fraction: share of train_val groups held out for head selection.
+        synthesize_if_missing: write the synthetic lesion task at ``root`` when the folder
+            has no split files (the download-free demo).
+    """
+
+    def __init__(self, root: str, img_size: int = 64, batch_size: int = 128,
+                 num_workers: int = 0, mean: float | None = None, std: float | None = None,
+                 val_fraction: float = 0.2, synthesize_if_missing: bool = False) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.img_size, self.batch_size, self.num_workers = img_size, batch_size, num_workers
+        self.mean, self.std, self.val_fraction = mean, std, val_fraction
+        self.synthesize_if_missing = synthesize_if_missing
+        self.tables: dict[str, pd.DataFrame] = {}
+
+    def prepare_data(self) -> None:
+        if self.synthesize_if_missing and not (self.root / SPLIT_FILES["test"]).exists():
+            from usjepa.data.synthetic import generate_task
+
+            generate_task(self.root)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tables:
+            return
+        self.prepare_data()
+        self.tables = {split: read_split(self.root, split) for split in SPLIT_FILES}
+        labels = np.concatenate([t["label"].to_numpy() for t in self.tables.values()])
+        if labels.min() < 0:
+            raise TaskError(f"{self.root}: labels must be 0..C-1, found {labels.min()}")
+        self.num_classes = int(labels.max()) + 1
+        names_file = self.root / "classes.json"
+        self.class_names = (json.loads(names_file.read_text()) if names_file.exists()
+                            else [str(c) for c in range(self.num_classes)])
+        if self.mean is None or self.std is None:
+            self.mean, self.std = self._stats()
+
+    def _stats(self, n: int = 128) -> tuple[float, float]:
+        images = self.tables["train_val"]["image"].to_numpy(dtype=str)
+        picks = np.linspace(0, len(images) - 1, min(n, len(images))).astype(int)
+        pix = np.concatenate([read_gray(self.root / images[i]).ravel() for i in picks])
+        return float(pix.mean() / 255.0), float(max(pix.std() / 255.0, 1e-3))
+
+    def labels(self, split: str) -> np.ndarray:
+        return self.tables[split]["label"].to_numpy(dtype=np.int64)
+
+    def groups(self, split: str) -> np.ndarray:
+        return self.tables[split]["group"].to_numpy(dtype=str)
+
+    def val_mask(self, seed: int) -> np.ndarray:
+        """Validation rows of train_val for one seed (grouped, class-aware)."""
+        return grouped_split(self.groups("train_val"), self.labels("train_val"),
+                             self.val_fraction, seed)
+
+    def dataloader(self, split: str) -> DataLoader:
+        """Deterministic loader over ``train_val`` or ``test`` for feature extraction."""
+        assert self.mean is not None and self.std is not None
+        ds = TaskDataset(self.root, self.tables[split], self.img_size, self.mean, self.std)
+        return DataLoader(ds, self.batch_size, shuffle=False, num_workers=self.num_workers)

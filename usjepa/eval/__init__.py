@@ -1,0 +1,7 @@
+"""Frozen-encoder evaluation: features, linear probes, reports."""
+
+from usjepa.eval.features import extract_features, pool_tokens
+from usjepa.eval.linear_probe import LinearProbeModule
+from usjepa.eval.runner import run_probe
+
+__all__ = ["LinearProbeModule", "extract_features", "pool_tokens", "run_probe"]

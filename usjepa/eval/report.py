@@ -1,0 +1,36 @@
+"""Result tables in the paper's layout: rows models, columns tasks, mean +/- std cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def summarise(per_seed: pd.DataFrame, metric: str = "macro_f1") -> pd.DataFrame:
+    """Mean, std and seed count of ``metric`` per (model, task), in percent."""
+    grouped = per_seed.groupby(["model", "task"], sort=False)[metric]
+    out = grouped.agg(["mean", "std", "count"]).reset_index()
+    out[["mean", "std"]] = out[["mean", "std"]] * 100.0
+    return out
+
+
+def paper_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Pivot to rows = models, columns = tasks, cells ``"mean +/- std"``."""
+    cells = summary.assign(cell=summary["mean"].map("{:.1f}".format) + " ± "
+                           + summary["std"].fillna(0.0).map("{:.1f}".format))
+    return cells.pivot(index="model", columns="task", values="cell").reindex(
+        summary["model"].unique())
+
+
+def write_tables(per_seed: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -> None:
+    """Write per-seed and summary CSVs and a Markdown table; print the table."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_seed.to_csv(out_dir / "probe_per_seed.csv", index=False)
+    summary.to_csv(out_dir / "probe_summary.csv", index=False)
+    table = paper_table(summary)
+    n = int(summary["count"].max())
+    md = (f"Linear probe, test macro F1 (%), mean ± std over {n} seeds\n\n"
+          + table.to_markdown() + "\n")
+    (out_dir / "probe_table.md").write_text(md)
+    print(md)

@@ -1,0 +1,111 @@
+"""JEPA base module and SALT (frozen static teacher)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor, nn
+
+from usjepa.losses import LossKind, latent_loss
+from usjepa.methods.base import PretrainModule
+from usjepa.models.encoder import ViTEncoder, gather_tokens
+from usjepa.models.predictor import JEPAPredictor
+
+
+class JEPAModule(PretrainModule):
+    """Joint-embedding predictive training: targets -> predictions -> loss.
+
+    Each step reads like the paper and each part is a hook a subclass may override:
+    :meth:`compute_targets` (what to predict), :meth:`predict` (the student and
+    predictor), :meth:`compute_loss`. Batches come from the corpus DataModule with masks
+    drawn by its collator: ``image [B, C, H, W]``, ``context [B, K]``, ``targets [B, M, T]``.
+
+    Args:
+        student: context encoder.
+        predictor: narrow predictor; its ``out_dim`` must equal the target width.
+        loss: latent regression loss.
+        target_layer_norm: layer-normalise target tokens (I-JEPA, SALT).
+        **kwargs: optimiser and schedule, see :class:`PretrainModule`.
+    """
+
+    def __init__(self, student: ViTEncoder, predictor: JEPAPredictor,
+                 loss: LossKind = "smooth_l1", target_layer_norm: bool = True,
+                 optimizer: OptimizerCallable = torch.optim.AdamW, weight_decay: float = 0.04,
+                 warmup_fraction: float = 0.1, min_lr_ratio: float = 0.01) -> None:
+        super().__init__(optimizer, weight_decay, warmup_fraction, min_lr_ratio)
+        if predictor.grid_size != student.grid_size or predictor.in_dim != student.embed_dim:
+            raise ValueError(
+                f"predictor (grid {predictor.grid_size}, in_dim {predictor.in_dim}) does not "
+                f"fit the student (grid {student.grid_size}, width {student.embed_dim}); set "
+                "predictor.grid_size = img_size // patch_size and in_dim = embed_dim")
+        self.student, self.predictor = student, predictor
+        self.loss_kind, self.target_layer_norm = loss, target_layer_norm
+
+    def trainable_modules(self) -> list[nn.Module]:
+        return [self.student, self.predictor]
+
+    def compute_targets(self, images: Tensor, targets: Tensor) -> Tensor:
+        """Target embeddings ``[B, M, T, D_t]`` at patch indices ``targets [B, M, T]``."""
+        raise NotImplementedError
+
+    def predict(self, images: Tensor, context: Tensor, targets: Tensor) -> Tensor:
+        """Encode the context with the student and predict ``[B, M, T, D_t]``."""
+        tokens = self.student(images, keep=context)[:, self.student.num_prefix_tokens :]
+        return self.predictor(tokens, context, targets)
+
+    def compute_loss(self, predictions: Tensor, targets: Tensor) -> Tensor:
+        return latent_loss(predictions, targets, self.loss_kind)
+
+    def step_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        images, context, target_idx = batch["image"], batch["context"], batch["targets"]
+        targets = self.compute_targets(images, target_idx)
+        predictions = self.predict(images, context, target_idx)
+        loss = self.compute_loss(predictions, targets)
+        # a collapsing predictor shows as prediction spread falling towards zero
+        extras = {"pred_std": predictions.detach().float().std(dim=(0, 1, 2)).mean(),
+                  "target_std": targets.float().std(dim=(0, 1, 2)).mean()}
+        return loss, extras
+
+    def _target_tokens(self, encoder: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        tokens = encoder(images)[:, encoder.num_prefix_tokens :]
+        if self.target_layer_norm:
+            tokens = F.layer_norm(tokens, tokens.shape[-1:])
+        return gather_tokens(tokens, targets)
+
+
+class SALTModule(JEPAModule):
+    """SALT: the student regresses a frozen, static teacher's patch embeddings.
+
+    Static-teacher Asymmetric Latent Training (arXiv 2509.24317), the objective of
+    US-JEPA (arXiv 2602.19322). The teacher sees the full image, is frozen
+    (``requires_grad_(False)``, eval mode re-asserted every epoch, not in the optimiser)
+    and needs no EMA, so teacher and student training are decoupled.
+
+    Args:
+        teacher: frozen encoder returning ``[B, prefix + N, D_t]`` tokens on the student's
+            patch grid, with ``num_prefix_tokens`` and ``embed_dim`` attributes.
+        (others): see :class:`JEPAModule`.
+    """
+
+    def __init__(self, student: ViTEncoder, predictor: JEPAPredictor, teacher: nn.Module,
+                 loss: LossKind = "smooth_l1", target_layer_norm: bool = True,
+                 optimizer: OptimizerCallable = torch.optim.AdamW, weight_decay: float = 0.04,
+                 warmup_fraction: float = 0.1, min_lr_ratio: float = 0.01) -> None:
+        super().__init__(student, predictor, loss, target_layer_norm, optimizer,
+                         weight_decay, warmup_fraction, min_lr_ratio)
+        width = getattr(teacher, "embed_dim", None)
+        if width != predictor.out_dim:
+            raise ValueError(f"predictor.out_dim={predictor.out_dim} must equal the teacher "
+                             f"width {width}; set predictor out_dim to the teacher's embed_dim")
+        if getattr(teacher, "grid_size", student.grid_size) != student.grid_size:
+            raise ValueError(f"teacher grid {teacher.grid_size} differs from the student grid "
+                             f"{student.grid_size}; use matching img_size / patch_size")
+        self.teacher = teacher.requires_grad_(False).eval()
+
+    def on_train_epoch_start(self) -> None:
+        self.teacher.eval()  # Trainer.fit puts every submodule in train mode
+
+    @torch.no_grad()
+    def compute_targets(self, images: Tensor, targets: Tensor) -> Tensor:
+        return self._target_tokens(self.teacher, images, targets)

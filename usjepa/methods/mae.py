@@ -1,0 +1,49 @@
+"""Stage-1 teacher: masked pixel reconstruction (MAE, He et al. 2022)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor, nn
+
+from usjepa.methods.base import PretrainModule
+from usjepa.models.decoder import MAEDecoder, patchify
+from usjepa.models.encoder import ViTEncoder, gather_tokens
+
+
+class MAEModule(PretrainModule):
+    """Trains an encoder to reconstruct masked patches; the SALT recipe's teacher stage.
+
+    Batches come from the corpus DataModule with a
+    :class:`~usjepa.masks.RandomMaskGenerator`: ``context`` are visible patches and
+    ``targets[:, 0]`` the masked ones.
+
+    Args:
+        encoder: the ViT to pretrain (exported afterwards as the frozen teacher).
+        decoder: pixel decoder.
+        norm_pix_loss: regress per-patch normalised pixels (MAE's better variant).
+        (others): see :class:`~usjepa.methods.base.PretrainModule`.
+    """
+
+    def __init__(self, encoder: ViTEncoder, decoder: MAEDecoder, norm_pix_loss: bool = True,
+                 optimizer: OptimizerCallable = torch.optim.AdamW, weight_decay: float = 0.05,
+                 warmup_fraction: float = 0.1, min_lr_ratio: float = 0.01) -> None:
+        super().__init__(optimizer, weight_decay, warmup_fraction, min_lr_ratio)
+        if decoder.grid_size != encoder.grid_size:
+            raise ValueError(f"decoder grid {decoder.grid_size} != encoder grid "
+                             f"{encoder.grid_size}; set decoder.grid_size = img_size // patch_size")
+        self.encoder, self.decoder, self.norm_pix_loss = encoder, decoder, norm_pix_loss
+
+    def trainable_modules(self) -> list[nn.Module]:
+        return [self.encoder, self.decoder]
+
+    def step_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        images, visible, masked = batch["image"], batch["context"], batch["targets"][:, 0]
+        tokens = self.encoder(images, keep=visible)[:, self.encoder.num_prefix_tokens :]
+        pred = self.decoder(tokens, visible, masked)
+        target = gather_tokens(patchify(images, self.encoder.patch_size), masked)
+        if self.norm_pix_loss:
+            mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6).sqrt()
+        return F.mse_loss(pred, target), {}

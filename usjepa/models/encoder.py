@@ -1,0 +1,101 @@
+"""ViT encoder over timm with a token-subset forward, the context encoder of JEPA methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import Tensor, nn
+
+#: timm entry point whose defaults our keyword overrides replace; any size can be built.
+TIMM_ARCH = "vit_base_patch16_224"
+
+
+class ViTEncoder(nn.Module):
+    """A timm ``VisionTransformer`` that can encode a subset of patch tokens.
+
+    The wrapped model is a plain timm ViT (``self.vit``), so its ``state_dict`` is timm's
+    and an export loads back with ``timm.create_model`` (see :mod:`usjepa.models.export`).
+
+    Args:
+        img_size: input side in pixels (square inputs).
+        patch_size: patch side in pixels.
+        in_chans: input channels; ultrasound is grayscale, so 1 by default.
+        embed_dim, depth, num_heads, mlp_ratio: transformer size.
+        drop_path_rate: stochastic depth.
+        init_seed: seed for the weight initialisation, drawn from a private RNG so no global
+            state is touched; ``None`` uses the ambient RNG.
+        checkpoint: optional ``.safetensors`` or ``.pt`` file with a timm ViT state dict
+            (e.g. an :func:`usjepa.models.export.export_encoder` output) to load.
+    """
+
+    num_prefix_tokens = 1
+
+    def __init__(self, img_size: int = 64, patch_size: int = 8, in_chans: int = 1,
+                 embed_dim: int = 192, depth: int = 6, num_heads: int = 3,
+                 mlp_ratio: float = 4.0, drop_path_rate: float = 0.0,
+                 init_seed: int | None = 0, checkpoint: str | None = None) -> None:
+        super().__init__()
+        if img_size % patch_size:
+            raise ValueError(f"img_size={img_size} must be a multiple of patch_size={patch_size}")
+        self.timm_kwargs: dict[str, Any] = dict(
+            img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
+            depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, num_classes=0,
+            global_pool="token", drop_path_rate=drop_path_rate)
+        with torch.random.fork_rng(devices=[], enabled=init_seed is not None):
+            if init_seed is not None:
+                torch.manual_seed(init_seed)
+            self.vit = timm.create_model(TIMM_ARCH, pretrained=False, **self.timm_kwargs)
+        self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
+        self.embed_dim = embed_dim
+        self.grid_size = img_size // patch_size
+        if checkpoint is not None:
+            from usjepa.models.export import load_state_dict_file
+
+            load_state_dict_file(self.vit, Path(checkpoint))
+
+    @property
+    def num_patches(self) -> int:
+        """Patches per image, ``grid_size ** 2``."""
+        return self.grid_size * self.grid_size
+
+    def forward(self, images: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Encode images, optionally only the patch tokens listed in ``keep``.
+
+        Args:
+            images: ``[B, C, H, W]``.
+            keep: ``[B, K]`` long indices into the ``grid_size**2`` patches, or ``None`` for all.
+
+        Returns:
+            ``[B, 1 + K, D]`` normalised tokens, the CLS token first.
+        """
+        vit = self.vit
+        x = vit.patch_embed(images) + vit.pos_embed[:, self.num_prefix_tokens :]
+        if keep is not None:
+            x = torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        cls = (vit.cls_token + vit.pos_embed[:, : self.num_prefix_tokens]).expand(len(x), -1, -1)
+        x = vit.norm_pre(vit.pos_drop(torch.cat([cls, x], dim=1)))
+        x = vit.blocks(x)
+        return vit.norm(x)
+
+    def forward_blocks(self, images: Tensor, n_last: int) -> list[Tensor]:
+        """Normalised outputs of the last ``n_last`` blocks, each ``[B, 1 + N, D]``."""
+        vit = self.vit
+        x = vit.patch_embed(images) + vit.pos_embed[:, self.num_prefix_tokens :]
+        cls = (vit.cls_token + vit.pos_embed[:, : self.num_prefix_tokens]).expand(len(x), -1, -1)
+        x = vit.norm_pre(torch.cat([cls, x], dim=1))
+        outs = []
+        for i, block in enumerate(vit.blocks):
+            x = block(x)
+            if i >= len(vit.blocks) - n_last:
+                outs.append(vit.norm(x))
+        return outs
+
+
+def gather_tokens(tokens: Tensor, index: Tensor) -> Tensor:
+    """Select tokens per sample: ``tokens [B, N, D]``, ``index [B, ...]`` -> ``[B, ..., D]``."""
+    flat = index.reshape(index.shape[0], -1)
+    out = torch.gather(tokens, 1, flat.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+    return out.reshape(*index.shape, tokens.shape[-1])

@@ -1,0 +1,72 @@
+"""Export an encoder to safetensors with a timm config, and load weights back with checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from usjepa.models.encoder import TIMM_ARCH, ViTEncoder
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing or does not fit the model it is loaded into."""
+
+
+def export_encoder(encoder: ViTEncoder, path: str | Path) -> Path:
+    """Write ``encoder.vit``'s weights as safetensors plus ``<stem>.json`` for timm.
+
+    The JSON holds ``architecture`` and ``kwargs``; rebuild with
+    ``timm.create_model(architecture, pretrained=True,
+    pretrained_cfg_overlay=dict(file=path), **kwargs)``.
+
+    Returns:
+        The safetensors path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.vit.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "pt", "architecture": TIMM_ARCH})
+    config = {"architecture": TIMM_ARCH, "kwargs": encoder.timm_kwargs}
+    path.with_suffix(".json").write_text(json.dumps(config, indent=2))
+    return path
+
+
+def load_exported(path: str | Path) -> ViTEncoder:
+    """Rebuild a :class:`ViTEncoder` from an :func:`export_encoder` output."""
+    path = Path(path)
+    cfg_path = path.with_suffix(".json")
+    if not cfg_path.exists():
+        raise CheckpointError(f"{cfg_path} not found: an exported encoder needs the JSON "
+                              "config written beside its .safetensors by export_encoder")
+    kw = json.loads(cfg_path.read_text())["kwargs"]
+    keep = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
+            "mlp_ratio")
+    return ViTEncoder(**{k: kw[k] for k in keep}, init_seed=None, checkpoint=str(path))
+
+
+def load_state_dict_file(module: nn.Module, path: Path) -> None:
+    """Load a ``.safetensors``/``.pt``/``.ckpt`` state dict strictly, explaining mismatches."""
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} not found; check the path (for the demo "
+                              "teacher, run stage 1 first: `make pretrain`)")
+    if path.suffix == ".safetensors":
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+              if k in own and own[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"checkpoint {path} does not match the model: missing keys {missing[:10]}, "
+            f"unexpected keys {unexpected[:10]}, shape mismatches (file vs model) "
+            f"{shapes[:10]}. Build the model with the size arguments the checkpoint was "
+            "trained with.")
+    module.load_state_dict(state)

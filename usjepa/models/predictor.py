@@ -1,0 +1,71 @@
+"""The narrow JEPA predictor (I-JEPA, Assran et al. 2023, sec. 3 and appendix C)."""
+
+from __future__ import annotations
+
+import torch
+from timm.models.vision_transformer import Block
+from torch import Tensor, nn
+
+from usjepa.models.encoder import gather_tokens
+from usjepa.models.posembed import sincos_2d
+
+
+class JEPAPredictor(nn.Module):
+    """Predicts target-position embeddings from context tokens.
+
+    Linear in (student width -> ``width``), add fixed 2D sin-cos positions, append one
+    learned mask token per target position (carrying only its position), transformer
+    blocks, LayerNorm, linear out to ``out_dim`` (the teacher's width, which may differ
+    from the student's). Each target block is predicted in its own sequence, as in I-JEPA.
+
+    Args:
+        grid_size: patches per side of the student's grid.
+        in_dim: student token width.
+        out_dim: target (teacher) token width.
+        width, depth, num_heads, mlp_ratio: predictor transformer size.
+    """
+
+    def __init__(self, grid_size: int, in_dim: int, out_dim: int, width: int = 96,
+                 depth: int = 2, num_heads: int = 4, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.grid_size, self.in_dim, self.out_dim = grid_size, in_dim, out_dim
+        self.embed = nn.Linear(in_dim, width)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.register_buffer("pos", sincos_2d(grid_size, width)[None], persistent=False)
+        self.blocks = nn.Sequential(*[Block(width, num_heads, mlp_ratio, qkv_bias=True)
+                                      for _ in range(depth)])
+        self.norm = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, out_dim)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.apply(_init_weights)
+
+    def forward(self, context: Tensor, context_idx: Tensor, target_idx: Tensor) -> Tensor:
+        """Predict every target block.
+
+        Args:
+            context: ``[B, K, in_dim]`` student patch tokens (no CLS) at ``context_idx``.
+            context_idx: ``[B, K]`` patch indices of the context.
+            target_idx: ``[B, M, T]`` patch indices of ``M`` target blocks.
+
+        Returns:
+            ``[B, M, T, out_dim]`` predictions.
+        """
+        b, m, t = target_idx.shape
+        pos = self.pos.expand(b, -1, -1)
+        ctx = self.embed(context) + gather_tokens(pos, context_idx)
+        tgt = self.mask_token + gather_tokens(pos, target_idx)  # [B, M, T, W]
+        k = ctx.shape[1]
+        x = torch.cat([ctx.unsqueeze(1).expand(-1, m, -1, -1), tgt], dim=2)
+        x = self.blocks(x.reshape(b * m, k + t, -1))
+        out = self.proj(self.norm(x[:, k:]))
+        return out.reshape(b, m, t, self.out_dim)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
