@@ -5,9 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
+from typing import Literal
+
 from torch import Tensor, nn
 
 from usjepa.losses import LossKind, latent_loss
+
+TargetNorm = Literal["layer", "layer_batch", "none"]
 from usjepa.methods.base import PretrainModule
 from usjepa.models.encoder import ViTEncoder, gather_tokens
 from usjepa.models.predictor import JEPAPredictor
@@ -25,12 +29,15 @@ class JEPAModule(PretrainModule):
         student: context encoder.
         predictor: narrow predictor; its ``out_dim`` must equal the target width.
         loss: latent regression loss.
-        target_layer_norm: layer-normalise target tokens (I-JEPA, SALT).
+        target_norm: ``layer`` layer-normalises each target token (I-JEPA, SALT);
+            ``layer_batch`` then standardises every channel over the batch's target
+            tokens, so a teacher whose tokens share a large common component still gives
+            targets that vary (useful with weak, briefly trained teachers); ``none``.
         **kwargs: optimiser and schedule, see :class:`PretrainModule`.
     """
 
     def __init__(self, student: ViTEncoder, predictor: JEPAPredictor,
-                 loss: LossKind = "smooth_l1", target_layer_norm: bool = True,
+                 loss: LossKind = "smooth_l1", target_norm: TargetNorm = "layer",
                  optimizer: OptimizerCallable = torch.optim.AdamW, weight_decay: float = 0.04,
                  warmup_fraction: float = 0.1, min_lr_ratio: float = 0.01) -> None:
         super().__init__(optimizer, weight_decay, warmup_fraction, min_lr_ratio)
@@ -40,7 +47,9 @@ class JEPAModule(PretrainModule):
                 f"fit the student (grid {student.grid_size}, width {student.embed_dim}); set "
                 "predictor.grid_size = img_size // patch_size and in_dim = embed_dim")
         self.student, self.predictor = student, predictor
-        self.loss_kind, self.target_layer_norm = loss, target_layer_norm
+        if target_norm not in ("layer", "layer_batch", "none"):
+            raise ValueError(f"target_norm={target_norm!r}; choose layer, layer_batch or none")
+        self.loss_kind, self.target_norm = loss, target_norm
 
     def trainable_modules(self) -> list[nn.Module]:
         return [self.student, self.predictor]
@@ -69,9 +78,13 @@ class JEPAModule(PretrainModule):
 
     def _target_tokens(self, encoder: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
         tokens = encoder(images)[:, encoder.num_prefix_tokens :]
-        if self.target_layer_norm:
+        if self.target_norm != "none":
             tokens = F.layer_norm(tokens, tokens.shape[-1:])
-        return gather_tokens(tokens, targets)
+        picked = gather_tokens(tokens, targets)
+        if self.target_norm == "layer_batch":
+            flat = picked.reshape(-1, picked.shape[-1])
+            picked = (picked - flat.mean(0)) / (flat.std(0) + 1e-6)
+        return picked
 
 
 class SALTModule(JEPAModule):
@@ -89,10 +102,10 @@ class SALTModule(JEPAModule):
     """
 
     def __init__(self, student: ViTEncoder, predictor: JEPAPredictor, teacher: nn.Module,
-                 loss: LossKind = "smooth_l1", target_layer_norm: bool = True,
+                 loss: LossKind = "smooth_l1", target_norm: TargetNorm = "layer",
                  optimizer: OptimizerCallable = torch.optim.AdamW, weight_decay: float = 0.04,
                  warmup_fraction: float = 0.1, min_lr_ratio: float = 0.01) -> None:
-        super().__init__(student, predictor, loss, target_layer_norm, optimizer,
+        super().__init__(student, predictor, loss, target_norm, optimizer,
                          weight_decay, warmup_fraction, min_lr_ratio)
         width = getattr(teacher, "embed_dim", None)
         if width != predictor.out_dim:

@@ -68,7 +68,7 @@ def render_frame(patient: Patient, label: int, rng: np.random.Generator,
     if kind != "none":
         iz, ix = int(rng.uniform(0.3, 0.62) * nz), int(rng.uniform(0.28, 0.72) * nx)
         lesion = draw_lesion(kind, (float(xs[iz, ix]), float(ys[iz, ix])),
-                             size * rng.uniform(0.075, 0.11), rng)
+                             size * rng.uniform(0.11, 0.16), rng)
         occ = lesion_inside(lesion, xs, ys, soft=1.2)
         echo = echo * (1.0 + (LESION_ECHO[kind] - 1.0) * occ)
         atten = atten * (1.0 + (LESION_ATTEN[kind] - 1.0) * occ)

@@ -1,0 +1,64 @@
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from usjepa.data import CorpusDataModule
+from usjepa.data.images import ImageReadError
+from usjepa.data.manifest import ManifestError
+from usjepa.masks import MultiBlockMaskGenerator
+
+
+def _dm(manifest, **kw):
+    return CorpusDataModule(str(manifest), MultiBlockMaskGenerator(4), img_size=32,
+                            batch_size=8, **kw)
+
+
+def test_batches_have_images_and_masks_inside_the_scan_region(corpus_dir):
+    dm = _dm(corpus_dir / "manifest.parquet", val_fraction=0.2)
+    dm.setup("fit")
+    assert len(dm.train_set) + len(dm.val_set) == 48 and len(dm.val_set) > 0
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (8, 1, 32, 32)
+    assert batch["context"].shape[0] == 8 and batch["targets"].shape[:2] == (8, 4)
+    # data statistics, not ImageNet's: normalised pixels are roughly standardised
+    assert 0.05 < dm.mean < 0.6 and dm.std > 0.05
+
+
+def test_same_seed_same_batch(corpus_dir):
+    batches = []
+    for _ in range(2):
+        dm = _dm(corpus_dir / "manifest.parquet")
+        dm.setup("fit")
+        batches.append(next(iter(dm.train_dataloader())))
+    for key in ("image", "context", "targets"):
+        assert torch.equal(batches[0][key], batches[1][key])
+
+
+def test_missing_manifest_and_corrupt_frame_are_explained(corpus_dir, tmp_path):
+    with pytest.raises(ManifestError, match="usjepa data synth"):
+        _dm(tmp_path / "none.parquet").setup("fit")
+    table = pd.read_parquet(corpus_dir / "manifest.parquet").head(4)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    table.loc[0, "frame_path"] = str(bad)
+    table["frame_path"] = [str(bad)] + [str(corpus_dir / p) for p in table["frame_path"][1:]]
+    table["scan_mask"] = ""
+    table.to_csv(tmp_path / "m.csv", index=False)
+    dm = _dm(tmp_path / "m.csv", mean=0.3, std=0.2)
+    dm.setup("fit")
+    ds = dm.train_set if str(bad) in dm.train_set.frames else dm.val_set
+    idx = int(np.flatnonzero(ds.frames == str(bad))[0])
+    with pytest.raises(ImageReadError, match="cannot be decoded"):
+        ds[idx]
+
+
+def test_frames_without_masks_use_the_whole_frame(tmp_path):
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((40, 40), 60 * i, np.uint8))
+    pd.DataFrame({"frame_path": [f"{i}.png" for i in range(4)]}).to_csv(tmp_path / "m.csv")
+    dm = _dm(tmp_path / "m.csv", val_fraction=0.0, mean=0.5, std=0.25)
+    dm.setup("fit")
+    sample = dm.train_set[0]
+    assert sample["scan_mask"].all()

@@ -1,0 +1,75 @@
+import numpy as np
+import pandas as pd
+import torch
+
+from tests.conftest import tiny_encoder
+from usjepa.data.tasks import ProbeDataModule, grouped_split
+from usjepa.eval.features import pool_tokens
+from usjepa.eval.report import paper_table, summarise
+from usjepa.eval.runner import probe_seed, run_probe
+
+
+def _blobs(n, d, classes, seed, sep):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(classes, d, generator=torch.Generator().manual_seed(99)) * sep
+    y = torch.arange(n) % classes
+    x = centers[y] + torch.randn(n, d, generator=g)
+    return {"cls": x, "mean": torch.randn(n, d, generator=g)}, y
+
+
+def test_probe_finds_the_informative_pooling_and_scores_high():
+    tr, ytr = _blobs(300, 16, 4, 0, 1.5)
+    va, yva = _blobs(100, 16, 4, 1, 1.5)
+    te, yte = _blobs(200, 16, 4, 2, 1.5)
+    out = probe_seed(tr, ytr, va, yva, te, yte, 4, 0, (1e-2,), (1e-4,), 30, 64)
+    assert out["pooling"] == "cls"  # the "mean" features are pure noise
+    assert out["macro_f1"] > 0.9
+
+
+def test_probe_on_noise_is_near_chance():
+    tr, ytr = _blobs(300, 16, 4, 0, 0.0)
+    va, yva = _blobs(100, 16, 4, 1, 0.0)
+    te, yte = _blobs(400, 16, 4, 2, 0.0)
+    out = probe_seed(tr, ytr, va, yva, te, yte, 4, 0, (1e-2,), (1e-4,), 20, 64)
+    assert out["macro_f1"] < 0.4
+
+
+def test_grouped_split_keeps_groups_whole_and_reaches_every_class():
+    groups = np.repeat(np.arange(40), 5).astype(str)
+    labels = np.repeat(np.arange(40) % 4, 5)
+    val = grouped_split(groups, labels, 0.25, seed=0)
+    assert 0.15 < val.mean() < 0.35
+    for g in np.unique(groups):
+        assert len(set(val[groups == g])) == 1
+    assert set(labels[val]) == {0, 1, 2, 3}
+    assert not np.array_equal(val, grouped_split(groups, labels, 0.25, seed=1))
+
+
+def test_pooling_shapes():
+    tokens = torch.arange(2 * 5 * 3, dtype=torch.float).reshape(2, 5, 3)
+    assert torch.equal(pool_tokens(tokens, "cls"), tokens[:, 0])
+    assert torch.allclose(pool_tokens(tokens, "mean"), tokens[:, 1:].mean(1))
+    assert pool_tokens(tokens, "cls_mean").shape == (2, 6)
+
+
+def test_table_layout():
+    per_seed = pd.DataFrame({"model": ["a", "a", "b", "b"], "task": ["t"] * 4,
+                             "macro_f1": [0.5, 0.7, 0.2, 0.2]})
+    table = paper_table(summarise(per_seed))
+    assert table.loc["a", "t"] == "60.0 ± 14.1"
+    assert table.loc["b", "t"] == "20.0 ± 0.0"
+
+
+def test_run_probe_end_to_end_with_cache(task_dir, tmp_path):
+    task = ProbeDataModule(str(task_dir), img_size=32)
+    encoders = {"r1": tiny_encoder(1), "r2": tiny_encoder(2)}
+    out = run_probe(encoders, task, seeds=[0, 1], epochs=5, out_dir=str(tmp_path / "out"),
+                    cache_dir=str(tmp_path / "cache"))
+    assert len(out) == 4 and set(out["model"]) == {"r1", "r2"}
+    assert out["macro_f1"].between(0, 1).all()
+    for name in ("probe_per_seed.csv", "probe_summary.csv", "probe_table.md"):
+        assert (tmp_path / "out" / name).exists()
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 4  # 2 encoders x 2 splits
+    again = run_probe(encoders, task, seeds=[0, 1], epochs=5, out_dir=str(tmp_path / "out"),
+                      cache_dir=str(tmp_path / "cache"))
+    assert np.allclose(again["macro_f1"], out["macro_f1"])

@@ -1,0 +1,128 @@
+import copy
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from tests.conftest import tiny_encoder, tiny_predictor
+from usjepa.masks import MultiBlockMaskGenerator, RandomMaskGenerator
+from usjepa.methods import MAEModule, SALTModule
+from usjepa.methods.optim import param_groups
+from usjepa.models import MAEDecoder
+
+
+def _batch(gen_cls=MultiBlockMaskGenerator, n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # smooth random gratings: structured enough that masked content is predictable
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    f = torch.rand(n, 3, generator=g) * 6 + 1
+    images = torch.sin(f[:, 0, None, None] * xx + f[:, 1, None, None] * yy
+                       + f[:, 2, None, None])[:, None]
+    ctx, tgt = gen_cls(4)(n, g)
+    return {"image": images, "context": ctx, "targets": tgt}
+
+
+def _salt(**kw):
+    return SALTModule(tiny_encoder(1), tiny_predictor(), tiny_encoder(2), **kw)
+
+
+def test_every_trainable_parameter_gets_a_gradient_and_teacher_none():
+    module = _salt()
+    loss, _ = module.step_loss(_batch())
+    loss.backward()
+    for name, p in module.named_parameters():
+        if name.startswith("teacher."):
+            assert p.grad is None and not p.requires_grad, name
+        else:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_teacher_left_out_of_optimizer_groups():
+    module = _salt()
+    groups = param_groups(module.trainable_modules(), 0.04)
+    ids = {id(p) for g in groups for p in g["params"]}
+    assert not ids & {id(p) for p in module.teacher.parameters()}
+    assert ids == {id(p) for n, p in module.named_parameters() if not n.startswith("teacher.")}
+    no_decay = {id(p) for p in groups[1]["params"]}
+    assert id(module.student.vit.pos_embed) in no_decay
+    assert id(module.student.vit.blocks[0].attn.qkv.bias) in no_decay
+    assert id(module.student.vit.blocks[0].attn.qkv.weight) not in no_decay
+
+
+@pytest.mark.parametrize("method", ["salt", "mae"])
+def test_loss_falls_on_a_fixed_batch(method):
+    torch.manual_seed(0)
+    if method == "salt":
+        module, batch = _salt(), _batch()
+        params = [p for m in module.trainable_modules() for p in m.parameters()]
+    else:
+        module = MAEModule(tiny_encoder(1), MAEDecoder(4, 32, 64, width=32, depth=1, num_heads=2))
+        batch = _batch(RandomMaskGenerator)
+        params = list(module.parameters())
+    opt = torch.optim.AdamW(params, lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss, _ = module.step_loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+class _Batches(torch.utils.data.Dataset):
+    def __init__(self, n):
+        self.items = [_batch(seed=i) for i in range(n)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def test_teacher_unchanged_and_in_eval_mode_after_fit(tmp_path):
+    module = _salt()
+    before = copy.deepcopy(module.teacher.state_dict())
+    student_before = copy.deepcopy(module.student.state_dict())
+    modes = []
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            modes.append(pl_module.teacher.training)
+
+    trainer = L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[Spy()], default_root_dir=tmp_path)
+    trainer.fit(module, DataLoader(_Batches(4), batch_size=None))
+    for k, v in module.teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert any(not torch.equal(v, student_before[k]) for k, v in module.student.state_dict().items())
+    assert modes and not any(modes)
+
+
+def test_width_mismatch_is_explained():
+    with pytest.raises(ValueError, match="out_dim"):
+        SALTModule(tiny_encoder(), tiny_predictor(out_dim=48), tiny_encoder())
+    with pytest.raises(ValueError, match="grid"):
+        SALTModule(tiny_encoder(), tiny_predictor(grid=8), tiny_encoder())
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
+    module = _salt()
+    bad = _batch()
+    bad["image"][0, 0, 0, 0] = float("nan")
+
+    class One(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return bad
+
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    with pytest.raises(FloatingPointError, match="learning rate"):
+        trainer.fit(module, DataLoader(One(), batch_size=None))
