@@ -34,6 +34,12 @@ def task_dir(tmp_path_factory):
     from usjepa.data.synthetic import generate_task
 
     root = tmp_path_factory.mktemp("task")
-    generate_task(root, n_patients_train_val=24, n_patients_test=8, images_per_patient=6,
-                  size=64, progress=False)
+    generate_task(
+        root,
+        n_patients_train_val=24,
+        n_patients_test=8,
+        images_per_patient=6,
+        size=64,
+        progress=False,
+    )
     return root

@@ -8,22 +8,35 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--trainer.max_steps", "3", "--trainer.enable_progress_bar", "false",
-        "--data.init_args.synthetic_images", "32", "--data.init_args.batch_size", "8",
-        "--data.init_args.num_workers", "0"]
+TINY = [
+    "--trainer.max_steps",
+    "3",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--data.init_args.synthetic_images",
+    "32",
+    "--data.init_args.batch_size",
+    "8",
+    "--data.init_args.num_workers",
+    "0",
+]
 
 
 def _run(args, cwd):
-    proc = subprocess.run([sys.executable, "-m", "usjepa", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "usjepa", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
 @pytest.mark.slow
 def test_demo_pretrain_then_probe(tmp_path):
-    _run(["pretrain", "--config", str(ROOT / "experiments/demo/teacher_mae.yaml"), *TINY],
-         tmp_path)
+    _run(["pretrain", "--config", str(ROOT / "experiments/demo/teacher_mae.yaml"), *TINY], tmp_path)
     teacher = tmp_path / "runs/demo/teacher"
     assert (teacher / "encoder.safetensors").exists()
     assert (teacher / "version_0/config.yaml").exists()
@@ -32,8 +45,18 @@ def test_demo_pretrain_then_probe(tmp_path):
     salt = tmp_path / "runs/demo/salt"
     assert (salt / "encoder.safetensors").exists() and (salt / "encoder.json").exists()
     assert (salt / "version_0/checkpoints/last.ckpt").exists()
-    proc = _run(["probe", "--config", str(ROOT / "experiments/probe/demo.yaml"),
-                 "--seeds", "[0, 1]", "--epochs", "3"], tmp_path)
+    proc = _run(
+        [
+            "probe",
+            "--config",
+            str(ROOT / "experiments/probe/demo.yaml"),
+            "--seeds",
+            "[0, 1]",
+            "--epochs",
+            "3",
+        ],
+        tmp_path,
+    )
     assert "student_salt" in proc.stdout and "±" in proc.stdout
     summary = pd.read_csv(tmp_path / "runs/probe/demo/probe_summary.csv")
     assert list(summary["model"]) == ["random_init", "teacher_mae", "student_salt"]
@@ -41,14 +64,27 @@ def test_demo_pretrain_then_probe(tmp_path):
 
 
 def test_salt_without_teacher_checkpoint_says_what_to_run(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "usjepa", "pretrain", "--config",
-                           str(ROOT / "experiments/demo/salt.yaml"), *TINY], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "usjepa",
+            "pretrain",
+            "--config",
+            str(ROOT / "experiments/demo/salt.yaml"),
+            *TINY,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode != 0
     assert "make pretrain" in proc.stderr + proc.stdout
 
 
 def test_unknown_command_prints_usage():
-    proc = subprocess.run([sys.executable, "-m", "usjepa", "frobnicate"], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "usjepa", "frobnicate"], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "pretrain" in proc.stderr

@@ -24,9 +24,15 @@ USAGE = """usage: usjepa {pretrain,probe,data} ...
 
 def pretrain(args: list[str]) -> None:
     """LightningCLI ``fit``; the resolved config is saved as ``config.yaml`` in the log dir."""
-    LightningCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True,
-                 subclass_mode_data=True, args=["fit", *args],
-                 save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
+    LightningCLI(
+        L.LightningModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=["fit", *args],
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )
 
 
 def probe(args: list[str]) -> None:

@@ -11,8 +11,9 @@ from usjepa.masks import MultiBlockMaskGenerator
 
 
 def _dm(manifest, **kw):
-    return CorpusDataModule(str(manifest), MultiBlockMaskGenerator(4), img_size=32,
-                            batch_size=8, **kw)
+    return CorpusDataModule(
+        str(manifest), MultiBlockMaskGenerator(4), img_size=32, batch_size=8, **kw
+    )
 
 
 def test_batches_have_images_and_masks_inside_the_scan_region(corpus_dir):

@@ -19,7 +19,7 @@ def _materialise(task: str, dest: Path, limit: int = 60) -> Path:
         src = SPLITS / task / f"{split}.json"
         records = json.loads(src.read_text())[:limit] if src.exists() else []
         if not records:  # butterfly ships only test.json: reuse part of it as train_val
-            records = json.loads((SPLITS / task / "test.json").read_text())[limit:2 * limit]
+            records = json.loads((SPLITS / task / "test.json").read_text())[limit : 2 * limit]
         (dest / f"{split}.json").write_text(json.dumps(records))
         for r in records:
             for key in ("image", "scan_mask"):
@@ -36,8 +36,9 @@ def test_reader_on_real_split_files(task, tmp_path):
     dm = ProbeDataModule(str(root), img_size=16)
     dm.setup()
     records = json.loads((root / "train_val.json").read_text())
-    expected_field = "patient" if "patient" in records[0] else (
-        "source" if "source" in records[0] else "image")
+    expected_field = (
+        "patient" if "patient" in records[0] else ("source" if "source" in records[0] else "image")
+    )
     assert list(dm.groups("train_val")) == [str(r[expected_field]) for r in records]
     val = dm.val_mask(0)
     groups = dm.groups("train_val")

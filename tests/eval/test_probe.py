@@ -53,8 +53,9 @@ def test_pooling_shapes():
 
 
 def test_table_layout():
-    per_seed = pd.DataFrame({"model": ["a", "a", "b", "b"], "task": ["t"] * 4,
-                             "macro_f1": [0.5, 0.7, 0.2, 0.2]})
+    per_seed = pd.DataFrame(
+        {"model": ["a", "a", "b", "b"], "task": ["t"] * 4, "macro_f1": [0.5, 0.7, 0.2, 0.2]}
+    )
     table = paper_table(summarise(per_seed))
     assert table.loc["a", "t"] == "60.0 ± 14.1"
     assert table.loc["b", "t"] == "20.0 ± 0.0"
@@ -63,13 +64,25 @@ def test_table_layout():
 def test_run_probe_end_to_end_with_cache(task_dir, tmp_path):
     task = ProbeDataModule(str(task_dir), img_size=32)
     encoders = {"r1": tiny_encoder(1), "r2": tiny_encoder(2)}
-    out = run_probe(encoders, task, seeds=[0, 1], epochs=5, out_dir=str(tmp_path / "out"),
-                    cache_dir=str(tmp_path / "cache"))
+    out = run_probe(
+        encoders,
+        task,
+        seeds=[0, 1],
+        epochs=5,
+        out_dir=str(tmp_path / "out"),
+        cache_dir=str(tmp_path / "cache"),
+    )
     assert len(out) == 4 and set(out["model"]) == {"r1", "r2"}
     assert out["macro_f1"].between(0, 1).all()
     for name in ("probe_per_seed.csv", "probe_summary.csv", "probe_table.md"):
         assert (tmp_path / "out" / name).exists()
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 4  # 2 encoders x 2 splits
-    again = run_probe(encoders, task, seeds=[0, 1], epochs=5, out_dir=str(tmp_path / "out"),
-                      cache_dir=str(tmp_path / "cache"))
+    again = run_probe(
+        encoders,
+        task,
+        seeds=[0, 1],
+        epochs=5,
+        out_dir=str(tmp_path / "out"),
+        cache_dir=str(tmp_path / "cache"),
+    )
     assert np.allclose(again["macro_f1"], out["macro_f1"])

@@ -12,8 +12,9 @@ def _valid_fan(batch: int) -> torch.Tensor:
     return fan.expand(batch, -1, -1).clone()
 
 
-@pytest.mark.parametrize("make", [lambda: MultiBlockMaskGenerator(GRID),
-                                  lambda: RandomMaskGenerator(GRID, 0.75)])
+@pytest.mark.parametrize(
+    "make", [lambda: MultiBlockMaskGenerator(GRID), lambda: RandomMaskGenerator(GRID, 0.75)]
+)
 @pytest.mark.parametrize("use_valid", [False, True])
 def test_contract_disjoint_in_grid_fixed_length(make, use_valid):
     gen = make()

@@ -17,8 +17,9 @@ def _batch(gen_cls=MultiBlockMaskGenerator, n=8, seed=0):
     # smooth random gratings: structured enough that masked content is predictable
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
     f = torch.rand(n, 3, generator=g) * 6 + 1
-    images = torch.sin(f[:, 0, None, None] * xx + f[:, 1, None, None] * yy
-                       + f[:, 2, None, None])[:, None]
+    images = torch.sin(f[:, 0, None, None] * xx + f[:, 1, None, None] * yy + f[:, 2, None, None])[
+        :, None
+    ]
     ctx, tgt = gen_cls(4)(n, g)
     return {"image": images, "context": ctx, "targets": tgt}
 
@@ -92,13 +93,21 @@ def test_teacher_unchanged_and_in_eval_mode_after_fit(tmp_path):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             modes.append(pl_module.teacher.training)
 
-    trainer = L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[Spy()], default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_steps=4,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Spy()],
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, DataLoader(_Batches(4), batch_size=None))
     for k, v in module.teacher.state_dict().items():
         assert torch.equal(v, before[k]), k
-    assert any(not torch.equal(v, student_before[k]) for k, v in module.student.state_dict().items())
+    after = module.student.state_dict()
+    assert any(not torch.equal(v, student_before[k]) for k, v in after.items())
     assert modes and not any(modes)
 
 
@@ -121,8 +130,14 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
         def __getitem__(self, i):
             return bad
 
-    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     with pytest.raises(FloatingPointError, match="learning rate"):
         trainer.fit(module, DataLoader(One(), batch_size=None))

@@ -35,8 +35,12 @@ def test_export_loads_in_timm_and_matches(tmp_path):
     enc = tiny_encoder(seed=3).eval()
     path = export_encoder(enc, tmp_path / "enc.safetensors")
     cfg = json.loads(path.with_suffix(".json").read_text())
-    model = timm.create_model(cfg["architecture"], pretrained=True,
-                              pretrained_cfg_overlay=dict(file=str(path)), **cfg["kwargs"]).eval()
+    model = timm.create_model(
+        cfg["architecture"],
+        pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(path)),
+        **cfg["kwargs"],
+    ).eval()
     x = torch.randn(2, 1, 32, 32)
     ours = enc(x)
     assert torch.allclose(model.forward_features(x), ours, atol=1e-5)
@@ -48,11 +52,13 @@ def test_export_loads_in_timm_and_matches(tmp_path):
 def test_mismatched_checkpoint_lists_keys(tmp_path):
     path = export_encoder(tiny_encoder(), tmp_path / "small.safetensors")
     with pytest.raises(CheckpointError, match="shape mismatches"):
-        ViTEncoder(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2,
-                   checkpoint=str(path))
+        ViTEncoder(
+            img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, checkpoint=str(path)
+        )
     with pytest.raises(CheckpointError, match="missing keys"):
-        ViTEncoder(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2,
-                   checkpoint=str(path))
+        ViTEncoder(
+            img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2, checkpoint=str(path)
+        )
     with pytest.raises(CheckpointError, match="not found"):
         ViTEncoder(img_size=32, patch_size=8, checkpoint=str(tmp_path / "nope.safetensors"))
 

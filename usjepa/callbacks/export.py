@@ -1,8 +1,9 @@
-"""Export the trained encoder at the end of fit."""
+"""Export the trained encoder at the end of fit, and optionally every few minutes."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import lightning as L
@@ -15,30 +16,70 @@ from usjepa.models.export import export_encoder
 class ExportEncoder(L.Callback):
     """Write ``pl_module.<attribute>`` to safetensors + timm JSON when training ends.
 
-    Also records the input normalisation the DataModule used, so evaluation can match it.
+    The JSON also records the input normalisation the DataModule used, the step count and
+    the training wall time, so evaluation can match the input and plots can use time.
 
     Args:
         path: output ``.safetensors`` path (a JSON config is written beside it).
-        attribute: the encoder's attribute name on the LightningModule (``student`` for
-            JEPA methods, ``encoder`` for MAE).
+        attribute: the encoder's attribute on the LightningModule (``student`` for JEPA
+            methods, ``encoder`` for MAE).
+        every_minutes: also write snapshots ``<stem>_t<minutes>.safetensors`` each time
+            this much training wall time has passed (for quality-vs-time curves).
     """
 
-    def __init__(self, path: str, attribute: str = "student") -> None:
-        self.path, self.attribute = Path(path), attribute
+    def __init__(
+        self, path: str, attribute: str = "student", every_minutes: float | None = None
+    ) -> None:
+        self.path, self.attribute, self.every_minutes = Path(path), attribute, every_minutes
+        self._start = 0.0
+        self._next = float("inf")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+        self._next = (self.every_minutes or float("inf")) * 60.0
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: object,
+        batch: object,
+        batch_idx: int,
+    ) -> None:
+        elapsed = time.perf_counter() - self._start
+        if elapsed >= self._next:
+            minutes = self._next / 60.0
+            self._export(
+                trainer,
+                pl_module,
+                self.path.with_name(f"{self.path.stem}_t{minutes:05.1f}{self.path.suffix}"),
+                elapsed,
+            )
+            self._next += (self.every_minutes or float("inf")) * 60.0
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._export(trainer, pl_module, self.path, time.perf_counter() - self._start)
+        print(f"exported {self.attribute} to {self.path}")
 
     @rank_zero_only
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _export(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, path: Path, seconds: float
+    ) -> None:
         encoder = getattr(pl_module, self.attribute, None)
         if not isinstance(encoder, ViTEncoder):
-            raise AttributeError(f"ExportEncoder: {type(pl_module).__name__} has no ViTEncoder "
-                                 f"attribute {self.attribute!r}; set callback attribute to "
-                                 "'student' (JEPA) or 'encoder' (MAE)")
-        export_encoder(encoder, self.path)
-        dm = trainer.datamodule
-        cfg_path = self.path.with_suffix(".json")
+            raise AttributeError(
+                f"ExportEncoder: {type(pl_module).__name__} has no ViTEncoder "
+                f"attribute {self.attribute!r}; set the callback's attribute "
+                "to 'student' (JEPA) or 'encoder' (MAE)"
+            )
+        export_encoder(encoder, path)
+        dm = getattr(trainer, "datamodule", None)
+        cfg_path = path.with_suffix(".json")
         cfg = json.loads(cfg_path.read_text())
-        cfg["input_normalisation"] = {"mean": getattr(dm, "mean", None),
-                                      "std": getattr(dm, "std", None)}
+        cfg["input_normalisation"] = {
+            "mean": getattr(dm, "mean", None),
+            "std": getattr(dm, "std", None),
+        }
         cfg["trained_steps"] = trainer.global_step
+        cfg["train_seconds"] = round(seconds, 1)
         cfg_path.write_text(json.dumps(cfg, indent=2))
-        print(f"exported {self.attribute} to {self.path}")

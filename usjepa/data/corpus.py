@@ -35,8 +35,15 @@ class CorpusDataset(Dataset):
         seed: with the epoch and index, fixes every random draw.
     """
 
-    def __init__(self, root: Path, frames: np.ndarray, masks: np.ndarray, img_size: int,
-                 crop_scale: tuple[float, float] | None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        frames: np.ndarray,
+        masks: np.ndarray,
+        img_size: int,
+        crop_scale: tuple[float, float] | None,
+        seed: int = 0,
+    ) -> None:
         self.root, self.frames, self.masks = root, frames, masks
         self.img_size, self.crop_scale, self.seed = img_size, crop_scale, seed
         self.epoch = 0
@@ -59,14 +66,19 @@ class CorpusDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image, mask = self.load(index)
         if self.crop_scale is not None:
-            top, left, h, w = random_resized_box(*image.shape, self.crop_scale, (0.75, 4 / 3), rng)
-            image, mask = image[top : top + h, left : left + w], mask[top : top + h, left : left + w]
+            height, width = image.shape[:2]
+            top, left, h, w = random_resized_box(height, width, self.crop_scale, (0.75, 4 / 3), rng)
+            box = (slice(top, top + h), slice(left, left + w))
+            image, mask = image[box], mask[box]
         size = (self.img_size, self.img_size)
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
         x = (torch.from_numpy(image).float()[None] / 255.0 - self.mean) / self.std
-        return {"image": x, "scan_mask": torch.from_numpy(mask > 127)[None],
-                "mask_seed": int(rng.integers(2**62))}
+        return {
+            "image": x,
+            "scan_mask": torch.from_numpy(mask > 127)[None],
+            "mask_seed": int(rng.integers(2**62)),
+        }
 
 
 class MaskCollator:
@@ -79,8 +91,9 @@ class MaskCollator:
             patch to count as inside.
     """
 
-    def __init__(self, generator: MaskGenerator, scan_region: bool = True,
-                 region_threshold: float = 0.5) -> None:
+    def __init__(
+        self, generator: MaskGenerator, scan_region: bool = True, region_threshold: float = 0.5
+    ) -> None:
         self.generator, self.scan_region = generator, scan_region
         self.region_threshold = region_threshold
 
@@ -89,8 +102,10 @@ class MaskCollator:
         masks = torch.stack([s["scan_mask"] for s in samples])
         g = self.generator.grid_size
         if images.shape[-1] % g:
-            raise ValueError(f"image size {images.shape[-1]} is not a multiple of the mask "
-                             f"grid {g}; set mask_generator.grid_size = img_size // patch_size")
+            raise ValueError(
+                f"image size {images.shape[-1]} is not a multiple of the mask "
+                f"grid {g}; set mask_generator.grid_size = img_size // patch_size"
+            )
         valid = None
         if self.scan_region:
             cover = F.adaptive_avg_pool2d(masks.float(), g)[:, 0]
@@ -122,12 +137,24 @@ class CorpusDataModule(L.LightningDataModule):
         synthetic_images: frames to generate in that case.
     """
 
-    def __init__(self, manifest: str, mask_generator: MaskGenerator, root: str | None = None,
-                 img_size: int = 64, batch_size: int = 64, num_workers: int = 0,
-                 scan_region: bool = True, region_threshold: float = 0.5,
-                 crop_scale: tuple[float, float] = (0.3, 1.0), val_fraction: float = 0.05,
-                 mean: float | None = None, std: float | None = None, seed: int = 0,
-                 synthesize_if_missing: bool = False, synthetic_images: int = 2000) -> None:
+    def __init__(
+        self,
+        manifest: str,
+        mask_generator: MaskGenerator,
+        root: str | None = None,
+        img_size: int = 64,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        scan_region: bool = True,
+        region_threshold: float = 0.5,
+        crop_scale: tuple[float, float] = (0.3, 1.0),
+        val_fraction: float = 0.05,
+        mean: float | None = None,
+        std: float | None = None,
+        seed: int = 0,
+        synthesize_if_missing: bool = False,
+        synthetic_images: int = 2000,
+    ) -> None:
         super().__init__()
         self.manifest_path = Path(manifest)
         self.root = Path(root) if root else self.manifest_path.parent
@@ -148,10 +175,12 @@ class CorpusDataModule(L.LightningDataModule):
         is_val = _val_rows(table, self.val_fraction)
         frames = table["frame_path"].to_numpy(dtype=str)
         masks = table["scan_mask"].fillna("").to_numpy(dtype=str)
-        self.train_set = CorpusDataset(self.root, frames[~is_val], masks[~is_val],
-                                       self.img_size, self.crop_scale, self.seed)
-        self.val_set = CorpusDataset(self.root, frames[is_val], masks[is_val],
-                                     self.img_size, None, self.seed + 1)
+        self.train_set = CorpusDataset(
+            self.root, frames[~is_val], masks[~is_val], self.img_size, self.crop_scale, self.seed
+        )
+        self.val_set = CorpusDataset(
+            self.root, frames[is_val], masks[is_val], self.img_size, None, self.seed + 1
+        )
         if self.mean is None or self.std is None:
             self.mean, self.std = _pixel_stats(self.train_set)
         for ds in (self.train_set, self.val_set):
@@ -159,13 +188,24 @@ class CorpusDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.train_set.epoch = self.trainer.current_epoch if self.trainer else 0
-        return DataLoader(self.train_set, self.batch_size, shuffle=True, drop_last=True,
-                          num_workers=self.num_workers, collate_fn=self.collate,
-                          generator=torch.Generator().manual_seed(self.seed))
+        return DataLoader(
+            self.train_set,
+            self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.num_workers,
+            collate_fn=self.collate,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, self.batch_size, shuffle=False,
-                          num_workers=self.num_workers, collate_fn=self.collate)
+        return DataLoader(
+            self.val_set,
+            self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=self.collate,
+        )
 
 
 def _val_rows(table: pd.DataFrame, fraction: float) -> np.ndarray:

@@ -16,17 +16,23 @@ def read_gray(path: str | Path, what: str = "image") -> np.ndarray:
     """Read a file as ``[H, W]`` uint8 grayscale, or raise naming the file and the fix."""
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
-        hint = ("the file does not exist; check the manifest's root folder"
-                if not Path(path).exists() else
-                "the file exists but cannot be decoded (corrupt or not an image); "
-                "re-extract it or drop its row from the manifest")
+        hint = (
+            "the file does not exist; check the manifest's root folder"
+            if not Path(path).exists()
+            else "the file exists but cannot be decoded (corrupt or not an image); "
+            "re-extract it or drop its row from the manifest"
+        )
         raise ImageReadError(f"cannot read {what} {path}: {hint}")
     return image
 
 
-def random_resized_box(height: int, width: int, scale: tuple[float, float],
-                       ratio: tuple[float, float], rng: np.random.Generator
-                       ) -> tuple[int, int, int, int]:
+def random_resized_box(
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    rng: np.random.Generator,
+) -> tuple[int, int, int, int]:
     """A crop box ``(top, left, h, w)`` covering ``scale`` of the area at aspect ``ratio``
     (the RandomResizedCrop rule; falls back to the full image after 10 failed draws)."""
     area = height * width

@@ -7,8 +7,19 @@ from pathlib import Path
 import pandas as pd
 
 REQUIRED_COLUMNS = ("frame_path",)
-OPTIONAL_COLUMNS = ("dataset", "organ", "source_kind", "source_path", "frame_index",
-                    "patient_id", "split", "width", "height", "scan_mask", "label")
+OPTIONAL_COLUMNS = (
+    "dataset",
+    "organ",
+    "source_kind",
+    "source_path",
+    "frame_index",
+    "patient_id",
+    "split",
+    "width",
+    "height",
+    "scan_mask",
+    "label",
+)
 
 
 class ManifestError(ValueError):
@@ -24,19 +35,23 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     if not path.exists():
-        raise ManifestError(f"manifest {path} not found; build one with `usjepa data synth` "
-                            "(demo) or point data.manifest at an existing file")
+        raise ManifestError(
+            f"manifest {path} not found; build one with `usjepa data synth` "
+            "(demo) or point data.manifest at an existing file"
+        )
     if path.suffix == ".parquet":
         table = pd.read_parquet(path)
     elif path.suffix == ".csv":
         table = pd.read_csv(path)
     else:
-        raise ManifestError(f"manifest {path}: unknown format {path.suffix!r}; "
-                            "use .parquet or .csv")
+        raise ManifestError(
+            f"manifest {path}: unknown format {path.suffix!r}; use .parquet or .csv"
+        )
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
-        raise ManifestError(f"manifest {path} lacks columns {missing}; it has "
-                            f"{list(table.columns)}")
+        raise ManifestError(
+            f"manifest {path} lacks columns {missing}; it has {list(table.columns)}"
+        )
     if table.empty:
         raise ManifestError(f"manifest {path} has no rows")
     if "scan_mask" not in table:

@@ -34,8 +34,10 @@ def read_split(root: Path, split: str) -> pd.DataFrame:
     """Records of one split file with a ``group`` column added."""
     path = root / SPLIT_FILES[split]
     if not path.exists():
-        raise TaskError(f"{path} not found; a task folder needs train_val.json and test.json "
-                        "(UltraBench layout); make one with `usjepa data synth`")
+        raise TaskError(
+            f"{path} not found; a task folder needs train_val.json and test.json "
+            "(UltraBench layout); make one with `usjepa data synth`"
+        )
     try:
         table = pd.DataFrame(json.loads(path.read_text()))
     except (json.JSONDecodeError, ValueError) as err:
@@ -48,8 +50,7 @@ def read_split(root: Path, split: str) -> pd.DataFrame:
     return table
 
 
-def grouped_split(groups: np.ndarray, labels: np.ndarray, fraction: float,
-                  seed: int) -> np.ndarray:
+def grouped_split(groups: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of validation rows: whole groups, about ``fraction`` of the rows.
 
     Groups are shuffled with ``seed`` and taken per majority label in turn so every
@@ -69,8 +70,9 @@ def grouped_split(groups: np.ndarray, labels: np.ndarray, fraction: float,
 class TaskDataset(Dataset):
     """Task images resized to a square input, normalised, with labels (no augmentation)."""
 
-    def __init__(self, root: Path, table: pd.DataFrame, img_size: int, mean: float,
-                 std: float) -> None:
+    def __init__(
+        self, root: Path, table: pd.DataFrame, img_size: int, mean: float, std: float
+    ) -> None:
         self.root = root
         self.images = table["image"].to_numpy(dtype=str)
         self.labels = table["label"].to_numpy(dtype=np.int64)
@@ -100,9 +102,17 @@ class ProbeDataModule(L.LightningDataModule):
             has no split files (the download-free demo).
     """
 
-    def __init__(self, root: str, img_size: int = 64, batch_size: int = 128,
-                 num_workers: int = 0, mean: float | None = None, std: float | None = None,
-                 val_fraction: float = 0.2, synthesize_if_missing: bool = False) -> None:
+    def __init__(
+        self,
+        root: str,
+        img_size: int = 64,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        mean: float | None = None,
+        std: float | None = None,
+        val_fraction: float = 0.2,
+        synthesize_if_missing: bool = False,
+    ) -> None:
         super().__init__()
         self.root = Path(root)
         self.img_size, self.batch_size, self.num_workers = img_size, batch_size, num_workers
@@ -117,7 +127,7 @@ class ProbeDataModule(L.LightningDataModule):
             generate_task(self.root)
 
     @property
-    def name(self) -> str:
+    def task_name(self) -> str:
         return self.root.name
 
     def setup(self, stage: str | None = None) -> None:
@@ -130,8 +140,11 @@ class ProbeDataModule(L.LightningDataModule):
             raise TaskError(f"{self.root}: labels must be 0..C-1, found {labels.min()}")
         self.num_classes = int(labels.max()) + 1
         names_file = self.root / "classes.json"
-        self.class_names = (json.loads(names_file.read_text()) if names_file.exists()
-                            else [str(c) for c in range(self.num_classes)])
+        self.class_names = (
+            json.loads(names_file.read_text())
+            if names_file.exists()
+            else [str(c) for c in range(self.num_classes)]
+        )
         if self.mean is None or self.std is None:
             self.mean, self.std = self._stats()
 
@@ -149,8 +162,9 @@ class ProbeDataModule(L.LightningDataModule):
 
     def val_mask(self, seed: int) -> np.ndarray:
         """Validation rows of train_val for one seed (grouped, class-aware)."""
-        return grouped_split(self.groups("train_val"), self.labels("train_val"),
-                             self.val_fraction, seed)
+        return grouped_split(
+            self.groups("train_val"), self.labels("train_val"), self.val_fraction, seed
+        )
 
     def dataloader(self, split: str) -> DataLoader:
         """Deterministic loader over ``train_val`` or ``test`` for feature extraction."""

@@ -38,9 +38,13 @@ def encoder_fingerprint(encoder: nn.Module) -> str:
 
 
 @torch.inference_mode()
-def extract_features(encoder: nn.Module, loader: DataLoader, poolings: tuple[str, ...],
-                     device: torch.device | str = "cpu", desc: str = "features"
-                     ) -> dict[str, Tensor]:
+def extract_features(
+    encoder: nn.Module,
+    loader: DataLoader,
+    poolings: tuple[str, ...],
+    device: torch.device | str = "cpu",
+    desc: str = "features",
+) -> dict[str, Tensor]:
     """Run the frozen encoder over a loader.
 
     Returns:
@@ -58,9 +62,15 @@ def extract_features(encoder: nn.Module, loader: DataLoader, poolings: tuple[str
     return {p: torch.cat(v) for p, v in out.items()}
 
 
-def cached_features(encoder: nn.Module, loader: DataLoader, poolings: tuple[str, ...],
-                    key_parts: tuple, cache_dir: Path | None, device: str = "cpu",
-                    desc: str = "features") -> dict[str, Tensor]:
+def cached_features(
+    encoder: nn.Module,
+    loader: DataLoader,
+    poolings: tuple[str, ...],
+    key_parts: tuple,
+    cache_dir: Path | None,
+    device: str = "cpu",
+    desc: str = "features",
+) -> dict[str, Tensor]:
     """:func:`extract_features`, reused from ``cache_dir`` when the same encoder weights,
     data and transform were extracted before."""
     if cache_dir is None:

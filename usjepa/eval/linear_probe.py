@@ -27,16 +27,20 @@ class LinearProbeModule(L.LightningModule):
         init_seed: seed for head initialisation (private RNG).
     """
 
-    def __init__(self, in_dims: dict[str, int], num_classes: int,
-                 lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2),
-                 weight_decays: tuple[float, ...] = (1e-4, 1e-2), init_seed: int = 0) -> None:
+    def __init__(
+        self,
+        in_dims: dict[str, int],
+        num_classes: int,
+        lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2),
+        weight_decays: tuple[float, ...] = (1e-4, 1e-2),
+        init_seed: int = 0,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.specs = list(itertools.product(sorted(in_dims), lrs, weight_decays))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
-            self.heads = nn.ModuleList(nn.Linear(in_dims[p], num_classes)
-                                       for p, _, _ in self.specs)
+            self.heads = nn.ModuleList(nn.Linear(in_dims[p], num_classes) for p, _, _ in self.specs)
 
     def logits(self, features: dict[str, Tensor]) -> Tensor:
         """``[G, N, C]`` logits of every head."""
@@ -57,15 +61,18 @@ class LinearProbeModule(L.LightningModule):
     def head_f1(self, features: dict[str, Tensor], labels: Tensor) -> Tensor:
         """``[G]`` macro F1 of every head on the given features."""
         preds = self.logits(features).argmax(-1)
-        return torch.stack([multiclass_f1_score(p, labels, self.num_classes, average="macro")
-                            for p in preds])
+        return torch.stack(
+            [multiclass_f1_score(p, labels, self.num_classes, average="macro") for p in preds]
+        )
 
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
-        groups = [{"params": head.parameters(), "lr": lr, "weight_decay": wd}
-                  for head, (_, lr, wd) in zip(self.heads, self.specs)]
+        groups = [
+            {"params": head.parameters(), "lr": lr, "weight_decay": wd}
+            for head, (_, lr, wd) in zip(self.heads, self.specs)
+        ]
         optimizer = torch.optim.AdamW(groups)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: warmup_cosine(s, total, total // 20))
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+            optimizer, lambda s: warmup_cosine(s, total, total // 20)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

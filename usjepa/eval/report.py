@@ -17,10 +17,14 @@ def summarise(per_seed: pd.DataFrame, metric: str = "macro_f1") -> pd.DataFrame:
 
 def paper_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Pivot to rows = models, columns = tasks, cells ``"mean +/- std"``."""
-    cells = summary.assign(cell=summary["mean"].map("{:.1f}".format) + " ± "
-                           + summary["std"].fillna(0.0).map("{:.1f}".format))
+    cells = summary.assign(
+        cell=summary["mean"].map("{:.1f}".format)
+        + " ± "
+        + summary["std"].fillna(0.0).map("{:.1f}".format)
+    )
     return cells.pivot(index="model", columns="task", values="cell").reindex(
-        summary["model"].unique())
+        summary["model"].unique()
+    )
 
 
 def write_tables(per_seed: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -> None:
@@ -30,7 +34,10 @@ def write_tables(per_seed: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -
     summary.to_csv(out_dir / "probe_summary.csv", index=False)
     table = paper_table(summary)
     n = int(summary["count"].max())
-    md = (f"Linear probe, test macro F1 (%), mean ± std over {n} seeds\n\n"
-          + table.to_markdown() + "\n")
+    md = (
+        f"Linear probe, test macro F1 (%), mean ± std over {n} seeds\n\n"
+        + table.to_markdown()
+        + "\n"
+    )
     (out_dir / "probe_table.md").write_text(md)
     print(md)

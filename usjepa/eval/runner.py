@@ -35,41 +35,71 @@ def standardise(train: dict[str, Tensor], *others: dict[str, Tensor]) -> list[di
     return [{p: (f - stats[p][0]) / stats[p][1] for p, f in d.items()} for d in (train, *others)]
 
 
-def probe_seed(train: dict[str, Tensor], y_train: Tensor, val: dict[str, Tensor], y_val: Tensor,
-               test: dict[str, Tensor], y_test: Tensor, num_classes: int, seed: int,
-               lrs: tuple[float, ...], weight_decays: tuple[float, ...], epochs: int,
-               batch_size: int) -> dict[str, float | str]:
+def probe_seed(
+    train: dict[str, Tensor],
+    y_train: Tensor,
+    val: dict[str, Tensor],
+    y_val: Tensor,
+    test: dict[str, Tensor],
+    y_test: Tensor,
+    num_classes: int,
+    seed: int,
+    lrs: tuple[float, ...],
+    weight_decays: tuple[float, ...],
+    epochs: int,
+    batch_size: int,
+) -> dict[str, float | str]:
     """Train the head grid for one seed, pick the best head on val, score it on test."""
     train, val, test = standardise(train, val, test)
-    module = LinearProbeModule({p: f.shape[1] for p, f in train.items()}, num_classes, lrs,
-                               weight_decays, init_seed=seed)
-    loader = DataLoader(_FeatureSet(train, y_train), batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, deterministic=True)
+    module = LinearProbeModule(
+        {p: f.shape[1] for p, f in train.items()}, num_classes, lrs, weight_decays, init_seed=seed
+    )
+    loader = DataLoader(
+        _FeatureSet(train, y_train),
+        batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+    )
     trainer.fit(module, loader)
     module.eval()
     val_f1 = module.head_f1(val, y_val)
     best = int(val_f1.argmax())
     pred = module.logits(test)[best].argmax(-1)
     pooling, lr, wd = module.specs[best]
-    return {"seed": seed, "macro_f1": float(multiclass_f1_score(pred, y_test, num_classes,
-                                                                 average="macro")),
-            "accuracy": float(multiclass_accuracy(pred, y_test, num_classes, average="micro")),
-            "balanced_accuracy": float(multiclass_accuracy(pred, y_test, num_classes,
-                                                           average="macro")),
-            "val_macro_f1": float(val_f1[best]), "pooling": pooling, "lr": lr,
-            "weight_decay": wd}
+    return {
+        "seed": seed,
+        "macro_f1": float(multiclass_f1_score(pred, y_test, num_classes, average="macro")),
+        "accuracy": float(multiclass_accuracy(pred, y_test, num_classes, average="micro")),
+        "balanced_accuracy": float(multiclass_accuracy(pred, y_test, num_classes, average="macro")),
+        "val_macro_f1": float(val_f1[best]),
+        "pooling": pooling,
+        "lr": lr,
+        "weight_decay": wd,
+    }
 
 
-def run_probe(encoders: dict[str, nn.Module], task: ProbeDataModule,
-              seeds: list[int] = [0, 1, 2, 3, 4],  # noqa: B006 (jsonargparse needs a value)
-              poolings: list[str] = ["cls", "mean"],  # noqa: B006
-              lrs: list[float] = [1e-3, 3e-3, 1e-2],  # noqa: B006
-              weight_decays: list[float] = [1e-4, 1e-2],  # noqa: B006
-              epochs: int = 60, batch_size: int = 128, out_dir: str = "runs/probe",
-              cache_dir: str | None = ".cache/features", device: str = "cpu") -> pd.DataFrame:
+def run_probe(
+    encoders: dict[str, nn.Module],
+    task: ProbeDataModule,
+    seeds: list[int] = [0, 1, 2, 3, 4],  # noqa: B006 (jsonargparse needs a value)
+    poolings: list[str] = ["cls", "mean"],  # noqa: B006
+    lrs: list[float] = [1e-3, 3e-3, 1e-2],  # noqa: B006
+    weight_decays: list[float] = [1e-4, 1e-2],  # noqa: B006
+    epochs: int = 60,
+    batch_size: int = 128,
+    out_dir: str = "runs/probe",
+    cache_dir: str | None = ".cache/features",
+    device: str = "cpu",
+) -> pd.DataFrame:
     """Probe every encoder on a task under one protocol and write the result tables.
 
     For each encoder, features are extracted once per split (cached), then for each seed
@@ -99,20 +129,37 @@ def run_probe(encoders: dict[str, nn.Module], task: ProbeDataModule,
         feats = {}
         for split in ("train_val", "test"):
             key = (str(task.root.resolve()), split, task.img_size, task.mean, task.std)
-            feats[split] = cached_features(encoder, task.dataloader(split), tuple(poolings),
-                                           key, Path(cache_dir) if cache_dir else None,
-                                           device, desc=f"{name}/{split}")
+            feats[split] = cached_features(
+                encoder,
+                task.dataloader(split),
+                tuple(poolings),
+                key,
+                Path(cache_dir) if cache_dir else None,
+                device,
+                desc=f"{name}/{split}",
+            )
         y_tv = torch.from_numpy(task.labels("train_val"))
         y_test = torch.from_numpy(task.labels("test"))
         for seed in seeds:
             is_val = torch.from_numpy(task.val_mask(seed))
             tr = {p: f[~is_val] for p, f in feats["train_val"].items()}
             va = {p: f[is_val] for p, f in feats["train_val"].items()}
-            result = probe_seed(tr, y_tv[~is_val], va, y_tv[is_val], feats["test"], y_test,
-                                task.num_classes, seed, tuple(lrs), tuple(weight_decays),
-                                epochs, batch_size)
-            rows.append({"model": name, "task": task.name, **result})
-        print(f"probed {name} on {task.name} in {time.perf_counter() - start:.1f}s")
+            result = probe_seed(
+                tr,
+                y_tv[~is_val],
+                va,
+                y_tv[is_val],
+                feats["test"],
+                y_test,
+                task.num_classes,
+                seed,
+                tuple(lrs),
+                tuple(weight_decays),
+                epochs,
+                batch_size,
+            )
+            rows.append({"model": name, "task": task.task_name, **result})
+        print(f"probed {name} on {task.task_name} in {time.perf_counter() - start:.1f}s")
     per_seed = pd.DataFrame(rows)
     write_tables(per_seed, summarise(per_seed), Path(out_dir))
     return per_seed

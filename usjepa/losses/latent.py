@@ -10,8 +10,9 @@ from torch import Tensor
 LossKind = Literal["smooth_l1", "l1", "mse"]
 
 
-def latent_loss(pred: Tensor, target: Tensor, kind: LossKind = "smooth_l1",
-                beta: float = 1.0) -> Tensor:
+def latent_loss(
+    pred: Tensor, target: Tensor, kind: LossKind = "smooth_l1", beta: float = 1.0
+) -> Tensor:
     """Mean regression loss between predicted and target embeddings (any equal shapes).
 
     SALT and I-JEPA use smooth L1 (Huber with ``beta``); L1 (V-JEPA) and MSE are options.

@@ -15,7 +15,8 @@ class MaskGenerator:
 
     grid_size: int
 
-    def __call__(self, batch_size: int, generator: torch.Generator,
-                 valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, batch_size: int, generator: torch.Generator, valid: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Draw masks; ``valid [B, G, G]`` (bool) restricts them to the scan region."""
         raise NotImplementedError

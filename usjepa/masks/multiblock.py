@@ -33,21 +33,28 @@ class MultiBlockMaskGenerator(MaskGenerator):
         max_tries: redraws per target block.
     """
 
-    def __init__(self, grid_size: int, num_targets: int = 4,
-                 target_scale: tuple[float, float] = (0.15, 0.2),
-                 target_aspect: tuple[float, float] = (0.75, 1.5),
-                 context_scale: tuple[float, float] = (0.85, 1.0),
-                 context_aspect: tuple[float, float] = (1.0, 1.0), min_keep: int = 4,
-                 allow_overlap: bool = False, min_valid_fraction: float = 0.5,
-                 max_tries: int = 20) -> None:
+    def __init__(
+        self,
+        grid_size: int,
+        num_targets: int = 4,
+        target_scale: tuple[float, float] = (0.15, 0.2),
+        target_aspect: tuple[float, float] = (0.75, 1.5),
+        context_scale: tuple[float, float] = (0.85, 1.0),
+        context_aspect: tuple[float, float] = (1.0, 1.0),
+        min_keep: int = 4,
+        allow_overlap: bool = False,
+        min_valid_fraction: float = 0.5,
+        max_tries: int = 20,
+    ) -> None:
         self.grid_size, self.num_targets = grid_size, num_targets
         self.target_scale, self.target_aspect = target_scale, target_aspect
         self.context_scale, self.context_aspect = context_scale, context_aspect
         self.min_keep, self.allow_overlap = min_keep, allow_overlap
         self.min_valid_fraction, self.max_tries = min_valid_fraction, max_tries
 
-    def _block_size(self, scale: tuple[float, float], aspect: tuple[float, float],
-                    gen: torch.Generator) -> tuple[int, int]:
+    def _block_size(
+        self, scale: tuple[float, float], aspect: tuple[float, float], gen: torch.Generator
+    ) -> tuple[int, int]:
         u = torch.rand(2, generator=gen).tolist()
         area = (scale[0] + u[0] * (scale[1] - scale[0])) * self.grid_size**2
         log_a = math.log(aspect[0]) + u[1] * (math.log(aspect[1]) - math.log(aspect[0]))
@@ -70,11 +77,12 @@ class MultiBlockMaskGenerator(MaskGenerator):
                 best, best_frac = block, frac
             if frac >= self.min_valid_fraction:
                 break
-        assert best is not None
+        assert best is not None and valid is not None
         return best & valid
 
-    def __call__(self, batch_size: int, generator: torch.Generator,
-                 valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, batch_size: int, generator: torch.Generator, valid: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Draw masks for a batch.
 
         Args:
@@ -107,8 +115,9 @@ class MultiBlockMaskGenerator(MaskGenerator):
         k = max(1, min(len(c) for c in contexts))
         t = max(1, min(len(b) for bl in targets for b in bl))
         ctx_out = torch.stack([_subset(c, k, generator) for c in contexts])
-        tgt_out = torch.stack([torch.stack([_subset(b, t, generator) for b in bl])
-                               for bl in targets])
+        tgt_out = torch.stack(
+            [torch.stack([_subset(b, t, generator) for b in bl]) for bl in targets]
+        )
         return ctx_out, tgt_out
 
 
@@ -135,8 +144,9 @@ class RandomMaskGenerator(MaskGenerator):
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
         self.grid_size, self.mask_ratio = grid_size, mask_ratio
 
-    def __call__(self, batch_size: int, generator: torch.Generator,
-                 valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, batch_size: int, generator: torch.Generator, valid: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         n = self.grid_size**2
         scores = torch.rand(batch_size, n, generator=generator)
         if valid is not None:

@@ -23,9 +23,13 @@ class PretrainModule(L.LightningModule):
         min_lr_ratio: final LR as a fraction of the peak after cosine decay.
     """
 
-    def __init__(self, optimizer: OptimizerCallable = torch.optim.AdamW,
-                 weight_decay: float = 0.04, warmup_fraction: float = 0.1,
-                 min_lr_ratio: float = 0.01) -> None:
+    def __init__(
+        self,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        weight_decay: float = 0.04,
+        warmup_fraction: float = 0.1,
+        min_lr_ratio: float = 0.01,
+    ) -> None:
         super().__init__()
         self.optimizer_factory = optimizer
         self.weight_decay = weight_decay
@@ -47,7 +51,8 @@ class PretrainModule(L.LightningModule):
                 f"{type(self).__name__}: loss became {loss.item()} at global step "
                 f"{self.global_step}. Checkpoints already written are kept. Lower the "
                 "learning rate, raise warmup, set trainer.gradient_clip_val, or check the "
-                "inputs (constant or corrupt images give zero-variance targets).")
+                "inputs (constant or corrupt images give zero-variance targets)."
+            )
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
         for name, value in extras.items():
             self.log(f"train/{name}", value, batch_size=len(batch["image"]))
@@ -58,11 +63,12 @@ class PretrainModule(L.LightningModule):
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["image"]))
 
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
-        optimizer = self.optimizer_factory(param_groups(self.trainable_modules(),
-                                                        self.weight_decay))
+        optimizer = self.optimizer_factory(
+            param_groups(self.trainable_modules(), self.weight_decay)
+        )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(self.warmup_fraction * total)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: warmup_cosine(s, total, warmup, self.min_lr_ratio))
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+            optimizer, lambda s: warmup_cosine(s, total, warmup, self.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

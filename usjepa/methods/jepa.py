@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
-from typing import Literal
-
 from torch import Tensor, nn
 
 from usjepa.losses import LossKind, latent_loss
-
-TargetNorm = Literal["layer", "layer_batch", "none"]
 from usjepa.methods.base import PretrainModule
 from usjepa.models.encoder import ViTEncoder, gather_tokens
 from usjepa.models.predictor import JEPAPredictor
+
+TargetNorm = Literal["layer", "layer_batch", "none"]
 
 
 class JEPAModule(PretrainModule):
@@ -36,16 +36,24 @@ class JEPAModule(PretrainModule):
         **kwargs: optimiser and schedule, see :class:`PretrainModule`.
     """
 
-    def __init__(self, student: ViTEncoder, predictor: JEPAPredictor,
-                 loss: LossKind = "smooth_l1", target_norm: TargetNorm = "layer",
-                 optimizer: OptimizerCallable = torch.optim.AdamW, weight_decay: float = 0.04,
-                 warmup_fraction: float = 0.1, min_lr_ratio: float = 0.01) -> None:
+    def __init__(
+        self,
+        student: ViTEncoder,
+        predictor: JEPAPredictor,
+        loss: LossKind = "smooth_l1",
+        target_norm: TargetNorm = "layer",
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        weight_decay: float = 0.04,
+        warmup_fraction: float = 0.1,
+        min_lr_ratio: float = 0.01,
+    ) -> None:
         super().__init__(optimizer, weight_decay, warmup_fraction, min_lr_ratio)
         if predictor.grid_size != student.grid_size or predictor.in_dim != student.embed_dim:
             raise ValueError(
                 f"predictor (grid {predictor.grid_size}, in_dim {predictor.in_dim}) does not "
                 f"fit the student (grid {student.grid_size}, width {student.embed_dim}); set "
-                "predictor.grid_size = img_size // patch_size and in_dim = embed_dim")
+                "predictor.grid_size = img_size // patch_size and in_dim = embed_dim"
+            )
         self.student, self.predictor = student, predictor
         if target_norm not in ("layer", "layer_batch", "none"):
             raise ValueError(f"target_norm={target_norm!r}; choose layer, layer_batch or none")
@@ -72,8 +80,10 @@ class JEPAModule(PretrainModule):
         predictions = self.predict(images, context, target_idx)
         loss = self.compute_loss(predictions, targets)
         # a collapsing predictor shows as prediction spread falling towards zero
-        extras = {"pred_std": predictions.detach().float().std(dim=(0, 1, 2)).mean(),
-                  "target_std": targets.float().std(dim=(0, 1, 2)).mean()}
+        extras = {
+            "pred_std": predictions.detach().float().std(dim=(0, 1, 2)).mean(),
+            "target_std": targets.float().std(dim=(0, 1, 2)).mean(),
+        }
         return loss, extras
 
     def _target_tokens(self, encoder: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
@@ -101,19 +111,39 @@ class SALTModule(JEPAModule):
         (others): see :class:`JEPAModule`.
     """
 
-    def __init__(self, student: ViTEncoder, predictor: JEPAPredictor, teacher: nn.Module,
-                 loss: LossKind = "smooth_l1", target_norm: TargetNorm = "layer",
-                 optimizer: OptimizerCallable = torch.optim.AdamW, weight_decay: float = 0.04,
-                 warmup_fraction: float = 0.1, min_lr_ratio: float = 0.01) -> None:
-        super().__init__(student, predictor, loss, target_norm, optimizer,
-                         weight_decay, warmup_fraction, min_lr_ratio)
+    def __init__(
+        self,
+        student: ViTEncoder,
+        predictor: JEPAPredictor,
+        teacher: nn.Module,
+        loss: LossKind = "smooth_l1",
+        target_norm: TargetNorm = "layer",
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        weight_decay: float = 0.04,
+        warmup_fraction: float = 0.1,
+        min_lr_ratio: float = 0.01,
+    ) -> None:
+        super().__init__(
+            student,
+            predictor,
+            loss,
+            target_norm,
+            optimizer,
+            weight_decay,
+            warmup_fraction,
+            min_lr_ratio,
+        )
         width = getattr(teacher, "embed_dim", None)
         if width != predictor.out_dim:
-            raise ValueError(f"predictor.out_dim={predictor.out_dim} must equal the teacher "
-                             f"width {width}; set predictor out_dim to the teacher's embed_dim")
+            raise ValueError(
+                f"predictor.out_dim={predictor.out_dim} must equal the teacher "
+                f"width {width}; set predictor out_dim to the teacher's embed_dim"
+            )
         if getattr(teacher, "grid_size", student.grid_size) != student.grid_size:
-            raise ValueError(f"teacher grid {teacher.grid_size} differs from the student grid "
-                             f"{student.grid_size}; use matching img_size / patch_size")
+            raise ValueError(
+                f"teacher grid {teacher.grid_size} differs from the student grid "
+                f"{student.grid_size}; use matching img_size / patch_size"
+            )
         self.teacher = teacher.requires_grad_(False).eval()
 
     def on_train_epoch_start(self) -> None:

@@ -26,13 +26,22 @@ class MAEModule(PretrainModule):
         (others): see :class:`~usjepa.methods.base.PretrainModule`.
     """
 
-    def __init__(self, encoder: ViTEncoder, decoder: MAEDecoder, norm_pix_loss: bool = True,
-                 optimizer: OptimizerCallable = torch.optim.AdamW, weight_decay: float = 0.05,
-                 warmup_fraction: float = 0.1, min_lr_ratio: float = 0.01) -> None:
+    def __init__(
+        self,
+        encoder: ViTEncoder,
+        decoder: MAEDecoder,
+        norm_pix_loss: bool = True,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        weight_decay: float = 0.05,
+        warmup_fraction: float = 0.1,
+        min_lr_ratio: float = 0.01,
+    ) -> None:
         super().__init__(optimizer, weight_decay, warmup_fraction, min_lr_ratio)
         if decoder.grid_size != encoder.grid_size:
-            raise ValueError(f"decoder grid {decoder.grid_size} != encoder grid "
-                             f"{encoder.grid_size}; set decoder.grid_size = img_size // patch_size")
+            raise ValueError(
+                f"decoder grid {decoder.grid_size} != encoder grid "
+                f"{encoder.grid_size}; set decoder.grid_size = img_size // patch_size"
+            )
         self.encoder, self.decoder, self.norm_pix_loss = encoder, decoder, norm_pix_loss
 
     def trainable_modules(self) -> list[nn.Module]:

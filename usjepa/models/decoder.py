@@ -21,15 +21,25 @@ class MAEDecoder(nn.Module):
         width, depth, num_heads: decoder size (MAE uses a narrow, shallow decoder).
     """
 
-    def __init__(self, grid_size: int, in_dim: int, patch_pixels: int, width: int = 96,
-                 depth: int = 2, num_heads: int = 4) -> None:
+    pos: Tensor
+
+    def __init__(
+        self,
+        grid_size: int,
+        in_dim: int,
+        patch_pixels: int,
+        width: int = 96,
+        depth: int = 2,
+        num_heads: int = 4,
+    ) -> None:
         super().__init__()
         self.grid_size = grid_size
         self.embed = nn.Linear(in_dim, width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         self.register_buffer("pos", sincos_2d(grid_size, width)[None], persistent=False)
-        self.blocks = nn.Sequential(*[Block(width, num_heads, 4.0, qkv_bias=True)
-                                      for _ in range(depth)])
+        self.blocks = nn.Sequential(
+            *[Block(width, num_heads, 4.0, qkv_bias=True) for _ in range(depth)]
+        )
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, patch_pixels)
         nn.init.trunc_normal_(self.mask_token, std=0.02)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import timm
 import torch
+from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 #: timm entry point whose defaults our keyword overrides replace; any size can be built.
@@ -33,21 +34,41 @@ class ViTEncoder(nn.Module):
 
     num_prefix_tokens = 1
 
-    def __init__(self, img_size: int = 64, patch_size: int = 8, in_chans: int = 1,
-                 embed_dim: int = 192, depth: int = 6, num_heads: int = 3,
-                 mlp_ratio: float = 4.0, drop_path_rate: float = 0.0,
-                 init_seed: int | None = 0, checkpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        img_size: int = 64,
+        patch_size: int = 8,
+        in_chans: int = 1,
+        embed_dim: int = 192,
+        depth: int = 6,
+        num_heads: int = 3,
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.0,
+        init_seed: int | None = 0,
+        checkpoint: str | None = None,
+    ) -> None:
         super().__init__()
         if img_size % patch_size:
             raise ValueError(f"img_size={img_size} must be a multiple of patch_size={patch_size}")
         self.timm_kwargs: dict[str, Any] = dict(
-            img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
-            depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, num_classes=0,
-            global_pool="token", drop_path_rate=drop_path_rate)
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            num_classes=0,
+            global_pool="token",
+            drop_path_rate=drop_path_rate,
+        )
         with torch.random.fork_rng(devices=[], enabled=init_seed is not None):
             if init_seed is not None:
                 torch.manual_seed(init_seed)
-            self.vit = timm.create_model(TIMM_ARCH, pretrained=False, **self.timm_kwargs)
+            self.vit = cast(
+                VisionTransformer,
+                timm.create_model(TIMM_ARCH, pretrained=False, **self.timm_kwargs),
+            )
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.embed_dim = embed_dim
         self.grid_size = img_size // patch_size
@@ -71,26 +92,28 @@ class ViTEncoder(nn.Module):
         Returns:
             ``[B, 1 + K, D]`` normalised tokens, the CLS token first.
         """
+        x = self._embed(images, keep)
+        return self.vit.norm(self.vit.blocks(x))
+
+    def _embed(self, images: Tensor, keep: Tensor | None) -> Tensor:
+        """Patch embedding + positions, optional token subset, CLS prepended: ``[B, 1+K, D]``."""
         vit = self.vit
+        assert vit.pos_embed is not None and vit.cls_token is not None
         x = vit.patch_embed(images) + vit.pos_embed[:, self.num_prefix_tokens :]
         if keep is not None:
             x = torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         cls = (vit.cls_token + vit.pos_embed[:, : self.num_prefix_tokens]).expand(len(x), -1, -1)
-        x = vit.norm_pre(vit.pos_drop(torch.cat([cls, x], dim=1)))
-        x = vit.blocks(x)
-        return vit.norm(x)
+        return vit.norm_pre(vit.pos_drop(torch.cat([cls, x], dim=1)))
 
     def forward_blocks(self, images: Tensor, n_last: int) -> list[Tensor]:
         """Normalised outputs of the last ``n_last`` blocks, each ``[B, 1 + N, D]``."""
-        vit = self.vit
-        x = vit.patch_embed(images) + vit.pos_embed[:, self.num_prefix_tokens :]
-        cls = (vit.cls_token + vit.pos_embed[:, : self.num_prefix_tokens]).expand(len(x), -1, -1)
-        x = vit.norm_pre(torch.cat([cls, x], dim=1))
+        x = self._embed(images, None)
+        blocks = list(self.vit.blocks)
         outs = []
-        for i, block in enumerate(vit.blocks):
+        for i, block in enumerate(blocks):
             x = block(x)
-            if i >= len(vit.blocks) - n_last:
-                outs.append(vit.norm(x))
+            if i >= len(blocks) - n_last:
+                outs.append(self.vit.norm(x))
         return outs
 
 

@@ -40,19 +40,22 @@ def load_exported(path: str | Path) -> ViTEncoder:
     path = Path(path)
     cfg_path = path.with_suffix(".json")
     if not cfg_path.exists():
-        raise CheckpointError(f"{cfg_path} not found: an exported encoder needs the JSON "
-                              "config written beside its .safetensors by export_encoder")
+        raise CheckpointError(
+            f"{cfg_path} not found: an exported encoder needs the JSON "
+            "config written beside its .safetensors by export_encoder"
+        )
     kw = json.loads(cfg_path.read_text())["kwargs"]
-    keep = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
-            "mlp_ratio")
+    keep = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads", "mlp_ratio")
     return ViTEncoder(**{k: kw[k] for k in keep}, init_seed=None, checkpoint=str(path))
 
 
 def load_state_dict_file(module: nn.Module, path: Path) -> None:
     """Load a ``.safetensors``/``.pt``/``.ckpt`` state dict strictly, explaining mismatches."""
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path} not found; check the path (for the demo "
-                              "teacher, run stage 1 first: `make pretrain`)")
+        raise CheckpointError(
+            f"checkpoint {path} not found; check the path (for the demo "
+            "teacher, run stage 1 first: `make pretrain`)"
+        )
     if path.suffix == ".safetensors":
         state = load_file(str(path))
     else:
@@ -61,12 +64,16 @@ def load_state_dict_file(module: nn.Module, path: Path) -> None:
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
-              if k in own and own[k].shape != v.shape]
+    shapes = [
+        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and own[k].shape != v.shape
+    ]
     if missing or unexpected or shapes:
         raise CheckpointError(
             f"checkpoint {path} does not match the model: missing keys {missing[:10]}, "
             f"unexpected keys {unexpected[:10]}, shape mismatches (file vs model) "
             f"{shapes[:10]}. Build the model with the size arguments the checkpoint was "
-            "trained with.")
+            "trained with."
+        )
     module.load_state_dict(state)

@@ -25,15 +25,26 @@ class JEPAPredictor(nn.Module):
         width, depth, num_heads, mlp_ratio: predictor transformer size.
     """
 
-    def __init__(self, grid_size: int, in_dim: int, out_dim: int, width: int = 96,
-                 depth: int = 2, num_heads: int = 4, mlp_ratio: float = 4.0) -> None:
+    pos: Tensor
+
+    def __init__(
+        self,
+        grid_size: int,
+        in_dim: int,
+        out_dim: int,
+        width: int = 96,
+        depth: int = 2,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+    ) -> None:
         super().__init__()
         self.grid_size, self.in_dim, self.out_dim = grid_size, in_dim, out_dim
         self.embed = nn.Linear(in_dim, width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         self.register_buffer("pos", sincos_2d(grid_size, width)[None], persistent=False)
-        self.blocks = nn.Sequential(*[Block(width, num_heads, mlp_ratio, qkv_bias=True)
-                                      for _ in range(depth)])
+        self.blocks = nn.Sequential(
+            *[Block(width, num_heads, mlp_ratio, qkv_bias=True) for _ in range(depth)]
+        )
         self.norm = nn.LayerNorm(width)
         self.proj = nn.Linear(width, out_dim)
         nn.init.trunc_normal_(self.mask_token, std=0.02)

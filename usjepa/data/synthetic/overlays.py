@@ -14,14 +14,19 @@ from usjepa.data.synthetic.geometry import ScanGeometry
 _PRESETS = ("ABD", "THY", "BREAST", "CARD", "OB", "MSK", "VASC", "LIVER", "RENAL")
 
 
-def draw_outside(image: np.ndarray, inside: np.ndarray, geom: ScanGeometry,
-                 rng: np.random.Generator) -> None:
+def draw_outside(
+    image: np.ndarray, inside: np.ndarray, geom: ScanGeometry, rng: np.random.Generator
+) -> None:
     """Draw text, ruler, grey bar and (sometimes) an ECG trace outside the scan region."""
     size = image.shape[0]
     layer = np.zeros_like(image)
     font, scale = cv2.FONT_HERSHEY_PLAIN, size / 200.0
-    lines = [f"{rng.uniform(2, 15):.1f}MHz", f"D{rng.uniform(3, 18):.1f}cm",
-             f"G{int(rng.integers(30, 80))}", str(rng.choice(_PRESETS))]
+    lines = [
+        f"{rng.uniform(2, 15):.1f}MHz",
+        f"D{rng.uniform(3, 18):.1f}cm",
+        f"G{int(rng.integers(30, 80))}",
+        str(rng.choice(_PRESETS)),
+    ]
     y = int(size * 0.05)
     cv2.putText(layer, lines[0] + " " + lines[1], (2, y), font, scale, 230, 1, cv2.LINE_AA)
     cv2.putText(layer, lines[3], (int(size * 0.72), y), font, scale, 200, 1, cv2.LINE_AA)
@@ -48,10 +53,12 @@ def _draw_ecg(layer: np.ndarray, size: int, rng: np.random.Generator) -> None:
     xs = np.arange(2, size - 2)
     period = rng.uniform(0.3, 0.5) * size
     phase = (xs + rng.uniform(0, period)) % period / period
-    wave = (2.0 * np.exp(-(((phase - 0.5) / 0.015) ** 2))
-            - 0.5 * np.exp(-(((phase - 0.47) / 0.01) ** 2))
-            + 0.4 * np.exp(-(((phase - 0.75) / 0.05) ** 2))
-            + 0.2 * np.exp(-(((phase - 0.2) / 0.04) ** 2)))
+    wave = (
+        2.0 * np.exp(-(((phase - 0.5) / 0.015) ** 2))
+        - 0.5 * np.exp(-(((phase - 0.47) / 0.01) ** 2))
+        + 0.4 * np.exp(-(((phase - 0.75) / 0.05) ** 2))
+        + 0.2 * np.exp(-(((phase - 0.2) / 0.04) ** 2))
+    )
     ys = (base - wave * size * 0.03).astype(np.int32)
     pts = np.stack([xs, ys], axis=1).reshape(-1, 1, 2)
     cv2.polylines(layer, [pts], False, 170, 1, cv2.LINE_AA)
@@ -80,5 +87,6 @@ def draw_inside(image: np.ndarray, inside: np.ndarray, rng: np.random.Generator)
     cols = np.nonzero(inside[row])[0]
     if len(cols):
         c = int(cols[-1]) - 1
-        tri = np.array([[c, row], [c - max(2, size // 50), row - 2], [c - max(2, size // 50), row + 2]])
+        back = c - max(2, size // 50)
+        tri = np.array([[c, row], [back, row - 2], [back, row + 2]])
         cv2.fillPoly(image, [tri.astype(np.int32)], 240)

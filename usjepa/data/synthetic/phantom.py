@@ -65,8 +65,9 @@ def lesion_inside(lesion: Lesion, x: np.ndarray, y: np.ndarray, soft: float) -> 
     return np.clip((margin - rho) * lesion.radius / soft + 0.5, 0.0, 1.0)
 
 
-def draw_lesion(kind: str, center: tuple[float, float], radius: float,
-                rng: np.random.Generator) -> Lesion:
+def draw_lesion(
+    kind: str, center: tuple[float, float], radius: float, rng: np.random.Generator
+) -> Lesion:
     """Shape parameters for a lesion class; size is given so it is matched across classes."""
     aspect, angle = rng.uniform(1.0, 1.3), rng.uniform(-0.3, 0.3)
     spikes = np.zeros((0, 3), dtype=np.float32)
@@ -76,20 +77,32 @@ def draw_lesion(kind: str, center: tuple[float, float], radius: float,
         aspect, angle = 1.0 / rng.uniform(1.8, 2.4), rng.uniform(-0.25, 0.25)
     elif kind == "solid_spiculated":
         n = int(rng.integers(7, 12))
-        spikes = np.array([[n, rng.uniform(0.35, 0.55), rng.uniform(0, np.pi)],
-                           [n + 3, rng.uniform(0.15, 0.3), rng.uniform(0, np.pi)]])
+        spikes = np.array(
+            [
+                [n, rng.uniform(0.35, 0.55), rng.uniform(0, np.pi)],
+                [n + 3, rng.uniform(0.15, 0.3), rng.uniform(0, np.pi)],
+            ]
+        )
     elif kind in ("anechoic_cyst", "hyperechoic_shadowing"):
         aspect = rng.uniform(1.0, 1.4)
     return Lesion(kind, center[0], center[1], radius, aspect, angle, spikes)
 
 
 #: Relative echogenicity and attenuation (x background) inside each lesion kind.
-LESION_ECHO = {"anechoic_cyst": 0.003, "solid_wider_than_tall": 0.18,
-               "solid_taller_than_wide": 0.18, "solid_spiculated": 0.18,
-               "hyperechoic_shadowing": 16.0}
-LESION_ATTEN = {"anechoic_cyst": 0.05, "solid_wider_than_tall": 1.0,
-                "solid_taller_than_wide": 1.0, "solid_spiculated": 1.3,
-                "hyperechoic_shadowing": 3.5}
+LESION_ECHO = {
+    "anechoic_cyst": 0.003,
+    "solid_wider_than_tall": 0.18,
+    "solid_taller_than_wide": 0.18,
+    "solid_spiculated": 0.18,
+    "hyperechoic_shadowing": 16.0,
+}
+LESION_ATTEN = {
+    "anechoic_cyst": 0.05,
+    "solid_wider_than_tall": 1.0,
+    "solid_taller_than_wide": 1.0,
+    "solid_spiculated": 1.3,
+    "hyperechoic_shadowing": 3.5,
+}
 
 
 @dataclass(frozen=True)
@@ -113,27 +126,43 @@ class Anatomy:
 def draw_anatomy(size: int, rng: np.random.Generator) -> Anatomy:
     """A random but plausible tissue background for one patient."""
     n_layers = int(rng.integers(2, 5))
-    layers = np.stack([np.sort(rng.uniform(0.02, 0.35, n_layers)),
-                       rng.uniform(0.3, 2.2, n_layers),
-                       rng.uniform(0.015, 0.05, n_layers)], axis=1)
+    layers = np.stack(
+        [
+            np.sort(rng.uniform(0.02, 0.35, n_layers)),
+            rng.uniform(0.3, 2.2, n_layers),
+            rng.uniform(0.015, 0.05, n_layers),
+        ],
+        axis=1,
+    )
     n_blobs = int(rng.integers(1, 4))
-    blobs = np.stack([rng.uniform(0.2, 0.8, n_blobs) * size,
-                      rng.uniform(0.35, 0.95, n_blobs) * size,
-                      rng.uniform(0.15, 0.35, n_blobs) * size,
-                      rng.uniform(0.10, 0.25, n_blobs) * size,
-                      rng.uniform(-0.6, 0.6, n_blobs),
-                      rng.uniform(0.45, 1.8, n_blobs)], axis=1)
+    blobs = np.stack(
+        [
+            rng.uniform(0.2, 0.8, n_blobs) * size,
+            rng.uniform(0.35, 0.95, n_blobs) * size,
+            rng.uniform(0.15, 0.35, n_blobs) * size,
+            rng.uniform(0.10, 0.25, n_blobs) * size,
+            rng.uniform(-0.6, 0.6, n_blobs),
+            rng.uniform(0.45, 1.8, n_blobs),
+        ],
+        axis=1,
+    )
     n_vessels = int(rng.integers(0, 3))
-    vessels = np.stack([rng.uniform(0.0, 1.0, n_vessels) * size,
-                        rng.uniform(0.3, 0.9, n_vessels) * size,
-                        rng.uniform(0.0, 1.0, n_vessels) * size,
-                        rng.uniform(0.3, 0.9, n_vessels) * size,
-                        rng.uniform(0.012, 0.03, n_vessels) * size], axis=1)
+    vessels = np.stack(
+        [
+            rng.uniform(0.0, 1.0, n_vessels) * size,
+            rng.uniform(0.3, 0.9, n_vessels) * size,
+            rng.uniform(0.0, 1.0, n_vessels) * size,
+            rng.uniform(0.3, 0.9, n_vessels) * size,
+            rng.uniform(0.012, 0.03, n_vessels) * size,
+        ],
+        axis=1,
+    )
     return Anatomy(layers, blobs, vessels, float(rng.uniform(0.1, 0.35)))
 
 
-def echogenicity(anatomy: Anatomy, x: np.ndarray, y: np.ndarray, z_frac: np.ndarray,
-                 texture: np.ndarray) -> np.ndarray:
+def echogenicity(
+    anatomy: Anatomy, x: np.ndarray, y: np.ndarray, z_frac: np.ndarray, texture: np.ndarray
+) -> np.ndarray:
     """Background scatterer strength at beam samples (image coords ``x, y``; depth ``z_frac``)."""
     echo = np.exp(anatomy.texture * texture).astype(np.float32)
     for depth, level, thick in anatomy.layers:
@@ -149,8 +178,9 @@ def echogenicity(anatomy: Anatomy, x: np.ndarray, y: np.ndarray, z_frac: np.ndar
     return echo
 
 
-def _segment_distance(x: np.ndarray, y: np.ndarray, x0: float, y0: float,
-                      x1: float, y1: float) -> np.ndarray:
+def _segment_distance(
+    x: np.ndarray, y: np.ndarray, x0: float, y0: float, x1: float, y1: float
+) -> np.ndarray:
     vx, vy = x1 - x0, y1 - y0
     t = np.clip(((x - x0) * vx + (y - y0) * vy) / max(vx * vx + vy * vy, 1e-6), 0.0, 1.0)
     return np.hypot(x - (x0 + t * vx), y - (y0 + t * vy))
@@ -162,8 +192,13 @@ def smooth_noise(shape: tuple[int, int], scale: float, rng: np.random.Generator)
     return field / (field.std() + 1e-6)
 
 
-def speckle_envelope(echo: np.ndarray, rng: np.random.Generator, axial_sigma: float,
-                     lateral_sigma: float, cycles: float) -> np.ndarray:
+def speckle_envelope(
+    echo: np.ndarray,
+    rng: np.random.Generator,
+    axial_sigma: float,
+    lateral_sigma: float,
+    cycles: float,
+) -> np.ndarray:
     """Envelope of scatterers ``~ CN(0, echo)`` convolved with the pulse-echo PSF.
 
     Args:

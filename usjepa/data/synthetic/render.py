@@ -35,16 +35,20 @@ class Patient:
     dynamic_range_db: float
 
 
-def draw_patient(size: int, rng: np.random.Generator,
-                 kind: GeometryKind | None = None) -> Patient:
+def draw_patient(size: int, rng: np.random.Generator, kind: GeometryKind | None = None) -> Patient:
     """Draw a patient; ``kind`` fixes the transducer, else it is uniform over the three."""
     kind = kind or ("convex", "linear", "phased")[int(rng.integers(3))]
-    return Patient(sample_geometry(kind, size, rng), draw_anatomy(size, rng),
-                   float(rng.uniform(3.0, 5.0)), float(rng.uniform(45.0, 60.0)))
+    return Patient(
+        sample_geometry(kind, size, rng),
+        draw_anatomy(size, rng),
+        float(rng.uniform(3.0, 5.0)),
+        float(rng.uniform(45.0, 60.0)),
+    )
 
 
-def render_frame(patient: Patient, label: int, rng: np.random.Generator,
-                 oversample: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def render_frame(
+    patient: Patient, label: int, rng: np.random.Generator, oversample: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Render one frame.
 
     Args:
@@ -67,13 +71,19 @@ def render_frame(patient: Patient, label: int, rng: np.random.Generator,
     kind = LESION_CLASSES[label]
     if kind != "none":
         iz, ix = int(rng.uniform(0.3, 0.62) * nz), int(rng.uniform(0.28, 0.72) * nx)
-        lesion = draw_lesion(kind, (float(xs[iz, ix]), float(ys[iz, ix])),
-                             size * rng.uniform(0.11, 0.16), rng)
+        lesion = draw_lesion(
+            kind, (float(xs[iz, ix]), float(ys[iz, ix])), size * rng.uniform(0.11, 0.16), rng
+        )
         occ = lesion_inside(lesion, xs, ys, soft=1.2)
         echo = echo * (1.0 + (LESION_ECHO[kind] - 1.0) * occ)
-        atten = atten * (1.0 + (LESION_ATTEN[kind] - 1.0) * occ)
-    env = speckle_envelope(echo, rng, axial_sigma=rng.uniform(0.6, 0.9) * oversample,
-                           lateral_sigma=rng.uniform(0.9, 1.4) * oversample, cycles=0.35)
+        atten = (atten * (1.0 + (LESION_ATTEN[kind] - 1.0) * occ)).astype(np.float32)
+    env = speckle_envelope(
+        echo,
+        rng,
+        axial_sigma=rng.uniform(0.6, 0.9) * oversample,
+        lateral_sigma=rng.uniform(0.9, 1.4) * oversample,
+        cycles=0.35,
+    )
     env = env * attenuation_gain(atten, patient.alpha, tgc=rng.uniform(0.75, 0.95))
     # electronic noise floor, ~30 dB below the mean echo: shadows are dark, not empty
     floor = 0.03 * float(env.mean())

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from usjepa.data.synthetic.geometry import GeometryKind
 from usjepa.data.synthetic.phantom import LESION_CLASSES
 from usjepa.data.synthetic.render import draw_patient, render_frame
 
@@ -26,9 +27,14 @@ def _write_png(path: Path, array: np.ndarray) -> None:
         raise OSError(f"could not write {path}; check that the folder is writable and has space")
 
 
-def generate_corpus(root: str | Path, n_images: int = 2000, size: int = 128,
-                    frames_per_patient: int = 8, seed: int = 0,
-                    progress: bool = True) -> Path:
+def generate_corpus(
+    root: str | Path,
+    n_images: int = 2000,
+    size: int = 128,
+    frames_per_patient: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
     """Write an unlabeled pretraining corpus and return its manifest path.
 
     Frames from one patient share probe and anatomy, as clips of a study do. Labels are
@@ -58,19 +64,53 @@ def generate_corpus(root: str | Path, n_images: int = 2000, size: int = 128,
         rel, mrel = f"images/{i:07d}.png", f"masks/scan/{i:07d}.png"
         _write_png(root / rel, image)
         _write_png(root / mrel, mask)
-        rows.append((rel, "synthetic_bmode", "phantom", "image", rel, 0, f"p{pid:05d}",
-                     "train", size, size, mrel, patient.geometry.kind))
-    manifest = pd.DataFrame(rows, columns=[
-        "frame_path", "dataset", "organ", "source_kind", "source_path", "frame_index",
-        "patient_id", "split", "width", "height", "scan_mask", "probe"])
+        rows.append(
+            (
+                rel,
+                "synthetic_bmode",
+                "phantom",
+                "image",
+                rel,
+                0,
+                f"p{pid:05d}",
+                "train",
+                size,
+                size,
+                mrel,
+                patient.geometry.kind,
+            )
+        )
+    manifest = pd.DataFrame(
+        rows,
+        columns=[
+            "frame_path",
+            "dataset",
+            "organ",
+            "source_kind",
+            "source_path",
+            "frame_index",
+            "patient_id",
+            "split",
+            "width",
+            "height",
+            "scan_mask",
+            "probe",
+        ],
+    )
     path = root / CORPUS_MANIFEST
     manifest.to_parquet(path, index=False)
     return path
 
 
-def generate_task(root: str | Path, n_patients_train_val: int = 120, n_patients_test: int = 40,
-                  images_per_patient: int = 6, size: int = 128, seed: int = 1,
-                  progress: bool = True) -> Path:
+def generate_task(
+    root: str | Path,
+    n_patients_train_val: int = 120,
+    n_patients_test: int = 40,
+    images_per_patient: int = 6,
+    size: int = 128,
+    seed: int = 1,
+    progress: bool = True,
+) -> Path:
     """Write the labeled lesion task in the UltraBench layout and return its folder.
 
     Each patient contributes ``images_per_patient`` frames with labels balanced over
@@ -94,10 +134,16 @@ def generate_task(root: str | Path, n_patients_train_val: int = 120, n_patients_
             name = f"{pid:04d}_{j:02d}.png"
             _write_png(root / "images" / name, image)
             _write_png(root / "masks" / "scan" / name, mask)
-            splits[split].append({"patient": pid, "image": f"images/{name}",
-                                  "scan_mask": f"masks/scan/{name}", "label": int(label),
-                                  "pathology": LESION_CLASSES[label],
-                                  "probe": patient.geometry.kind})
+            splits[split].append(
+                {
+                    "patient": pid,
+                    "image": f"images/{name}",
+                    "scan_mask": f"masks/scan/{name}",
+                    "label": int(label),
+                    "pathology": LESION_CLASSES[label],
+                    "probe": patient.geometry.kind,
+                }
+            )
     for split, records in splits.items():
         (root / f"{split}.json").write_text(json.dumps(records, indent=1))
     (root / "classes.json").write_text(json.dumps(list(LESION_CLASSES)))
@@ -109,7 +155,7 @@ def contact_sheet(path: str | Path, size: int = 128, seed: int = 7) -> Path:
 
     Columns alternate convex, linear and phased probes so every geometry is shown.
     """
-    kinds = ("convex", "linear", "phased", "convex")
+    kinds: tuple[GeometryKind, ...] = ("convex", "linear", "phased", "convex")
     rows = []
     for label, name in enumerate(LESION_CLASSES):
         tiles = []
@@ -122,8 +168,16 @@ def contact_sheet(path: str | Path, size: int = 128, seed: int = 7) -> Path:
             tiles += [cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), rgb]
         row = np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0))) for t in tiles], axis=1)
         label_band = np.zeros((14, row.shape[1], 3), np.uint8)
-        cv2.putText(label_band, f"{label}: {name}", (4, 11), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            label_band,
+            f"{label}: {name}",
+            (4, 11),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
         rows += [label_band, row]
     sheet = np.concatenate(rows, axis=0)
     path = Path(path)
