@@ -12,7 +12,7 @@ Writes ``benchmarks/results/probe_vs_minutes.{csv,md,png}``. Absolute minutes de
 the machine; the comparison that matters is each curve against the random-init line,
 measured in the same run.
 
-    python benchmarks/probe_vs_minutes.py --teacher-minutes 20 --student-minutes 40
+    python benchmarks/probe_vs_minutes.py --teacher-minutes 15 --student-minutes 45
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def train(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--teacher-minutes", type=float, default=20)
-    parser.add_argument("--student-minutes", type=float, default=40)
+    parser.add_argument("--teacher-minutes", type=float, default=15)
+    parser.add_argument("--student-minutes", type=float, default=45)
     parser.add_argument("--every", type=float, default=5)
     parser.add_argument("--seeds", default="[0, 1, 2, 3, 4]")
     parser.add_argument("--work", default="runs/bench_minutes")
@@ -90,7 +90,7 @@ def main() -> None:
         ns.every,
         work / "teacher",
         "encoder",
-        ["--trainer.max_epochs", str(int(ns.teacher_minutes * 2.2))],
+        ["--trainer.max_epochs", str(int(ns.teacher_minutes * 3.0))],
     )
     teacher = work / "teacher" / "encoder.safetensors"
     train(
@@ -101,7 +101,7 @@ def main() -> None:
         "student",
         [
             "--trainer.max_epochs",
-            str(int(ns.student_minutes * 1.3)),
+            str(int(ns.student_minutes * 1.75)),
             "--model.init_args.teacher.init_args.checkpoint",
             str(teacher),
         ],

@@ -63,3 +63,10 @@ def test_frames_without_masks_use_the_whole_frame(tmp_path):
     dm.setup("fit")
     sample = dm.train_set[0]
     assert sample["scan_mask"].all()
+
+
+def test_crops_change_between_draws_of_the_same_frame(corpus_dir):
+    dm = _dm(corpus_dir / "manifest.parquet", mean=0.3, std=0.2)
+    dm.setup("fit")
+    first, second = dm.train_set[0]["image"], dm.train_set[0]["image"]
+    assert not torch.equal(first, second)  # a new crop each epoch, not one frozen crop

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from usjepa.data.images import random_resized_box, read_gray
 from usjepa.data.manifest import read_manifest
@@ -32,7 +32,10 @@ class CorpusDataset(Dataset):
         img_size: output side in pixels.
         crop_scale: random-resized-crop area range (I-JEPA's only augmentation);
             ``None`` resizes the whole frame (evaluation).
-        seed: with the epoch and index, fixes every random draw.
+        seed: seeds the crop and mask draws. In the main process they follow one stream
+            from ``seed``; in DataLoader workers each worker's stream starts from the seed
+            PyTorch gives it (drawn per epoch from the loader's generator), so draws differ
+            between workers and epochs yet repeat for the same seeds.
     """
 
     def __init__(
@@ -46,8 +49,9 @@ class CorpusDataset(Dataset):
     ) -> None:
         self.root, self.frames, self.masks = root, frames, masks
         self.img_size, self.crop_scale, self.seed = img_size, crop_scale, seed
-        self.epoch = 0
         self.mean, self.std = 0.0, 1.0
+        self._gen: torch.Generator | None = None
+        self._gen_key: int | None = None
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -62,8 +66,15 @@ class CorpusDataset(Dataset):
             mask = np.full_like(image, 255)
         return image, mask
 
+    def _rng(self) -> np.random.Generator:
+        info = get_worker_info()
+        key = info.seed if info is not None else self.seed
+        if self._gen is None or self._gen_key != key:
+            self._gen, self._gen_key = torch.Generator().manual_seed(key), key
+        return np.random.default_rng(int(torch.randint(2**62, (1,), generator=self._gen)))
+
     def __getitem__(self, index: int) -> dict[str, Tensor | int]:
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self._rng()
         image, mask = self.load(index)
         if self.crop_scale is not None:
             height, width = image.shape[:2]
@@ -187,7 +198,6 @@ class CorpusDataModule(L.LightningDataModule):
             ds.mean, ds.std = self.mean, self.std
 
     def train_dataloader(self) -> DataLoader:
-        self.train_set.epoch = self.trainer.current_epoch if self.trainer else 0
         return DataLoader(
             self.train_set,
             self.batch_size,

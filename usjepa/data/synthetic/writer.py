@@ -65,38 +65,22 @@ def generate_corpus(
         _write_png(root / rel, image)
         _write_png(root / mrel, mask)
         rows.append(
-            (
-                rel,
-                "synthetic_bmode",
-                "phantom",
-                "image",
-                rel,
-                0,
-                f"p{pid:05d}",
-                "train",
-                size,
-                size,
-                mrel,
-                patient.geometry.kind,
-            )
+            {
+                "frame_path": rel,
+                "dataset": "synthetic_bmode",
+                "organ": "phantom",
+                "source_kind": "image",
+                "source_path": rel,
+                "frame_index": 0,
+                "patient_id": f"p{pid:05d}",
+                "split": "train",
+                "width": size,
+                "height": size,
+                "scan_mask": mrel,
+                "probe": patient.geometry.kind,
+            }
         )
-    manifest = pd.DataFrame(
-        rows,
-        columns=[
-            "frame_path",
-            "dataset",
-            "organ",
-            "source_kind",
-            "source_path",
-            "frame_index",
-            "patient_id",
-            "split",
-            "width",
-            "height",
-            "scan_mask",
-            "probe",
-        ],
-    )
+    manifest = pd.DataFrame(rows)
     path = root / CORPUS_MANIFEST
     manifest.to_parquet(path, index=False)
     return path
