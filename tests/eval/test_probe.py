@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import pandas as pd
 import torch
 
@@ -86,3 +87,18 @@ def test_run_probe_end_to_end_with_cache(task_dir, tmp_path):
         cache_dir=str(tmp_path / "cache"),
     )
     assert np.allclose(again["macro_f1"], out["macro_f1"])
+
+
+def test_classification_scores_on_known_predictions():
+    from usjepa.eval.metrics import classification_scores, confusion
+
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 1, 2, 2, 2]), 3).float() * 5
+    s = classification_scores(logits, labels, 3)
+    assert s["accuracy"] == pytest.approx(5 / 6)
+    assert s["f1_class0"] == pytest.approx(1.0)
+    assert s["f1_class1"] == pytest.approx(2 / 3)
+    assert s["f1_class2"] == pytest.approx(0.8)
+    assert s["macro_f1"] == pytest.approx((1 + 2 / 3 + 0.8) / 3)
+    assert s["balanced_accuracy"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert confusion(logits, labels, 3).tolist() == [[2, 0, 0], [0, 1, 1], [0, 0, 2]]

@@ -10,11 +10,11 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from usjepa.data.tasks import ProbeDataModule
 from usjepa.eval.features import cached_features
 from usjepa.eval.linear_probe import LinearProbeModule
+from usjepa.eval.metrics import classification_scores
 from usjepa.eval.report import summarise, write_tables
 
 
@@ -73,13 +73,11 @@ def probe_seed(
     module.eval()
     val_f1 = module.head_f1(val, y_val)
     best = int(val_f1.argmax())
-    pred = module.logits(test)[best].argmax(-1)
+    logits = module.logits(test)[best]
     pooling, lr, wd = module.specs[best]
     return {
         "seed": seed,
-        "macro_f1": float(multiclass_f1_score(pred, y_test, num_classes, average="macro")),
-        "accuracy": float(multiclass_accuracy(pred, y_test, num_classes, average="micro")),
-        "balanced_accuracy": float(multiclass_accuracy(pred, y_test, num_classes, average="macro")),
+        **classification_scores(logits, y_test, num_classes),
         "val_macro_f1": float(val_f1[best]),
         "pooling": pooling,
         "lr": lr,
