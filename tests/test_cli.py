@@ -93,11 +93,24 @@ def test_unknown_command_prints_usage():
 @pytest.mark.slow
 def test_ddp_and_bf16_are_trainer_flags(tmp_path):
     """Two CPU processes under DDP (gloo) with bf16 autocast, through the real CLI."""
-    _run(["pretrain", "--config", str(ROOT / "experiments/demo/teacher_mae.yaml"), *TINY],
-         tmp_path)
-    proc = _run(["pretrain", "--config", str(ROOT / "experiments/demo/salt.yaml"), *TINY,
-                 "--trainer.accelerator", "cpu", "--trainer.devices", "2",
-                 "--trainer.strategy", "ddp", "--trainer.precision", "bf16-mixed"], tmp_path)
+    _run(["pretrain", "--config", str(ROOT / "experiments/demo/teacher_mae.yaml"), *TINY], tmp_path)
+    proc = _run(
+        [
+            "pretrain",
+            "--config",
+            str(ROOT / "experiments/demo/salt.yaml"),
+            *TINY,
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.precision",
+            "bf16-mixed",
+        ],
+        tmp_path,
+    )
     out = proc.stdout + proc.stderr
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out
     assert (tmp_path / "runs/demo/salt/encoder.safetensors").exists()
