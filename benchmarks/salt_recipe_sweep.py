@@ -33,36 +33,63 @@ def main(argv: list[str]) -> None:
     args = dict(a.split("=", 1) for a in argv)
     steps = int(args.get("steps", 300))
     teacher_path = args.get("teacher", "runs/demo/teacher/encoder.safetensors")
-    teacher = (ViTEncoder(**ARCH, init_seed=5) if teacher_path == "random"
-               else ViTEncoder(**ARCH, checkpoint=teacher_path))
+    teacher = (
+        ViTEncoder(**ARCH, init_seed=5)
+        if teacher_path == "random"
+        else ViTEncoder(**ARCH, checkpoint=teacher_path)
+    )
     module = SALTModule(
-        ViTEncoder(**ARCH, init_seed=2), JEPAPredictor(8, 192, 192, 96, 2, 4), teacher,
+        ViTEncoder(**ARCH, init_seed=2),
+        JEPAPredictor(8, 192, 192, 96, 2, 4),
+        teacher,
         target_norm=args.get("target_norm", "layer"),  # type: ignore[arg-type]
-        optimizer=partial(torch.optim.AdamW, lr=float(args.get("lr", 1e-3)), betas=(0.9, 0.95)))
+        optimizer=partial(torch.optim.AdamW, lr=float(args.get("lr", 1e-3)), betas=(0.9, 0.95)),
+    )
     masks = MultiBlockMaskGenerator(8, num_targets=int(args.get("num_targets", 4)))
-    data = CorpusDataModule("data/synthetic/corpus/manifest.parquet", masks, img_size=64,
-                            batch_size=64, num_workers=1, synthesize_if_missing=True,
-                            synthetic_images=4000)
+    data = CorpusDataModule(
+        "data/synthetic/corpus/manifest.parquet",
+        masks,
+        img_size=64,
+        batch_size=64,
+        num_workers=1,
+        synthesize_if_missing=True,
+        synthetic_images=4000,
+    )
     start = time.perf_counter()
     if steps > 0:
-        L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False,
-                  enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                  gradient_clip_val=1.0).fit(module, data)
+        L.Trainer(
+            max_steps=steps,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            gradient_clip_val=1.0,
+        ).fit(module, data)
     seconds = time.perf_counter() - start
     task = ProbeDataModule("data/synthetic/task", img_size=64, synthesize_if_missing=True)
     task.setup()
-    feats = {s: extract_features(module.student, task.dataloader(s), ("cls", "mean"))
-             for s in ("train_val", "test")}
+    feats = {
+        s: extract_features(module.student, task.dataloader(s), ("cls", "mean"))
+        for s in ("train_val", "test")
+    }
     scores = {}
     for pooling in ("cls", "mean"):
         x, xt = feats["train_val"][pooling].numpy(), feats["test"][pooling].numpy()
         mu, sd = x.mean(0), x.std(0) + 1e-6
         scores[pooling] = [
-            round(f1_score(task.labels("test"),
-                           LogisticRegression(max_iter=3000, C=c)
-                           .fit((x - mu) / sd, task.labels("train_val"))
-                           .predict((xt - mu) / sd), average="macro"), 3)
-            for c in (0.01, 0.1, 1.0)]
+            round(
+                f1_score(
+                    task.labels("test"),
+                    LogisticRegression(max_iter=3000, C=c)
+                    .fit((x - mu) / sd, task.labels("train_val"))
+                    .predict((xt - mu) / sd),
+                    average="macro",
+                ),
+                3,
+            )
+            for c in (0.01, 0.1, 1.0)
+        ]
     print("RESULT", args, f"train {seconds:.0f}s", scores, flush=True)
 
 
