@@ -68,7 +68,8 @@ def _clean(signal: np.ndarray, stroke: int | None, grow: int) -> np.ndarray:
     if n <= 1:
         return mask
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    component = cv2.compare(labels, largest, cv2.CMP_EQ).T  # [W, H]: rows are columns
+    # [W, H]: one row per image column, so per-column scans are contiguous
+    component = np.asarray(cv2.compare(labels, np.full_like(labels, largest), cv2.CMP_EQ)).T
     present = component.max(1) > 0
     top = component.argmax(1)
     bottom = h - 1 - component[:, ::-1].argmax(1)
@@ -83,7 +84,9 @@ def _clean(signal: np.ndarray, stroke: int | None, grow: int) -> np.ndarray:
     outline = np.concatenate([np.stack([cols, top_s], 1), np.stack([cols, bottom_f], 1)[::-1]])
     cv2.fillPoly(mask, [np.round(outline).astype(np.int32)], 255)
     if grow > 0:  # the blur spread the region by about half its width on every side
-        mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * grow + 1,) * 2))
+        mask = np.asarray(
+            cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * grow + 1,) * 2))
+        )
     return mask
 
 
