@@ -89,13 +89,21 @@ def render_frame(
     floor = 0.03 * float(env.mean())
     env = env + floor * np.abs(rng.standard_normal(env.shape).astype(np.float32))
     db = 20.0 * np.log10(env + 1e-6)
-    # Gain puts the mean display level at a class-independent target, so brightness alone
-    # never tells the label.
-    target = rng.uniform(0.38, 0.5)
-    gain = float(db.mean()) + patient.dynamic_range_db * (1.0 - target)
-    beam = (log_compress(env, patient.dynamic_range_db, gain) * 255.0).astype(np.float32)
+    # Gain puts the mean display level inside the scan region at a class-independent
+    # target, so brightness alone never tells the label. Clipping (anechoic areas at 0)
+    # makes the level non-linear in the gain, hence a few secant-free correction steps
+    # on the scan-converted image itself.
+    target = rng.uniform(0.38, 0.5) * 255.0
+    dr = patient.dynamic_range_db
+    gain = float(db.mean()) + dr * (1.0 - target / 255.0)
     map_x, map_z, inside = geom.pixel_to_beam(nz, nx)
-    image = cv2.remap(beam, map_x, map_z, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    for _ in range(3):
+        beam = (log_compress(env, dr, gain) * 255.0).astype(np.float32)
+        image = cv2.remap(beam, map_x, map_z, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        level = float(image[inside].mean())
+        if abs(level - target) < 0.5:
+            break
+        gain += (level - target) / 255.0 * dr  # one grey level = dr / 255 dB
     image = np.where(inside, image, 0.0).astype(np.uint8)
     draw_outside(image, inside, geom, rng)
     draw_inside(image, inside, rng)
