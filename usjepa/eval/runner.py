@@ -136,8 +136,8 @@ def run_probe(
                 device,
                 desc=f"{name}/{split}",
             )
-        y_tv = torch.from_numpy(task.labels("train_val"))
-        y_test = torch.from_numpy(task.labels("test"))
+        y_tv = torch.tensor(task.labels("train_val"))
+        y_test = torch.tensor(task.labels("test"))
         for seed in seeds:
             is_val = torch.from_numpy(task.val_mask(seed))
             tr = {p: f[~is_val] for p, f in feats["train_val"].items()}
