@@ -75,3 +75,10 @@ def test_sincos_embedding_distinguishes_positions():
     assert emb.shape == (16, 16)
     d = torch.cdist(emb, emb)
     assert (d + torch.eye(16) * 10).min() > 0.1
+
+
+def test_forward_blocks_last_equals_forward():
+    enc = tiny_encoder().eval()
+    x = torch.randn(2, 1, 32, 32)
+    outs = enc.forward_blocks(x, 2)
+    assert len(outs) == 2 and torch.allclose(outs[-1], enc(x), atol=1e-6)
