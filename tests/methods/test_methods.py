@@ -73,14 +73,26 @@ def test_loss_falls_on_a_fixed_batch(method):
 
 
 class _Batches(torch.utils.data.Dataset):
-    def __init__(self, n):
-        self.items = [_batch(seed=i) for i in range(n)]
+    def __init__(self, items):
+        self.items = items
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, i):
         return self.items[i]
+
+
+def _quiet_trainer(root, **kw) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        **kw,
+    )
 
 
 def test_teacher_unchanged_and_in_eval_mode_after_fit(tmp_path):
@@ -93,17 +105,8 @@ def test_teacher_unchanged_and_in_eval_mode_after_fit(tmp_path):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             modes.append(pl_module.teacher.training)
 
-    trainer = L.Trainer(
-        max_steps=4,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[Spy()],
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(module, DataLoader(_Batches(4), batch_size=None))
+    trainer = _quiet_trainer(tmp_path, max_steps=4, callbacks=[Spy()])
+    trainer.fit(module, DataLoader(_Batches([_batch(seed=i) for i in range(4)]), batch_size=None))
     for k, v in module.teacher.state_dict().items():
         assert torch.equal(v, before[k]), k
     after = module.student.state_dict()
@@ -122,22 +125,6 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     module = _salt()
     bad = _batch()
     bad["image"][0, 0, 0, 0] = float("nan")
-
-    class One(torch.utils.data.Dataset):
-        def __len__(self):
-            return 1
-
-        def __getitem__(self, i):
-            return bad
-
-    trainer = L.Trainer(
-        max_steps=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = _quiet_trainer(tmp_path, max_steps=1)
     with pytest.raises(FloatingPointError, match="learning rate"):
-        trainer.fit(module, DataLoader(One(), batch_size=None))
+        trainer.fit(module, DataLoader(_Batches([bad]), batch_size=None))

@@ -6,20 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+#: The only required column; the rest of the schema (dataset, organ, source_kind,
+#: source_path, frame_index, patient_id, split, width, height, scan_mask, label) is optional.
 REQUIRED_COLUMNS = ("frame_path",)
-OPTIONAL_COLUMNS = (
-    "dataset",
-    "organ",
-    "source_kind",
-    "source_path",
-    "frame_index",
-    "patient_id",
-    "split",
-    "width",
-    "height",
-    "scan_mask",
-    "label",
-)
 
 
 class ManifestError(ValueError):

@@ -27,6 +27,14 @@ def _write_png(path: Path, array: np.ndarray) -> None:
         raise OSError(f"could not write {path}; check that the folder is writable and has space")
 
 
+def _make_layout(root: str | Path) -> Path:
+    """Create ``root/images`` and ``root/masks/scan``; return ``root`` as a Path."""
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks" / "scan").mkdir(parents=True, exist_ok=True)
+    return root
+
+
 def generate_corpus(
     root: str | Path,
     n_images: int = 2000,
@@ -49,9 +57,7 @@ def generate_corpus(
         seed: everything is a pure function of this seed.
         progress: show a progress bar.
     """
-    root = Path(root)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "masks" / "scan").mkdir(parents=True, exist_ok=True)
+    root = _make_layout(root)
     rows = []
     patient = None
     for i in tqdm(range(n_images), desc="synthetic corpus", disable=not progress):
@@ -101,9 +107,7 @@ def generate_task(
     :data:`LESION_CLASSES`; splits are by patient. The seed differs from the corpus
     default so that no task image is a corpus frame.
     """
-    root = Path(root)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "masks" / "scan").mkdir(parents=True, exist_ok=True)
+    root = _make_layout(root)
     n_classes = len(LESION_CLASSES)
     splits: dict[str, list[dict]] = {"train_val": [], "test": []}
     total = n_patients_train_val + n_patients_test
