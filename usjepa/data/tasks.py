@@ -138,13 +138,14 @@ class ProbeDataModule(L.LightningDataModule):
         labels = np.concatenate([t["label"].to_numpy() for t in self.tables.values()])
         if labels.min() < 0:
             raise TaskError(f"{self.root}: labels must be 0..C-1, found {labels.min()}")
-        self.num_classes = int(labels.max()) + 1
         names_file = self.root / "classes.json"
-        self.class_names = (
-            json.loads(names_file.read_text())
-            if names_file.exists()
-            else [str(c) for c in range(self.num_classes)]
-        )
+        names = json.loads(names_file.read_text()) if names_file.exists() else []
+        self.num_classes = max(len(names), int(labels.max()) + 1)
+        if names and len(names) < self.num_classes:
+            raise TaskError(
+                f"{names_file} names {len(names)} classes but labels reach {labels.max()}"
+            )
+        self.class_names = names or [str(c) for c in range(self.num_classes)]
         if self.mean is None or self.std is None:
             self.mean, self.std = self._stats()
 

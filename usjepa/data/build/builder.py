@@ -67,10 +67,14 @@ class _Job:
     policy: FramePolicy
 
 
-def discover(raw_root: Path) -> list[tuple[Path, str]]:
-    """Every readable source under ``raw_root`` (sorted), with its kind."""
+def discover(raw_root: Path, exclude: str | None = None) -> list[tuple[Path, str]]:
+    """Every readable source under ``raw_root`` (sorted), with its kind; relative paths
+    matching the ``exclude`` regex are skipped."""
     found = []
+    skip = re.compile(exclude) if exclude else None
     for path in sorted(raw_root.rglob("*")):
+        if skip is not None and skip.search(path.relative_to(raw_root).as_posix()):
+            continue
         if path.is_file() and not path.name.startswith("."):
             kind = source_kind(path)
             if kind is not None:
@@ -196,6 +200,7 @@ def build_dataset(
     jpeg_quality: int = 95,
     policy: FramePolicy | None = None,
     patient_pattern: str | None = None,
+    exclude: str | None = None,
     workers: int = 1,
     progress: bool = True,
 ) -> BuildReport:
@@ -210,6 +215,8 @@ def build_dataset(
         policy: frame sampling for videos, cine and volumes.
         patient_pattern: regex on each source's path relative to ``raw_root`` whose first
             group is the patient id (e.g. ``^([^/]+)/`` for one folder per patient).
+        exclude: regex; sources whose relative path matches are skipped (for example
+            segmentation masks stored beside the images).
         workers: processes; 1 builds in this process.
     """
     raw, out = Path(raw_root), Path(out_root)
@@ -221,7 +228,7 @@ def build_dataset(
         raise ValueError(f"dataset name {dataset!r}: use letters, digits, '_', '-', '.'")
     policy = policy or FramePolicy()
     parts_dir = out / ".build" / dataset
-    sources = discover(raw)
+    sources = discover(raw, exclude)
     report = BuildReport(out / MANIFEST_NAME, sources=len(sources))
     jobs = []
     for path, kind in sources:
