@@ -49,8 +49,8 @@ def test_missing_manifest_and_corrupt_frame_are_explained(corpus_dir, tmp_path):
     table.to_csv(tmp_path / "m.csv", index=False)
     dm = _dm(tmp_path / "m.csv", mean=0.3, std=0.2)
     dm.setup("fit")
-    ds = dm.train_set if str(bad) in dm.train_set.frames else dm.val_set
-    idx = int(np.flatnonzero(ds.frames == str(bad))[0])
+    ds = dm.train_set if 0 in dm.train_set.rows else dm.val_set
+    idx = int(np.flatnonzero(ds.rows == 0)[0])
     with pytest.raises(ImageReadError, match="cannot be decoded"):
         ds[idx]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import cv2
@@ -11,60 +10,30 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
 
+from usjepa.data.frames import FrameTable, load_frame_table, sampling_weights
 from usjepa.data.images import random_resized_box, read_gray
-from usjepa.data.manifest import read_manifest
+from usjepa.data.leakage import guard_corpus, hash_files
 from usjepa.masks.base import MaskGenerator
 
 
-class CorpusDataset(Dataset):
-    """Frames listed in a manifest, with their scan masks.
+class FrameTransform:
+    """Random resized crop (or plain resize), normalisation and the per-sample mask seed.
 
-    Paths are held in NumPy string arrays (no per-row Python objects), so DataLoader
-    workers share them copy-on-write instead of multiplying memory.
-
-    Args:
-        root: folder the manifest's relative paths start from.
-        frames, masks: relative paths; ``masks`` may hold empty strings (no mask known:
-            the whole frame counts as scan region).
-        img_size: output side in pixels.
-        crop_scale: random-resized-crop area range (I-JEPA's only augmentation);
-            ``None`` resizes the whole frame (evaluation).
-        seed: seeds the crop and mask draws. In the main process they follow one stream
-            from ``seed``; in DataLoader workers each worker's stream starts from the seed
-            PyTorch gives it (drawn per epoch from the loader's generator), so draws differ
-            between workers and epochs yet repeat for the same seeds.
+    Shared by the file and shard datasets so both give identical samples. Draws come
+    from one stream per process: in the main process from ``seed``; in a DataLoader
+    worker from the seed PyTorch gives it (drawn per epoch from the loader's generator),
+    so draws differ between workers and epochs yet repeat for the same seeds.
     """
 
-    def __init__(
-        self,
-        root: Path,
-        frames: np.ndarray,
-        masks: np.ndarray,
-        img_size: int,
-        crop_scale: tuple[float, float] | None,
-        seed: int = 0,
-    ) -> None:
-        self.root, self.frames, self.masks = root, frames, masks
+    def __init__(self, img_size: int, crop_scale: tuple[float, float] | None, seed: int = 0):
         self.img_size, self.crop_scale, self.seed = img_size, crop_scale, seed
         self.mean, self.std = 0.0, 1.0
         self._gen: torch.Generator | None = None
         self._gen_key: int | None = None
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The raw frame and its scan mask (all-255 when none is listed), both uint8."""
-        image = read_gray(self.root / str(self.frames[index]), "frame")
-        mask_rel = str(self.masks[index])
-        if mask_rel:
-            mask = read_gray(self.root / mask_rel, "scan mask")
-        else:
-            mask = np.full_like(image, 255)
-        return image, mask
 
     def _rng(self) -> np.random.Generator:
         info = get_worker_info()
@@ -73,9 +42,8 @@ class CorpusDataset(Dataset):
             self._gen, self._gen_key = torch.Generator().manual_seed(key), key
         return np.random.default_rng(int(torch.randint(2**62, (1,), generator=self._gen)))
 
-    def __getitem__(self, index: int) -> dict[str, Tensor | int]:
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> dict[str, Tensor | int]:
         rng = self._rng()
-        image, mask = self.load(index)
         if self.crop_scale is not None:
             height, width = image.shape[:2]
             top, left, h, w = random_resized_box(height, width, self.crop_scale, (0.75, 4 / 3), rng)
@@ -90,6 +58,40 @@ class CorpusDataset(Dataset):
             "scan_mask": torch.from_numpy(mask > 127)[None],
             "mask_seed": int(rng.integers(2**62)),
         }
+
+
+class CorpusDataset(Dataset):
+    """Frames of a manifest (a :class:`FrameTable`) read from files, with scan masks.
+
+    Args:
+        root: folder the manifest's relative paths start from.
+        table: the manifest in columnar form (no per-row Python objects, so DataLoader
+            workers share it copy-on-write instead of multiplying memory).
+        rows: the table rows this dataset serves.
+        transform: crop, resize and normalisation (see :class:`FrameTransform`).
+    """
+
+    def __init__(
+        self, root: Path, table: FrameTable, rows: np.ndarray, transform: FrameTransform
+    ) -> None:
+        self.root, self.table, self.rows, self.transform = root, table, rows, transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The raw frame and its scan mask (all-255 when none is listed), both uint8."""
+        row = int(self.rows[index])
+        image = read_gray(self.root / self.table.frame_path[row], "frame")
+        mask_rel = self.table.scan_mask[row]
+        if mask_rel:
+            mask = read_gray(self.root / mask_rel, "scan mask")
+        else:
+            mask = np.full_like(image, 255)
+        return image, mask
+
+    def __getitem__(self, index: int) -> dict[str, Tensor | int]:
+        return self.transform(*self.load(index))
 
 
 class MaskCollator:
@@ -127,12 +129,15 @@ class MaskCollator:
 
 
 class CorpusDataModule(L.LightningDataModule):
-    """Pretraining frames from a manifest, with masks for JEPA or MAE.
+    """Pretraining frames from a manifest (files) or from litdata shards, with masks.
 
     Args:
         manifest: parquet or CSV manifest (see :mod:`usjepa.data.manifest`).
         mask_generator: draws context/target indices (multi-block for JEPA, random for MAE).
         root: folder relative paths start from; defaults to the manifest's folder.
+        shards: a folder written by ``usjepa data shard``; training then streams from it
+            (litdata splits it across DDP ranks and workers) and validation reads the
+            manifest's held-out rows from files.
         img_size: network input side.
         batch_size, num_workers: loader settings (per device).
         scan_region: USrc masking (context and targets inside the scan region).
@@ -140,9 +145,16 @@ class CorpusDataModule(L.LightningDataModule):
         crop_scale: random-resized-crop area range.
         val_fraction: share of patients held out for validation loss (when the manifest
             has no ``val`` split).
+        sampling: per-dataset sampling: ``size`` (each frame once per epoch),
+            ``uniform`` (each dataset equally often) or ``temperature`` (share
+            proportional to ``n ** (1 / temperature)``).
+        temperature: for ``sampling: temperature``.
         mean, std: input normalisation on [0, 1] pixels; measured on training frames when
             ``None`` (ultrasound statistics, not ImageNet's).
         seed: data order, crops and masks.
+        test_index: benchmark test images to keep out: task folders (UltraBench layout)
+            and/or hash index files. Training refuses a corpus that contains any of them.
+        allow_test_leakage: train anyway on a corpus that contains test images.
         synthesize_if_missing: generate the synthetic corpus at ``manifest``'s folder when
             it does not exist (the download-free demo).
         synthetic_images: frames to generate in that case.
@@ -153,6 +165,7 @@ class CorpusDataModule(L.LightningDataModule):
         manifest: str,
         mask_generator: MaskGenerator,
         root: str | None = None,
+        shards: str | None = None,
         img_size: int = 64,
         batch_size: int = 64,
         num_workers: int = 0,
@@ -160,20 +173,30 @@ class CorpusDataModule(L.LightningDataModule):
         region_threshold: float = 0.5,
         crop_scale: tuple[float, float] = (0.3, 1.0),
         val_fraction: float = 0.05,
+        sampling: str = "size",
+        temperature: float = 1.0,
         mean: float | None = None,
         std: float | None = None,
         seed: int = 0,
+        test_index: list[str] | None = None,
+        allow_test_leakage: bool = False,
         synthesize_if_missing: bool = False,
         synthetic_images: int = 2000,
     ) -> None:
         super().__init__()
+        if sampling not in ("size", "uniform", "temperature"):
+            raise ValueError(f"sampling {sampling!r}: use size, uniform or temperature")
         self.manifest_path = Path(manifest)
         self.root = Path(root) if root else self.manifest_path.parent
+        self.shards = shards
         self.collate = MaskCollator(mask_generator, scan_region, region_threshold)
         self.img_size, self.batch_size, self.num_workers = img_size, batch_size, num_workers
         self.crop_scale, self.val_fraction = crop_scale, val_fraction
+        self.sampling, self.temperature = sampling, temperature
         self.mean, self.std, self.seed = mean, std, seed
+        self.test_index, self.allow_test_leakage = list(test_index or []), allow_test_leakage
         self.synthesize_if_missing, self.synthetic_images = synthesize_if_missing, synthetic_images
+        self.leaks: pd.DataFrame | None = None
 
     def prepare_data(self) -> None:
         if self.synthesize_if_missing and not self.manifest_path.exists():
@@ -182,30 +205,80 @@ class CorpusDataModule(L.LightningDataModule):
             generate_corpus(self.manifest_path.parent, n_images=self.synthetic_images)
 
     def setup(self, stage: str | None = None) -> None:
-        table = read_manifest(self.manifest_path)
-        is_val = _val_rows(table, self.val_fraction)
-        frames = table["frame_path"].to_numpy(dtype=str)
-        masks = table["scan_mask"].fillna("").to_numpy(dtype=str)
-        self.train_set = CorpusDataset(
-            self.root, frames[~is_val], masks[~is_val], self.img_size, self.crop_scale, self.seed
-        )
-        self.val_set = CorpusDataset(
-            self.root, frames[is_val], masks[is_val], self.img_size, None, self.seed + 1
+        table = load_frame_table(self.manifest_path)
+        self._guard(table)
+        is_val = table.val_rows(self.val_fraction)
+        train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+        self.train_transform = FrameTransform(self.img_size, self.crop_scale, self.seed)
+        self.val_transform = FrameTransform(self.img_size, None, self.seed + 1)
+        self.train_set = CorpusDataset(self.root, table, train_rows, self.train_transform)
+        self.val_set = CorpusDataset(self.root, table, val_rows, self.val_transform)
+        self.weights = sampling_weights(
+            table.dataset.codes[train_rows], self.sampling, self.temperature
         )
         if self.mean is None or self.std is None:
             self.mean, self.std = _pixel_stats(self.train_set)
-        for ds in (self.train_set, self.val_set):
-            ds.mean, ds.std = self.mean, self.std
+        for t in (self.train_transform, self.val_transform):
+            t.mean, t.std = self.mean, self.std
+        self.table = table
+
+    def _guard(self, table: FrameTable) -> None:
+        """Refuse (or, when allowed, report) corpus frames that are benchmark test images."""
+        if not self.test_index:
+            return
+        if table.phash is not None:
+            hashes = table.phash
+        else:
+            paths = [self.root / table.frame_path[i] for i in range(len(table))]
+            hashes = hash_files(paths, desc="hashing corpus frames for the leakage check")
+        self.leaks = guard_corpus(
+            hashes, table.frame_path.__getitem__, self.test_index, self.allow_test_leakage
+        )
+        if len(self.leaks):
+            rank_zero_warn(
+                f"training on {self.leaks['row'].nunique()} corpus frames that match "
+                "benchmark test images (allow_test_leakage=true)"
+            )
 
     def train_dataloader(self) -> DataLoader:
+        if self.shards:
+            from litdata import StreamingDataLoader
+
+            from usjepa.data.shards import combined_shards, shard_datasets
+
+            weights = None
+            if self.sampling != "size":
+                counts = np.array(list(shard_datasets(self.shards).values()), np.float64)
+                share = (
+                    np.ones_like(counts)
+                    if self.sampling == "uniform"
+                    else counts ** (1.0 / self.temperature)
+                )
+                weights = dict(zip(shard_datasets(self.shards), share / share.sum()))
+            stream = combined_shards(self.shards, self.train_transform, weights, self.seed)
+            return StreamingDataLoader(
+                stream,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                collate_fn=self.collate,
+                drop_last=True,
+            )
+        sampler = None
+        if self.weights is not None:
+            sampler = WeightedRandomSampler(
+                torch.from_numpy(self.weights),
+                len(self.weights),
+                generator=torch.Generator().manual_seed(self.seed),
+            )
         return DataLoader(
             self.train_set,
             self.batch_size,
-            shuffle=True,
+            shuffle=sampler is None,
+            sampler=sampler,
             drop_last=True,
             num_workers=self.num_workers,
             collate_fn=self.collate,
-            generator=torch.Generator().manual_seed(self.seed),
+            generator=torch.Generator().manual_seed(self.seed) if sampler is None else None,
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -216,15 +289,6 @@ class CorpusDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             collate_fn=self.collate,
         )
-
-
-def _val_rows(table: pd.DataFrame, fraction: float) -> np.ndarray:
-    """Validation rows: the manifest's ``val`` split, else a stable hash of the patient."""
-    if "split" in table and (table["split"] == "val").any():
-        return (table["split"] == "val").to_numpy()
-    groups = table["patient_id"] if "patient_id" in table else table["frame_path"]
-    bucket = groups.astype(str).map(lambda s: zlib.crc32(s.encode()) % 10_000)
-    return (bucket < fraction * 10_000).to_numpy()
 
 
 def _pixel_stats(dataset: CorpusDataset, n: int = 256) -> tuple[float, float]:

@@ -11,6 +11,7 @@ distance agrees on at least one band), so the search scales to millions of frame
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -142,6 +143,28 @@ def manifest_hashes(table: pd.DataFrame, root: Path, progress: bool = True) -> n
     return hash_files(paths, progress, desc="hashing corpus frames")
 
 
+def leak_matches(
+    hashes: np.ndarray,
+    path_of: Callable[[int], str],
+    index: pd.DataFrame,
+    max_distance: int = 4,
+) -> pd.DataFrame:
+    """Corpus rows whose hash is within ``max_distance`` bits of a test image's: one row
+    per match with the frame path (``path_of(row)``), task, test image and distance."""
+    matches = find_matches(hashes, index["phash"].to_numpy(np.int64), max_distance)
+    rows = matches["row"].to_numpy()
+    return pd.DataFrame(
+        {
+            "row": rows,
+            "frame_path": [path_of(int(r)) for r in rows],
+            "task": index["task"].to_numpy()[matches["index_row"]],
+            "test_image": index["image"].to_numpy()[matches["index_row"]],
+            "distance": matches["distance"].to_numpy(),
+            "kind": np.where(matches["distance"] == 0, "exact", "near"),
+        }
+    )
+
+
 def check_leakage(
     table: pd.DataFrame,
     root: Path,
@@ -149,24 +172,15 @@ def check_leakage(
     max_distance: int = 4,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Corpus rows that duplicate a test image: one row per match with both paths."""
+    """Rows of a manifest table that duplicate a test image (see :func:`leak_matches`)."""
     hashes = manifest_hashes(table, root, progress)
-    matches = find_matches(hashes, index["phash"].to_numpy(np.int64), max_distance)
-    return pd.DataFrame(
-        {
-            "row": matches["row"],
-            "frame_path": table["frame_path"].to_numpy()[matches["row"]],
-            "task": index["task"].to_numpy()[matches["index_row"]],
-            "test_image": index["image"].to_numpy()[matches["index_row"]],
-            "distance": matches["distance"],
-            "kind": np.where(matches["distance"] == 0, "exact", "near"),
-        }
-    )
+    paths = table["frame_path"].astype(str).to_numpy()
+    return leak_matches(hashes, lambda r: str(paths[r]), index, max_distance)
 
 
 def guard_corpus(
-    table: pd.DataFrame,
-    root: Path,
+    hashes: np.ndarray,
+    path_of: Callable[[int], str],
     sources: list[str | Path],
     allow: bool = False,
     max_distance: int = 4,
@@ -176,7 +190,7 @@ def guard_corpus(
     ``allow``); returns the matches either way."""
     if not sources:
         return pd.DataFrame()
-    found = check_leakage(table, root, load_index(sources, progress), max_distance, progress)
+    found = leak_matches(hashes, path_of, load_index(sources, progress), max_distance)
     if len(found) and not allow:
         sample = "\n".join(
             f"  {r.frame_path} ~ {r.task}/{r.test_image} ({r.distance} bits)"

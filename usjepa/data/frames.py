@@ -1,0 +1,213 @@
+"""Columnar frame tables: millions of manifest rows without per-row Python objects.
+
+A 5M-row manifest read through pandas makes 5M Python strings per text column (slow to
+build, and every DataLoader worker's reference counting touches their pages, so forked
+workers slowly copy them). Here each text column is one byte buffer plus an offsets
+array (Arrow's layout, read zero-copy from parquet), and repeated values (dataset,
+patient, split, per-clip scan masks) are dictionary codes. Workers share these buffers
+copy-on-write and never write to them.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from usjepa.data.manifest import ManifestError
+
+_DICT_COLUMNS = ("dataset", "patient_id", "split", "scan_mask")
+
+
+class StringColumn:
+    """Immutable strings as a ``uint8`` buffer and ``int64`` offsets."""
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray) -> None:
+        self.data, self.offsets = data, offsets
+
+    @classmethod
+    def from_arrow(cls, array: pa.Array | pa.ChunkedArray) -> StringColumn:
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+        array = pc.fill_null(array.cast(pa.large_string()), "")
+        _, offsets, data = array.buffers()
+        n = len(array)
+        off = np.frombuffer(offsets, np.int64)[array.offset : array.offset + n + 1]
+        raw = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+        return cls(raw, off)
+
+    @classmethod
+    def from_strings(cls, values: list[str]) -> StringColumn:
+        return cls.from_arrow(pa.array(values, pa.large_string()))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index: int) -> str:
+        return self.data[self.offsets[index] : self.offsets[index + 1]].tobytes().decode()
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes + self.offsets.nbytes
+
+
+@dataclass
+class Codes:
+    """Dictionary-encoded column: ``codes[i]`` indexes ``values`` (``-1`` for null)."""
+
+    codes: np.ndarray
+    values: StringColumn
+
+    def __getitem__(self, index: int) -> str:
+        code = int(self.codes[index])
+        return self.values[code] if code >= 0 else ""
+
+    def value_list(self) -> list[str]:
+        return [self.values[i] for i in range(len(self.values))]
+
+    @classmethod
+    def from_arrow(cls, array: pa.Array | pa.ChunkedArray) -> Codes:
+        if isinstance(array, pa.ChunkedArray):
+            array = pa.chunked_array(
+                [
+                    c if pa.types.is_dictionary(c.type) else c.dictionary_encode()
+                    for c in array.chunks
+                ],
+            )
+            array = array.unify_dictionaries().combine_chunks() if array.num_chunks else array
+        if not pa.types.is_dictionary(array.type):
+            array = array.dictionary_encode()
+        codes = pc.fill_null(array.indices.cast(pa.int32()), -1).to_numpy(zero_copy_only=False)
+        return cls(codes, StringColumn.from_arrow(array.dictionary.cast(pa.large_string())))
+
+
+@dataclass
+class FrameTable:
+    """The manifest columns the corpus loader needs, in columnar form."""
+
+    frame_path: StringColumn
+    scan_mask: Codes
+    dataset: Codes
+    patient: Codes
+    split: Codes
+    phash: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.frame_path)
+
+    @property
+    def nbytes(self) -> int:
+        parts = [self.frame_path.nbytes, self.phash.nbytes if self.phash is not None else 0]
+        for c in (self.scan_mask, self.dataset, self.patient, self.split):
+            parts += [c.codes.nbytes, c.values.nbytes]
+        return sum(parts)
+
+    def rows_in_split(self, name: str) -> np.ndarray:
+        values = self.split.value_list()
+        if name not in values:
+            return np.zeros(len(self), bool)
+        return self.split.codes == values.index(name)
+
+    def val_rows(self, fraction: float) -> np.ndarray:
+        """The manifest's ``val`` split, else a stable hash of the patient (of the frame
+        path when there is no patient column) below ``fraction``."""
+        rows = self.rows_in_split("val")
+        if rows.any():
+            return rows
+        if len(self.patient.values):
+            names = self.patient.value_list()
+            buckets = np.array([zlib.crc32(s.encode()) % 10_000 for s in names], np.int64)
+            return buckets[self.patient.codes] < fraction * 10_000
+        buckets = np.array(
+            [zlib.crc32(self.frame_path[i].encode()) % 10_000 for i in range(len(self))]
+        )
+        return buckets < fraction * 10_000
+
+
+def _empty_codes(n: int) -> Codes:
+    return Codes(np.full(n, -1, np.int32), StringColumn.from_strings([]))
+
+
+def load_frame_table(path: str | Path) -> FrameTable:
+    """Read a parquet (or CSV) manifest into a :class:`FrameTable`.
+
+    Raises:
+        ManifestError: naming the file and the fix when it is missing, unreadable or
+            lacks ``frame_path``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(
+            f"manifest {path} not found; build one with `usjepa data build` or "
+            "`usjepa data synth`, or point data.manifest at an existing file"
+        )
+    try:
+        if path.suffix == ".parquet":
+            names = pq.read_schema(path).names
+            wanted = [c for c in ("frame_path", *_DICT_COLUMNS, "phash") if c in names]
+            table = pq.read_table(
+                path, columns=wanted, read_dictionary=[c for c in _DICT_COLUMNS if c in names]
+            )
+        elif path.suffix == ".csv":
+            table = pacsv.read_csv(path)
+        else:
+            raise ManifestError(
+                f"manifest {path}: unknown format {path.suffix!r}; use .parquet or .csv"
+            )
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ManifestError(f"manifest {path} cannot be read: {err}") from None
+    if "frame_path" not in table.column_names:
+        raise ManifestError(
+            f"manifest {path} lacks the frame_path column; it has {table.column_names}"
+        )
+    if table.num_rows == 0:
+        raise ManifestError(f"manifest {path} has no rows")
+    n = table.num_rows
+
+    def codes(name: str) -> Codes:
+        return (
+            Codes.from_arrow(table.column(name)) if name in table.column_names else _empty_codes(n)
+        )
+
+    phash = None
+    if "phash" in table.column_names and table.column("phash").null_count == 0:
+        phash = table.column("phash").to_numpy().astype(np.int64)
+    return FrameTable(
+        StringColumn.from_arrow(table.column("frame_path")),
+        codes("scan_mask"),
+        codes("dataset"),
+        codes("patient_id"),
+        codes("split"),
+        phash,
+    )
+
+
+def sampling_weights(
+    dataset_codes: np.ndarray, mode: str = "size", temperature: float = 1.0
+) -> np.ndarray | None:
+    """Per-row sampling weights that give each dataset a share of the draws.
+
+    ``size``: proportional to the dataset's frame count (plain shuffling; returns None).
+    ``uniform``: every dataset equally often. ``temperature``: share proportional to
+    ``n_d ** (1 / temperature)`` (1 is ``size``; large values approach ``uniform``).
+    """
+    if mode == "size":
+        return None
+    if mode not in ("uniform", "temperature"):
+        raise ValueError(f"sampling mode {mode!r}: use size, uniform or temperature")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    codes = np.where(dataset_codes < 0, 0, dataset_codes)
+    counts = np.bincount(codes).astype(np.float64)
+    present = counts > 0
+    share = np.zeros_like(counts)
+    share[present] = 1.0 if mode == "uniform" else counts[present] ** (1.0 / temperature)
+    share /= share.sum()
+    per_row = np.divide(share, counts, out=np.zeros_like(share), where=present)
+    return per_row[codes]
