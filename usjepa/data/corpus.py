@@ -232,7 +232,11 @@ class CorpusDataModule(L.LightningDataModule):
             paths = [self.root / table.frame_path[i] for i in range(len(table))]
             hashes = hash_files(paths, desc="hashing corpus frames for the leakage check")
         self.leaks = guard_corpus(
-            hashes, table.frame_path.__getitem__, self.test_index, self.allow_test_leakage
+            hashes,
+            table.frame_path.__getitem__,
+            self.root,
+            self.test_index,
+            self.allow_test_leakage,
         )
         if len(self.leaks):
             rank_zero_warn(

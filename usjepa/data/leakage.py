@@ -2,10 +2,11 @@
 
 A 64-bit DCT perceptual hash (the low 8x8 frequencies of a 32x32 thumbnail, thresholded
 at their median) survives resizing, re-encoding and mild intensity changes, so a test
-image re-extracted into a pretraining corpus at another size still matches. Near
-duplicates are pairs within ``max_distance`` bits; they are found by exact matches on
-``max_distance + 1`` bands of the hash (by the pigeonhole principle a pair within the
-distance agrees on at least one band), so the search scales to millions of frames.
+image re-extracted into a pretraining corpus at another size still matches. Candidate
+pairs within ``max_distance`` bits are found by exact matches on ``max_distance + 1``
+bands of the hash (by the pigeonhole principle a pair within the
+distance agrees on at least one band), so the search scales to millions of frames;
+a candidate counts as a duplicate when the two 32x32 thumbnails also correlate.
 """
 
 from __future__ import annotations
@@ -35,6 +36,21 @@ def phash(image: np.ndarray) -> int:
     return int(np.int64(np.uint64(value).view(np.int64)))
 
 
+def thumbnail(image: np.ndarray) -> bytes:
+    """A 32x32 uint8 thumbnail, the second-stage check of a hash match."""
+    return cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA).tobytes()
+
+
+def thumb_correlation(a: bytes, b: bytes) -> float:
+    """Pearson correlation of two thumbnails: about 1.0 for a resized or re-encoded copy,
+    lower for another frame of the same patient (0.97 at most on synthetic clips)."""
+    x = np.frombuffer(a, np.uint8).astype(np.float64)
+    y = np.frombuffer(b, np.uint8).astype(np.float64)
+    x, y = x - x.mean(), y - y.mean()
+    denom = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / denom) if denom > 0 else float(np.array_equal(a, b))
+
+
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Bitwise distance between int64 hash arrays (broadcasting)."""
     x = np.bitwise_xor(a.astype(np.int64), b.astype(np.int64)).view(np.uint64)
@@ -62,21 +78,24 @@ def task_test_index(task_root: str | Path, progress: bool = True) -> pd.DataFram
             f"{split} not found: a task root needs test.json (UltraBench layout); "
             "make one with `usjepa data make-task`"
         )
-    stamp = f"{split.stat().st_size}:{split.stat().st_mtime_ns}"
+    stamp = f"v2:{split.stat().st_size}:{split.stat().st_mtime_ns}"  # v2: with thumbnails
     cache = root / "test_hashes.parquet"
     if cache.exists():
         cached = pd.read_parquet(cache)
-        if cached.attrs.get("stamp") == stamp or (
-            len(cached) and str(cached["stamp"].iloc[0]) == stamp
-        ):
+        if len(cached) and str(cached["stamp"].iloc[0]) == stamp:
             return cached.drop(columns="stamp")
     records = json.loads(split.read_text())
     images = [str(r["image"]) for r in records]
-    paths = [
-        root / "images" / Path(p).name if not (root / p).exists() else root / p for p in images
-    ]
-    hashes = hash_files(paths, progress, desc=f"hashing {root.name} test images")
-    table = pd.DataFrame({"task": root.name, "image": images, "phash": hashes})
+    hashes, thumbs = [], []
+    for rel in tqdm(
+        images, desc=f"hashing {root.name} test images", disable=not progress, leave=False
+    ):
+        image = read_gray(root / rel, "test image")
+        hashes.append(phash(image))
+        thumbs.append(thumbnail(image))
+    table = pd.DataFrame(
+        {"task": root.name, "image": images, "phash": np.array(hashes, np.int64), "thumb": thumbs}
+    )
     table.assign(stamp=stamp).to_parquet(cache, index=False)
     return table
 
@@ -146,21 +165,43 @@ def manifest_hashes(table: pd.DataFrame, root: Path, progress: bool = True) -> n
 def leak_matches(
     hashes: np.ndarray,
     path_of: Callable[[int], str],
+    root: Path,
     index: pd.DataFrame,
-    max_distance: int = 4,
+    max_distance: int = 6,
+    min_correlation: float = 0.98,
 ) -> pd.DataFrame:
-    """Corpus rows whose hash is within ``max_distance`` bits of a test image's: one row
-    per match with the frame path (``path_of(row)``), task, test image and distance."""
+    """Corpus rows that duplicate a test image: one row per match with the frame path
+    (``path_of(row)``, relative to ``root``), task, test image, hash distance and
+    thumbnail correlation.
+
+    Stage one finds hash pairs within ``max_distance`` bits; stage two keeps a pair when
+    the 32x32 thumbnails correlate at ``min_correlation`` or more (an index without
+    thumbnails, such as a CSV of hashes, skips stage two). Ultrasound frames share their
+    black surround and fan outline, so hashes of different frames can be close; the
+    thumbnails tell copies (correlation ~1.0) from neighbours.
+    """
     matches = find_matches(hashes, index["phash"].to_numpy(np.int64), max_distance)
     rows = matches["row"].to_numpy()
+    cols = matches["index_row"].to_numpy()
+    paths = [path_of(int(r)) for r in rows]
+    corr = np.ones(len(rows))
+    if "thumb" in index and len(rows):
+        thumbs: dict[int, bytes] = {}
+        for k, (r, c) in enumerate(zip(rows, cols)):
+            if r not in thumbs:
+                thumbs[r] = thumbnail(read_gray(root / paths[k], "corpus frame"))
+            corr[k] = thumb_correlation(thumbs[r], index["thumb"].iloc[c])
+    keep = corr >= min_correlation
+    distance = matches["distance"].to_numpy()[keep]
     return pd.DataFrame(
         {
-            "row": rows,
-            "frame_path": [path_of(int(r)) for r in rows],
-            "task": index["task"].to_numpy()[matches["index_row"]],
-            "test_image": index["image"].to_numpy()[matches["index_row"]],
-            "distance": matches["distance"].to_numpy(),
-            "kind": np.where(matches["distance"] == 0, "exact", "near"),
+            "row": rows[keep],
+            "frame_path": np.array(paths, dtype=object)[keep] if len(paths) else [],
+            "task": index["task"].to_numpy()[cols[keep]],
+            "test_image": index["image"].to_numpy()[cols[keep]],
+            "distance": distance,
+            "correlation": corr[keep].round(4),
+            "kind": np.where(distance == 0, "exact", "near"),
         }
     )
 
@@ -169,28 +210,30 @@ def check_leakage(
     table: pd.DataFrame,
     root: Path,
     index: pd.DataFrame,
-    max_distance: int = 4,
+    max_distance: int = 6,
     progress: bool = True,
+    min_correlation: float = 0.98,
 ) -> pd.DataFrame:
     """Rows of a manifest table that duplicate a test image (see :func:`leak_matches`)."""
     hashes = manifest_hashes(table, root, progress)
     paths = table["frame_path"].astype(str).to_numpy()
-    return leak_matches(hashes, lambda r: str(paths[r]), index, max_distance)
+    return leak_matches(hashes, lambda r: str(paths[r]), root, index, max_distance, min_correlation)
 
 
 def guard_corpus(
     hashes: np.ndarray,
     path_of: Callable[[int], str],
+    root: Path,
     sources: list[str | Path],
     allow: bool = False,
-    max_distance: int = 4,
+    max_distance: int = 6,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Raise :class:`LeakageError` when the corpus holds known test images (unless
     ``allow``); returns the matches either way."""
     if not sources:
         return pd.DataFrame()
-    found = leak_matches(hashes, path_of, load_index(sources, progress), max_distance)
+    found = leak_matches(hashes, path_of, root, load_index(sources, progress), max_distance)
     if len(found) and not allow:
         sample = "\n".join(
             f"  {r.frame_path} ~ {r.task}/{r.test_image} ({r.distance} bits)"

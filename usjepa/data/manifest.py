@@ -6,8 +6,23 @@ from pathlib import Path
 
 import pandas as pd
 
-#: The only required column; the rest of the schema (dataset, organ, source_kind,
-#: source_path, frame_index, patient_id, split, width, height, scan_mask, label) is optional.
+#: The manifest schema: column -> meaning. Only ``frame_path`` is required; the builders
+#: (``usjepa data build``) write all but ``label``.
+SCHEMA = {
+    "frame_path": "frame image, relative to the manifest's folder (or --root)",
+    "dataset": "catalogue name of the source dataset",
+    "organ": "anatomy shown",
+    "source_kind": "image, video, volume or dicom",
+    "source_path": "raw file the frame came from, relative to the raw download",
+    "frame_index": "frame (video, cine) or slice (volume) index in the source",
+    "patient_id": "patient or study; never split across train/val/test",
+    "split": "train, val or test",
+    "width": "frame width in pixels",
+    "height": "frame height in pixels",
+    "scan_mask": "scan-region mask image (255 inside), per frame or per clip",
+    "phash": "64-bit perceptual hash (int64) for the leakage guard",
+    "label": "optional integer class",
+}
 REQUIRED_COLUMNS = ("frame_path",)
 
 

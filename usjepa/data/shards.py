@@ -11,6 +11,7 @@ its own part; :class:`ShardCorpusDataset` decodes and augments items exactly lik
 from __future__ import annotations
 
 import json
+import multiprocessing
 import zlib
 from functools import lru_cache, partial
 from pathlib import Path
@@ -86,6 +87,7 @@ def write_shards(
         if len(rows) == 0:
             continue
         inputs = [(table.frame_path[r], table.scan_mask[r], table.patient[r]) for r in rows]
+        start_method = multiprocessing.get_start_method(allow_none=True)
         optimize(
             fn=partial(_item, root=str(base)),
             inputs=inputs,
@@ -94,6 +96,8 @@ def write_shards(
             num_workers=max(1, workers),
             mode="overwrite",
         )
+        # litdata switches the process to spawn; later DataLoaders should keep the default
+        multiprocessing.set_start_method(start_method, force=True)
         written[name] = len(rows)
     (out / SHARDS_INFO).write_text(json.dumps({"datasets": written}, indent=1))
     return written
@@ -120,14 +124,14 @@ class ShardCorpusDataset(StreamingDataset):
 
     def __init__(self, input_dir: str, transform, **kwargs) -> None:  # noqa: ANN001
         super().__init__(input_dir, **kwargs)
-        self.transform = transform
+        self.frame_transform = transform  # litdata's own `transform` attribute is separate
 
     def __getitem__(self, index):  # noqa: ANN001, ANN204
         item = super().__getitem__(index)
         image = cv2.imdecode(np.frombuffer(item["image"], np.uint8), cv2.IMREAD_GRAYSCALE)
         if image is None:
             raise ValueError(f"a frame in {self.input_dir.path} cannot be decoded; re-shard")
-        return self.transform(image, unpack_mask(item["mask"]))
+        return self.frame_transform(image, unpack_mask(item["mask"]))
 
 
 def combined_shards(

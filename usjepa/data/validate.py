@@ -61,6 +61,11 @@ def validate_manifest(
             )
             for i in np.flatnonzero(bad.to_numpy())
         ]
+    if "source_kind" in table:
+        kinds = ("image", "video", "volume", "dicom")
+        problems += _rows(
+            ~table["source_kind"].isin(kinds), "source_kind", f"unknown source kind; use {kinds}"
+        )
     if "label" in table:
         labels = pd.to_numeric(table["label"], errors="coerce")
         given = table["label"].notna()

@@ -1,0 +1,219 @@
+"""``usjepa data ...``: the data tools' command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+USAGE_LINES = """\
+  data synth [--out DIR] [--images N]               write the synthetic corpus and task
+  data contact-sheet [--out PNG]                    save a grid of synthetic samples
+  data validate MANIFEST [--num-classes N]          report every problem in a manifest
+  data build RAW OUT --dataset NAME                 raw images/videos/volumes/DICOM to frames
+  data make-task SRC OUT [--labels CSV]             a labeled image folder to a probe task
+  data build-task {busbra,tn5000} RAW OUT           official releases to probe tasks
+  data check-leakage MANIFEST TASK... --out FILE    drop frames that are benchmark test images
+  data shard MANIFEST OUT                           litdata shards for streaming at scale
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="usjepa data")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    synth = sub.add_parser("synth", help="write the synthetic corpus and lesion task")
+    synth.add_argument("--out", default="data/synthetic")
+    synth.add_argument("--images", type=int, default=2000)
+    synth.add_argument("--seed", type=int, default=0)
+    sheet = sub.add_parser("contact-sheet", help="save a PNG grid of synthetic samples")
+    sheet.add_argument("--out", default="docs/synthetic_contact_sheet.png")
+    check = sub.add_parser("validate", help="report every problem in a manifest")
+    check.add_argument("manifest")
+    check.add_argument("--root", default=None, help="folder relative paths start from")
+    check.add_argument("--num-classes", type=int, default=None)
+    check.add_argument("--no-files", action="store_true", help="skip file existence checks")
+    check.add_argument("--report", default=None, help="write all problems to this CSV")
+
+    build = sub.add_parser("build", help="raw dataset folder to corpus frames + manifest")
+    build.add_argument("raw", help="the dataset's raw download")
+    build.add_argument("out", help="corpus folder (one for all datasets)")
+    build.add_argument("--dataset", required=True, help="catalogue name (or any with --no-catalog)")
+    build.add_argument("--catalog", default=None, help="catalogue YAML (default: ours)")
+    build.add_argument("--no-catalog", action="store_true", help="build an uncatalogued dataset")
+    build.add_argument("--organ", default=None)
+    build.add_argument("--size", type=int, default=256, help="short side of written frames")
+    build.add_argument("--format", default="jpg", choices=("jpg", "png"))
+    build.add_argument("--video-fps", type=float, default=None)
+    build.add_argument("--max-frames", type=int, default=None, help="cap per clip or volume")
+    build.add_argument("--volume-axis", type=int, default=None)
+    build.add_argument("--volume-stride", type=int, default=None)
+    build.add_argument("--patient-pattern", default=None, help="regex; group 1 is the patient")
+    build.add_argument("--exclude", default=None, help="regex of relative paths to skip")
+    build.add_argument("--workers", type=int, default=1)
+
+    task = sub.add_parser("make-task", help="labeled image folder to a probe task")
+    task.add_argument("src")
+    task.add_argument("out")
+    task.add_argument("--labels", default=None, help="CSV: image,label[,patient,split,scan_mask]")
+    task.add_argument("--test-fraction", type=float, default=0.2)
+    task.add_argument("--seed", type=int, default=0)
+    release = sub.add_parser("build-task", help="BUS-BRA or TN5000 release to a probe task")
+    release.add_argument("name", choices=("busbra", "tn5000"))
+    release.add_argument("raw")
+    release.add_argument("out")
+    release.add_argument("--fold-file", default=None, help="BUS-BRA k-fold CSV")
+    release.add_argument("--test-fold", type=int, default=0)
+    release.add_argument("--test-fraction", type=float, default=0.2)
+    release.add_argument("--seed", type=int, default=0)
+
+    leak = sub.add_parser("check-leakage", help="find benchmark test images in a corpus")
+    leak.add_argument("manifest")
+    leak.add_argument("tasks", nargs="*", help="task folders and/or hash index files")
+    leak.add_argument("--root", default=None)
+    leak.add_argument("--max-distance", type=int, default=6, help="hash bits for a candidate")
+    leak.add_argument("--min-correlation", type=float, default=0.98, help="thumbnail check")
+    leak.add_argument("--out", default=None, help="write the manifest without matches here")
+    leak.add_argument("--report", default=None, help="write the matches to this CSV")
+    leak.add_argument("--save-index", default=None, help="save the tasks' hashes (parquet)")
+
+    shard = sub.add_parser("shard", help="write litdata shards of a manifest")
+    shard.add_argument("manifest")
+    shard.add_argument("out")
+    shard.add_argument("--root", default=None)
+    shard.add_argument("--val-fraction", type=float, default=0.05)
+    shard.add_argument("--chunk-bytes", default="64MB")
+    shard.add_argument("--workers", type=int, default=1)
+    return parser
+
+
+def main(args: list[str]) -> None:
+    ns = _parser().parse_args(args)
+    handler = {
+        "synth": synth,
+        "contact-sheet": synth,
+        "validate": validate,
+        "build": build,
+        "make-task": make_task,
+        "build-task": build_task,
+        "check-leakage": check_leakage,
+        "shard": shard,
+    }[ns.cmd]
+    try:
+        handler(ns)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def synth(ns: argparse.Namespace) -> None:
+    from usjepa.data.synthetic import contact_sheet, generate_corpus, generate_task
+
+    if ns.cmd == "synth":
+        print(generate_corpus(Path(ns.out) / "corpus", ns.images, seed=ns.seed))
+        print(generate_task(Path(ns.out) / "task", seed=ns.seed + 1))
+    else:
+        print(contact_sheet(ns.out))
+
+
+def validate(ns: argparse.Namespace) -> None:
+    """Print the report; exit 1 when anything is wrong."""
+    import pandas as pd
+
+    from usjepa.data.validate import format_report, validate_manifest
+
+    problems = validate_manifest(ns.manifest, ns.root, ns.num_classes, not ns.no_files)
+    print(format_report(problems, ns.manifest))
+    if ns.report:
+        pd.DataFrame([p.__dict__ for p in problems]).to_csv(ns.report, index=False)
+    if problems:
+        raise SystemExit(1)
+
+
+def build(ns: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from usjepa.data.build import FramePolicy, build_dataset
+    from usjepa.data.build.catalog import DEFAULT_CATALOG, load_catalog
+
+    organ, policy, pattern, exclude = ns.organ or "unknown", FramePolicy(), None, None
+    if not ns.no_catalog:
+        entry = load_catalog(ns.catalog or DEFAULT_CATALOG).entry(ns.dataset)
+        organ, policy = ns.organ or entry.organ, entry.policy
+        pattern, exclude = entry.patient_pattern, entry.exclude
+    overrides = {
+        "video_fps": ns.video_fps,
+        "max_frames_per_clip": ns.max_frames,
+        "volume_axis": ns.volume_axis,
+        "volume_stride": ns.volume_stride,
+    }
+    policy = replace(policy, **{k: v for k, v in overrides.items() if v is not None})
+    report = build_dataset(
+        ns.raw,
+        ns.out,
+        ns.dataset,
+        organ=organ,
+        size=ns.size,
+        image_format=ns.format,
+        policy=policy,
+        patient_pattern=ns.patient_pattern or pattern,
+        exclude=ns.exclude or exclude,
+        workers=ns.workers,
+    )
+    print(report)
+    if report.failed:
+        print(f"{report.failed} unreadable source(s) listed in {Path(ns.out) / 'build_errors.csv'}")
+
+
+def make_task(ns: argparse.Namespace) -> None:
+    from usjepa.data.build.tasks import make_task as run
+
+    print(run(ns.src, ns.out, ns.labels, ns.test_fraction, ns.seed))
+
+
+def build_task(ns: argparse.Namespace) -> None:
+    from usjepa.data.build.tasks import build_busbra, build_tn5000
+
+    if ns.name == "busbra":
+        print(build_busbra(ns.raw, ns.out, ns.fold_file, ns.test_fold, ns.test_fraction, ns.seed))
+    else:
+        print(build_tn5000(ns.raw, ns.out, ns.test_fraction, ns.seed))
+
+
+def check_leakage(ns: argparse.Namespace) -> None:
+    """Report matches; with ``--out`` write the filtered manifest. Exit 1 on matches
+    when no filtered manifest was asked for (so scripts notice)."""
+    from usjepa.data.leakage import check_leakage as run
+    from usjepa.data.leakage import load_index
+    from usjepa.data.manifest import read_manifest
+
+    index = load_index(ns.tasks)
+    if ns.save_index:
+        index.to_parquet(ns.save_index, index=False)
+        print(f"saved {len(index)} test-image hashes to {ns.save_index}")
+    table = read_manifest(ns.manifest)
+    root = Path(ns.root) if ns.root else Path(ns.manifest).parent
+    found = run(table, root, index, ns.max_distance, min_correlation=ns.min_correlation)
+    exact = int((found["kind"] == "exact").sum()) if len(found) else 0
+    rows = found["row"].nunique() if len(found) else 0
+    print(
+        f"{ns.manifest}: {rows} of {len(table)} frames match {len(index)} test images "
+        f"({exact} exact, {len(found) - exact} near; hash <= {ns.max_distance} bits, "
+        f"thumbnail r >= {ns.min_correlation})"
+    )
+    if ns.report:
+        found.to_csv(ns.report, index=False)
+    if ns.out:
+        keep = ~table.index.isin(found["row"]) if len(found) else slice(None)
+        table[keep].to_parquet(ns.out, index=False)
+        print(f"wrote {ns.out} without them; use paths relative to {root}")
+    elif rows:
+        raise SystemExit(1)
+
+
+def shard(ns: argparse.Namespace) -> None:
+    from usjepa.data.shards import write_shards
+
+    written = write_shards(
+        ns.manifest, ns.out, ns.root, ns.val_fraction, ns.chunk_bytes, ns.workers
+    )
+    print(f"{ns.out}: " + ", ".join(f"{k} {v} frames" for k, v in written.items()))
