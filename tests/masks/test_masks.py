@@ -58,3 +58,29 @@ def test_tiny_region_falls_back_to_full_grid():
     valid[:, 0, 0] = True
     ctx, tgt = MultiBlockMaskGenerator(GRID)(2, torch.Generator().manual_seed(0), valid)
     assert ctx.shape[1] >= 1 and tgt.shape[2] >= 1
+
+
+def test_usrc_targets_prefer_placements_inside_the_region():
+    # a region covering only the left half: every target block sits mostly inside it
+    valid = torch.zeros(32, 14, 14, dtype=torch.bool)
+    valid[:, :, :7] = True
+    gen = MultiBlockMaskGenerator(14, num_targets=4, min_valid_fraction=1.0)
+    ctx, tgt = gen(32, torch.Generator().manual_seed(0), valid)
+    cols_t, cols_c = tgt % 14, ctx % 14
+    assert (cols_t < 7).all() and (cols_c < 7).all()
+    # plain masks on the same batch do use the right half
+    ctx_p, tgt_p = gen(32, torch.Generator().manual_seed(0), None)
+    assert (tgt_p % 14 >= 7).any() and (ctx_p % 14 >= 7).any()
+
+
+def test_per_image_positions_differ_within_a_batch():
+    _, tgt = MultiBlockMaskGenerator(14)(16, torch.Generator().manual_seed(3))
+    firsts = {tuple(t[0].tolist()) for t in tgt}
+    assert len(firsts) > 8
+
+
+def test_targets_are_rectangular_blocks_without_valid_map():
+    _, tgt = MultiBlockMaskGenerator(14, num_targets=2)(8, torch.Generator().manual_seed(2))
+    for block in tgt.reshape(-1, tgt.shape[-1]):
+        r, c = block // 14, block % 14
+        assert (r.max() - r.min() + 1) * (c.max() - c.min() + 1) == len(block)

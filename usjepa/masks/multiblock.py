@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from usjepa.masks.base import MaskGenerator
@@ -27,10 +28,10 @@ class MultiBlockMaskGenerator(MaskGenerator):
         context_scale, context_aspect: the same for the context block.
         min_keep: fewest patches a context or target set may have.
         allow_overlap: keep context patches that fall in a target (I-JEPA: False).
-        min_valid_fraction: with a valid-patch map (USrc), a target placement must have at
-            least this fraction of its patches valid; placements are redrawn up to
-            ``max_tries`` times, then the best one seen is used.
-        max_tries: redraws per target block.
+        min_valid_fraction: with a valid-patch map (USrc), a target block is placed only
+            where at least this fraction of its patches is valid (where no placement
+            qualifies, among the best-covered placements); its patches outside the region
+            are then dropped.
     """
 
     def __init__(
@@ -44,13 +45,12 @@ class MultiBlockMaskGenerator(MaskGenerator):
         min_keep: int = 4,
         allow_overlap: bool = False,
         min_valid_fraction: float = 0.5,
-        max_tries: int = 20,
     ) -> None:
         self.grid_size, self.num_targets = grid_size, num_targets
         self.target_scale, self.target_aspect = target_scale, target_aspect
         self.context_scale, self.context_aspect = context_scale, context_aspect
         self.min_keep, self.allow_overlap = min_keep, allow_overlap
-        self.min_valid_fraction, self.max_tries = min_valid_fraction, max_tries
+        self.min_valid_fraction = min_valid_fraction
 
     def _block_size(
         self, scale: tuple[float, float], aspect: tuple[float, float], gen: torch.Generator
@@ -62,74 +62,83 @@ class MultiBlockMaskGenerator(MaskGenerator):
         w = round(math.sqrt(area / math.exp(log_a)))
         return max(1, min(h, self.grid_size - 1)), max(1, min(w, self.grid_size - 1))
 
-    def _place(self, h: int, w: int, gen: torch.Generator, valid: Tensor | None) -> Tensor:
+    def _positions(
+        self, h: int, w: int, n: int, gen: torch.Generator, valid: Tensor | None, batch: int
+    ) -> Tensor:
+        """``[B, n, 2]`` top-left corners of ``h x w`` blocks, one draw per block.
+
+        With ``valid``, a corner is drawn uniformly among those whose block has at least
+        ``min_valid_fraction`` of its patches valid, else among the best-covered corners.
+        """
         g = self.grid_size
-        best, best_frac = None, -1.0
-        for _ in range(self.max_tries if valid is not None else 1):
-            top = int(torch.randint(0, g - h + 1, (1,), generator=gen))
-            left = int(torch.randint(0, g - w + 1, (1,), generator=gen))
-            block = torch.zeros(g, g, dtype=torch.bool)
-            block[top : top + h, left : left + w] = True
-            if valid is None:
-                return block
-            frac = float((block & valid).sum()) / (h * w)
-            if frac > best_frac:
-                best, best_frac = block, frac
-            if frac >= self.min_valid_fraction:
-                break
-        assert best is not None and valid is not None
-        return best & valid
+        rows, cols = g - h + 1, g - w + 1
+        u = torch.rand(batch, n, rows * cols, generator=gen)
+        if valid is not None:
+            cover = F.avg_pool2d(valid[:, None].float(), (h, w), stride=1).flatten(1)
+            ok = cover >= self.min_valid_fraction - 1e-6
+            best = cover >= cover.max(1, keepdim=True).values - 1e-6
+            allowed = torch.where(ok.any(1, keepdim=True), ok, best)  # [B, P]
+            u = torch.where(allowed[:, None], u, u - 2.0)
+        flat = u.argmax(-1)
+        return torch.stack([flat // cols, flat % cols], -1)
+
+    def _blocks(self, corners: Tensor, h: int, w: int) -> Tensor:
+        """Boolean ``[B, n, G, G]`` maps of blocks at ``corners``."""
+        r = torch.arange(self.grid_size)
+        top, left = corners[..., 0, None], corners[..., 1, None]
+        in_rows = (r >= top) & (r < top + h)  # [B, n, G]
+        in_cols = (r >= left) & (r < left + w)
+        return in_rows[..., :, None] & in_cols[..., None, :]
 
     def __call__(
         self, batch_size: int, generator: torch.Generator, valid: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Draw masks for a batch.
+        """Draw masks for a batch (vectorised over images and blocks).
 
         Args:
             batch_size: images in the batch.
             generator: seeded CPU generator; the same seed gives the same masks.
             valid: optional ``[B, G, G]`` bool map of patches inside the scan region.
+                An image with fewer than ``2 * min_keep`` valid patches falls back to the
+                full grid (its region is too small to hold context and targets).
 
         Returns:
             ``(context [B, K], targets [B, M, T])`` long patch indices, sorted per set.
         """
+        b = batch_size
         th, tw = self._block_size(self.target_scale, self.target_aspect, generator)
         ch, cw = self._block_size(self.context_scale, self.context_aspect, generator)
-        contexts, targets = [], []
-        for i in range(batch_size):
-            v = None if valid is None else valid[i]
-            if v is not None and int(v.sum()) < 2 * self.min_keep:
-                v = None  # region too small to condition on: fall back to the full grid
-            blocks = [self._place(th, tw, generator, v) for _ in range(self.num_targets)]
-            union = torch.stack(blocks).any(0)
-            ctx = self._place(ch, cw, generator, None)
-            if v is not None:
-                ctx = ctx & v
-            if not self.allow_overlap:
-                ctx = ctx & ~union
-            if int(ctx.sum()) < self.min_keep:
-                # context swallowed by targets: use every allowed patch outside the targets
-                ctx = (v if v is not None else torch.ones_like(ctx)) & ~union
-            contexts.append(ctx.flatten().nonzero().squeeze(1))
-            targets.append([b.flatten().nonzero().squeeze(1) for b in blocks])
-        k = max(1, min(len(c) for c in contexts))
-        t = max(1, min(len(b) for bl in targets for b in bl))
-        ctx_out = torch.stack([_subset(c, k, generator) for c in contexts])
-        tgt_out = torch.stack(
-            [torch.stack([_subset(b, t, generator) for b in bl]) for bl in targets]
+        if valid is not None:
+            valid = valid.bool()
+            small = valid.flatten(1).sum(1) < 2 * self.min_keep
+            valid = torch.where(small[:, None, None], torch.ones_like(valid), valid)
+        targets = self._blocks(
+            self._positions(th, tw, self.num_targets, generator, valid, b), th, tw
         )
-        return ctx_out, tgt_out
+        context = self._blocks(self._positions(ch, cw, 1, generator, None, b), ch, cw)[:, 0]
+        if valid is not None:
+            targets = targets & valid[:, None]
+            context = context & valid
+        union = targets.any(1)
+        if not self.allow_overlap:
+            context = context & ~union
+        allowed = valid if valid is not None else torch.ones_like(context)
+        # context swallowed by targets: use every allowed patch outside the targets
+        thin = context.flatten(1).sum(1) < self.min_keep
+        context = torch.where(thin[:, None, None], allowed & ~union, context)
+        ctx_flat, tgt_flat = context.flatten(1), targets.flatten(2)
+        k = max(1, int(ctx_flat.sum(1).min()))
+        t = max(1, int(tgt_flat.sum(-1).min()))
+        return _subset(ctx_flat, k, generator), _subset(tgt_flat, t, generator)
 
 
-def _subset(idx: Tensor, n: int, gen: torch.Generator) -> Tensor:
-    """A random size-``n`` subset of ``idx``, sorted (I-JEPA keeps a prefix, which biases
-    the cut towards the top of the image; a random subset does not)."""
-    if len(idx) == n:
-        return idx
-    if len(idx) == 0:
-        return torch.zeros(n, dtype=torch.long)
-    pick = torch.randperm(len(idx), generator=gen)[:n]
-    return idx[pick].sort().values
+def _subset(mask: Tensor, n: int, gen: torch.Generator) -> Tensor:
+    """Sorted indices of a random size-``n`` subset of each row's True entries (``mask``
+    ``[..., N]``). I-JEPA keeps a prefix, which biases the cut towards the top of the
+    image; a random subset does not. Rows with fewer than ``n`` entries are topped up
+    with random other indices."""
+    scores = torch.rand(mask.shape, generator=gen) + mask.float()
+    return scores.topk(n, dim=-1).indices.sort(-1).values
 
 
 class RandomMaskGenerator(MaskGenerator):
