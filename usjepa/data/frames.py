@@ -149,25 +149,25 @@ def load_frame_table(path: str | Path) -> FrameTable:
         )
     try:
         if path.suffix == ".parquet":
-            names = pq.read_schema(path).names
-            wanted = [c for c in ("frame_path", *_DICT_COLUMNS, "phash") if c in names]
-            table = pq.read_table(
-                path, columns=wanted, read_dictionary=[c for c in _DICT_COLUMNS if c in names]
-            )
-        elif path.suffix == ".csv":
-            table = pacsv.read_csv(path)
-        else:
+            return _from_parquet(path)
+        if path.suffix != ".csv":
             raise ManifestError(
                 f"manifest {path}: unknown format {path.suffix!r}; use .parquet or .csv"
             )
+        return _from_table(pacsv.read_csv(path), path)
     except (pa.ArrowInvalid, OSError) as err:
         raise ManifestError(f"manifest {path} cannot be read: {err}") from None
-    if "frame_path" not in table.column_names:
-        raise ManifestError(
-            f"manifest {path} lacks the frame_path column; it has {table.column_names}"
-        )
-    if table.num_rows == 0:
+
+
+def _check(names: list[str], rows: int, path: Path) -> None:
+    if "frame_path" not in names:
+        raise ManifestError(f"manifest {path} lacks the frame_path column; it has {names}")
+    if rows == 0:
         raise ManifestError(f"manifest {path} has no rows")
+
+
+def _from_table(table: pa.Table, path: Path) -> FrameTable:
+    _check(table.column_names, table.num_rows, path)
     n = table.num_rows
 
     def codes(name: str) -> Codes:
@@ -186,6 +186,53 @@ def load_frame_table(path: str | Path) -> FrameTable:
         codes("split"),
         phash,
     )
+
+
+def _streamed_strings(file: pq.ParquetFile, name: str, rows: int) -> StringColumn:
+    """A string column read in batches into one preallocated buffer: peak memory is the
+    column once plus a batch, not the column twice."""
+    total = 0
+    for batch in file.iter_batches(batch_size=1 << 18, columns=[name]):
+        total += int(pc.sum(pc.binary_length(batch.column(0))).as_py() or 0)
+    data = np.empty(total, np.uint8)
+    offsets = np.zeros(rows + 1, np.int64)
+    row = pos = 0
+    for batch in file.iter_batches(batch_size=1 << 18, columns=[name]):
+        part = StringColumn.from_arrow(batch.column(0))
+        size = int(part.offsets[-1] - part.offsets[0])
+        data[pos : pos + size] = part.data[part.offsets[0] : part.offsets[-1]]
+        offsets[row + 1 : row + len(part) + 1] = part.offsets[1:] - part.offsets[0] + pos
+        row, pos = row + len(part), pos + size
+    return StringColumn(data, offsets)
+
+
+def _from_parquet(path: Path) -> FrameTable:
+    """Column by column, so memory peaks near the size of what is kept."""
+    names = pq.read_schema(path).names
+    file = pq.ParquetFile(path, read_dictionary=[c for c in _DICT_COLUMNS if c in names])
+    rows = file.metadata.num_rows
+    _check(names, rows, path)
+
+    def codes(name: str) -> Codes:
+        if name not in names:
+            return _empty_codes(rows)
+        return Codes.from_arrow(file.read(columns=[name]).column(0))
+
+    phash = None
+    if "phash" in names:
+        column = file.read(columns=["phash"]).column(0)
+        if column.null_count == 0:
+            phash = column.to_numpy().astype(np.int64)
+    table = FrameTable(
+        _streamed_strings(file, "frame_path", rows),
+        codes("scan_mask"),
+        codes("dataset"),
+        codes("patient_id"),
+        codes("split"),
+        phash,
+    )
+    pa.default_memory_pool().release_unused()
+    return table
 
 
 def sampling_weights(
