@@ -39,8 +39,10 @@ endif
 probe: install
 	$(PY) -m usjepa probe --config $(or $(CONFIG),experiments/probe/demo.yaml) $(ARGS)
 
+# BENCH picks the script in benchmarks/ (probe_vs_minutes, loading, manifest_scale, scan_region, ...)
+BENCH ?= probe_vs_minutes
 bench: install
-	$(PY) benchmarks/probe_vs_minutes.py $(ARGS)
+	$(PY) benchmarks/$(BENCH).py $(ARGS)
 
 clean:
 	rm -rf runs .cache .pytest_cache .ruff_cache .mypy_cache lightning_logs

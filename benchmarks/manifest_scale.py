@@ -109,7 +109,8 @@ for lengths, private in loader:
     items += int(lengths.numel())
     worker_kb = max(worker_kb, int(private.max()))
 iter_s = time.perf_counter() - it_start
-print(json.dumps({"load_s": load_s, "max_rss_mb": rss, "imports_mb": imports_mb, "table_mb": table.nbytes / 2**20,
+print(json.dumps({"load_s": load_s, "max_rss_mb": rss, "imports_mb": imports_mb,
+                  "table_mb": table.nbytes / 2**20,
                   "items": items, "items_per_s": items / iter_s,
                   "worker_private_mb": worker_kb / 1024,
                   "main_private_mb": private_kb() / 1024}))

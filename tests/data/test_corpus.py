@@ -62,7 +62,7 @@ def test_frames_without_masks_use_the_whole_frame(tmp_path):
     dm = _dm(tmp_path / "m.csv", val_fraction=0.0, mean=0.5, std=0.25)
     dm.setup("fit")
     sample = dm.train_set[0]
-    assert sample["scan_mask"].all()
+    assert bool((sample["scan_cover"] == 1).all())
 
 
 def test_crops_change_between_draws_of_the_same_frame(corpus_dir):
@@ -70,3 +70,14 @@ def test_crops_change_between_draws_of_the_same_frame(corpus_dir):
     dm.setup("fit")
     first, second = dm.train_set[0]["image"], dm.train_set[0]["image"]
     assert not torch.equal(first, second)  # a new crop each epoch, not one frozen crop
+
+
+def test_batches_are_normalised_on_the_device_after_transfer(corpus_dir):
+    dm = _dm(corpus_dir / "manifest.parquet", mean=0.3, std=0.2)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    raw = batch["image"].clone()
+    assert raw.dtype == torch.uint8  # a quarter of the bytes cross to the device
+    out = dm.on_after_batch_transfer(batch, 0)["image"]
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, (raw.float() / 255 - 0.3) / 0.2, atol=1e-5)

@@ -21,7 +21,13 @@ from usjepa.masks.base import MaskGenerator
 
 
 class FrameTransform:
-    """Random resized crop (or plain resize), normalisation and the per-sample mask seed.
+    """Random resized crop (or plain resize) of a frame and its scan mask, and the
+    per-sample mask seed. Images stay uint8; :class:`MaskCollator` (or the DataModule,
+    on the device) normalises whole batches at once, which is cheaper than per sample.
+
+    With ``grid_size``, the scan mask is returned as ``scan_cover`` ``[G, G]``: the
+    share of each patch inside the scan region (what USrc masking needs), computed by
+    area interpolation of the cropped mask instead of a full-resolution mask.
 
     Shared by the file and shard datasets so both give identical samples. Draws come
     from one stream per process: in the main process from ``seed``; in a DataLoader
@@ -29,35 +35,49 @@ class FrameTransform:
     so draws differ between workers and epochs yet repeat for the same seeds.
     """
 
-    def __init__(self, img_size: int, crop_scale: tuple[float, float] | None, seed: int = 0):
+    def __init__(
+        self,
+        img_size: int,
+        crop_scale: tuple[float, float] | None,
+        seed: int = 0,
+        grid_size: int | None = None,
+    ):
         self.img_size, self.crop_scale, self.seed = img_size, crop_scale, seed
-        self.mean, self.std = 0.0, 1.0
-        self._gen: torch.Generator | None = None
-        self._gen_key: int | None = None
+        self.grid_size = grid_size
+        self._rng: np.random.Generator | None = None
+        self._key: int | None = None
 
-    def _rng(self) -> np.random.Generator:
+    def rng(self) -> np.random.Generator:
         info = get_worker_info()
         key = info.seed if info is not None else self.seed
-        if self._gen is None or self._gen_key != key:
-            self._gen, self._gen_key = torch.Generator().manual_seed(key), key
-        return np.random.default_rng(int(torch.randint(2**62, (1,), generator=self._gen)))
+        if self._rng is None or self._key != key:
+            self._rng, self._key = np.random.default_rng(key), key
+        return self._rng
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> dict[str, Tensor | int]:
-        rng = self._rng()
+        rng = self.rng()
         if self.crop_scale is not None:
             height, width = image.shape[:2]
             top, left, h, w = random_resized_box(height, width, self.crop_scale, (0.75, 4 / 3), rng)
             box = (slice(top, top + h), slice(left, left + w))
             image, mask = image[box], mask[box]
         size = (self.img_size, self.img_size)
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-        x = (torch.from_numpy(image).float()[None] / 255.0 - self.mean) / self.std
-        return {
-            "image": x,
-            "scan_mask": torch.from_numpy(mask > 127)[None],
+        shrink = image.shape[0] * image.shape[1] > self.img_size**2
+        image = cv2.resize(
+            image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        )
+        sample: dict[str, Tensor | int] = {
+            "image": torch.from_numpy(image)[None],
             "mask_seed": int(rng.integers(2**62)),
         }
+        if self.grid_size:
+            g = (self.grid_size, self.grid_size)
+            cover = cv2.resize(mask, g, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+            sample["scan_cover"] = torch.from_numpy(cover)
+        else:
+            mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+            sample["scan_mask"] = torch.from_numpy(mask > 127)[None]
+        return sample
 
 
 class CorpusDataset(Dataset):
@@ -94,25 +114,44 @@ class CorpusDataset(Dataset):
         return self.transform(*self.load(index))
 
 
+def normalize(images: Tensor, mean: float, std: float) -> Tensor:
+    """uint8 images to ``(x / 255 - mean) / std`` in float32, in one fused pass."""
+    out = images.float()
+    return out.mul_(1.0 / (255.0 * std)).add_(-mean / std)
+
+
 class MaskCollator:
-    """Stacks samples and draws the batch's masks on the CPU (in DataLoader workers).
+    """Stacks and normalises samples and draws the batch's masks on the CPU (in
+    DataLoader workers).
 
     Args:
         generator: the mask generator.
         scan_region: condition masks on the scan region (USrc); otherwise plain masks.
         region_threshold: share of a patch's pixels that must be scan region for the
             patch to count as inside.
+        mean, std: input normalisation of [0, 1] pixels (the DataModule sets them).
+        normalize: normalise here; ``False`` leaves ``image`` uint8 for normalisation on
+            the device (:class:`CorpusDataModule` does that after the batch transfer,
+            which also moves a quarter of the bytes).
     """
 
     def __init__(
-        self, generator: MaskGenerator, scan_region: bool = True, region_threshold: float = 0.5
+        self,
+        generator: MaskGenerator,
+        scan_region: bool = True,
+        region_threshold: float = 0.5,
+        mean: float = 0.0,
+        std: float = 1.0,
+        normalize: bool = True,
     ) -> None:
         self.generator, self.scan_region = generator, scan_region
         self.region_threshold = region_threshold
+        self.mean, self.std, self.normalize = mean, std, normalize
 
     def __call__(self, samples: list[dict]) -> dict[str, Tensor]:
         images = torch.stack([s["image"] for s in samples])
-        masks = torch.stack([s["scan_mask"] for s in samples])
+        if self.normalize:
+            images = normalize(images, self.mean, self.std)
         g = self.generator.grid_size
         if images.shape[-1] % g:
             raise ValueError(
@@ -121,7 +160,13 @@ class MaskCollator:
             )
         valid = None
         if self.scan_region:
-            cover = F.adaptive_avg_pool2d(masks.float(), g)[:, 0]
+            if "scan_cover" in samples[0]:
+                cover = torch.stack([s["scan_cover"] for s in samples])
+            else:
+                masks = torch.stack([s["scan_mask"] for s in samples])
+                cover = F.adaptive_avg_pool2d(masks.float(), g)[:, 0]
+            if cover.shape[-1] != g:
+                raise ValueError(f"scan cover grid {cover.shape[-1]} != mask grid {g}")
             valid = cover >= self.region_threshold
         gen = torch.Generator().manual_seed(samples[0]["mask_seed"])
         context, targets = self.generator(len(samples), gen, valid)
@@ -189,7 +234,7 @@ class CorpusDataModule(L.LightningDataModule):
         self.manifest_path = Path(manifest)
         self.root = Path(root) if root else self.manifest_path.parent
         self.shards = shards
-        self.collate = MaskCollator(mask_generator, scan_region, region_threshold)
+        self.collate = MaskCollator(mask_generator, scan_region, region_threshold, normalize=False)
         self.img_size, self.batch_size, self.num_workers = img_size, batch_size, num_workers
         self.crop_scale, self.val_fraction = crop_scale, val_fraction
         self.sampling, self.temperature = sampling, temperature
@@ -209,8 +254,9 @@ class CorpusDataModule(L.LightningDataModule):
         self._guard(table)
         is_val = table.val_rows(self.val_fraction)
         train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-        self.train_transform = FrameTransform(self.img_size, self.crop_scale, self.seed)
-        self.val_transform = FrameTransform(self.img_size, None, self.seed + 1)
+        grid = self.collate.generator.grid_size
+        self.train_transform = FrameTransform(self.img_size, self.crop_scale, self.seed, grid)
+        self.val_transform = FrameTransform(self.img_size, None, self.seed + 1, grid)
         self.train_set = CorpusDataset(self.root, table, train_rows, self.train_transform)
         self.val_set = CorpusDataset(self.root, table, val_rows, self.val_transform)
         self.weights = sampling_weights(
@@ -218,8 +264,7 @@ class CorpusDataModule(L.LightningDataModule):
         )
         if self.mean is None or self.std is None:
             self.mean, self.std = _pixel_stats(self.train_set)
-        for t in (self.train_transform, self.val_transform):
-            t.mean, t.std = self.mean, self.std
+        self.collate.mean, self.collate.std = self.mean, self.std
         self.table = table
 
     def _guard(self, table: FrameTable) -> None:
@@ -243,6 +288,13 @@ class CorpusDataModule(L.LightningDataModule):
                 f"training on {self.leaks['row'].nunique()} corpus frames that match "
                 "benchmark test images (allow_test_leakage=true)"
             )
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Normalise uint8 images on the device (a quarter of the bytes cross the bus)."""
+        if batch["image"].dtype == torch.uint8:
+            mean, std = self.mean or 0.0, self.std or 1.0  # set in setup()
+            batch["image"] = normalize(batch["image"], mean, std)
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         if self.shards:
@@ -270,7 +322,7 @@ class CorpusDataModule(L.LightningDataModule):
         sampler = None
         if self.weights is not None:
             sampler = WeightedRandomSampler(
-                torch.from_numpy(self.weights),
+                torch.from_numpy(self.weights),  # type: ignore[arg-type]
                 len(self.weights),
                 generator=torch.Generator().manual_seed(self.seed),
             )

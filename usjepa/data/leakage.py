@@ -12,7 +12,7 @@ a candidate counts as a duplicate when the two 32x32 thumbnails also correlate.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -100,7 +100,7 @@ def task_test_index(task_root: str | Path, progress: bool = True) -> pd.DataFram
     return table
 
 
-def load_index(sources: list[str | Path], progress: bool = True) -> pd.DataFrame:
+def load_index(sources: Sequence[str | Path], progress: bool = True) -> pd.DataFrame:
     """A test-image hash index from task roots and/or saved index files (parquet/CSV)."""
     parts = []
     for source in sources:
@@ -224,7 +224,7 @@ def guard_corpus(
     hashes: np.ndarray,
     path_of: Callable[[int], str],
     root: Path,
-    sources: list[str | Path],
+    sources: Sequence[str | Path],
     allow: bool = False,
     max_distance: int = 6,
     progress: bool = True,

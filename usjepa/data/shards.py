@@ -53,8 +53,10 @@ def _item(row: tuple[str, str, str], root: str) -> dict:
     if mask:
         packed = _packed_mask(str(Path(root) / mask))
     else:  # no mask: the whole frame is scan region
-        shape = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE).shape
-        packed = pack_mask(np.full(shape, 255, np.uint8))
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise ValueError(f"cannot decode frame {Path(root) / frame}; rebuild or drop it")
+        packed = pack_mask(np.full(image.shape, 255, np.uint8))
     return {"image": data, "mask": packed, "patient": patient}
 
 
@@ -86,7 +88,9 @@ def write_shards(
         rows = np.flatnonzero(train & (codes == code))
         if len(rows) == 0:
             continue
-        inputs = [(table.frame_path[r], table.scan_mask[r], table.patient[r]) for r in rows]
+        inputs = [
+            (table.frame_path[int(r)], table.scan_mask[int(r)], table.patient[int(r)]) for r in rows
+        ]
         start_method = multiprocessing.get_start_method(allow_none=True)
         optimize(
             fn=partial(_item, root=str(base)),
