@@ -114,3 +114,21 @@ def test_ddp_and_bf16_are_trainer_flags(tmp_path):
     out = proc.stdout + proc.stderr
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out
     assert (tmp_path / "runs/demo/salt/encoder.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_one_line_switches_salt_to_ema_and_usrc_to_plain_masks(tmp_path):
+    """Each comparison of the paper is one changed YAML line, run through the real CLI."""
+    _run(["pretrain", "--config", str(ROOT / "experiments/demo/teacher_mae.yaml"), *TINY], tmp_path)
+    salt = (ROOT / "experiments/demo/salt.yaml").read_text()
+    switches = {
+        "ema": ("class_path: usjepa.methods.SALTModule", "class_path: usjepa.methods.IJEPAModule"),
+        "plain": ("    scan_region: true", "    scan_region: false"),
+    }
+    for name, (old, new) in switches.items():
+        assert salt.count(old) == 1
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(salt.replace(old, new))
+        proc = _run(["pretrain", "--config", str(config), *TINY], tmp_path)
+        saved = sorted((tmp_path / "runs/demo/salt").glob("version_*/config.yaml"))[-1].read_text()
+        assert new.strip() in saved, proc.stdout[-2000:]

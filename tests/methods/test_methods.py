@@ -1,4 +1,5 @@
 import copy
+import math
 
 import lightning as L
 import pytest
@@ -7,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from tests.conftest import tiny_encoder, tiny_predictor
 from usjepa.masks import MultiBlockMaskGenerator, RandomMaskGenerator
-from usjepa.methods import MAEModule, SALTModule
+from usjepa.methods import IJEPAModule, MAEModule, SALTModule
 from usjepa.methods.optim import param_groups
 from usjepa.models import MAEDecoder
 
@@ -119,6 +120,83 @@ def test_width_mismatch_is_explained():
         SALTModule(tiny_encoder(), tiny_predictor(out_dim=48), tiny_encoder())
     with pytest.raises(ValueError, match="grid"):
         SALTModule(tiny_encoder(), tiny_predictor(grid=8), tiny_encoder())
+    with pytest.raises(ValueError, match="teacher_layers"):
+        _salt(teacher_layers=0)
+
+
+def test_teacher_of_another_width_grid_resolution_and_channels():
+    # teacher: 3 channels, 48 px, patch 4 (12x12 grid), width 48; student: 32 px, 4x4 grid
+    teacher = tiny_encoder(3, img_size=48, patch_size=4, in_chans=3, embed_dim=48)
+    module = SALTModule(tiny_encoder(1), tiny_predictor(out_dim=48), teacher)
+    batch = _batch()
+    targets = module.compute_targets(batch["image"], batch["targets"])
+    assert targets.shape == (*batch["targets"].shape, 48)
+    loss, _ = module.step_loss(batch)
+    assert torch.isfinite(loss)
+
+
+def test_teacher_layers_average_the_last_blocks():
+    module = _salt(teacher_layers=2, target_norm="none")
+    batch = _batch()
+    blocks = module.teacher.forward_blocks(batch["image"], 2)
+    expected = torch.stack(blocks).mean(0)[:, 1:]
+    got = module.compute_targets(batch["image"], batch["targets"])
+    from usjepa.models.encoder import gather_tokens
+
+    assert torch.allclose(got, gather_tokens(expected, batch["targets"]), atol=1e-6)
+    last = _salt(target_norm="none").compute_targets(batch["image"], batch["targets"])
+    assert not torch.allclose(got, last)
+
+
+def test_weight_decay_follows_a_cosine_and_spares_unregularised_groups(tmp_path):
+    seen = []
+
+    class Spy(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            groups = trainer.optimizers[0].param_groups
+            seen.append(sorted({g["weight_decay"] for g in groups}))
+
+    module = _salt(weight_decay=0.04, final_weight_decay=0.4)
+    trainer = _quiet_trainer(tmp_path, max_steps=5, callbacks=[Spy()])
+    trainer.fit(module, DataLoader(_Batches([_batch(seed=i) for i in range(5)]), batch_size=None))
+    decays = [s[-1] for s in seen]
+    assert all(s[0] == 0.0 for s in seen)  # biases and norms never decay
+    assert decays[0] == pytest.approx(0.04) and all(b > a for a, b in zip(decays, decays[1:]))
+    assert decays[-1] == pytest.approx(0.04 + 0.36 * (1 - math.cos(math.pi * 4 / 5)) / 2)
+
+
+def test_ijepa_targets_are_an_ema_of_the_student(tmp_path):
+    module = IJEPAModule(tiny_encoder(1), tiny_predictor(), ema_momentum=(0.9, 1.0))
+    for a, b in zip(module.student.parameters(), module.target_encoder.parameters()):
+        assert torch.equal(a, b) and not b.requires_grad
+    start = copy.deepcopy(module.target_encoder.state_dict())
+    momenta = []
+
+    snaps = []  # (momentum, target params, student params) at each batch start and the end
+
+    def snap(pl_module, m):
+        params = pl_module.target_encoder.parameters(), pl_module.student.parameters()
+        snaps.append((m, *[[p.detach().clone() for p in ps] for ps in params]))
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            momenta.append(pl_module.momentum)
+            snap(pl_module, pl_module.momentum)
+
+        def on_train_end(self, trainer, pl_module):
+            snap(pl_module, None)
+
+    trainer = _quiet_trainer(tmp_path, max_steps=4, callbacks=[Spy()])
+    trainer.fit(module, DataLoader(_Batches([_batch(seed=i) for i in range(4)]), batch_size=None))
+    assert momenta == pytest.approx([0.9, 0.925, 0.95, 0.975])
+    for (m, old, _), (_, new, student) in zip(snaps, snaps[1:]):  # EMA after each step
+        for o, n, st in zip(old, new, student):
+            assert torch.allclose(n, m * o + (1 - m) * st, atol=1e-6)
+    changed = [not torch.equal(v, start[k]) for k, v in module.target_encoder.state_dict().items()]
+    assert any(changed)
+    assert not any(p.requires_grad for p in module.target_encoder.parameters())
+    with pytest.warns(UserWarning, match="ignores the `teacher`"):
+        IJEPAModule(tiny_encoder(1), tiny_predictor(), teacher=tiny_encoder(2))
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path):

@@ -1,7 +1,8 @@
 """LightningModules for pretraining."""
 
 from usjepa.methods.base import PretrainModule
+from usjepa.methods.ijepa import IJEPAModule
 from usjepa.methods.jepa import JEPAModule, SALTModule
 from usjepa.methods.mae import MAEModule
 
-__all__ = ["JEPAModule", "MAEModule", "PretrainModule", "SALTModule"]
+__all__ = ["IJEPAModule", "JEPAModule", "MAEModule", "PretrainModule", "SALTModule"]

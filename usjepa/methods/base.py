@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import lightning as L
@@ -21,6 +22,9 @@ class PretrainModule(L.LightningModule):
         weight_decay: decay on weights (not on biases, norms, embeddings, tokens).
         warmup_fraction: share of total steps spent in linear LR warmup.
         min_lr_ratio: final LR as a fraction of the peak after cosine decay.
+        final_weight_decay: when set, weight decay follows a cosine from
+            ``weight_decay`` to this value over training, per step (I-JEPA: 0.04 -> 0.4).
+            Gradient clipping is the Trainer's ``gradient_clip_val``.
     """
 
     def __init__(
@@ -29,12 +33,31 @@ class PretrainModule(L.LightningModule):
         weight_decay: float = 0.04,
         warmup_fraction: float = 0.1,
         min_lr_ratio: float = 0.01,
+        final_weight_decay: float | None = None,
     ) -> None:
         super().__init__()
         self.optimizer_factory = optimizer
         self.weight_decay = weight_decay
         self.warmup_fraction = warmup_fraction
         self.min_lr_ratio = min_lr_ratio
+        self.final_weight_decay = final_weight_decay
+
+    @property
+    def progress(self) -> float:
+        """Share of the planned optimiser steps done, in [0, 1]."""
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        return min(1.0, self.global_step / total)
+
+    def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        if self.final_weight_decay is None:
+            return
+        cos = 0.5 * (1.0 + math.cos(math.pi * self.progress))
+        wd = self.final_weight_decay + (self.weight_decay - self.final_weight_decay) * cos
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                if group.get("weight_decay", 0.0) > 0.0:  # groups without decay stay at 0
+                    group["weight_decay"] = wd
+        self.log("train/weight_decay", wd, batch_size=len(batch["image"]))
 
     def trainable_modules(self) -> Iterable[nn.Module]:
         """Modules whose parameters the optimiser updates (frozen parts are left out)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -46,8 +47,9 @@ class JEPAModule(PretrainModule):
         weight_decay: float = 0.04,
         warmup_fraction: float = 0.1,
         min_lr_ratio: float = 0.01,
+        final_weight_decay: float | None = None,
     ) -> None:
-        super().__init__(optimizer, weight_decay, warmup_fraction, min_lr_ratio)
+        super().__init__(optimizer, weight_decay, warmup_fraction, min_lr_ratio, final_weight_decay)
         if predictor.grid_size != student.grid_size or predictor.in_dim != student.embed_dim:
             raise ValueError(
                 f"predictor (grid {predictor.grid_size}, in_dim {predictor.in_dim}) does not "
@@ -86,8 +88,11 @@ class JEPAModule(PretrainModule):
         }
         return loss, extras
 
-    def _target_tokens(self, encoder: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
-        tokens = encoder(images)[:, encoder.num_prefix_tokens :]
+    def _target_tokens(
+        self, encoder: nn.Module, images: Tensor, targets: Tensor, layers: int = 1
+    ) -> Tensor:
+        tokens = encoder_tokens(encoder, images, layers)
+        tokens = resample_tokens(tokens, self.student.grid_size)
         if self.target_norm != "none":
             tokens = F.layer_norm(tokens, tokens.shape[-1:])
         picked = gather_tokens(tokens, targets)
@@ -95,6 +100,45 @@ class JEPAModule(PretrainModule):
             flat = picked.reshape(-1, picked.shape[-1])
             picked = (picked - flat.mean(0)) / (flat.std(0) + 1e-6)
         return picked
+
+
+def encoder_tokens(encoder: nn.Module, images: Tensor, layers: int = 1) -> Tensor:
+    """Patch tokens ``[B, N, D]`` of ``encoder``: its last block's, or the mean of its last
+    ``layers`` blocks' (the encoder needs ``forward_blocks``). Images are resized to the
+    encoder's ``img_size`` and repeated to its ``in_chans`` when they differ."""
+    size = getattr(encoder, "img_size", images.shape[-1])
+    if size != images.shape[-1]:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    chans = getattr(encoder, "in_chans", images.shape[1])
+    if chans != images.shape[1]:
+        if images.shape[1] != 1:
+            raise ValueError(
+                f"cannot feed {images.shape[1]}-channel images to a {chans}-channel encoder"
+            )
+        images = images.expand(-1, chans, -1, -1)
+    prefix = encoder.num_prefix_tokens
+    if layers == 1:
+        return encoder(images)[:, prefix:]
+    if not hasattr(encoder, "forward_blocks"):
+        raise ValueError(
+            f"{type(encoder).__name__} has no forward_blocks; teacher_layers > 1 needs it"
+        )
+    outs = encoder.forward_blocks(images, layers)
+    return torch.stack(outs).mean(0)[:, prefix:]
+
+
+def resample_tokens(tokens: Tensor, grid: int) -> Tensor:
+    """Tokens on a square ``g x g`` grid resampled (bilinear) to ``grid x grid``, so a
+    teacher with another patch size or resolution gives targets on the student's grid."""
+    n = tokens.shape[1]
+    g = math.isqrt(n)
+    if g * g != n:
+        raise ValueError(f"{n} tokens do not form a square grid")
+    if g == grid:
+        return tokens
+    x = tokens.transpose(1, 2).reshape(len(tokens), -1, g, g)
+    x = F.interpolate(x.float(), size=(grid, grid), mode="bilinear", align_corners=False)
+    return x.flatten(2).transpose(1, 2).to(tokens.dtype)
 
 
 class SALTModule(JEPAModule):
@@ -106,8 +150,13 @@ class SALTModule(JEPAModule):
     and needs no EMA, so teacher and student training are decoupled.
 
     Args:
-        teacher: frozen encoder returning ``[B, prefix + N, D_t]`` tokens on the student's
-            patch grid, with ``num_prefix_tokens`` and ``embed_dim`` attributes.
+        teacher: frozen encoder returning ``[B, prefix + N_t, D_t]`` tokens, with
+            ``num_prefix_tokens`` and ``embed_dim`` attributes. Its width may differ from
+            the student's (the predictor projects to it); a teacher with another input
+            size or patch grid gets resized images and has its tokens resampled to the
+            student's grid; a 3-channel teacher gets the grayscale image repeated.
+        teacher_layers: targets are the mean of the teacher's last ``teacher_layers``
+            block outputs (1: the last block).
         (others): see :class:`JEPAModule`.
     """
 
@@ -116,12 +165,14 @@ class SALTModule(JEPAModule):
         student: ViTEncoder,
         predictor: JEPAPredictor,
         teacher: nn.Module,
+        teacher_layers: int = 1,
         loss: LossKind = "smooth_l1",
         target_norm: TargetNorm = "layer",
         optimizer: OptimizerCallable = torch.optim.AdamW,
         weight_decay: float = 0.04,
         warmup_fraction: float = 0.1,
         min_lr_ratio: float = 0.01,
+        final_weight_decay: float | None = None,
     ) -> None:
         super().__init__(
             student,
@@ -132,17 +183,16 @@ class SALTModule(JEPAModule):
             weight_decay,
             warmup_fraction,
             min_lr_ratio,
+            final_weight_decay,
         )
+        if teacher_layers < 1:
+            raise ValueError(f"teacher_layers must be >= 1, got {teacher_layers}")
+        self.teacher_layers = teacher_layers
         width = getattr(teacher, "embed_dim", None)
         if width != predictor.out_dim:
             raise ValueError(
                 f"predictor.out_dim={predictor.out_dim} must equal the teacher "
                 f"width {width}; set predictor out_dim to the teacher's embed_dim"
-            )
-        if getattr(teacher, "grid_size", student.grid_size) != student.grid_size:
-            raise ValueError(
-                f"teacher grid {teacher.grid_size} differs from the student grid "
-                f"{student.grid_size}; use matching img_size / patch_size"
             )
         self.teacher = teacher.requires_grad_(False).eval()
 
@@ -151,4 +201,4 @@ class SALTModule(JEPAModule):
 
     @torch.no_grad()
     def compute_targets(self, images: Tensor, targets: Tensor) -> Tensor:
-        return self._target_tokens(self.teacher, images, targets)
+        return self._target_tokens(self.teacher, images, targets, self.teacher_layers)

@@ -1,0 +1,97 @@
+"""I-JEPA: targets from an EMA copy of the student (the baseline SALT is compared with)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from usjepa.losses import LossKind
+from usjepa.methods.jepa import JEPAModule, TargetNorm
+from usjepa.models.encoder import ViTEncoder
+from usjepa.models.predictor import JEPAPredictor
+
+
+class IJEPAModule(JEPAModule):
+    """I-JEPA (Assran et al. 2023): the target encoder is an exponential moving average
+    of the student, initialised from it, with momentum rising linearly from
+    ``ema_momentum[0]`` to ``ema_momentum[1]`` over training.
+
+    Its arguments are SALT's, so a SALT config becomes an I-JEPA config by its
+    ``class_path`` alone: a ``teacher`` given there is accepted and dropped with a
+    warning (the targets come from the EMA encoder), and ``teacher_layers`` applies to
+    the EMA encoder.
+
+    Args:
+        ema_momentum: (start, end) of the linear momentum schedule (I-JEPA: 0.996 -> 1.0).
+        (others): see :class:`usjepa.methods.SALTModule`.
+    """
+
+    def __init__(
+        self,
+        student: ViTEncoder,
+        predictor: JEPAPredictor,
+        teacher: nn.Module | None = None,
+        teacher_layers: int = 1,
+        ema_momentum: tuple[float, float] = (0.996, 1.0),
+        loss: LossKind = "smooth_l1",
+        target_norm: TargetNorm = "layer",
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        weight_decay: float = 0.04,
+        warmup_fraction: float = 0.1,
+        min_lr_ratio: float = 0.01,
+        final_weight_decay: float | None = None,
+    ) -> None:
+        super().__init__(
+            student,
+            predictor,
+            loss,
+            target_norm,
+            optimizer,
+            weight_decay,
+            warmup_fraction,
+            min_lr_ratio,
+            final_weight_decay,
+        )
+        if teacher is not None:
+            rank_zero_warn(
+                "IJEPAModule ignores the `teacher` argument: its targets come from an EMA "
+                "copy of the student. Remove `teacher` from the config to silence this."
+            )
+        if predictor.out_dim != student.embed_dim:
+            raise ValueError(
+                f"predictor.out_dim={predictor.out_dim} must equal the student width "
+                f"{student.embed_dim} for EMA targets; set predictor out_dim to it"
+            )
+        if not 0.0 <= ema_momentum[0] <= ema_momentum[1] <= 1.0:
+            raise ValueError(f"ema_momentum must satisfy 0 <= start <= end <= 1: {ema_momentum}")
+        self.teacher_layers, self.ema_momentum = teacher_layers, tuple(ema_momentum)
+        self.target_encoder = copy.deepcopy(student).requires_grad_(False)
+
+    @property
+    def momentum(self) -> float:
+        start, end = self.ema_momentum
+        return start + (end - start) * self.progress
+
+    def on_train_epoch_start(self) -> None:
+        self.target_encoder.eval()
+
+    def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        super().on_train_batch_start(batch, batch_idx)
+        self._step_momentum = self.momentum  # the update after this step uses it
+
+    @torch.no_grad()
+    def compute_targets(self, images: Tensor, targets: Tensor) -> Tensor:
+        return self._target_tokens(self.target_encoder, images, targets, self.teacher_layers)
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs, batch: dict[str, Tensor], batch_idx: int) -> None:  # noqa: ANN001
+        m = self._step_momentum
+        student = list(self.student.parameters())
+        target = list(self.target_encoder.parameters())
+        torch._foreach_mul_(target, m)
+        torch._foreach_add_(target, student, alpha=1.0 - m)
+        self.log("train/ema_momentum", m, batch_size=len(batch["image"]))
