@@ -90,8 +90,8 @@ class IJEPAModule(JEPAModule):
     @torch.no_grad()
     def on_train_batch_end(self, outputs, batch: dict[str, Tensor], batch_idx: int) -> None:  # noqa: ANN001
         m = self._step_momentum
-        student = list(self.student.parameters())
-        target = list(self.target_encoder.parameters())
+        student: list[Tensor] = [p.detach() for p in self.student.parameters()]
+        target: list[Tensor] = [p.detach() for p in self.target_encoder.parameters()]
         torch._foreach_mul_(target, m)
         torch._foreach_add_(target, student, alpha=1.0 - m)
         self.log("train/ema_momentum", m, batch_size=len(batch["image"]))

@@ -123,7 +123,7 @@ def encoder_tokens(encoder: nn.Module, images: Tensor, layers: int = 1) -> Tenso
         raise ValueError(
             f"{type(encoder).__name__} has no forward_blocks; teacher_layers > 1 needs it"
         )
-    outs = encoder.forward_blocks(images, layers)
+    outs = encoder.forward_blocks(images, layers)  # type: ignore[operator]
     return torch.stack(outs).mean(0)[:, prefix:]
 
 
