@@ -44,6 +44,9 @@ def test_demo_pretrain_then_probe(tmp_path):
     _run(["pretrain", "--config", str(ROOT / "experiments/demo/salt.yaml"), *TINY], tmp_path)
     salt = tmp_path / "runs/demo/salt"
     assert (salt / "encoder.safetensors").exists() and (salt / "encoder.json").exists()
+    card = (salt / "encoder.md").read_text()  # the model card
+    assert "usjepa.methods.jepa.SALTModule" in card and "| train_frames |" in card
+    assert "pretrained_cfg_overlay" in card and "| synthetic_bmode |" in card
     assert (salt / "version_0/checkpoints/last.ckpt").exists()
     proc = _run(
         [

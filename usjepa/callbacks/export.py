@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from usjepa.models.card import data_summary, write_model_card
 from usjepa.models.encoder import ViTEncoder
 from usjepa.models.export import export_encoder
 
@@ -16,8 +17,9 @@ from usjepa.models.export import export_encoder
 class ExportEncoder(L.Callback):
     """Write ``pl_module.<attribute>`` to safetensors + timm JSON when training ends.
 
-    The JSON also records the input normalisation the DataModule used, the step count and
-    the training wall time, so evaluation can match the input and plots can use time.
+    The JSON also records the input normalisation the DataModule used, the step count,
+    the training wall time and a data summary, so evaluation can match the input and
+    plots can use time; a Markdown model card (``<stem>.md``) is written beside it.
 
     Args:
         path: output ``.safetensors`` path (a JSON config is written beside it).
@@ -82,4 +84,7 @@ class ExportEncoder(L.Callback):
         }
         cfg["trained_steps"] = trainer.global_step
         cfg["train_seconds"] = round(seconds, 1)
-        cfg_path.write_text(json.dumps(cfg, indent=2))
+        data = data_summary(dm)
+        cfg["data"] = data
+        cfg_path.write_text(json.dumps(cfg, indent=2, default=str))
+        write_model_card(path, cfg, pl_module, data)
