@@ -49,18 +49,26 @@ def load_exported(path: str | Path) -> ViTEncoder:
     return ViTEncoder(**{k: kw[k] for k in keep}, init_seed=None, checkpoint=str(path))
 
 
-def load_state_dict_file(module: nn.Module, path: Path) -> None:
-    """Load a ``.safetensors``/``.pt``/``.ckpt`` state dict strictly, explaining mismatches."""
+def read_state_dict(path: Path) -> dict:
+    """A ``.safetensors``/``.pt``/``.pth``/``.ckpt`` file's contents (tensors only)."""
     if not path.exists():
         raise CheckpointError(
             f"checkpoint {path} not found; check the path (for the demo "
             "teacher, run stage 1 first: `make pretrain`)"
         )
     if path.suffix == ".safetensors":
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
+        return load_file(str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors come in many types
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(err).__name__}: {str(err)[:200]}); it must "
+            "be a safetensors file or a torch state dict saved with tensors only"
+        ) from None
+
+
+def load_checked(module: nn.Module, state: dict, source: str) -> None:
+    """Load ``state`` strictly, or raise listing missing, unexpected and mis-shaped keys."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -71,9 +79,17 @@ def load_state_dict_file(module: nn.Module, path: Path) -> None:
     ]
     if missing or unexpected or shapes:
         raise CheckpointError(
-            f"checkpoint {path} does not match the model: missing keys {missing[:10]}, "
-            f"unexpected keys {unexpected[:10]}, shape mismatches (file vs model) "
-            f"{shapes[:10]}. Build the model with the size arguments the checkpoint was "
-            "trained with."
+            f"{source} does not match the model: missing keys {missing[:10]}"
+            f"{' ...' if len(missing) > 10 else ''} ({len(missing)}), unexpected keys "
+            f"{unexpected[:10]}{' ...' if len(unexpected) > 10 else ''} ({len(unexpected)}), "
+            f"shape mismatches (file vs model) {shapes[:10]}. Build the model with the size "
+            "arguments the checkpoint was trained with, or pick the matching zoo entry."
         )
     module.load_state_dict(state)
+
+
+def load_state_dict_file(module: nn.Module, path: Path) -> None:
+    """Load a ``.safetensors``/``.pt``/``.ckpt`` state dict strictly, explaining mismatches."""
+    state = read_state_dict(path)
+    state = state.get("state_dict", state)
+    load_checked(module, state, f"checkpoint {path}")
