@@ -57,6 +57,34 @@ def test_usf_mae_encoder_plus_decoder_layout(tmp_path):
     assert enc.num_prefix_tokens == 1 and enc.embed_dim == 32 and enc.grid_size == 4
 
 
+def test_usfm_beit_layout_under_a_wrapper_prefix(tmp_path):
+    kw = {
+        **TINY_VIT,
+        "use_abs_pos_emb": False,
+        "use_rel_pos_bias": True,
+        "init_values": 0.1,
+        "global_pool": "avg",
+    }
+    ref = _reference("beit_base_patch16_224", **kw)
+    with torch.no_grad():  # layer scale and relative bias away from their init values
+        for name, p in ref.named_parameters():
+            if "gamma" in name or "relative_position_bias_table" in name:
+                p.normal_()
+    state = {f"model.{k}": v for k, v in ref.state_dict().items()}
+    state.update({"lm_head.weight": torch.zeros(8, 32), "mask_token": torch.zeros(1, 1, 32)})
+    torch.save(state, tmp_path / "USFM_latest.pth")
+    enc = _check("usfm", ref, tmp_path / "USFM_latest.pth", kw, _inputs())
+    assert enc.num_prefix_tokens == 1
+
+
+def test_urfm_takes_a_local_encoder_under_any_prefix(tmp_path):
+    ref = _reference("vit_base_patch16_224", **TINY_VIT)
+    state = {f"encoder.{k}": v for k, v in ref.state_dict().items()}
+    state["decoder.proj.weight"] = torch.zeros(4, 4)
+    torch.save({"state_dict": state}, tmp_path / "urfm.pth")
+    _check("urfm", ref, tmp_path / "urfm.pth", TINY_VIT, _inputs())
+
+
 def test_ijepa_target_encoder_layout_without_cls(tmp_path):
     kw = {**TINY_VIT, "class_token": False, "global_pool": "avg"}
     ref = _reference("vit_huge_patch14_224", **kw)

@@ -13,6 +13,7 @@ task DataModule's); the encoder undoes it and applies its own. Without them inpu
 taken as [0, 1] pixels.
 
 Entries (see :data:`ZOO`): ``usf_mae`` (MAE ViT-B/16, encoder + decoder state dict),
+``usfm`` (BEiT-style ViT-B/16), ``urfm`` (ViT-B/16, local file only),
 ``ijepa`` (I-JEPA ViT-H/14 target encoder), ``dinov3_vitb16`` (DINOv3 ViT-B/16, through
 timm's converter), ``ultrasam`` (SAM ViT-B image encoder at 1024 px), ``timm`` (any timm
 architecture with a checkpoint in timm's layout) and ``usjepa`` (our own exports).
@@ -72,6 +73,26 @@ def remap_sam(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
     }
 
 
+_DROP = ("decoder", "mask_token", "lm_head", "head.", "fc_norm_head", "predictor")
+
+
+def remap_prefixed(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
+    """A timm-compatible encoder saved under a wrapper prefix (``model.``, ``module.``,
+    ``backbone.``, ``encoder.``) next to heads or decoders, which are dropped; buffers the
+    model recomputes (``relative_position_index``) are dropped too."""
+    state = _unwrap(state, ("model", "state_dict", "module"))
+    own = model.state_dict()
+    out = {}
+    for key, value in state.items():
+        for prefix in ("module.", "model.", "backbone.", "encoder."):
+            if key.startswith(prefix) and key[len(prefix) :] in own:
+                key = key[len(prefix) :]
+        if key.startswith(_DROP) or key.endswith("relative_position_index"):
+            continue
+        out[key] = value
+    return out
+
+
 def remap_timm_filter(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
     """Original layouts that timm converts itself (DINOv3 via ``eva.checkpoint_filter_fn``)."""
     from timm.models.eva import checkpoint_filter_fn
@@ -105,6 +126,26 @@ ZOO: dict[str, ZooSpec] = {
         {"img_size": 224},
         remap_mae,
         notes="MAE ViT-B/16 pretrained on OpenUS-46; probe on the CLS token or mean",
+    ),
+    "usfm": ZooSpec(
+        "beit_base_patch16_224",
+        {
+            "img_size": 224,
+            "use_abs_pos_emb": False,
+            "use_rel_pos_bias": True,
+            "init_values": 0.1,
+            "global_pool": "avg",
+        },
+        remap_prefixed,
+        notes="USFM: BEiT-style ViT-B/16 (relative position bias, layer scale), mean pooling "
+        "+ fc_norm; ImageNet normalisation. The released file's wrapper prefix is stripped",
+    ),
+    "urfm": ZooSpec(
+        "vit_base_patch16_224",
+        {"img_size": 224},
+        remap_prefixed,
+        notes="URFM: ViT-B/16 trained by MIM with BiomedCLIP targets; weights are not public, "
+        "so the loader takes a local timm-compatible encoder under any wrapper prefix",
     ),
     "ijepa": ZooSpec(
         "vit_huge_patch14_224",
