@@ -1,8 +1,15 @@
-"""LinearProbeModule: a grid of linear heads trained together on frozen features."""
+"""LinearProbeModule: a grid of linear heads trained together on frozen features.
+
+The heads of one pooling are one weight matrix ``[D, H * C]``: a step is one matrix
+product for all of them, and AdamW runs vectorised with a learning rate and a
+weight decay per head. Training the whole grid on cached features therefore costs about
+as much as training one head (50 heads on 5,000 x 768 features in seconds on a CPU).
+"""
 
 from __future__ import annotations
 
 import itertools
+import math
 
 import lightning as L
 import torch
@@ -16,15 +23,18 @@ from usjepa.methods.optim import warmup_cosine
 class LinearProbeModule(L.LightningModule):
     """Linear heads over (pooling x learning rate x weight decay), trained in one pass.
 
-    Every head sees the same batches; heads share no parameters, so summing their losses
-    trains each exactly as if alone, at the cost of one loop. Features are expected
-    standardised (zero mean, unit variance on the training split).
+    Every head sees the same batches and has its own parameters, learning rate and
+    weight decay, so training them together equals training each alone. Features are
+    expected standardised (zero mean, unit variance on the training split). Train with
+    :meth:`fit` (a plain loop, fastest) or a Lightning ``Trainer`` (same update rule).
 
     Args:
         in_dims: feature width per pooling, e.g. ``{"cls": 192, "mean": 192}``.
         num_classes: number of classes.
         lrs, weight_decays: the grid; each (pooling, lr, wd) is one head.
         init_seed: seed for head initialisation (private RNG).
+        betas, eps: AdamW moments; weight decay is decoupled and applies to weights only.
+        warmup_fraction: share of steps with linear LR warmup before the cosine decay.
     """
 
     def __init__(
@@ -34,24 +44,119 @@ class LinearProbeModule(L.LightningModule):
         lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2),
         weight_decays: tuple[float, ...] = (1e-4, 1e-2),
         init_seed: int = 0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        warmup_fraction: float = 0.05,
     ) -> None:
         super().__init__()
-        self.num_classes = num_classes
-        self.specs = list(itertools.product(sorted(in_dims), lrs, weight_decays))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
-            self.heads = nn.ModuleList(nn.Linear(in_dims[p], num_classes) for p, _, _ in self.specs)
+        self.num_classes, self.betas, self.eps = num_classes, betas, eps
+        self.warmup_fraction = warmup_fraction
+        self.poolings = sorted(in_dims)
+        self.weight: nn.ParameterDict
+        grid = list(itertools.product(lrs, weight_decays))
+        self.specs = [(p, lr, wd) for p in self.poolings for lr, wd in grid]
+        gen = torch.Generator().manual_seed(init_seed)
+        self.weight = nn.ParameterDict()
+        self.bias = nn.ParameterDict()
+        for p in self.poolings:
+            bound = 1.0 / math.sqrt(in_dims[p])  # nn.Linear's initialisation
+            w = (torch.rand(in_dims[p], len(grid) * num_classes, generator=gen) * 2 - 1) * bound
+            b = (torch.rand(len(grid) * num_classes, generator=gen) * 2 - 1) * bound
+            self.weight[p], self.bias[p] = nn.Parameter(w), nn.Parameter(b)
+        self.heads_per_pooling = len(grid)
+        # per output column (head-major: head h owns columns h*C .. h*C + C - 1)
+        lr = torch.tensor([lr for lr, _ in grid]).repeat_interleave(num_classes)
+        wd = torch.tensor([wd for _, wd in grid]).repeat_interleave(num_classes)
+        self.column_lr: Tensor
+        self.column_wd: Tensor
+        self.register_buffer("column_lr", lr, persistent=False)
+        self.register_buffer("column_wd", wd, persistent=False)
+        self.automatic_optimization = False
+        self._state: dict[str, Tensor] = {}
+        self._steps, self._total = 0, 1
 
     def logits(self, features: dict[str, Tensor]) -> Tensor:
         """``[G, N, C]`` logits of every head."""
-        return torch.stack([head(features[p]) for head, (p, _, _) in zip(self.heads, self.specs)])
+        h, c = self.heads_per_pooling, self.num_classes
+        out = [self._flat(features, p).view(-1, h, c).transpose(0, 1) for p in self.poolings]
+        return torch.cat(out)
+
+    def _flat(self, features: dict[str, Tensor], p: str) -> Tensor:
+        """``[N, H * C]`` logits of one pooling's heads: one matrix product."""
+        return torch.addmm(self.bias[p], features[p], self.weight[p])
+
+    def grid_loss(self, features: dict[str, Tensor], labels: Tensor) -> Tensor:
+        """Sum over heads of each head's mean cross-entropy."""
+        h, c = self.heads_per_pooling, self.num_classes
+        target = labels.repeat_interleave(h)  # rows of [N * H, C] are (sample, head)
+        losses = [
+            F.cross_entropy(self._flat(features, p).reshape(-1, c), target) * h
+            for p in self.poolings
+        ]
+        return torch.stack(losses).sum()
+
+    @torch.no_grad()
+    def _adamw_step(self) -> None:
+        """One vectorised AdamW update, per-head LR (warmup + cosine) and weight decay."""
+        self._steps += 1
+        t = self._steps
+        scale = warmup_cosine(t - 1, self._total, int(self.warmup_fraction * self._total))
+        b1, b2 = self.betas
+        for kind, params in (("w", self.weight), ("b", self.bias)):
+            for p, param in params.items():
+                grad = param.grad
+                if grad is None:
+                    continue
+                m = self._state.setdefault(f"{kind}m/{p}", torch.zeros_like(param))
+                v = self._state.setdefault(f"{kind}v/{p}", torch.zeros_like(param))
+                m.mul_(b1).add_(grad, alpha=1 - b1)
+                v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                lr = self.column_lr * scale  # broadcasts over the rows of a [D, H * C] weight
+                if kind == "w":
+                    param.mul_(1 - lr * self.column_wd)
+                denom = (v / (1 - b2**t)).sqrt_().add_(self.eps)
+                param.sub_(lr * (m / (1 - b1**t)) / denom)
+                param.grad = None
+
+    def fit(
+        self,
+        features: dict[str, Tensor],
+        labels: Tensor,
+        epochs: int,
+        batch_size: int,
+        seed: int = 0,
+    ) -> LinearProbeModule:
+        """Train every head for ``epochs`` over shuffled mini-batches (plain loop)."""
+        n = len(labels)
+        per_epoch = math.ceil(n / batch_size)
+        self._total, self._steps, self._state = epochs * per_epoch, 0, {}
+        gen = torch.Generator().manual_seed(seed)
+        self.train()
+        # confident heads push softmax gradients into subnormal floats, which make CPU
+        # matrix products ~20x slower; flushing them to zero changes nothing measurable
+        torch.set_flush_denormal(True)
+        try:
+            for _ in range(epochs):
+                order = torch.randperm(n, generator=gen)
+                for start in range(0, n, batch_size):
+                    idx = order[start : start + batch_size]
+                    batch = {p: features[p][idx] for p in self.poolings}
+                    self.grid_loss(batch, labels[idx]).backward()
+                    self._adamw_step()
+        finally:
+            torch.set_flush_denormal(False)
+        return self.eval()
+
+    def on_train_start(self) -> None:
+        self._total = max(1, int(self.trainer.estimated_stepping_batches))
+        self._steps, self._state = 0, {}
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        logits = self.logits(batch)
-        target = batch["label"].expand(len(self.heads), -1)
-        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="mean")
-        self.log("probe/train_loss", loss, batch_size=len(batch["label"]))
-        return loss * len(self.heads)  # per-head mean loss, summed over heads
+        loss = self.grid_loss(batch, batch["label"])
+        self.manual_backward(loss)
+        self._adamw_step()
+        self.log("probe/train_loss", loss / len(self.specs), batch_size=len(batch["label"]))
+        return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         f1 = self.head_f1(batch, batch["label"])
@@ -65,14 +170,5 @@ class LinearProbeModule(L.LightningModule):
             [multiclass_f1_score(p, labels, self.num_classes, average="macro") for p in preds]
         )
 
-    def configure_optimizers(self):  # type: ignore[no-untyped-def]
-        groups = [
-            {"params": head.parameters(), "lr": lr, "weight_decay": wd}
-            for head, (_, lr, wd) in zip(self.heads, self.specs)
-        ]
-        optimizer = torch.optim.AdamW(groups)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: warmup_cosine(s, total, total // 20)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+    def configure_optimizers(self) -> None:
+        return None  # the vectorised AdamW in training_step updates every head

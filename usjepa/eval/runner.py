@@ -5,28 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import lightning as L
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
 
 from usjepa.data.tasks import ProbeDataModule
 from usjepa.eval.features import cached_features
 from usjepa.eval.linear_probe import LinearProbeModule
 from usjepa.eval.metrics import classification_scores
 from usjepa.eval.report import summarise, write_tables
-
-
-class _FeatureSet(Dataset):
-    def __init__(self, features: dict[str, Tensor], labels: Tensor) -> None:
-        self.features, self.labels = features, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict[str, Tensor]:
-        return {**{p: f[i] for p, f in self.features.items()}, "label": self.labels[i]}
 
 
 def standardise(train: dict[str, Tensor], *others: dict[str, Tensor]) -> list[dict[str, Tensor]]:
@@ -54,22 +41,7 @@ def probe_seed(
     module = LinearProbeModule(
         {p: f.shape[1] for p, f in train.items()}, num_classes, lrs, weight_decays, init_seed=seed
     )
-    loader = DataLoader(
-        _FeatureSet(train, y_train),
-        batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        deterministic=True,
-    )
-    trainer.fit(module, loader)
+    module.fit(train, y_train, epochs, batch_size, seed)
     module.eval()
     val_f1 = module.head_f1(val, y_val)
     best = int(val_f1.argmax())
@@ -90,9 +62,9 @@ def run_probe(
     task: ProbeDataModule,
     seeds: list[int] = [0, 1, 2, 3, 4],  # noqa: B006 (jsonargparse needs a value)
     poolings: list[str] = ["cls", "mean"],  # noqa: B006
-    lrs: list[float] = [1e-3, 3e-3, 1e-2],  # noqa: B006
-    weight_decays: list[float] = [1e-4, 1e-2],  # noqa: B006
-    epochs: int = 60,
+    lrs: list[float] = [1e-3, 3e-3, 1e-2, 3e-2, 1e-1],  # noqa: B006
+    weight_decays: list[float] = [1e-4, 1e-2, 1e-1, 5e-1],  # noqa: B006
+    epochs: int = 100,
     batch_size: int = 128,
     out_dir: str = "runs/probe",
     cache_dir: str | None = ".cache/features",
