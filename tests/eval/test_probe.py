@@ -157,3 +157,19 @@ def test_head_grid_agrees_with_sklearn_logistic_regression(tmp_path):
         assert grid["macro_f1"] > 0.4 and ref["macro_f1"] > 0.4  # well above chance (0.17)
         diffs.append(grid["macro_f1"] - ref["macro_f1"])
     assert abs(float(np.mean(diffs))) <= 0.01, diffs
+
+
+def test_concat_over_the_last_blocks():
+    from torch.utils.data import DataLoader
+
+    from usjepa.eval.features import extract_features
+
+    encoder = tiny_encoder(0)
+    images = torch.randn(4, 1, 32, 32)
+    loader = DataLoader([{"image": x} for x in images], batch_size=2)
+    feats = extract_features(encoder, loader, ("cls", "cls_last2", "mean_last2"))
+    assert feats["cls_last2"].shape == (4, 64) and feats["mean_last2"].shape == (4, 64)
+    assert torch.allclose(feats["cls_last2"][:, 32:], feats["cls"], atol=1e-5)  # last block
+    with torch.no_grad():
+        first = encoder.forward_blocks(images, 2)[0][:, 0]
+    assert torch.allclose(feats["cls_last2"][:, :32], first, atol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import torch
@@ -10,7 +11,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-POOLINGS = ("cls", "mean", "cls_mean")
+POOLINGS = ("cls", "mean", "cls_mean", "<pooling>_last<n>")
+_LAST = re.compile(r"^(cls|mean|cls_mean)_last(\d+)$")
 
 
 def pool_tokens(tokens: Tensor, pooling: str, num_prefix_tokens: int = 1) -> Tensor:
@@ -26,6 +28,12 @@ def pool_tokens(tokens: Tensor, pooling: str, num_prefix_tokens: int = 1) -> Ten
     if pooling == "cls_mean":
         return torch.cat([tokens[:, 0], tokens[:, num_prefix_tokens:].mean(1)], dim=1)
     raise ValueError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
+
+
+def last_blocks(pooling: str) -> tuple[str, int]:
+    """``("cls", 4)`` for ``cls_last4``; ``(pooling, 1)`` for a single-block pooling."""
+    match = _LAST.match(pooling)
+    return (match.group(1), int(match.group(2))) if match else (pooling, 1)
 
 
 def encoder_fingerprint(encoder: nn.Module) -> str:
@@ -47,6 +55,9 @@ def extract_features(
 ) -> dict[str, Tensor]:
     """Run the frozen encoder over a loader.
 
+    ``<pooling>_last<n>`` (e.g. ``cls_last4``) concatenates that pooling over the last
+    ``n`` blocks' normalised outputs (the encoder needs ``forward_blocks``).
+
     Returns:
         ``{pooling: [N, D] float32}`` in loader order.
     """
@@ -54,10 +65,22 @@ def extract_features(
     encoder.eval().to(device)
     prefix = getattr(encoder, "num_prefix_tokens", 1)
     out: dict[str, list[Tensor]] = {p: [] for p in poolings}
+    depth = max(last_blocks(p)[1] for p in poolings)
+    if depth > 1 and not hasattr(encoder, "forward_blocks"):
+        raise ValueError(
+            f"pooling over the last {depth} blocks needs an encoder with forward_blocks; "
+            f"{type(encoder).__name__} has none, so use cls, mean or cls_mean"
+        )
     for batch in tqdm(loader, desc=desc, leave=False):
-        tokens = encoder(batch["image"].to(device)).float()
+        images = batch["image"].to(device)
+        if depth > 1:
+            blocks = [b.float() for b in encoder.forward_blocks(images, depth)]  # type: ignore[operator]
+        else:
+            blocks = [encoder(images).float()]
         for p in poolings:
-            out[p].append(pool_tokens(tokens, p, prefix).cpu())
+            base, n = last_blocks(p)
+            pooled = [pool_tokens(b, base, prefix) for b in blocks[len(blocks) - n :]]
+            out[p].append(torch.cat(pooled, dim=1).cpu())
     encoder.train(was_training)
     return {p: torch.cat(v) for p, v in out.items()}
 
