@@ -36,8 +36,13 @@ else
 	$(PY) -m usjepa pretrain --config $(CONFIG) $(ARGS)
 endif
 
+# MODELS: comma-separated config names, exports (*.safetensors) or zoo entries
+# (usf_mae:/path/to/ckpt); TASKS: comma-separated task folders. Both optional.
+MODELS ?=
+TASKS ?=
 probe: install
-	$(PY) -m usjepa probe --config $(or $(CONFIG),experiments/probe/demo.yaml) $(ARGS)
+	$(PY) -m usjepa probe --config $(or $(CONFIG),experiments/probe/demo.yaml) \
+	  $(if $(MODELS),--models "[$(MODELS)]") $(if $(TASKS),--task_roots "[$(TASKS)]") $(ARGS)
 
 # BENCH picks the script in benchmarks/ (probe_vs_minutes, loading, manifest_scale, scan_region, ...)
 BENCH ?= probe_vs_minutes

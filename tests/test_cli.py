@@ -135,3 +135,63 @@ def test_one_line_switches_salt_to_ema_and_usrc_to_plain_masks(tmp_path):
         proc = _run(["pretrain", "--config", str(config), *TINY], tmp_path)
         saved = sorted((tmp_path / "runs/demo/salt").glob("version_*/config.yaml"))[-1].read_text()
         assert new.strip() in saved, proc.stdout[-2000:]
+
+
+def test_probe_models_and_tasks_by_name(tmp_path):
+    """`make probe MODELS=... TASKS=...`: config names, exports and zoo entries against
+    several task folders, one table (rows models, columns tasks), CSV, Markdown and
+    TensorBoard."""
+    import timm
+    from safetensors.torch import save_file
+
+    from usjepa.data.synthetic import generate_task
+    from usjepa.models import ViTEncoder
+    from usjepa.models.export import export_encoder
+
+    for name, seed in (("task_a", 3), ("task_b", 4)):
+        generate_task(
+            tmp_path / name,
+            n_patients_train_val=12,
+            n_patients_test=6,
+            images_per_patient=6,
+            size=32,
+            seed=seed,
+            progress=False,
+        )
+    export_encoder(
+        ViTEncoder(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2),
+        tmp_path / "mine" / "encoder.safetensors",
+    )
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
+    save_file(vit.state_dict(), str(tmp_path / "tiny.safetensors"))
+    config = (
+        (ROOT / "experiments/probe/demo.yaml").read_text().replace("img_size: 64", "img_size: 32")
+    )
+    (tmp_path / "probe.yaml").write_text(config)
+    models = "[random_init, mine/encoder.safetensors, timm/vit_tiny_patch16_224:tiny.safetensors]"
+    _run(
+        [
+            "probe",
+            "--config",
+            "probe.yaml",
+            "--models",
+            models,
+            "--task_roots",
+            "[task_a, task_b]",
+            "--seeds",
+            "[0]",
+            "--epochs",
+            "2",
+            "--encoders.random_init.init_args.img_size",
+            "32",
+            "--out_dir",
+            "out",
+        ],
+        tmp_path,
+    )
+    summary = pd.read_csv(tmp_path / "out/probe_summary.csv")
+    assert set(summary["task"]) == {"task_a", "task_b"}
+    assert set(summary["model"]) == {"random_init", "mine", "vit_tiny_patch16_224"}
+    table = (tmp_path / "out/probe_table.md").read_text()
+    assert "task_a" in table and "task_b" in table
+    assert list((tmp_path / "out/tensorboard").glob("events.out.tfevents*"))

@@ -41,3 +41,14 @@ def write_tables(per_seed: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -
     )
     (out_dir / "probe_table.md").write_text(md)
     print(md)
+
+
+def write_tensorboard(summary: pd.DataFrame, log_dir: Path) -> None:
+    """The table as TensorBoard text plus one scalar per (model, task) cell."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir))
+    writer.add_text("probe/table", paper_table(summary).to_markdown())
+    for row in summary.itertuples():
+        writer.add_scalar(f"probe_macro_f1/{row.task}/{row.model}", row.mean)
+    writer.close()

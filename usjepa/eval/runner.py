@@ -13,7 +13,7 @@ from usjepa.data.tasks import ProbeDataModule
 from usjepa.eval.features import cached_features
 from usjepa.eval.linear_probe import LinearProbeModule
 from usjepa.eval.metrics import classification_scores
-from usjepa.eval.report import summarise, write_tables
+from usjepa.eval.report import summarise, write_tables, write_tensorboard
 
 
 def standardise(train: dict[str, Tensor], *others: dict[str, Tensor]) -> list[dict[str, Tensor]]:
@@ -57,9 +57,46 @@ def probe_seed(
     }
 
 
+def resolve_models(encoders: dict[str, nn.Module], models: list[str]) -> dict[str, nn.Module]:
+    """Pick and add encoders by short spec (what ``make probe MODELS=...`` passes).
+
+    Each spec is a name from ``encoders``; a path to one of our exports
+    (``*.safetensors``); or ``<zoo entry>:<checkpoint>`` (``usf_mae:/models/usf_mae.pth``,
+    ``timm/vit_small_patch16_224:/w.safetensors`` for any timm architecture).
+    """
+    from usjepa.models.zoo import ZOO, ZooEncoder
+
+    out: dict[str, nn.Module] = {}
+    for spec in models:
+        spec = spec.strip()
+        if spec in encoders:
+            out[spec] = encoders[spec]
+        elif spec.endswith(".safetensors") and ":" not in spec:
+            out[Path(spec).parent.name or Path(spec).stem] = ZooEncoder("usjepa", spec)
+        elif ":" in spec:
+            entry, checkpoint = spec.split(":", 1)
+            arch = None
+            if entry.startswith("timm/"):
+                entry, arch = "timm", entry.split("/", 1)[1]
+            if entry not in ZOO:
+                raise ValueError(
+                    f"model {spec!r}: unknown zoo entry {entry!r}; known: {sorted(ZOO)}"
+                )
+            out[f"{arch or entry}"] = ZooEncoder(entry, checkpoint, arch=arch)
+        else:
+            raise ValueError(
+                f"model {spec!r} is not in the config's encoders ({sorted(encoders)}), an "
+                "export (*.safetensors) or <zoo entry>:<checkpoint>"
+            )
+    return out
+
+
 def run_probe(
     encoders: dict[str, nn.Module],
-    task: ProbeDataModule,
+    task: ProbeDataModule | None = None,
+    tasks: list[ProbeDataModule] | None = None,
+    models: list[str] | None = None,
+    task_roots: list[str] | None = None,
     seeds: list[int] = [0, 1, 2, 3, 4],  # noqa: B006 (jsonargparse needs a value)
     poolings: list[str] = ["cls", "mean"],  # noqa: B006
     lrs: list[float] = [1e-3, 3e-3, 1e-2, 3e-2, 1e-1],  # noqa: B006
@@ -78,7 +115,10 @@ def run_probe(
 
     Args:
         encoders: name -> frozen encoder returning ``[B, 1 + N, D]`` tokens.
-        task: the benchmark task.
+        task, tasks: the benchmark task(s); results form one table, tasks as columns.
+        models: probe these instead of all ``encoders`` (see :func:`resolve_models`).
+        task_roots: task folders to probe instead of ``task``/``tasks``; each is read
+            like ``task`` (same input size).
         seeds: one probe per seed; the table shows mean +/- std over them.
         poolings: token poolings tried as part of the grid.
         lrs, weight_decays: head grid.
@@ -91,10 +131,54 @@ def run_probe(
     Returns:
         The per-seed results.
     """
+    all_tasks = list(tasks or []) + ([task] if task is not None else [])
+    if task_roots:
+        size = all_tasks[0].img_size if all_tasks else 224
+        all_tasks = [ProbeDataModule(root, img_size=size) for root in task_roots]
+    if not all_tasks:
+        raise ValueError("no task to probe: give task, tasks or task_roots")
+    if models:
+        encoders = resolve_models(encoders, models)
+    rows = []
+    for current in all_tasks:
+        rows += _probe_task(
+            encoders,
+            current,
+            seeds,
+            poolings,
+            lrs,
+            weight_decays,
+            epochs,
+            batch_size,
+            cache_dir,
+            device,
+        )
+    per_seed = pd.DataFrame(rows)
+    summary = summarise(per_seed)
+    write_tables(per_seed, summary, Path(out_dir))
+    write_tensorboard(summary, Path(out_dir) / "tensorboard")
+    return per_seed
+
+
+def _probe_task(
+    encoders: dict[str, nn.Module],
+    task: ProbeDataModule,
+    seeds: list[int],
+    poolings: list[str],
+    lrs: list[float],
+    weight_decays: list[float],
+    epochs: int,
+    batch_size: int,
+    cache_dir: str | None,
+    device: str,
+) -> list[dict]:
     task.prepare_data()
     task.setup()
     rows = []
     for name, encoder in encoders.items():
+        if hasattr(encoder, "input_mean"):  # zoo encoders undo the task's normalisation
+            setattr(encoder, "input_mean", task.mean)  # noqa: B010
+            setattr(encoder, "input_std", task.std)  # noqa: B010
         start = time.perf_counter()
         feats = {}
         for split in ("train_val", "test"):
@@ -130,6 +214,4 @@ def run_probe(
             )
             rows.append({"model": name, "task": task.task_name, **result})
         print(f"probed {name} on {task.task_name} in {time.perf_counter() - start:.1f}s")
-    per_seed = pd.DataFrame(rows)
-    write_tables(per_seed, summarise(per_seed), Path(out_dir))
-    return per_seed
+    return rows
