@@ -173,3 +173,35 @@ def test_concat_over_the_last_blocks():
     with torch.no_grad():
         first = encoder.forward_blocks(images, 2)[0][:, 0]
     assert torch.allclose(feats["cls_last2"][:, :32], first, atol=1e-5)
+
+
+def test_few_shot_fractions_end_to_end(task_dir, tmp_path):
+    from usjepa.eval.runner import few_shot_rows
+
+    task = ProbeDataModule(str(task_dir), img_size=32, val_fraction=0.25)
+    task.setup()
+    groups, labels = task.groups("train_val"), task.labels("train_val")
+    pool = ~task.val_mask(0)
+    keep = few_shot_rows(groups, labels, pool, 0.1, 0)
+    assert keep.sum() < pool.sum() and not (keep & ~pool).any()
+    assert set(labels[keep]) == set(labels[pool])  # every class keeps a patient
+    for g in np.unique(groups[pool]):  # whole patients
+        assert len(set(keep[groups == g])) == 1
+    per_seed = run_probe(
+        {"enc": tiny_encoder(0)},
+        task,
+        seeds=[0, 1],
+        poolings=["cls"],
+        lrs=[1e-2],
+        weight_decays=[1e-4],
+        epochs=2,
+        out_dir=str(tmp_path),
+        cache_dir=None,
+        fractions=[0.25, 1.0],
+    )
+    assert set(per_seed["fraction"]) == {0.25, 1.0}
+    assert (tmp_path / "fewshot.png").exists() and (tmp_path / "probe_table.md").exists()
+    table = (tmp_path / "fewshot.md").read_text()
+    assert "25%" in table and "100%" in table
+    few = pd.read_csv(tmp_path / "fewshot.csv")
+    assert (few.groupby("fraction")["train_images"].mean().diff().dropna() > 0).all()

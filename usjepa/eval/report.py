@@ -52,3 +52,50 @@ def write_tensorboard(summary: pd.DataFrame, log_dir: Path) -> None:
     for row in summary.itertuples():
         writer.add_scalar(f"probe_macro_f1/{row.task}/{row.model}", row.mean)
     writer.close()
+
+
+def write_few_shot(per_seed: pd.DataFrame, out_dir: Path, metric: str = "macro_f1") -> None:
+    """Few-shot results: ``fewshot.csv`` (mean, std per model, task and fraction),
+    ``fewshot.md`` (rows model/task, columns label fraction) and ``fewshot.png`` curves."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    grouped = per_seed.groupby(["model", "task", "fraction"], sort=False)
+    summary = grouped[metric].agg(["mean", "std", "count"]).reset_index()
+    summary[["mean", "std"]] *= 100.0
+    summary["train_images"] = grouped["train_images"].mean().to_numpy()
+    summary.to_csv(out_dir / "fewshot.csv", index=False)
+    cells = summary.assign(
+        label=(summary["fraction"] * 100).map("{:g}%".format),
+        cell=summary["mean"].map("{:.1f}".format)
+        + " ± "
+        + summary["std"].fillna(0).map("{:.1f}".format),
+    )
+    table = cells.pivot_table(
+        index=["model", "task"], columns="label", values="cell", aggfunc="first", sort=False
+    )
+    table = table[[f"{f * 100:g}%" for f in sorted(summary["fraction"].unique())]]
+    n = int(summary["count"].max())
+    (out_dir / "fewshot.md").write_text(
+        f"Few-shot linear probe, test macro F1 (%), mean ± std over {n} seeds, by the share "
+        "of training patients labeled\n\n" + table.to_markdown() + "\n"
+    )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(summary["task"].unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for model, rows in summary[summary["task"] == task].groupby("model", sort=False):
+            x = rows["fraction"] * 100
+            ax.errorbar(
+                x, rows["mean"], yerr=rows["std"].fillna(0), marker="o", capsize=3, label=model
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("labeled training patients (%)")
+        ax.set_ylabel(f"test {metric.replace('_', ' ')} (%)")
+        ax.set_title(task)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "fewshot.png", dpi=120)
+    plt.close(fig)

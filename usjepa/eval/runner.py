@@ -5,15 +5,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from usjepa.data.tasks import ProbeDataModule
+from usjepa.data.tasks import ProbeDataModule, grouped_split
 from usjepa.eval.features import cached_features
 from usjepa.eval.linear_probe import LinearProbeModule
 from usjepa.eval.metrics import classification_scores
-from usjepa.eval.report import summarise, write_tables, write_tensorboard
+from usjepa.eval.report import summarise, write_few_shot, write_tables, write_tensorboard
 
 
 def standardise(train: dict[str, Tensor], *others: dict[str, Tensor]) -> list[dict[str, Tensor]]:
@@ -97,6 +98,7 @@ def run_probe(
     tasks: list[ProbeDataModule] | None = None,
     models: list[str] | None = None,
     task_roots: list[str] | None = None,
+    fractions: list[float] | None = None,
     seeds: list[int] = [0, 1, 2, 3, 4],  # noqa: B006 (jsonargparse needs a value)
     poolings: list[str] = ["cls", "mean"],  # noqa: B006
     lrs: list[float] = [1e-3, 3e-3, 1e-2, 3e-2, 1e-1],  # noqa: B006
@@ -119,6 +121,9 @@ def run_probe(
         models: probe these instead of all ``encoders`` (see :func:`resolve_models`).
         task_roots: task folders to probe instead of ``task``/``tasks``; each is read
             like ``task`` (same input size).
+        fractions: few-shot label fractions (e.g. ``[0.01, 0.05, 0.1, 0.25, 0.5, 1.0]``):
+            the training split is cut to that share of its patients, stratified by class
+            (validation and test stay whole); writes ``fewshot.{csv,md,png}``.
         seeds: one probe per seed; the table shows mean +/- std over them.
         poolings: token poolings tried as part of the grid.
         lrs, weight_decays: head grid.
@@ -139,6 +144,7 @@ def run_probe(
         raise ValueError("no task to probe: give task, tasks or task_roots")
     if models:
         encoders = resolve_models(encoders, models)
+    fractions = sorted(fractions or [1.0])
     rows = []
     for current in all_tasks:
         rows += _probe_task(
@@ -152,12 +158,37 @@ def run_probe(
             batch_size,
             cache_dir,
             device,
+            fractions,
         )
     per_seed = pd.DataFrame(rows)
-    summary = summarise(per_seed)
-    write_tables(per_seed, summary, Path(out_dir))
-    write_tensorboard(summary, Path(out_dir) / "tensorboard")
+    full = per_seed[per_seed["fraction"] == 1.0]
+    if len(full):
+        summary = summarise(full)
+        write_tables(full, summary, Path(out_dir))
+        write_tensorboard(summary, Path(out_dir) / "tensorboard")
+    if fractions != [1.0]:
+        write_few_shot(per_seed, Path(out_dir))
     return per_seed
+
+
+def few_shot_rows(
+    groups: np.ndarray, labels: np.ndarray, pool: np.ndarray, fraction: float, seed: int
+) -> np.ndarray:
+    """Rows of ``pool`` kept for a label fraction: whole patients (groups), stratified by
+    class, at least one patient per class present; ``fraction >= 1`` keeps all of them."""
+    if fraction >= 1.0:
+        return pool.copy()
+    if fraction <= 0.0:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    picked = np.zeros(len(pool), bool)
+    idx = np.flatnonzero(pool)
+    picked[idx] = grouped_split(groups[idx], labels[idx], fraction, seed + 7919)
+    for c in np.unique(labels[idx]):  # a class whose patients all fell out keeps one
+        if not (picked & (labels == c)).any():
+            members = idx[labels[idx] == c]
+            first = groups[members[0]]
+            picked[members[groups[members] == first]] = True
+    return picked
 
 
 def _probe_task(
@@ -171,6 +202,7 @@ def _probe_task(
     batch_size: int,
     cache_dir: str | None,
     device: str,
+    fractions: list[float],
 ) -> list[dict]:
     task.prepare_data()
     task.setup()
@@ -194,24 +226,35 @@ def _probe_task(
             )
         y_tv = torch.tensor(task.labels("train_val"))
         y_test = torch.tensor(task.labels("test"))
+        groups, labels = task.groups("train_val"), task.labels("train_val")
         for seed in seeds:
-            is_val = torch.from_numpy(task.val_mask(seed))
-            tr = {p: f[~is_val] for p, f in feats["train_val"].items()}
-            va = {p: f[is_val] for p, f in feats["train_val"].items()}
-            result = probe_seed(
-                tr,
-                y_tv[~is_val],
-                va,
-                y_tv[is_val],
-                feats["test"],
-                y_test,
-                task.num_classes,
-                seed,
-                tuple(lrs),
-                tuple(weight_decays),
-                epochs,
-                batch_size,
-            )
-            rows.append({"model": name, "task": task.task_name, **result})
+            is_val = task.val_mask(seed)
+            va = {p: f[torch.from_numpy(is_val)] for p, f in feats["train_val"].items()}
+            for fraction in fractions:
+                keep = few_shot_rows(groups, labels, ~is_val, fraction, seed)
+                tr = {p: f[torch.from_numpy(keep)] for p, f in feats["train_val"].items()}
+                result = probe_seed(
+                    tr,
+                    y_tv[torch.from_numpy(keep)],
+                    va,
+                    y_tv[torch.from_numpy(is_val)],
+                    feats["test"],
+                    y_test,
+                    task.num_classes,
+                    seed,
+                    tuple(lrs),
+                    tuple(weight_decays),
+                    epochs,
+                    batch_size,
+                )
+                rows.append(
+                    {
+                        "model": name,
+                        "task": task.task_name,
+                        "fraction": fraction,
+                        "train_images": int(keep.sum()),
+                        **result,
+                    }
+                )
         print(f"probed {name} on {task.task_name} in {time.perf_counter() - start:.1f}s")
     return rows
