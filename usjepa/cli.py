@@ -17,10 +17,11 @@ from lightning.pytorch.cli import LightningCLI
 from usjepa.data.commands import USAGE_LINES as DATA_USAGE
 
 USAGE = (
-    """usage: usjepa {pretrain,probe,data} ...
+    """usage: usjepa {pretrain,probe,robustness,data} ...
 
   pretrain --config CONFIG.yaml [--key value ...]   train (LightningCLI fit)
-  probe --config CONFIG.yaml [--key value ...]      linear-probe encoders on a task
+  probe --config CONFIG.yaml [--key value ...]      linear-probe encoders on tasks
+  robustness --config CONFIG.yaml [--key value ...] probes under corruptions, 5 severities
 """
     + DATA_USAGE
 )
@@ -66,6 +67,15 @@ def _only_named_encoders(args: list[str], tmp: Path) -> list[str]:
     return [*args[:at], str(trimmed), *args[at + 1 :]]
 
 
+def robustness(args: list[str]) -> None:
+    """Parse a probe YAML into :func:`usjepa.eval.robustness.run_robustness` and run it."""
+    from jsonargparse import CLI
+
+    from usjepa.eval.robustness import run_robustness
+
+    CLI(run_robustness, args=args, as_positional=False)
+
+
 def data(args: list[str]) -> None:
     """Data tools (see :mod:`usjepa.data.commands`)."""
     from usjepa.data.commands import main as data_main
@@ -75,7 +85,7 @@ def data(args: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"pretrain": pretrain, "probe": probe, "data": data}
+    commands = {"pretrain": pretrain, "probe": probe, "robustness": robustness, "data": data}
     if not argv or argv[0] not in commands:
         print(USAGE, file=sys.stderr)
         raise SystemExit(2)

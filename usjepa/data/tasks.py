@@ -71,18 +71,34 @@ class TaskDataset(Dataset):
     """Task images resized to a square input, normalised, with labels (no augmentation)."""
 
     def __init__(
-        self, root: Path, table: pd.DataFrame, img_size: int, mean: float, std: float
+        self,
+        root: Path,
+        table: pd.DataFrame,
+        img_size: int,
+        mean: float,
+        std: float,
+        corruption: tuple[str, int] | None = None,
     ) -> None:
         self.root = root
         self.images = table["image"].to_numpy(dtype=str)
         self.labels = table["label"].to_numpy(dtype=np.int64)
+        masks = table["scan_mask"] if "scan_mask" in table else pd.Series([""] * len(table))
+        self.masks = masks.fillna("").to_numpy(dtype=str)
         self.img_size, self.mean, self.std = img_size, mean, std
+        self.corruption = corruption
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         image = read_gray(self.root / self.images[index], "task image")
+        if self.corruption is not None:  # inside the scan region, seeded per image
+            from usjepa.data.scan_region import detect_scan_region
+            from usjepa.eval.corruptions import corrupt
+
+            rel = self.masks[index]
+            mask = read_gray(self.root / rel, "scan mask") if rel else detect_scan_region(image)
+            image = corrupt(image, mask, *self.corruption, seed=index)
         image = cv2.resize(image, (self.img_size, self.img_size), interpolation=cv2.INTER_AREA)
         x = (torch.from_numpy(image).float()[None] / 255.0 - self.mean) / self.std
         return {"image": x, "label": torch.tensor(self.labels[index])}
@@ -167,8 +183,11 @@ class ProbeDataModule(L.LightningDataModule):
             self.groups("train_val"), self.labels("train_val"), self.val_fraction, seed
         )
 
-    def dataloader(self, split: str) -> DataLoader:
-        """Deterministic loader over ``train_val`` or ``test`` for feature extraction."""
+    def dataloader(self, split: str, corruption: tuple[str, int] | None = None) -> DataLoader:
+        """Deterministic loader over ``train_val`` or ``test`` for feature extraction,
+        optionally with a ``(corruption, severity)`` applied inside the scan region."""
         assert self.mean is not None and self.std is not None
-        ds = TaskDataset(self.root, self.tables[split], self.img_size, self.mean, self.std)
+        ds = TaskDataset(
+            self.root, self.tables[split], self.img_size, self.mean, self.std, corruption
+        )
         return DataLoader(ds, self.batch_size, shuffle=False, num_workers=self.num_workers)

@@ -38,14 +38,10 @@ def probe_seed(
     batch_size: int,
 ) -> dict[str, float | str]:
     """Train the head grid for one seed, pick the best head on val, score it on test."""
-    train, val, test = standardise(train, val, test)
-    module = LinearProbeModule(
-        {p: f.shape[1] for p, f in train.items()}, num_classes, lrs, weight_decays, init_seed=seed
+    module, best, val_f1 = fit_grid(
+        train, y_train, val, y_val, num_classes, seed, lrs, weight_decays, epochs, batch_size
     )
-    module.fit(train, y_train, epochs, batch_size, seed)
-    module.eval()
-    val_f1 = module.head_f1(val, y_val)
-    best = int(val_f1.argmax())
+    (test,) = standardise(train, test)[1:]
     logits = module.logits(test)[best]
     pooling, lr, wd = module.specs[best]
     return {
@@ -56,6 +52,34 @@ def probe_seed(
         "lr": lr,
         "weight_decay": wd,
     }
+
+
+def fit_grid(
+    train: dict[str, Tensor],
+    y_train: Tensor,
+    val: dict[str, Tensor],
+    y_val: Tensor,
+    num_classes: int,
+    seed: int,
+    lrs: tuple[float, ...],
+    weight_decays: tuple[float, ...],
+    epochs: int,
+    batch_size: int,
+) -> tuple[LinearProbeModule, int, Tensor]:
+    """The trained head grid (on standardised features), the index of the head best on
+    val by macro F1, and every head's val F1. Standardise other features with
+    ``standardise(train, other)`` before :meth:`LinearProbeModule.logits`."""
+    train_s, val_s = standardise(train, val)
+    module = LinearProbeModule(
+        {p: f.shape[1] for p, f in train_s.items()},
+        num_classes,
+        lrs,
+        weight_decays,
+        init_seed=seed,
+    )
+    module.fit(train_s, y_train, epochs, batch_size, seed)
+    val_f1 = module.head_f1(val_s, y_val)
+    return module, int(val_f1.argmax()), val_f1
 
 
 def resolve_models(encoders: dict[str, nn.Module], models: list[str]) -> dict[str, nn.Module]:
