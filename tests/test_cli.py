@@ -195,3 +195,4 @@ def test_probe_models_and_tasks_by_name(tmp_path):
     table = (tmp_path / "out/probe_table.md").read_text()
     assert "task_a" in table and "task_b" in table
     assert list((tmp_path / "out/tensorboard").glob("events.out.tfevents*"))
+    assert (tmp_path / "out/probe_table.png").exists()

@@ -40,7 +40,30 @@ def write_tables(per_seed: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -
         + "\n"
     )
     (out_dir / "probe_table.md").write_text(md)
+    plot_table(summary, out_dir / "probe_table.png")
     print(md)
+
+
+def plot_table(summary: pd.DataFrame, path: Path) -> None:
+    """Grouped bars: one group per task, one bar per model, mean ± std macro F1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks, models = list(summary["task"].unique()), list(summary["model"].unique())
+    width = 0.8 / max(1, len(models))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(tasks) + 1.2), 3.6))
+    for k, model in enumerate(models):
+        part = summary[summary["model"] == model].set_index("task").reindex(tasks)
+        x = [i + (k - (len(models) - 1) / 2) * width for i in range(len(tasks))]
+        ax.bar(x, part["mean"], width, yerr=part["std"].fillna(0), capsize=2, label=model)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylabel("test macro F1 (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def write_tensorboard(summary: pd.DataFrame, log_dir: Path) -> None:
