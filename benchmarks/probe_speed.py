@@ -64,8 +64,8 @@ def main() -> None:
     lines = [
         "# Probe head-grid speed",
         "",
-        f"5,000 x 768 training features, 6 classes, CPU, {threads} torch threads, wall time, "
-        "both in one run.",
+        f"5,000 x 768 training features, 6 classes, CPU ({threads} cores available; the grid "
+        "trains on one thread), wall time, both in one run.",
         "",
         "| what | seconds |",
         "|---|---|",
