@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
 
-from usjepa.data.frames import FrameTable, load_frame_table, sampling_weights
+from usjepa.data.frames import FrameTable, dataset_shares, load_frame_table, sampling_weights
 from usjepa.data.images import random_resized_box, read_gray
 from usjepa.data.leakage import guard_corpus, hash_files
 from usjepa.masks.base import MaskGenerator
@@ -304,13 +304,11 @@ class CorpusDataModule(L.LightningDataModule):
 
             weights = None
             if self.sampling != "size":
-                counts = np.array(list(shard_datasets(self.shards).values()), np.float64)
-                share = (
-                    np.ones_like(counts)
-                    if self.sampling == "uniform"
-                    else counts ** (1.0 / self.temperature)
+                counts = shard_datasets(self.shards)
+                share = dataset_shares(
+                    np.array(list(counts.values())), self.sampling, self.temperature
                 )
-                weights = dict(zip(shard_datasets(self.shards), share / share.sum()))
+                weights = dict(zip(counts, share))
             stream = combined_shards(self.shards, self.train_transform, weights, self.seed)
             return StreamingDataLoader(
                 stream,

@@ -235,26 +235,30 @@ def _from_parquet(path: Path) -> FrameTable:
     return table
 
 
-def sampling_weights(
-    dataset_codes: np.ndarray, mode: str = "size", temperature: float = 1.0
-) -> np.ndarray | None:
-    """Per-row sampling weights that give each dataset a share of the draws.
-
-    ``size``: proportional to the dataset's frame count (plain shuffling; returns None).
-    ``uniform``: every dataset equally often. ``temperature``: share proportional to
-    ``n_d ** (1 / temperature)`` (1 is ``size``; large values approach ``uniform``).
-    """
-    if mode == "size":
-        return None
-    if mode not in ("uniform", "temperature"):
+def dataset_shares(counts: np.ndarray, mode: str, temperature: float = 1.0) -> np.ndarray:
+    """Each dataset's share of the draws from its frame count: ``size`` proportional to
+    ``n``, ``uniform`` equal, ``temperature`` proportional to ``n ** (1 / temperature)``
+    (1 is ``size``; large values approach ``uniform``). Empty datasets get 0."""
+    if mode not in ("size", "uniform", "temperature"):
         raise ValueError(f"sampling mode {mode!r}: use size, uniform or temperature")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    counts = np.asarray(counts, np.float64)
+    power = {"size": 1.0, "uniform": 0.0, "temperature": 1.0 / temperature}[mode]
+    share = np.where(counts > 0, counts**power, 0.0)
+    return share / share.sum()
+
+
+def sampling_weights(
+    dataset_codes: np.ndarray, mode: str = "size", temperature: float = 1.0
+) -> np.ndarray | None:
+    """Per-row sampling weights that give each dataset its :func:`dataset_shares` share
+    (``None`` for ``size``: plain shuffling already does that)."""
+    dataset_shares(np.ones(1), mode, temperature)  # checks the arguments
+    if mode == "size":
+        return None
     codes = np.where(dataset_codes < 0, 0, dataset_codes)
     counts = np.bincount(codes).astype(np.float64)
-    present = counts > 0
-    share = np.zeros_like(counts)
-    share[present] = 1.0 if mode == "uniform" else counts[present] ** (1.0 / temperature)
-    share /= share.sum()
-    per_row = np.divide(share, counts, out=np.zeros_like(share), where=present)
+    share = dataset_shares(counts, mode, temperature)
+    per_row = np.divide(share, counts, out=np.zeros_like(share), where=counts > 0)
     return per_row[codes]

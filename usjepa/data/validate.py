@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from usjepa.data.build.readers import SOURCE_KINDS
 from usjepa.data.manifest import read_manifest
 
 SPLITS = ("train", "val", "test")
@@ -62,9 +63,10 @@ def validate_manifest(
             for i in np.flatnonzero(bad.to_numpy())
         ]
     if "source_kind" in table:
-        kinds = ("image", "video", "volume", "dicom")
         problems += _rows(
-            ~table["source_kind"].isin(kinds), "source_kind", f"unknown source kind; use {kinds}"
+            ~table["source_kind"].isin(SOURCE_KINDS),
+            "source_kind",
+            f"unknown source kind; use {SOURCE_KINDS}",
         )
     if "label" in table:
         labels = pd.to_numeric(table["label"], errors="coerce")

@@ -8,6 +8,7 @@ a development dependency (``pip install -e .[dev]``); the grid does not need it.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from usjepa.eval.metrics import classification_scores
@@ -41,8 +42,6 @@ def sklearn_probe(
             best, best_f1 = model, f1
     assert best is not None
     logits = best.decision_function(x_te.numpy())
-    import torch
-
     scores = classification_scores(
         torch.from_numpy(np.asarray(logits)).float(), y_test, num_classes
     )
