@@ -15,16 +15,18 @@ taken as [0, 1] pixels.
 Entries (see :data:`ZOO`): ``usf_mae`` (MAE ViT-B/16, encoder + decoder state dict),
 ``usfm`` (BEiT-style ViT-B/16), ``urfm`` (ViT-B/16, local file only),
 ``ijepa`` (I-JEPA ViT-H/14 target encoder), ``dinov3_vitb16`` (DINOv3 ViT-B/16, through
-timm's converter), ``ultrasam`` (SAM ViT-B image encoder at 1024 px), ``timm`` (any timm
-architecture with a checkpoint in timm's layout) and ``usjepa`` (our own exports).
+timm's converter), ``ultrasam`` (SAM ViT-B image encoder at 1024 px, keep-ratio resize
+and pad), ``samus`` (SAMUS: SAM ViT-B with CNN branch and adapters, 256 px, in
+:mod:`usjepa.models.samus`), ``echocare`` (layout unverified: a timm architecture you
+name), ``timm`` (any timm architecture with a checkpoint in timm's layout) and
+``usjepa`` (our own exports). The key layouts are in :mod:`usjepa.models.layouts`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,90 +36,43 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from usjepa.models.export import CheckpointError, load_checked, read_state_dict
+from usjepa.models.layouts import (
+    remap_beit,
+    remap_identity,
+    remap_ijepa,
+    remap_mae,
+    remap_prefixed,
+    remap_sam,
+    remap_timm_filter,
+)
+from usjepa.models.samus import SAMUSEncoder, remap_samus
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 Remap = Callable[[dict[str, Tensor], nn.Module], dict[str, Tensor]]
 
 
-def _unwrap(state: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Tensor]:
-    """The first nested state dict found under ``keys`` (checkpoints wrap them)."""
-    for key in keys:
-        if key in state and isinstance(state[key], dict):
-            return state[key]
-    return state
-
-
-def _strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
-
-
-def remap_mae(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
-    """MAE (USF-MAE) checkpoint: ``{"model": {encoder keys..., decoder_*, mask_token}}``;
-    the encoder's keys are timm's, the decoder is dropped."""
-    state = _strip(_unwrap(state, ("model", "state_dict")), "module.")
-    return {k: v for k, v in state.items() if not k.startswith(("decoder", "mask_token"))}
-
-
-def remap_ijepa(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
-    """I-JEPA checkpoint: ``{"target_encoder": {"module.<timm keys>"}, "encoder": ...,
-    "predictor": ...}``; the target encoder is the one evaluated. No CLS token."""
-    return _strip(_unwrap(state, ("target_encoder", "encoder")), "module.")
-
-
-def remap_sam(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
-    """SAM-style checkpoint (UltraSam): ``image_encoder.*`` keys, which timm's ``samvit``
-    mirrors; the prompt encoder and mask decoder are dropped."""
-    state = _strip(_unwrap(state, ("state_dict", "model")), "module.")
-    return {
-        k[len("image_encoder.") :]: v for k, v in state.items() if k.startswith("image_encoder.")
-    }
-
-
-_DROP = ("decoder", "mask_token", "lm_head", "head.", "fc_norm_head", "predictor")
-
-
-def remap_prefixed(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
-    """A timm-compatible encoder saved under a wrapper prefix (``model.``, ``module.``,
-    ``backbone.``, ``encoder.``) next to heads or decoders, which are dropped; buffers the
-    model recomputes (``relative_position_index``) are dropped too."""
-    state = _unwrap(state, ("model", "state_dict", "module"))
-    own = model.state_dict()
-    out = {}
-    for key, value in state.items():
-        for prefix in ("module.", "model.", "backbone.", "encoder."):
-            if key.startswith(prefix) and key[len(prefix) :] in own:
-                key = key[len(prefix) :]
-        if key.startswith(_DROP) or key.endswith("relative_position_index"):
-            continue
-        out[key] = value
-    return out
-
-
-def remap_timm_filter(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
-    """Original layouts that timm converts itself (DINOv3 via ``eva.checkpoint_filter_fn``)."""
-    from timm.models.eva import checkpoint_filter_fn
-
-    state = _unwrap(state, ("model", "teacher", "state_dict"))
-    state = {re.sub(r"^backbone\.", "", k): v for k, v in state.items()}
-    return checkpoint_filter_fn(state, model)
-
-
-def remap_identity(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
-    return _unwrap(state, ("state_dict", "model"))
-
-
 @dataclass(frozen=True)
 class ZooSpec:
-    """How to build and load one named encoder."""
+    """How to build and load one named encoder.
+
+    ``kind``: ``"vit"`` returns ``forward_features`` tokens; ``"map"`` flattens a
+    ``[B, C, h, w]`` feature map. ``neck``: for SAM-style maps, whether the neck (256
+    channels) is kept or the last block is read. ``resize``: ``"square"`` stretches to
+    ``img_size``; ``"longest_pad"`` scales the longer side to ``img_size`` and pads the
+    bottom and right with black. ``build``: a constructor instead of ``timm.create_model``.
+    """
 
     arch: str
     kwargs: dict[str, Any]
     remap: Remap
     mean: tuple[float, ...] = IMAGENET[0]
     std: tuple[float, ...] = IMAGENET[1]
-    kind: str = "vit"  # "vit": tokens from forward_features; "sam": neck feature map
+    kind: str = "vit"
+    neck: bool = False
+    resize: str = "square"
+    in_chans: int = 3
+    build: Callable[..., nn.Module] | None = None
     notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 ZOO: dict[str, ZooSpec] = {
@@ -136,9 +91,11 @@ ZOO: dict[str, ZooSpec] = {
             "init_values": 0.1,
             "global_pool": "avg",
         },
-        remap_prefixed,
+        remap_beit,
         notes="USFM: BEiT-style ViT-B/16 (relative position bias, layer scale), mean pooling "
-        "+ fc_norm; ImageNet normalisation. The released file's wrapper prefix is stripped",
+        "+ fc_norm; ImageNet normalisation as in its training transforms (its feature "
+        "extractor script standardises each image instead). The shared relative position "
+        "table of its pretraining file is copied into every block",
     ),
     "urfm": ZooSpec(
         "vit_base_patch16_224",
@@ -163,9 +120,32 @@ ZOO: dict[str, ZooSpec] = {
         "samvit_base_patch16",
         {"img_size": 1024},
         remap_sam,
-        kind="sam",
-        notes="SAM ViT-B image encoder fine-tuned on ultrasound; probe on the mean of its "
-        "feature map; square resize (SAM pads to keep the aspect ratio)",
+        kind="map",
+        resize="longest_pad",
+        notes="UltraSam: SAM ViT-B image encoder trained on ultrasound (mmdetection file, "
+        "backbone.* keys; Meta's image_encoder.* layout also loads). As in UltraSam's "
+        "classification configs: longer side to 1024, black padding, SAM mean/std, and "
+        "the last block's 768-channel map (no neck) for probing on its average",
+    ),
+    "samus": ZooSpec(
+        "samus_vit_b",
+        {"img_size": 256},
+        remap_samus,
+        mean=(0.0,),
+        std=(1.0,),
+        kind="map",
+        in_chans=1,
+        build=SAMUSEncoder,
+        notes="SAMUS: SAM ViT-B with a CNN branch and adapters, 256 px, patch 8, grey "
+        "[0, 1] input; without the neck the fused 768-channel map is read",
+    ),
+    "echocare": ZooSpec(
+        "",
+        {},
+        remap_prefixed,
+        notes="EchoCare: its encoder layout is not verified here; give the timm "
+        "architecture that matches the file (arch=...); wrapper prefixes and heads are "
+        "stripped and any key left over is reported",
     ),
     "timm": ZooSpec("", {}, remap_identity, notes="any timm architecture, timm key layout"),
 }
@@ -179,10 +159,12 @@ class ZooEncoder(nn.Module):
             ``.safetensors`` beside its ``.json``).
         checkpoint: the local weights file; ``None`` builds the architecture with random
             weights (for tests and shape checks).
-        arch: the timm architecture for ``name: timm``.
-        arch_overrides: timm keyword arguments that replace the entry's (size, depth ...).
+        arch: the timm architecture for ``name: timm`` and ``name: echocare``.
+        arch_overrides: keyword arguments that replace the entry's (size, depth ...).
         input_mean, input_std: normalisation of the images this encoder will be fed; it
             is undone before the model's own normalisation. ``None``: [0, 1] pixels.
+        neck: SAM-style entries: read the neck's map (``True``) or the last block's
+            (``False``); ``None`` takes the entry's default.
     """
 
     def __init__(
@@ -193,12 +175,14 @@ class ZooEncoder(nn.Module):
         arch_overrides: dict[str, Any] | None = None,
         input_mean: float | None = None,
         input_std: float | None = None,
+        neck: bool | None = None,
     ) -> None:
         super().__init__()
         self.name = name
         self.model: Any
         self.mean: Tensor
         self.std: Tensor
+        self.resize = "square"
         if name == "usjepa":
             self._init_usjepa(checkpoint, input_mean, input_std)
             return
@@ -207,26 +191,35 @@ class ZooEncoder(nn.Module):
         spec = ZOO[name]
         arch = arch or spec.arch
         if not arch:
-            raise ValueError("zoo entry 'timm' needs arch=<timm model name>")
-        kwargs = {**spec.kwargs, "num_classes": 0, **(arch_overrides or {})}
-        self.model = timm.create_model(arch, pretrained=False, **kwargs)
-        self.kind = spec.kind
-        self.in_chans = int(kwargs.get("in_chans", 3))
-        grid = self.model.patch_embed.grid_size
-        patch = self.model.patch_embed.patch_size
-        self.img_size = int(grid[0] * (patch[0] if isinstance(patch, tuple) else patch))
-        self.grid_size = int(grid[0])
+            raise ValueError(f"zoo entry {name!r} needs arch=<timm model name>")
+        self.kind, self.resize = spec.kind, spec.resize
+        use_neck = spec.neck if neck is None else neck
+        if spec.build is not None:
+            kwargs = {**spec.kwargs, **(arch_overrides or {})}
+            self.model = spec.build(**kwargs, neck=use_neck)
+            self.img_size, self.grid_size = self.model.img_size, self.model.grid
+            self.in_chans, self.embed_dim = spec.in_chans, self.model.out_dim
+        else:
+            kwargs = {**spec.kwargs, "num_classes": 0, **(arch_overrides or {})}
+            self.model = timm.create_model(arch, pretrained=False, **kwargs)
+            self.in_chans = int(kwargs.get("in_chans", spec.in_chans))
+            grid = self.model.patch_embed.grid_size
+            patch = self.model.patch_embed.patch_size
+            self.img_size = int(grid[0] * (patch[0] if isinstance(patch, tuple) else patch))
+            self.grid_size = int(grid[0])
+            self.embed_dim = int(self.model.embed_dim)
+            if spec.kind == "map" and use_neck:
+                self.embed_dim = int(self.model.neck[0].out_channels)
+            elif spec.kind == "map":
+                self.model.neck = nn.Identity()
+        self.num_prefix_tokens = (
+            0 if spec.kind == "map" else int(getattr(self.model, "num_prefix_tokens", 1))
+        )
         mean, std = spec.mean, spec.std
         if name == "timm":  # the architecture's own pretrained normalisation
             cfg = getattr(self.model, "pretrained_cfg", {}) or {}
             mean, std = cfg.get("mean", mean), cfg.get("std", std)
         self._set_norm(mean, std, input_mean, input_std)
-        if spec.kind == "sam":
-            self.embed_dim = int(self.model.neck[0].out_channels)
-            self.num_prefix_tokens = 0
-        else:
-            self.embed_dim = int(self.model.embed_dim)
-            self.num_prefix_tokens = int(getattr(self.model, "num_prefix_tokens", 1))
         if checkpoint is not None:
             state = read_state_dict(Path(checkpoint))
             load_checked(
@@ -260,15 +253,23 @@ class ZooEncoder(nn.Module):
     def prepare(self, images: Tensor) -> Tensor:
         """Our normalised images to the model's input: size, channels, normalisation."""
         pixels = images * self.input_std + self.input_mean
-        if pixels.shape[-1] != self.img_size or pixels.shape[-2] != self.img_size:
-            size = (self.img_size, self.img_size)
-            pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False)
+        h, w = pixels.shape[-2:]
+        size = self.img_size
+        if self.resize == "longest_pad":
+            scale = size / max(h, w)
+            new = (min(size, round(h * scale)), min(size, round(w * scale)))
+            if new != (h, w):
+                pixels = F.interpolate(pixels, size=new, mode="bilinear", align_corners=False)
+            if new != (size, size):  # black (zero) pixels, normalised below like the image
+                pixels = F.pad(pixels, (0, size - new[1], 0, size - new[0]))
+        elif (h, w) != (size, size):
+            pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False)
         if pixels.shape[1] != self.in_chans:
             pixels = pixels.mean(1, keepdim=True).expand(-1, self.in_chans, -1, -1)
         return (pixels - self.mean) / self.std
 
     def forward(self, images: Tensor) -> Tensor:
         x = self.model.forward_features(self.prepare(images))
-        if self.kind == "sam":  # [B, C, h, w] neck features -> [B, h*w, C]
+        if self.kind == "map":  # [B, C, h, w] feature map -> [B, h*w, C]
             x = x.flatten(2).transpose(1, 2)
         return x
