@@ -199,6 +199,23 @@ def test_ijepa_targets_are_an_ema_of_the_student(tmp_path):
         IJEPAModule(tiny_encoder(1), tiny_predictor(), teacher=tiny_encoder(2))
 
 
+def test_ijepa_ema_moves_once_per_optimiser_step_under_accumulation(tmp_path):
+    module = IJEPAModule(tiny_encoder(1), tiny_predictor(), ema_momentum=(0.9, 1.0))
+    moved = []
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.before = [p.detach().clone() for p in pl_module.target_encoder.parameters()]
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            after = pl_module.target_encoder.parameters()
+            moved.append(any(not torch.equal(a, b) for a, b in zip(self.before, after)))
+
+    trainer = _quiet_trainer(tmp_path, max_steps=3, callbacks=[Spy()], accumulate_grad_batches=2)
+    trainer.fit(module, DataLoader(_Batches([_batch(seed=i) for i in range(6)]), batch_size=None))
+    assert moved == [False, True, False, True, False, True]  # 6 micro-batches, 3 steps
+
+
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     module = _salt()
     bad = _batch()

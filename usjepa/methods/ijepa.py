@@ -79,19 +79,18 @@ class IJEPAModule(JEPAModule):
     def on_train_epoch_start(self) -> None:
         self.target_encoder.eval()
 
-    def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        super().on_train_batch_start(batch, batch_idx)
-        self._step_momentum = self.momentum  # the update after this step uses it
-
     @torch.no_grad()
     def compute_targets(self, images: Tensor, targets: Tensor) -> Tensor:
         return self._target_tokens(self.target_encoder, images, targets, self.teacher_layers)
 
-    @torch.no_grad()
-    def on_train_batch_end(self, outputs, batch: dict[str, Tensor], batch_idx: int) -> None:  # noqa: ANN001
-        m = self._step_momentum
-        student: list[Tensor] = [p.detach() for p in self.student.parameters()]
-        target: list[Tensor] = [p.detach() for p in self.target_encoder.parameters()]
-        torch._foreach_mul_(target, m)
-        torch._foreach_add_(target, student, alpha=1.0 - m)
-        self.log("train/ema_momentum", m, batch_size=len(batch["image"]))
+    def optimizer_step(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        """Step the student, then move the targets: once per optimiser step, so gradient
+        accumulation over k micro-batches gives one EMA update, not k."""
+        m = self.momentum  # from the step about to complete
+        super().optimizer_step(*args, **kwargs)
+        with torch.no_grad():
+            student: list[Tensor] = [p.detach() for p in self.student.parameters()]
+            target: list[Tensor] = [p.detach() for p in self.target_encoder.parameters()]
+            torch._foreach_mul_(target, m)
+            torch._foreach_add_(target, student, alpha=1.0 - m)
+        self.log("train/ema_momentum", m)
