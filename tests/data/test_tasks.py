@@ -59,3 +59,47 @@ def test_synthetic_task_groups_by_patient(task_dir, tmp_path):
     assert dm.num_classes == 6 and dm.class_names[1] == "anechoic_cyst"
     assert len(set(dm.groups("train_val"))) == 24
     shutil.rmtree(tmp_path)
+
+
+def test_letterbox_keeps_the_aspect_ratio_and_pads_black():
+    from usjepa.data.tasks import letterbox
+
+    image = np.full((60, 30), 200, np.uint8)  # portrait
+    out = letterbox(image, 40)
+    assert out.shape == (40, 40)
+    assert (out[:, :20] == 200).all() and (out[:, 20:] == 0).all()
+    wide = letterbox(np.full((10, 50), 7, np.uint8), 100)  # enlarged, padded below
+    assert (wide[:20] == 7).all() and (wide[20:] == 0).all()
+
+
+def test_zoo_encoders_read_the_task_at_their_own_size(task_dir):
+    """A zoo encoder is fed at its input size from the files (letterboxed when it keeps
+    the aspect ratio), told the task's normalisation; our own encoders at the task's."""
+    import torch
+
+    from usjepa.eval.features import task_features
+
+    class Recorder(torch.nn.Module):
+        num_prefix_tokens = 0
+
+        def __init__(self, zoo: bool, resize: str = "square") -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+            self.shapes: list[tuple] = []
+            if zoo:
+                self.input_mean, self.input_std, self.img_size, self.resize = 0.0, 1.0, 48, resize
+
+        def forward(self, images):
+            self.shapes.append(tuple(images.shape))
+            return images.flatten(2).transpose(1, 2)[:, :4] * self.w
+
+    dm = ProbeDataModule(str(task_dir), img_size=32)
+    dm.setup()
+    ours, zoo, boxed = Recorder(False), Recorder(True), Recorder(True, "longest_pad")
+    for enc in (ours, zoo, boxed):
+        feats = task_features(enc, dm, "test", ("mean",), None)
+        assert len(feats["mean"]) == len(dm.labels("test"))
+    assert ours.shapes[0][-2:] == (32, 32) and zoo.shapes[0][-2:] == (48, 48)
+    assert (zoo.input_mean, zoo.input_std) == (dm.mean, dm.std)
+    loader = dm.dataloader("test", img_size=48, letterbox=True)
+    assert boxed.shapes[0][-2:] == (48, 48) and next(iter(loader))["image"].shape[-1] == 48

@@ -67,8 +67,25 @@ def grouped_split(groups: np.ndarray, labels: np.ndarray, fraction: float, seed:
     return chosen[inverse]
 
 
+def square(image: np.ndarray, size: int) -> np.ndarray:
+    """Stretch to ``size`` x ``size`` (area interpolation)."""
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def letterbox(image: np.ndarray, size: int) -> np.ndarray:
+    """Longer side to ``size`` keeping the aspect ratio, black padding bottom and right."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    new_h, new_w = min(size, round(h * scale)), min(size, round(w * scale))
+    inter = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    out = np.zeros((size, size), image.dtype)
+    out[:new_h, :new_w] = cv2.resize(image, (new_w, new_h), interpolation=inter)
+    return out
+
+
 class TaskDataset(Dataset):
-    """Task images resized to a square input, normalised, with labels (no augmentation)."""
+    """Task images resized to a square input (stretched, or letterboxed), normalised,
+    with labels (no augmentation)."""
 
     def __init__(
         self,
@@ -78,6 +95,7 @@ class TaskDataset(Dataset):
         mean: float,
         std: float,
         corruption: tuple[str, int] | None = None,
+        letterbox: bool = False,
     ) -> None:
         self.root = root
         self.images = table["image"].to_numpy(dtype=str)
@@ -85,7 +103,7 @@ class TaskDataset(Dataset):
         masks = table["scan_mask"] if "scan_mask" in table else pd.Series([""] * len(table))
         self.masks = masks.fillna("").to_numpy(dtype=str)
         self.img_size, self.mean, self.std = img_size, mean, std
-        self.corruption = corruption
+        self.corruption, self.letterbox = corruption, letterbox
 
     def __len__(self) -> int:
         return len(self.images)
@@ -99,7 +117,7 @@ class TaskDataset(Dataset):
             rel = self.masks[index]
             mask = read_gray(self.root / rel, "scan mask") if rel else detect_scan_region(image)
             image = corrupt(image, mask, *self.corruption, seed=index)
-        image = cv2.resize(image, (self.img_size, self.img_size), interpolation=cv2.INTER_AREA)
+        image = letterbox(image, self.img_size) if self.letterbox else square(image, self.img_size)
         x = (torch.from_numpy(image).float()[None] / 255.0 - self.mean) / self.std
         return {"image": x, "label": torch.tensor(self.labels[index])}
 
@@ -183,11 +201,18 @@ class ProbeDataModule(L.LightningDataModule):
             self.groups("train_val"), self.labels("train_val"), self.val_fraction, seed
         )
 
-    def dataloader(self, split: str, corruption: tuple[str, int] | None = None) -> DataLoader:
+    def dataloader(
+        self,
+        split: str,
+        corruption: tuple[str, int] | None = None,
+        img_size: int | None = None,
+        letterbox: bool = False,
+    ) -> DataLoader:
         """Deterministic loader over ``train_val`` or ``test`` for feature extraction,
-        optionally with a ``(corruption, severity)`` applied inside the scan region."""
+        optionally with a ``(corruption, severity)`` applied inside the scan region, at
+        another input size, or letterboxed instead of stretched."""
         assert self.mean is not None and self.std is not None
-        ds = TaskDataset(
-            self.root, self.tables[split], self.img_size, self.mean, self.std, corruption
-        )
+        size = img_size or self.img_size
+        table = self.tables[split]
+        ds = TaskDataset(self.root, table, size, self.mean, self.std, corruption, letterbox)
         return DataLoader(ds, self.batch_size, shuffle=False, num_workers=self.num_workers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -108,3 +109,30 @@ def cached_features(
     torch.save(feats, tmp)
     tmp.replace(path)  # atomic: an interrupted run never leaves a half-written cache entry
     return feats
+
+
+def task_features(
+    encoder: nn.Module,
+    task: Any,
+    split: str,
+    poolings: tuple[str, ...],
+    cache_dir: Path | None,
+    device: str = "cpu",
+    desc: str = "features",
+    corruption: tuple[str, int] | None = None,
+) -> dict[str, Tensor]:
+    """Features of one split of a :class:`~usjepa.data.tasks.ProbeDataModule`.
+
+    Zoo encoders (those with ``input_mean``) are told the task's normalisation, which
+    they undo, and read the images at their own input size from the files, letterboxed
+    when they keep the aspect ratio (``resize == "longest_pad"``, e.g. UltraSam), rather
+    than up-sampled from the task's size. Other encoders read at the task's size.
+    """
+    size, letterbox = task.img_size, False
+    if hasattr(encoder, "input_mean"):
+        encoder.input_mean, encoder.input_std = task.mean, task.std
+        size = int(getattr(encoder, "img_size", size))
+        letterbox = getattr(encoder, "resize", "square") == "longest_pad"
+    key = (str(task.root.resolve()), split, size, letterbox, task.mean, task.std, corruption)
+    loader = task.dataloader(split, corruption, img_size=size, letterbox=letterbox)
+    return cached_features(encoder, loader, poolings, key, cache_dir, device, desc)

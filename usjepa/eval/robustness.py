@@ -21,7 +21,7 @@ from torch import nn
 from usjepa.data.images import read_gray
 from usjepa.data.tasks import ProbeDataModule
 from usjepa.eval.corruptions import CORRUPTIONS, SEVERITIES, corruption_grid
-from usjepa.eval.features import cached_features
+from usjepa.eval.features import task_features
 from usjepa.eval.metrics import classification_scores
 from usjepa.eval.runner import fit_grid, standardise
 
@@ -66,23 +66,14 @@ def run_robustness(
     rows = []
     for model, encoder in encoders.items():
         start = time.perf_counter()
-        if hasattr(encoder, "input_mean"):
-            setattr(encoder, "input_mean", task.mean)  # noqa: B010
-            setattr(encoder, "input_std", task.std)  # noqa: B010
 
         def features(
             split: str, condition: tuple[str, int], encoder: nn.Module = encoder, model: str = model
         ) -> dict:
             corruption = None if condition[0] == "clean" else condition
-            key = (str(task.root.resolve()), split, task.img_size, task.mean, task.std, corruption)
-            return cached_features(
-                encoder,
-                task.dataloader(split, corruption),
-                tuple(poolings),
-                key,
-                cache,
-                device,
-                desc=f"{model}/{split}/{condition[0]}{condition[1] or ''}",
+            desc = f"{model}/{split}/{condition[0]}{condition[1] or ''}"
+            return task_features(
+                encoder, task, split, tuple(poolings), cache, device, desc, corruption
             )
 
         train_val = features("train_val", ("clean", 0))

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from usjepa.data.tasks import ProbeDataModule, grouped_split
-from usjepa.eval.features import cached_features
+from usjepa.eval.features import task_features
 from usjepa.eval.linear_probe import LinearProbeModule
 from usjepa.eval.metrics import classification_scores
 from usjepa.eval.report import summarise, write_few_shot, write_tables, write_tensorboard
@@ -232,22 +232,19 @@ def _probe_task(
     task.setup()
     rows = []
     for name, encoder in encoders.items():
-        if hasattr(encoder, "input_mean"):  # zoo encoders undo the task's normalisation
-            setattr(encoder, "input_mean", task.mean)  # noqa: B010
-            setattr(encoder, "input_std", task.std)  # noqa: B010
         start = time.perf_counter()
-        feats = {}
-        for split in ("train_val", "test"):
-            key = (str(task.root.resolve()), split, task.img_size, task.mean, task.std)
-            feats[split] = cached_features(
+        feats = {
+            split: task_features(
                 encoder,
-                task.dataloader(split),
+                task,
+                split,
                 tuple(poolings),
-                key,
                 Path(cache_dir) if cache_dir else None,
                 device,
                 desc=f"{name}/{split}",
             )
+            for split in ("train_val", "test")
+        }
         y_tv = torch.tensor(task.labels("train_val"))
         y_test = torch.tensor(task.labels("test"))
         groups, labels = task.groups("train_val"), task.labels("train_val")
