@@ -12,6 +12,11 @@ All are probed with the demo protocol beside a random-init encoder and the teach
 ``benchmarks/results/reproduction.{md,csv}``; what is measured is reported as it is.
 
     python benchmarks/reproduction.py            # about 25 minutes on 2 CPU cores
+    python benchmarks/reproduction.py --pretrain-seeds 0,1,2   # students 3 times over
+
+With several pretraining seeds each student is trained once per seed (``seed_everything``
+and the student's ``init_seed`` change; data, steps and teacher stay), and the comparisons
+are made per seed, then averaged: a gap is only as good as its spread over pretraining.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ def main() -> None:
     parser.add_argument("--work", default=str(ROOT / ".cache" / "bench_repro"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reproduction"))
     parser.add_argument("--steps", type=int, default=None, help="student steps (config's)")
-    parser.add_argument("--seeds", default="[0, 1, 2, 3, 4]")
+    parser.add_argument("--seeds", default="[0, 1, 2, 3, 4]", help="probe seeds")
+    parser.add_argument("--pretrain-seeds", default="0", help="comma-separated, e.g. 0,1,2")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -61,15 +67,23 @@ def main() -> None:
         )
     salt = (ROOT / "experiments/demo/salt.yaml").read_text()
     steps = ["--trainer.max_steps", str(args.steps)] if args.steps else []
-    for name, change in VARIANTS.items():
-        done = work / "runs/repro" / name / "encoder.safetensors"
-        if done.exists():
-            continue
-        config = work / f"{name}.yaml"
-        config.write_text(salt if change is None else salt.replace(*change))
-        shutil.rmtree(work / "runs/demo/salt", ignore_errors=True)
-        minutes[name] = cli(["pretrain", "--config", str(config), *quiet, *steps], work)
-        shutil.copytree(work / "runs/demo/salt", done.parent, dirs_exist_ok=True)
+    pretrain_seeds = [int(x) for x in args.pretrain_seeds.split(",")]
+    runs = {}  # run name -> (variant, pretraining seed)
+    for seed in pretrain_seeds:
+        for name, change in VARIANTS.items():
+            run = name if seed == 0 else f"{name}_s{seed}"
+            runs[run] = (name, seed)
+            done = work / "runs/repro" / run / "encoder.safetensors"
+            if done.exists():
+                continue
+            text = salt if change is None else salt.replace(*change)
+            text = text.replace("seed_everything: 0", f"seed_everything: {seed}")
+            text = text.replace("init_seed: 2}", f"init_seed: {2 + seed}}}")
+            config = work / f"{run}.yaml"
+            config.write_text(text)
+            shutil.rmtree(work / "runs/demo/salt", ignore_errors=True)
+            minutes[run] = cli(["pretrain", "--config", str(config), *quiet, *steps], work)
+            shutil.copytree(work / "runs/demo/salt", done.parent, dirs_exist_ok=True)
     encoders = {
         "random_init": {
             "class_path": "usjepa.models.ViTEncoder",
@@ -80,10 +94,10 @@ def main() -> None:
             "init_args": {**ARCH, "checkpoint": "runs/demo/teacher/encoder.safetensors"},
         },
     }
-    for name in VARIANTS:
-        encoders[name] = {
+    for run in runs:
+        encoders[run] = {
             "class_path": "usjepa.models.ViTEncoder",
-            "init_args": {**ARCH, "checkpoint": f"runs/repro/{name}/encoder.safetensors"},
+            "init_args": {**ARCH, "checkpoint": f"runs/repro/{run}/encoder.safetensors"},
         }
     cli(
         [
@@ -101,7 +115,7 @@ def main() -> None:
     )
     summary = pd.read_csv(work / "runs/repro/probe/probe_summary.csv")
     steps_of = {}
-    for name in ["teacher_mae", *VARIANTS]:
+    for name in ["teacher_mae", *runs]:
         folder = "runs/demo/teacher" if name == "teacher_mae" else f"runs/repro/{name}"
         steps_of[name] = json.loads((work / folder / "encoder.json").read_text()).get(
             "trained_steps"
@@ -133,8 +147,44 @@ def main() -> None:
         ("SALT vs EMA I-JEPA (equal steps)", "salt_usrc", "ijepa_usrc"),
         ("USrc vs plain masks (SALT)", "salt_usrc", "salt_plain"),
     ]
-    lines += ["", "| comparison | difference (F1 points) |", "|---|---|"]
-    lines += [f"| {label} | {f1[a] - f1[b]:+.1f} |" for label, a, b in comparisons]
+
+    def score(model: str, seed: int) -> float:
+        return f1[model if model not in VARIANTS or seed == 0 else f"{model}_s{seed}"]
+
+    rows = []
+    for label, a, b in comparisons:
+        gaps = pd.Series([score(a, s) - score(b, s) for s in pretrain_seeds])
+        rows.append((label, gaps))
+    if len(pretrain_seeds) == 1:
+        lines += ["", "| comparison | difference (F1 points) |", "|---|---|"]
+        lines += [f"| {label} | {gaps.iloc[0]:+.1f} |" for label, gaps in rows]
+    else:
+        per_variant = {
+            name: pd.Series([score(name, s) for s in pretrain_seeds]) for name in VARIANTS
+        }
+        lines += [
+            "",
+            f"Over {len(pretrain_seeds)} pretraining seeds ({args.pretrain_seeds}): each "
+            "student's probe mean, averaged, ± std across pretraining seeds.",
+            "",
+            "| student | macro F1 | per seed |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {v.mean():.1f} ± {v.std():.1f} | {', '.join(f'{x:.1f}' for x in v)} |"
+            for name, v in per_variant.items()
+        ]
+        lines += [
+            "",
+            "| comparison | difference (F1 points), mean ± std over pretraining seeds "
+            "| per seed | seeds where A > B |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {label} | {g.mean():+.1f} ± {g.std():.1f} | "
+            f"{', '.join(f'{x:+.1f}' for x in g)} | {(g > 0).sum()} of {len(g)} |"
+            for label, g in rows
+        ]
     if minutes:
         lines += [
             "",

@@ -118,6 +118,8 @@ def test_samus_reads_the_published_key_layout():
     state["mask_decoder.iou_token.weight"] = torch.zeros(1, 256)
     model = SAMUSEncoder(neck=True)
     load_checked(model, remap_samus(state, model), "SAMUS layout")  # strict, shapes too
+    # the inverse renames used to write SAMUS files below give exactly the published keys
+    assert {_samus_original_key(k) for k in model.state_dict()} == set(layout)
     bare = SAMUSEncoder(neck=False)
     assert len(remap_samus(state, bare)) == len(layout) - 6  # the neck's 6 tensors dropped
     load_checked(bare, remap_samus(state, bare), "SAMUS layout without the neck")
