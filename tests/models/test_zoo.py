@@ -323,3 +323,41 @@ def test_zoo_entry_as_salt_teacher_with_another_width_and_grid():
     ctx, tgt = MultiBlockMaskGenerator(4)(2, g)
     loss, _ = module.step_loss({"image": torch.randn(2, 1, 32, 32), "context": ctx, "targets": tgt})
     assert torch.isfinite(loss)
+
+
+CONTRACT = {  # every zoo entry, at a tiny size: (arch, overrides)
+    "usf_mae": (None, TINY_VIT),
+    "usfm": (None, TINY_VIT),
+    "urfm": (None, TINY_VIT),
+    "ijepa": (None, TINY_VIT),
+    "dinov3_vitb16": (None, {"img_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2}),
+    "ultrasam": (None, SAM_TINY),
+    "samus": (None, {"img_size": 128, "embed_dim": 32, "depth": 2, "num_heads": 2}),
+    "echocare": ("vit_base_patch16_224", TINY_VIT),
+    "timm": ("vit_small_patch16_224", TINY_VIT),
+}
+
+
+def test_every_zoo_entry_has_a_contract():
+    from usjepa.models.zoo import ZOO
+
+    assert set(CONTRACT) == set(ZOO)
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT))
+def test_zoo_entry_contract_tokens_and_salt_teacher(name):
+    """Tokens ``[B, prefix + N, D]`` with the declared sizes, from our normalised grey
+    images of any size, and usable as a frozen SALT teacher by name."""
+    from usjepa.masks import MultiBlockMaskGenerator
+
+    arch, overrides = CONTRACT[name]
+    teacher = ZooEncoder(name, arch=arch, arch_overrides=overrides, input_mean=0.3, input_std=0.2)
+    with torch.no_grad():
+        tokens = teacher.eval()(torch.randn(2, 1, 40, 40))
+    n = teacher.num_prefix_tokens + teacher.grid_size**2
+    assert tokens.shape == (2, n, teacher.embed_dim) and torch.isfinite(tokens).all()
+    module = SALTModule(tiny_encoder(1), tiny_predictor(out_dim=teacher.embed_dim), teacher)
+    ctx, tgt = MultiBlockMaskGenerator(4)(2, torch.Generator().manual_seed(0))
+    loss, _ = module.step_loss({"image": torch.randn(2, 1, 32, 32), "context": ctx, "targets": tgt})
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is None for p in teacher.parameters())
