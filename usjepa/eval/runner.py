@@ -86,8 +86,9 @@ def resolve_models(encoders: dict[str, nn.Module], models: list[str]) -> dict[st
     """Pick and add encoders by short spec (what ``make probe MODELS=...`` passes).
 
     Each spec is a name from ``encoders``; a path to one of our exports
-    (``*.safetensors``); or ``<zoo entry>:<checkpoint>`` (``usf_mae:/models/usf_mae.pth``,
-    ``timm/vit_small_patch16_224:/w.safetensors`` for any timm architecture).
+    (``*.safetensors``); or ``<zoo entry>:<checkpoint>`` (``usf_mae:/models/usf_mae.pth``),
+    with ``/<timm architecture>`` for the entries that need one
+    (``timm/vit_small_patch16_224:/w.safetensors``, ``echocare/<arch>:/echocare.pth``).
     """
     from usjepa.models.zoo import ZOO, ZooEncoder
 
@@ -100,14 +101,13 @@ def resolve_models(encoders: dict[str, nn.Module], models: list[str]) -> dict[st
             out[Path(spec).parent.name or Path(spec).stem] = ZooEncoder("usjepa", spec)
         elif ":" in spec:
             entry, checkpoint = spec.split(":", 1)
-            arch = None
-            if entry.startswith("timm/"):
-                entry, arch = "timm", entry.split("/", 1)[1]
+            entry, _, arch = entry.partition("/")
             if entry not in ZOO:
                 raise ValueError(
                     f"model {spec!r}: unknown zoo entry {entry!r}; known: {sorted(ZOO)}"
                 )
-            out[f"{arch or entry}"] = ZooEncoder(entry, checkpoint, arch=arch)
+            name = arch if entry == "timm" else entry
+            out[name] = ZooEncoder(entry, checkpoint, arch=arch or None)
         else:
             raise ValueError(
                 f"model {spec!r} is not in the config's encoders ({sorted(encoders)}), an "
