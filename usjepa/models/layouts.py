@@ -119,9 +119,9 @@ def remap_beit(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
             if key.endswith("attn.relative_position_bias_table") and key not in out:
                 out[key] = shared.clone()
     if "fc_norm.weight" in own and "norm.weight" not in own:
-        out.pop("norm.weight", None), out.pop("norm.bias", None)
-        for key in ("fc_norm.weight", "fc_norm.bias"):
-            out.setdefault(key, own[key])
+        for part in ("weight", "bias"):
+            out.pop(f"norm.{part}", None)
+            out.setdefault(f"fc_norm.{part}", own[f"fc_norm.{part}"])
     return out
 
 

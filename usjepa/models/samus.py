@@ -118,14 +118,13 @@ class ConvStages(nn.Module):
 
     def __init__(self, widths: list[int], stem: int | None = None) -> None:
         super().__init__()
-        if stem is not None:
-            self.inc = conv_unit(stem, widths[0], pool=False)
+        self.inc = nn.Identity() if stem is None else conv_unit(stem, widths[0], pool=False)
         self.downs = nn.ModuleList(
             conv_unit(widths[i], widths[i + 1], pool=True) for i in range(len(widths) - 1)
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.inc(x) if hasattr(self, "inc") else x
+        x = self.inc(x)
         for stage in self.downs:
             x = stage(x)
         return x

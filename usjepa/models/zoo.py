@@ -62,7 +62,7 @@ class ZooSpec:
     bottom and right with black. ``build``: a constructor instead of ``timm.create_model``.
     """
 
-    arch: str
+    arch: str  # timm name; "" when the user must give one, or when ``build`` is set
     kwargs: dict[str, Any]
     remap: Remap
     mean: tuple[float, ...] = IMAGENET[0]
@@ -128,7 +128,7 @@ ZOO: dict[str, ZooSpec] = {
         "the last block's 768-channel map (no neck) for probing on its average",
     ),
     "samus": ZooSpec(
-        "samus_vit_b",
+        "",
         {"img_size": 256},
         remap_samus,
         mean=(0.0,),
@@ -189,8 +189,10 @@ class ZooEncoder(nn.Module):
         if name not in ZOO:
             raise ValueError(f"unknown zoo entry {name!r}; known: {sorted(ZOO)} and 'usjepa'")
         spec = ZOO[name]
+        if spec.build is not None and arch:
+            raise ValueError(f"zoo entry {name!r} builds its own model; it takes no arch=")
         arch = arch or spec.arch
-        if not arch:
+        if spec.build is None and not arch:
             raise ValueError(f"zoo entry {name!r} needs arch=<timm model name>")
         self.kind, self.resize = spec.kind, spec.resize
         use_neck = spec.neck if neck is None else neck
