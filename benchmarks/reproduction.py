@@ -13,6 +13,7 @@ All are probed with the demo protocol beside a random-init encoder and the teach
 
     python benchmarks/reproduction.py            # about 25 minutes on 2 CPU cores
     python benchmarks/reproduction.py --pretrain-seeds 0,1,2   # students 3 times over
+    python benchmarks/reproduction.py --variants salt_usrc,salt_plain   # USrc vs plain only
 
 With several pretraining seeds each student is trained once per seed (``seed_everything``
 and the student's ``init_seed`` change; data, steps and teacher stay), and the comparisons
@@ -56,7 +57,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="student steps (config's)")
     parser.add_argument("--seeds", default="[0, 1, 2, 3, 4]", help="probe seeds")
     parser.add_argument("--pretrain-seeds", default="0", help="comma-separated, e.g. 0,1,2")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated of {list(VARIANTS)}"
+    )
     args = parser.parse_args()
+    chosen = args.variants.split(",")
+    if unknown := set(chosen) - set(VARIANTS):
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     quiet = ["--trainer.enable_progress_bar", "false"]
@@ -71,6 +78,8 @@ def main() -> None:
     runs = {}  # run name -> (variant, pretraining seed)
     for seed in pretrain_seeds:
         for name, change in VARIANTS.items():
+            if name not in chosen:
+                continue
             run = name if seed == 0 else f"{name}_s{seed}"
             runs[run] = (name, seed)
             done = work / "runs/repro" / run / "encoder.safetensors"
@@ -151,6 +160,8 @@ def main() -> None:
     def score(model: str, seed: int) -> float:
         return f1[model if model not in VARIANTS or seed == 0 else f"{model}_s{seed}"]
 
+    fixed = {"teacher_mae", "random_init"}
+    comparisons = [c for c in comparisons if {c[1], c[2]} - fixed <= set(chosen)]
     rows = []
     for label, a, b in comparisons:
         gaps = pd.Series([score(a, s) - score(b, s) for s in pretrain_seeds])
@@ -159,9 +170,7 @@ def main() -> None:
         lines += ["", "| comparison | difference (F1 points) |", "|---|---|"]
         lines += [f"| {label} | {gaps.iloc[0]:+.1f} |" for label, gaps in rows]
     else:
-        per_variant = {
-            name: pd.Series([score(name, s) for s in pretrain_seeds]) for name in VARIANTS
-        }
+        per_variant = {name: pd.Series([score(name, s) for s in pretrain_seeds]) for name in chosen}
         lines += [
             "",
             f"Over {len(pretrain_seeds)} pretraining seeds ({args.pretrain_seeds}): each "

@@ -1,3 +1,4 @@
+import gzip
 import json
 import shutil
 from pathlib import Path
@@ -8,18 +9,39 @@ import pytest
 
 from usjepa.data.tasks import ProbeDataModule, TaskError
 
-SPLITS = Path(__file__).resolve().parents[3] / "shared" / "ultrabench_splits"
+# The benchmark's real split files (MIT, see tests/fixtures/SOURCE.md), gzipped.
+SPLITS = Path(__file__).resolve().parents[1] / "fixtures" / "ultrabench_splits"
 TASKS = ["aul_mass", "fatty_liver", "gbcu", "mmotu", "pocus", "butterfly"]
+SIZES = {  # (train_val, test) records in the real files: the fixture is whole
+    "aul_mass": (588, 147),
+    "fatty_liver": (440, 110),
+    "gbcu": (1133, 122),
+    "mmotu": (1000, 469),
+    "pocus": (2128, 605),
+    "butterfly": (None, 6751),
+}
+
+
+def _split(task: str, split: str) -> list[dict]:
+    path = SPLITS / task / f"{split}.json.gz"
+    return json.loads(gzip.decompress(path.read_bytes())) if path.exists() else []
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_vendored_split_files_are_whole(task):
+    n_tv, n_test = SIZES[task]
+    assert len(_split(task, "test")) == n_test
+    if n_tv is not None:
+        assert len(_split(task, "train_val")) == n_tv
 
 
 def _materialise(task: str, dest: Path, limit: int = 60) -> Path:
     """Copy a real split file (first ``limit`` records of each) and write tiny images."""
     dest.mkdir(parents=True)
     for split in ("train_val", "test"):
-        src = SPLITS / task / f"{split}.json"
-        records = json.loads(src.read_text())[:limit] if src.exists() else []
+        records = _split(task, split)[:limit]
         if not records:  # butterfly ships only test.json: reuse part of it as train_val
-            records = json.loads((SPLITS / task / "test.json").read_text())[limit : 2 * limit]
+            records = _split(task, "test")[limit : 2 * limit]
         (dest / f"{split}.json").write_text(json.dumps(records))
         for r in records:
             for key in ("image", "scan_mask"):
@@ -29,7 +51,6 @@ def _materialise(task: str, dest: Path, limit: int = 60) -> Path:
     return dest
 
 
-@pytest.mark.skipif(not SPLITS.exists(), reason="shared UltraBench split files not present")
 @pytest.mark.parametrize("task", TASKS)
 def test_reader_on_real_split_files(task, tmp_path):
     root = _materialise(task, tmp_path / task)

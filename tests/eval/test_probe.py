@@ -251,3 +251,28 @@ def test_robustness_runner_end_to_end(task_dir, tmp_path):
         assert (tmp_path / name).exists(), name
     table = (tmp_path / "robustness.md").read_text()
     assert "clean" in table and "gain_down" in table
+
+
+def test_class_token_poolings_need_a_class_token():
+    tokens = torch.randn(2, 5, 3)
+    with pytest.raises(ValueError, match="class token"):
+        pool_tokens(tokens, "cls", num_prefix_tokens=0)
+    assert torch.allclose(pool_tokens(tokens, "mean", num_prefix_tokens=0), tokens.mean(1))
+
+
+def test_features_of_an_encoder_without_class_token_skip_cls_poolings():
+    from torch.utils.data import DataLoader
+
+    from usjepa.eval.features import extract_features
+
+    class MapEncoder(torch.nn.Module):
+        num_prefix_tokens = 0
+
+        def forward(self, x):
+            return x.flatten(2).transpose(1, 2)  # [B, H*W, C] patch tokens only
+
+    loader = DataLoader([{"image": torch.randn(3, 2, 2)} for _ in range(4)], batch_size=2)
+    feats = extract_features(MapEncoder(), loader, ("cls", "mean"))
+    assert set(feats) == {"mean"} and feats["mean"].shape == (4, 3)
+    with pytest.raises(ValueError, match="no class token"):
+        extract_features(MapEncoder(), loader, ("cls",))

@@ -223,3 +223,24 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     trainer = _quiet_trainer(tmp_path, max_steps=1)
     with pytest.raises(FloatingPointError, match="learning rate"):
         trainer.fit(module, DataLoader(_Batches([bad]), batch_size=None))
+
+
+@pytest.mark.parametrize("method", ["salt", "mae"])
+def test_loss_counts_only_real_target_slots(method):
+    """Padding an image's sets changes nothing: the loss of a batch padded with -1 equals
+    the loss over the same real slots without padding."""
+    torch.manual_seed(0)
+    gen = MultiBlockMaskGenerator if method == "salt" else RandomMaskGenerator
+    batch = _batch(gen, n=4)
+    if method == "salt":
+        module = _salt().eval()
+    else:
+        module = MAEModule(tiny_encoder(1), MAEDecoder(4, 32, 64, 32, 1, 2)).eval()
+    loss, _ = module.step_loss(batch)
+    pad = torch.full_like(batch["context"][:, :3], -1)
+    padded = dict(batch)
+    padded["context"] = torch.cat([batch["context"], pad], 1)
+    tpad = torch.full_like(batch["targets"][..., :2], -1)
+    padded["targets"] = torch.cat([batch["targets"], tpad], -1)
+    loss_padded, _ = module.step_loss(padded)
+    assert torch.allclose(loss, loss_padded, atol=1e-6)

@@ -82,3 +82,23 @@ def test_forward_blocks_last_equals_forward():
     x = torch.randn(2, 1, 32, 32)
     outs = enc.forward_blocks(x, 2)
     assert len(outs) == 2 and torch.allclose(outs[-1], enc(x), atol=1e-6)
+
+
+def test_padded_slots_change_no_real_token():
+    """An image's real tokens are the same alone and beside longer images in a batch."""
+    enc = tiny_encoder().eval()
+    pred = tiny_predictor().eval()
+    x = torch.randn(2, 1, 32, 32)
+    short_ctx, short_tgt = torch.tensor([[0, 3, 7]]), torch.tensor([[[9, 10]]])
+    long_ctx, long_tgt = torch.tensor([[1, 2, 4, 5, 6]]), torch.tensor([[[11, 12, 13]]])
+    alone = enc(x[:1], short_ctx)
+    alone_pred = pred(alone[:, 1:], short_ctx, short_tgt)
+    ctx = torch.cat([torch.cat([short_ctx, torch.tensor([[-1, -1]])], 1), long_ctx])
+    tgt = torch.cat([torch.cat([short_tgt, torch.tensor([[[-1]]])], 2), long_tgt])
+    batched = enc(x, ctx)
+    assert torch.allclose(batched[:1, :4], alone, atol=1e-5)
+    batched_pred = pred(batched[:, 1:], ctx, tgt)
+    assert torch.allclose(batched_pred[:1, :, :2], alone_pred, atol=1e-5)
+    # the padding is really masked: without the mask the short image's tokens change
+    unmasked = enc(x, ctx.clamp(min=0))
+    assert not torch.allclose(unmasked[:1, :4], alone, atol=1e-3)

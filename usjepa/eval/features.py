@@ -20,8 +20,15 @@ def pool_tokens(tokens: Tensor, pooling: str, num_prefix_tokens: int = 1) -> Ten
     """Pool ``[B, prefix + N, D]`` tokens to ``[B, D']``.
 
     ``cls``: the class token; ``mean``: mean of patch tokens; ``cls_mean``: both,
-    concatenated (``2D``).
+    concatenated (``2D``). An encoder without a prefix token (``num_prefix_tokens=0``,
+    e.g. SAM-style or BEiT-without-CLS exports) has no class token to pool: asking for
+    one is an error rather than a silent read of the first patch token.
     """
+    if pooling in ("cls", "cls_mean") and num_prefix_tokens < 1:
+        raise ValueError(
+            f"pooling {pooling!r} needs a class token, but this encoder has none "
+            "(num_prefix_tokens=0); use mean pooling for it"
+        )
     if pooling == "cls":
         return tokens[:, 0]
     if pooling == "mean":
@@ -65,6 +72,16 @@ def extract_features(
     was_training = encoder.training
     encoder.eval().to(device)
     prefix = getattr(encoder, "num_prefix_tokens", 1)
+    if prefix < 1:  # no class token: class-token poolings would read a patch token
+        dropped = [p for p in poolings if last_blocks(p)[0].startswith("cls")]
+        poolings = tuple(p for p in poolings if p not in dropped)
+        if not poolings:
+            raise ValueError(
+                f"{type(encoder).__name__} has no class token, so the poolings {dropped} "
+                "do not apply; add mean (or mean_last<n>) to the probe's poolings"
+            )
+        if dropped:
+            tqdm.write(f"{desc}: no class token, so {dropped} are skipped for this encoder")
     out: dict[str, list[Tensor]] = {p: [] for p in poolings}
     depth = max(last_blocks(p)[1] for p in poolings)
     if depth > 1 and not hasattr(encoder, "forward_blocks"):

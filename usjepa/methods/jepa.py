@@ -12,8 +12,9 @@ from torch import Tensor, nn
 
 from usjepa.losses import LossKind, latent_loss
 from usjepa.methods.base import PretrainModule
-from usjepa.models.encoder import ViTEncoder, gather_tokens
+from usjepa.models.encoder import ViTEncoder
 from usjepa.models.predictor import JEPAPredictor
+from usjepa.models.tokens import gather_tokens
 
 TargetNorm = Literal["layer", "layer_batch", "none"]
 
@@ -25,6 +26,9 @@ class JEPAModule(PretrainModule):
     :meth:`compute_targets` (what to predict), :meth:`predict` (the student and
     predictor), :meth:`compute_loss`. Batches come from the corpus DataModule with masks
     drawn by its collator: ``image [B, C, H, W]``, ``context [B, K]``, ``targets [B, M, T]``.
+    Index sets are right-padded with ``-1`` (each image keeps its own draw); padded
+    target slots are dropped before :meth:`compute_loss`, which therefore sees
+    ``[N, D]`` rows of valid predictions and targets.
 
     Args:
         student: context encoder.
@@ -74,17 +78,20 @@ class JEPAModule(PretrainModule):
         return self.predictor(tokens, context, targets)
 
     def compute_loss(self, predictions: Tensor, targets: Tensor) -> Tensor:
+        """Regression loss between equal-shaped predictions and targets (``[N, D]``)."""
         return latent_loss(predictions, targets, self.loss_kind)
 
     def step_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         images, context, target_idx = batch["image"], batch["context"], batch["targets"]
         targets = self.compute_targets(images, target_idx)
         predictions = self.predict(images, context, target_idx)
+        valid = target_idx >= 0
+        predictions, targets = predictions[valid], targets[valid]  # [N, D], padding dropped
         loss = self.compute_loss(predictions, targets)
         # a collapsing predictor shows as prediction spread falling towards zero
         extras = {
-            "pred_std": predictions.detach().float().std(dim=(0, 1, 2)).mean(),
-            "target_std": targets.float().std(dim=(0, 1, 2)).mean(),
+            "pred_std": predictions.detach().float().std(dim=0).mean(),
+            "target_std": targets.float().std(dim=0).mean(),
         }
         return loss, extras
 
@@ -97,7 +104,7 @@ class JEPAModule(PretrainModule):
             tokens = F.layer_norm(tokens, tokens.shape[-1:])
         picked = gather_tokens(tokens, targets)
         if self.target_norm == "layer_batch":
-            flat = picked.reshape(-1, picked.shape[-1])
+            flat = picked[targets >= 0]  # statistics over real targets, not padding
             picked = (picked - flat.mean(0)) / (flat.std(0) + 1e-6)
         return picked
 

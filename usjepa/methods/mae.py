@@ -9,15 +9,18 @@ from torch import Tensor, nn
 
 from usjepa.methods.base import PretrainModule
 from usjepa.models.decoder import MAEDecoder, patchify
-from usjepa.models.encoder import ViTEncoder, gather_tokens
+from usjepa.models.encoder import ViTEncoder
+from usjepa.models.tokens import gather_tokens
 
 
 class MAEModule(PretrainModule):
     """Trains an encoder to reconstruct masked patches; the SALT recipe's teacher stage.
 
-    Batches come from the corpus DataModule with a
-    :class:`~usjepa.masks.RandomMaskGenerator`: ``context`` are visible patches and
-    ``targets[:, 0]`` the masked ones.
+    Batches come from the corpus DataModule: ``context`` are the visible patches and the
+    union of ``targets`` the masked ones. A :class:`~usjepa.masks.RandomMaskGenerator`
+    gives MAE's random masks; a :class:`~usjepa.masks.MultiBlockMaskGenerator` with
+    ``union_targets=True`` gives SALT's stage-1 multi-block masks. Padded slots (``-1``)
+    are kept out of attention and out of the loss.
 
     Args:
         encoder: the ViT to pretrain (exported afterwards as the frozen teacher).
@@ -48,11 +51,18 @@ class MAEModule(PretrainModule):
         return [self.encoder, self.decoder]
 
     def step_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        images, visible, masked = batch["image"], batch["context"], batch["targets"][:, 0]
+        images, visible, masked = batch["image"], batch["context"], batch["targets"]
+        if masked.shape[1] != 1:
+            raise ValueError(
+                f"MAEModule needs one target set per image, got {masked.shape[1]}; use "
+                "RandomMaskGenerator or MultiBlockMaskGenerator(union_targets=True)"
+            )
+        masked = masked[:, 0]
         tokens = self.encoder(images, keep=visible)[:, self.encoder.num_prefix_tokens :]
         pred = self.decoder(tokens, visible, masked)
         target = gather_tokens(patchify(images, self.encoder.patch_size), masked)
         if self.norm_pix_loss:
             mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
             target = (target - mean) / (var + 1e-6).sqrt()
-        return F.mse_loss(pred, target), {}
+        valid = masked >= 0
+        return F.mse_loss(pred[valid], target[valid]), {}

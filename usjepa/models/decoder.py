@@ -6,9 +6,9 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from usjepa.models.encoder import gather_tokens
 from usjepa.models.posembed import sincos_2d
 from usjepa.models.predictor import _init_weights
+from usjepa.models.tokens import gather_tokens, key_mask
 
 
 class MAEDecoder(nn.Module):
@@ -52,6 +52,7 @@ class MAEDecoder(nn.Module):
             visible: ``[B, K, in_dim]`` encoder patch tokens (no CLS).
             visible_idx: ``[B, K]`` their patch indices.
             masked_idx: ``[B, T]`` patch indices to reconstruct.
+            Both may be right-padded with ``-1`` (kept out of attention).
 
         Returns:
             ``[B, T, patch_pixels]``.
@@ -59,7 +60,13 @@ class MAEDecoder(nn.Module):
         pos = self.pos.expand(len(visible), -1, -1)
         vis = self.embed(visible) + gather_tokens(pos, visible_idx)
         msk = self.mask_token + gather_tokens(pos, masked_idx)
-        x = self.blocks(torch.cat([vis, msk], dim=1))
+        x = torch.cat([vis, msk], dim=1)
+        mask = key_mask(torch.cat([visible_idx >= 0, masked_idx >= 0], dim=1))
+        if mask is None:
+            x = self.blocks(x)
+        else:
+            for block in self.blocks:
+                x = block(x, attn_mask=mask)
         return self.head(self.norm(x[:, vis.shape[1] :]))
 
 

@@ -10,6 +10,10 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
+from usjepa.models.tokens import PAD, gather_tokens, key_mask
+
+__all__ = ["PAD", "ViTEncoder", "gather_tokens"]
+
 #: timm entry point whose defaults our keyword overrides replace; any size can be built.
 TIMM_ARCH = "vit_base_patch16_224"
 
@@ -87,13 +91,23 @@ class ViTEncoder(nn.Module):
 
         Args:
             images: ``[B, C, H, W]``.
-            keep: ``[B, K]`` long indices into the ``grid_size**2`` patches, or ``None`` for all.
+            keep: ``[B, K]`` long indices into the ``grid_size**2`` patches, or ``None`` for
+                all. Slots padded with :data:`~usjepa.models.tokens.PAD` are kept out of
+                attention; their output tokens are meaningless.
 
         Returns:
             ``[B, 1 + K, D]`` normalised tokens, the CLS token first.
         """
         x = self._embed(images, keep)
-        return self.vit.norm(self.vit.blocks(x))
+        mask = None
+        if keep is not None:
+            prefix = torch.ones(len(keep), self.num_prefix_tokens, dtype=torch.bool)
+            mask = key_mask(torch.cat([prefix.to(keep.device), keep >= 0], dim=1))
+        if mask is None:
+            return self.vit.norm(self.vit.blocks(x))
+        for block in self.vit.blocks:
+            x = block(x, attn_mask=mask)
+        return self.vit.norm(x)
 
     def _embed(self, images: Tensor, keep: Tensor | None) -> Tensor:
         """Patch embedding + positions, optional token subset, CLS prepended: ``[B, 1+K, D]``."""
@@ -101,7 +115,7 @@ class ViTEncoder(nn.Module):
         assert vit.pos_embed is not None and vit.cls_token is not None
         x = vit.patch_embed(images) + vit.pos_embed[:, self.num_prefix_tokens :]
         if keep is not None:
-            x = torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+            x = gather_tokens(x, keep)
         cls = (vit.cls_token + vit.pos_embed[:, : self.num_prefix_tokens]).expand(len(x), -1, -1)
         return vit.norm_pre(vit.pos_drop(torch.cat([cls, x], dim=1)))
 
@@ -115,10 +129,3 @@ class ViTEncoder(nn.Module):
             if i >= len(blocks) - n_last:
                 outs.append(self.vit.norm(x))
         return outs
-
-
-def gather_tokens(tokens: Tensor, index: Tensor) -> Tensor:
-    """Select tokens per sample: ``tokens [B, N, D]``, ``index [B, ...]`` -> ``[B, ..., D]``."""
-    flat = index.reshape(index.shape[0], -1)
-    out = torch.gather(tokens, 1, flat.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-    return out.reshape(*index.shape, tokens.shape[-1])

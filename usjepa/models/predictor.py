@@ -6,8 +6,8 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from usjepa.models.encoder import gather_tokens
 from usjepa.models.posembed import sincos_2d
+from usjepa.models.tokens import gather_tokens, key_mask
 
 
 class JEPAPredictor(nn.Module):
@@ -57,6 +57,8 @@ class JEPAPredictor(nn.Module):
             context: ``[B, K, in_dim]`` student patch tokens (no CLS) at ``context_idx``.
             context_idx: ``[B, K]`` patch indices of the context.
             target_idx: ``[B, M, T]`` patch indices of ``M`` target blocks.
+            Both may be right-padded with ``-1``; padded context is kept out of attention
+            and padded targets give meaningless rows for the loss to drop.
 
         Returns:
             ``[B, M, T, out_dim]`` predictions.
@@ -67,7 +69,16 @@ class JEPAPredictor(nn.Module):
         tgt = self.mask_token + gather_tokens(pos, target_idx)  # [B, M, T, W]
         k = ctx.shape[1]
         x = torch.cat([ctx.unsqueeze(1).expand(-1, m, -1, -1), tgt], dim=2)
-        x = self.blocks(x.reshape(b * m, k + t, -1))
+        x = x.reshape(b * m, k + t, -1)
+        valid = torch.cat(
+            [(context_idx >= 0).unsqueeze(1).expand(-1, m, -1), target_idx >= 0], dim=2
+        )
+        mask = key_mask(valid.reshape(b * m, k + t))
+        if mask is None:
+            x = self.blocks(x)
+        else:
+            for block in self.blocks:
+                x = block(x, attn_mask=mask)
         out = self.proj(self.norm(x[:, k:]))
         return out.reshape(b, m, t, self.out_dim)
 
