@@ -244,3 +244,19 @@ def test_loss_counts_only_real_target_slots(method):
     padded["targets"] = torch.cat([batch["targets"], tpad], -1)
     loss_padded, _ = module.step_loss(padded)
     assert torch.allclose(loss, loss_padded, atol=1e-6)
+
+
+def test_zoo_teacher_adopts_the_corpus_statistics_unless_fixed():
+    """The DataModule's measured input statistics reach a zoo teacher at setup, so the
+    teacher sees the pixels it expects without the user repeating numbers."""
+    from types import SimpleNamespace
+
+    from usjepa.models.zoo import ZooEncoder
+
+    tiny = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
+    for fixed, expected in ((None, (0.31, 0.17)), (0.5, (0.5, 1.0))):
+        teacher = ZooEncoder("urfm", arch_overrides=tiny, input_mean=fixed)
+        module = SALTModule(tiny_encoder(1), tiny_predictor(), teacher)
+        module._trainer = SimpleNamespace(datamodule=SimpleNamespace(mean=0.31, std=0.17))
+        module.setup("fit")
+        assert (teacher.input_mean, teacher.input_std) == pytest.approx(expected)

@@ -22,7 +22,9 @@ class ExportEncoder(L.Callback):
     plots can use time; a Markdown model card (``<stem>.md``) is written beside it.
 
     Args:
-        path: output ``.safetensors`` path (a JSON config is written beside it).
+        path: output ``.safetensors`` path (a JSON config is written beside it); by
+            default ``<trainer.default_root_dir>/encoder.safetensors``, so a config that
+            changes the run directory moves the export with it.
         attribute: the encoder's attribute on the LightningModule (``student`` for JEPA
             methods, ``encoder`` for MAE).
         every_minutes: also write snapshots ``<stem>_t<minutes>.safetensors`` each time
@@ -30,11 +32,20 @@ class ExportEncoder(L.Callback):
     """
 
     def __init__(
-        self, path: str, attribute: str = "student", every_minutes: float | None = None
+        self,
+        path: str | None = None,
+        attribute: str = "student",
+        every_minutes: float | None = None,
     ) -> None:
-        self.path, self.attribute, self.every_minutes = Path(path), attribute, every_minutes
+        self.given = Path(path) if path else None
+        self.path = self.given or Path("encoder.safetensors")
+        self.attribute, self.every_minutes = attribute, every_minutes
         self._start = 0.0
         self._next = float("inf")
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.given is None:
+            self.path = Path(trainer.default_root_dir) / "encoder.safetensors"
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()

@@ -203,6 +203,14 @@ class SALTModule(JEPAModule):
             )
         self.teacher = teacher.requires_grad_(False).eval()
 
+    def setup(self, stage: str) -> None:
+        """Give a teacher that reads our normalised images (a zoo encoder) the corpus's
+        input statistics, measured by the DataModule, unless its config fixed them."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        adopt = getattr(self.teacher, "adopt_input_stats", None)
+        if callable(adopt) and getattr(dm, "mean", None) is not None:
+            adopt(dm.mean, dm.std)  # type: ignore[union-attr]
+
     def on_train_epoch_start(self) -> None:
         self.teacher.eval()  # Trainer.fit puts every submodule in train mode
 

@@ -251,6 +251,13 @@ class ZooEncoder(nn.Module):
         self.register_buffer("std", std.view(1, -1, 1, 1), persistent=False)
         self.input_mean = 0.0 if input_mean is None else float(input_mean)
         self.input_std = 1.0 if input_std is None else float(input_std)
+        self.input_stats_fixed = input_mean is not None or input_std is not None
+
+    def adopt_input_stats(self, mean: float, std: float) -> None:
+        """Undo the statistics our images were standardised with (the corpus's, measured
+        by the DataModule), unless ``input_mean``/``input_std`` were given explicitly."""
+        if not self.input_stats_fixed:
+            self.input_mean, self.input_std = float(mean), float(std)
 
     def prepare(self, images: Tensor) -> Tensor:
         """Our normalised images to the model's input: size, channels, normalisation."""
