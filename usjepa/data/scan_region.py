@@ -1,17 +1,26 @@
 """Scan-region detection for USrc: which pixels of a frame hold ultrasound data.
 
-Single frames: the scan region is the large, textured, bright-enough area; overlays (text,
-rulers, grey-scale bars, ECG traces) are thin. So: blur (speckle nulls stop being holes),
-threshold, open with a kernel wider than any overlay stroke (removes text and lines),
-keep the largest component. Every probe geometry in use (linear, convex, phased with the
-apex above the image) meets each image column in one interval, so the region is filled
-column by column between the component's top edge (median-smoothed; it follows a convex
-probe's concave face) and its far edge. The far edge is one smooth curve (a line or an
-arc), so a robust quadratic fit bridges dark bays where acoustic shadows or anechoic
-structures reach it; dark lesions and vessels inside are filled by the column fill.
+The region is found from the acquisition's geometry, not from echo intensity alone, so
+that dark tissue inside it (anechoic cysts, bladders, vessels, acoustic and rib
+shadows) stays inside. Every probe geometry in use gives a convex region: a linear
+array's rectangle, a phased array's sector with its apex at the top, a cropped frame's
+whole image; a convex array's fan is convex but for its face, an arc bulging into the
+image. So:
+
+1. signal: blur (speckle nulls stop being holes) and a low threshold (dim deep tissue
+   counts), opened with a kernel wider than any overlay stroke (text, rulers, ECG);
+2. the largest component (with any other large part a shadow cut off), opened again
+   with a twice wider kernel so that thin overlays glued to its edge (a grey-scale bar,
+   a depth ruler, an ECG baseline) fall off; the hull below spans the component within
+   one stroke of that core, so a sector's narrow apex stays;
+3. its convex hull, together with the hull mirrored about the probe's axis (the middle
+   of the face, whose near field is bright): scanners display sectors symmetric, so a
+   side lost to a rib shadow is restored from the other side;
+4. the face: where the component's top edge, between its two highest points, is a
+   concave arc (a convex probe), what lies above a robust quadratic through it is cut.
 
 Clips: pixels of static overlays do not change over time, scan data does, so the
-temporal standard deviation separates them before the same clean-up.
+temporal standard deviation gives the signal of step 1.
 """
 
 from __future__ import annotations
@@ -23,16 +32,22 @@ import torch.nn.functional as F
 
 
 def detect_scan_region(
-    frame: np.ndarray, threshold: int = 12, blur: int = 5, stroke: int | None = None
+    frame: np.ndarray,
+    threshold: int = 6,
+    blur: int = 5,
+    stroke: int | None = None,
+    symmetric: bool = True,
 ) -> np.ndarray:
     """Scan-region mask of one grayscale frame.
 
     Args:
         frame: ``[H, W]`` uint8 grayscale (colour frames: convert first).
-        threshold: grey level above which blurred pixels count as signal.
+        threshold: grey level above which blurred pixels count as signal; low, because
+            deep tissue in a dim fan is barely above the black background.
         blur: box-blur size that bridges speckle nulls.
         stroke: opening kernel size; overlay strokes thinner than this vanish. Defaults
-            to about 2.5 % of the short side (7 px at 256 px).
+            to about 3.5 % of the short side (9 px at 256 px).
+        symmetric: restore a side of a sector lost to shadow from the other side.
 
     Returns:
         ``[H, W]`` uint8 mask, 255 inside the scan region.
@@ -43,75 +58,100 @@ def detect_scan_region(
             f"{frame.shape} {frame.dtype}; convert with cv2.cvtColor first"
         )
     smooth = cv2.blur(frame, (blur, blur))
-    return _clean(smooth > threshold, stroke, grow=blur // 2)
+    signal = cv2.threshold(smooth, threshold, 255, cv2.THRESH_BINARY)[1]
+    return _region(signal, stroke, blur // 2, symmetric)
 
 
 def detect_scan_region_clip(
-    frames: np.ndarray, min_std: float = 2.0, stroke: int | None = None
+    frames: np.ndarray, min_std: float = 2.0, stroke: int | None = None, symmetric: bool = True
 ) -> np.ndarray:
     """Scan-region mask of a clip ``[T, H, W]`` from temporal variation (static overlays drop)."""
     if frames.ndim != 3 or len(frames) < 2:
         raise ValueError(f"a clip needs [T >= 2, H, W] frames, got shape {frames.shape}")
-    std = frames.astype(np.float32).std(0)
-    return _clean(cv2.blur(std, (5, 5)) > min_std, stroke, grow=2)
+    std = cv2.blur(frames.astype(np.float32).std(0), (5, 5))
+    signal = np.where(std > min_std, 255, 0).astype(np.uint8)
+    return _region(signal, stroke, 2, symmetric)
 
 
-def _clean(signal: np.ndarray, stroke: int | None, grow: int) -> np.ndarray:
-    """Largest region of ``signal``, column-filled; ``grow`` px of blur spill are removed."""
+def _square(size: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
+
+
+def _region(signal: np.ndarray, stroke: int | None, grow: int, symmetric: bool) -> np.ndarray:
+    """Steps 2-4 of the module docstring on a 0/255 signal map; ``grow`` px of blur
+    spill are taken off the result."""
     h, w = signal.shape
-    k = stroke or max(3, int(round(min(h, w) * 0.027)) | 1)
-    binary = cv2.morphologyEx(
-        signal.astype(np.uint8), cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
-    )
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    k = stroke or max(3, int(round(min(h, w) * 0.035)) | 1)
     mask = np.zeros((h, w), np.uint8)
+    binary = cv2.morphologyEx(signal, cv2.MORPH_OPEN, _square(k))
+    # (without stats: OpenCV's statistics pass costs several times the labelling)
+    n, labels = cv2.connectedComponents(binary, connectivity=8)
     if n <= 1:
         return mask
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    # [W, H]: one row per image column, so per-column scans are contiguous
-    component = np.asarray(cv2.compare(labels, np.full_like(labels, largest), cv2.CMP_EQ)).T
-    present = component.max(1) > 0
-    top = component.argmax(1)
-    bottom = h - 1 - component[:, ::-1].argmax(1)
-    # columns the region only grazes (overlay remnants joined at its edge) are dropped
-    present &= (bottom - top) > 0.1 * h
-    cols = np.flatnonzero(present)
-    if len(cols) < 3:
-        return mask
-    top_s = cv2.medianBlur(top[cols].astype(np.float32).reshape(1, -1), 5).ravel()
-    bottom_f = _robust_far_edge(cols, bottom[cols].astype(np.float64), tol=0.02 * h)
-    # the region meets each column in one interval: a polygon along both edges fills it
-    outline = np.concatenate([np.stack([cols, top_s], 1), np.stack([cols, bottom_f], 1)[::-1]])
-    cv2.fillPoly(mask, [np.round(outline).astype(np.int32)], 255)
+    # the region and any large part a shadow cut off from it (a bright near-field
+    # column above a dark band, say); overlays are small once opened
+    areas = np.bincount(labels.ravel(), minlength=n)[1:]
+    big = 1 + np.flatnonzero(areas >= 0.1 * areas.max())
+    if len(big) == 1:
+        component = np.asarray(cv2.compare(labels, np.full_like(labels, big[0]), cv2.CMP_EQ))
+    else:
+        component = np.isin(labels, big).astype(np.uint8) * 255
+    core = cv2.morphologyEx(component, cv2.MORPH_OPEN, _square(2 * k))
+    if not core.any():  # a region narrower than the wide kernel: keep it as it is
+        core = component
+    # the hull spans the component near its core: a sector's apex, thinner than the
+    # wide kernel, stays; a long thin overlay glued to the region stays out
+    support = cv2.bitwise_and(component, cv2.dilate(core, _square(k)))
+    contours, _ = cv2.findContours(support, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    points = np.concatenate(contours).reshape(-1, 2)
+    if symmetric:
+        top = points[:, 1].min()
+        face = points[points[:, 1] <= top + max(2, int(0.03 * h)), 0]
+        axis = (int(face.min()) + int(face.max())) / 2.0
+        mirrored = points.copy()
+        mirrored[:, 0] = np.clip(np.round(2 * axis - points[:, 0]), 0, w - 1)
+        points = np.concatenate([points, mirrored])
+    cv2.fillConvexPoly(mask, cv2.convexHull(points.astype(np.int32)), 255)
+    rows = np.flatnonzero(mask.any(1))
+    first = mask[rows[0]] > 0
+    if first[: k // 2 + 1].any() and first[-(k // 2 + 1) :].any() and rows[-1] >= h - k:
+        # a frame cropped to a linear array's image: the rectangle below its top edge
+        mask[rows[0] :] = 255
+        return mask if grow <= 0 else np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
+    _cut_above_face(mask, core, tol=0.02 * h)
     if grow > 0:  # the blur spread the region by about half its width on every side
-        mask = np.asarray(
-            cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * grow + 1,) * 2))
-        )
+        mask = np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
     return mask
 
 
-def _robust_far_edge(x: np.ndarray, y: np.ndarray, tol: float) -> np.ndarray:
-    """The far edge per column, with dark bays (shadows reaching the edge) bridged.
+def _cut_above_face(mask: np.ndarray, core: np.ndarray, tol: float) -> None:
+    """Cut what lies above a convex probe's face (in place).
 
-    The far edge of every probe geometry is one smooth curve over the columns (a line for
-    linear arrays, an arc for sector probes), so a quadratic fitted with outliers trimmed
-    (columns whose edge a shadow pulls towards the probe) recovers it; the
-    measured edge is kept wherever it agrees with the fit.
+    The face runs between the component's two highest points; when the top edge there is
+    a concave arc (deepest mid-face), a quadratic is fitted to it, with columns whose
+    edge a dark near field pushes down trimmed once, and the mask above it is cleared.
+    A flat (linear, cropped) or pointed (phased) top is left to the hull.
     """
-    # Shadows only ever pull the measured edge towards the probe (smaller y), so trim
-    # asymmetrically: drop columns well above the fit and refit, until stable.
-    keep = np.ones(len(x), bool)
-    xn = (x - x.mean()) / max(float(x.std()), 1.0)  # conditioning for the normal equations
-    basis = np.stack([np.ones_like(xn), xn, xn * xn], 1)
-    fit = y
-    for _ in range(8):
-        a = basis[keep]
-        fit = basis @ np.linalg.solve(a.T @ a + 1e-9 * np.eye(3), a.T @ y[keep])
-        new_keep = y >= fit - tol
-        if new_keep.sum() < 3 or np.array_equal(new_keep, keep):
-            break
-        keep = new_keep
-    return np.where(np.abs(y - fit) <= tol, y, fit)
+    columns = core.T  # one row per image column: contiguous per-column scans
+    present = np.flatnonzero(columns.max(1) > 0)
+    if len(present) < 8:
+        return
+    top = columns[present].argmax(1).astype(np.float64)
+    near = np.flatnonzero(top <= top.min() + tol)
+    lo, hi = near[0], near[-1]
+    if hi - lo < 8:
+        return
+    x, y = present[lo : hi + 1].astype(np.float64), top[lo : hi + 1]
+    coef = np.polyfit(x, y, 2)
+    keep = y <= np.polyval(coef, x) + tol
+    if 8 <= keep.sum() < len(x):
+        coef = np.polyfit(x[keep], y[keep], 2)
+    if coef[0] >= 0:  # not an arc bulging into the image
+        return
+    span = np.arange(present[lo], present[hi] + 1)
+    edge = np.floor(np.polyval(coef, span)).astype(np.int64) - 1
+    rows = np.arange(mask.shape[0])[:, None]
+    mask[:, span] = np.where(rows < edge[None, :], 0, mask[:, span])
 
 
 def patch_occupancy(mask: np.ndarray, grid: int) -> np.ndarray:
