@@ -114,3 +114,53 @@ def test_make_task_errors_name_the_fix(tmp_path):
         make_task(tmp_path, tmp_path / "out", progress=False)
     with pytest.raises(TaskBuildError, match="bus_data.csv"):
         build_busbra(tmp_path, tmp_path / "out", progress=False)
+
+
+def _pocus_raw(root, n_per_class: int = 8):
+    """A raw covid19_ultrasound checkout in miniature: convex images and short videos whose
+    names carry the class prefix, as the real repository's do."""
+    images, videos = root / "data/pocus_images/convex", root / "data/pocus_videos/convex"
+    images.mkdir(parents=True)
+    videos.mkdir(parents=True)
+    for c, prefix in enumerate(("Reg", "Pne", "Cov")):
+        for i in range(n_per_class):
+            frames = _frames(4, seed=10 * c + i)
+            cv2.imwrite(str(images / f"{prefix}_img{i}.png"), frames[0])
+            writer = cv2.VideoWriter(
+                str(videos / f"{prefix}_vid{i}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 3, (64, 64)
+            )
+            for f in frames:
+                writer.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
+            writer.release()
+
+
+@pytest.mark.slow
+def test_pocus_built_by_ultrabench_reads_with_its_official_validation(tmp_path, capsys):
+    """`usjepa data build-task pocus` runs UltraBench's own preprocessing; the reader keeps
+    its train / validation / test splits and its class names."""
+    _pocus_raw(tmp_path / "raw")
+    main(["data", "build-task", "pocus", str(tmp_path / "raw"), str(tmp_path / "pocus")])
+    out = tmp_path / "pocus"
+    assert {"train.json", "validation.json", "test.json"} <= {p.name for p in out.iterdir()}
+    dm = _read(out)
+    assert dm.class_names == ["regular", "pneumonia", "covid"]
+    train = json.loads((out / "train.json").read_text())
+    val = json.loads((out / "validation.json").read_text())
+    assert len(dm.labels("train_val")) == len(train) + len(val)
+    official = dm.val_mask(0)
+    assert official.sum() == len(val) and np.array_equal(official, dm.val_mask(3))
+    groups = dm.groups("train_val")
+    assert not set(groups[official]) & set(groups[~official])  # videos do not straddle
+    batch = next(iter(dm.dataloader("test")))
+    assert batch["image"].shape[1:] == (1, 32, 32)
+    with pytest.raises(SystemExit):  # a second build into the same folder is refused
+        main(["data", "build-task", "pocus", str(tmp_path / "raw"), str(out)])
+    assert "already holds a task" in capsys.readouterr().err
+
+
+def test_unknown_raw_layout_is_explained(tmp_path):
+    from usjepa.data.build.ultrabench import build_ultrabench_task
+
+    (tmp_path / "raw").mkdir()
+    with pytest.raises(TaskBuildError, match="pocus|raw"):
+        build_ultrabench_task("pocus", tmp_path / "raw", tmp_path / "out")

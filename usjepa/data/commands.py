@@ -6,13 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from usjepa.data.build.ultrabench import ULTRABENCH_TASKS
+
 USAGE_LINES = """\
   data synth [--out DIR] [--images N]               write the synthetic corpus and task
   data contact-sheet [--out PNG]                    save a grid of synthetic samples
   data validate MANIFEST [--num-classes N]          report every problem in a manifest
   data build RAW OUT --dataset NAME                 raw images/videos/volumes/DICOM to frames
   data make-task SRC OUT [--labels CSV]             a labeled image folder to a probe task
-  data build-task {busbra,tn5000} RAW OUT           official releases to probe tasks
+  data build-task TASK RAW OUT                      a benchmark task from its raw download
+                                                    (aul_mass, butterfly, fatty_liver, gbcu,
+                                                    mmotu, pocus via ultrabench; busbra, tn5000)
   data check-leakage MANIFEST TASK... --out FILE    drop frames that are benchmark test images
   data shard MANIFEST OUT                           litdata shards for streaming at scale
 """
@@ -57,8 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     task.add_argument("--labels", default=None, help="CSV: image,label[,patient,split,scan_mask]")
     task.add_argument("--test-fraction", type=float, default=0.2)
     task.add_argument("--seed", type=int, default=0)
-    release = sub.add_parser("build-task", help="BUS-BRA or TN5000 release to a probe task")
-    release.add_argument("name", choices=("busbra", "tn5000"))
+    release = sub.add_parser(
+        "build-task",
+        help="a benchmark task from its raw download (UltraBench's six, BUS-BRA, TN5000)",
+    )
+    release.add_argument("name", choices=(*ULTRABENCH_TASKS, "busbra", "tn5000"))
     release.add_argument("raw")
     release.add_argument("out")
     release.add_argument("--fold-file", default=None, help="BUS-BRA k-fold CSV")
@@ -172,8 +179,11 @@ def make_task(ns: argparse.Namespace) -> None:
 
 def build_task(ns: argparse.Namespace) -> None:
     from usjepa.data.build.tasks import build_busbra, build_tn5000
+    from usjepa.data.build.ultrabench import build_ultrabench_task
 
-    if ns.name == "busbra":
+    if ns.name in ULTRABENCH_TASKS:
+        print(build_ultrabench_task(ns.name, ns.raw, ns.out))
+    elif ns.name == "busbra":
         print(build_busbra(ns.raw, ns.out, ns.fold_file, ns.test_fold, ns.test_fraction, ns.seed))
     else:
         print(build_tn5000(ns.raw, ns.out, ns.test_fraction, ns.seed))

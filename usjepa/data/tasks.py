@@ -5,6 +5,10 @@ lists of records with at least ``image`` and ``label`` (and usually ``scan_mask`
 Images of one patient must not straddle train and validation, so validation is carved
 from train_val by group: ``patient`` when records have it, else ``source`` (POCUS groups
 frames by video), else each image is its own group (AUL has one image per patient).
+
+The ``ultrabench`` package's own output (``train.json``, ``validation.json``,
+``test.json``) is read too: train and validation form train_val, and the official
+validation split is used for head selection instead of a carved one.
 """
 
 from __future__ import annotations
@@ -30,24 +34,55 @@ class TaskError(ValueError):
     """A task folder or split file that cannot be read as a benchmark task."""
 
 
-def read_split(root: Path, split: str) -> pd.DataFrame:
-    """Records of one split file with a ``group`` column added."""
-    path = root / SPLIT_FILES[split]
-    if not path.exists():
-        raise TaskError(
-            f"{path} not found; a task folder needs train_val.json and test.json "
-            "(UltraBench layout); make one with `usjepa data synth`"
-        )
+#: the ultrabench package's split files, read as train_val = train + validation
+OFFICIAL_SPLITS = ("train.json", "validation.json")
+
+
+def _records(path: Path) -> pd.DataFrame:
     try:
-        table = pd.DataFrame(json.loads(path.read_text()))
+        return pd.DataFrame(json.loads(path.read_text()))
     except (json.JSONDecodeError, ValueError) as err:
         raise TaskError(f"{path} is not a JSON list of records: {err}") from err
+
+
+def read_split(root: Path, split: str) -> pd.DataFrame:
+    """Records of one split file with a ``group`` column added (and, for UltraBench's
+    own train/validation files, an ``official_val`` column)."""
+    path = root / SPLIT_FILES[split]
+    official = [root / name for name in OFFICIAL_SPLITS]
+    if split == "train_val" and not path.exists() and all(p.exists() for p in official):
+        train, val = _records(official[0]), _records(official[1])
+        table = pd.concat([train, val], ignore_index=True)
+        table["official_val"] = np.arange(len(table)) >= len(train)
+        path = official[0]
+    elif not path.exists():
+        raise TaskError(
+            f"{path} not found; a task folder needs train_val.json and test.json, or "
+            "UltraBench's train.json, validation.json and test.json; make one with "
+            "`usjepa data build-task` or `usjepa data synth`"
+        )
+    else:
+        table = _records(path)
     for column in ("image", "label"):
         if column not in table:
             raise TaskError(f"{path}: records lack the {column!r} field")
     field = next((f for f in GROUP_FIELDS if f in table), None)
     table["group"] = table[field].astype(str) if field else table["image"].astype(str)
     return table
+
+
+def class_names_from_records(table: pd.DataFrame) -> list[str] | None:
+    """Class names from a text field that maps one to one onto ``label`` (UltraBench's
+    ``pathology`` or ``class``), ordered by label; ``None`` when no field does."""
+    for field in ("pathology", "class", "label_name", "diagnosis"):
+        if field not in table:
+            continue
+        pairs = table[[field, "label"]].drop_duplicates()
+        if pairs[field].is_unique and pairs["label"].is_unique:
+            by_label = dict(zip(pairs["label"].astype(int), pairs[field].astype(str)))
+            if sorted(by_label) == list(range(len(by_label))):
+                return [by_label[i] for i in range(len(by_label))]
+    return None
 
 
 def grouped_split(groups: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -174,6 +209,8 @@ class ProbeDataModule(L.LightningDataModule):
             raise TaskError(f"{self.root}: labels must be 0..C-1, found {labels.min()}")
         names_file = self.root / "classes.json"
         names = json.loads(names_file.read_text()) if names_file.exists() else []
+        if not names:
+            names = class_names_from_records(pd.concat(self.tables.values())) or []
         self.num_classes = max(len(names), int(labels.max()) + 1)
         if names and len(names) < self.num_classes:
             raise TaskError(
@@ -196,7 +233,11 @@ class ProbeDataModule(L.LightningDataModule):
         return self.tables[split]["group"].to_numpy(dtype=str)
 
     def val_mask(self, seed: int) -> np.ndarray:
-        """Validation rows of train_val for one seed (grouped, class-aware)."""
+        """Validation rows of train_val for one seed (grouped, class-aware); UltraBench's
+        official validation split, the same for every seed, when the folder has one."""
+        table = self.tables["train_val"]
+        if "official_val" in table:
+            return table["official_val"].to_numpy(dtype=bool)
         return grouped_split(
             self.groups("train_val"), self.labels("train_val"), self.val_fraction, seed
         )

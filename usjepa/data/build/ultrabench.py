@@ -1,0 +1,86 @@
+"""The six UltraBench tasks from their raw downloads, through the ``ultrabench`` package.
+
+UltraBench (Tupper and Gagné, TMLR 2025; ``ultrabench`` on PyPI, MIT) publishes the
+preprocessing that turns each raw dataset into its benchmark task: frame sampling,
+scan masks, and the official train / validation / test splits. We call it rather than
+rewrite it, so a task built here is the benchmark's own. Its output folder
+(``<task>_v<version>/`` with ``images/``, ``masks/scan/``, ``train.json``,
+``validation.json`` and ``test.json``) is moved to ``out`` as it is, and
+``classes.json`` is added (from the records' class-name field, else our catalogue);
+:class:`usjepa.data.ProbeDataModule` reads that layout and keeps the official validation
+split.
+
+The raw layout each dataset needs is UltraBench's (its documentation names the
+downloads); POCUS, for instance, is the ``covid19_ultrasound`` repository's
+``data/pocus_images`` and ``data/pocus_videos``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from usjepa.data.build.catalog import load_catalog
+from usjepa.data.build.tasks import TaskBuildError
+from usjepa.data.tasks import class_names_from_records, read_split
+
+#: our task name -> the ultrabench command that builds it
+ULTRABENCH_TASKS = {
+    "aul_mass": "aul",
+    "butterfly": "butterfly",
+    "fatty_liver": "fatty_liver",
+    "gbcu": "gbcu",
+    "mmotu": "mmotu",
+    "pocus": "pocus",
+}
+
+
+def build_ultrabench_task(task: str, raw: str | Path, out: str | Path) -> Path:
+    """Build ``task`` from its raw download at ``raw`` into the task folder ``out``.
+
+    Raises:
+        TaskBuildError: unknown task, ``out`` already holds a task, ``ultrabench`` is
+            missing, or the raw folder does not have the layout UltraBench expects.
+    """
+    if task not in ULTRABENCH_TASKS:
+        raise TaskBuildError(
+            f"unknown UltraBench task {task!r}; choose from {list(ULTRABENCH_TASKS)}"
+        )
+    raw, out = Path(raw), Path(out)
+    if not raw.is_dir():
+        raise TaskBuildError(f"{raw} is not a folder; give the raw {task} download")
+    if (out / "test.json").exists():
+        raise TaskBuildError(f"{out} already holds a task; remove it or choose another folder")
+    command = ULTRABENCH_TASKS[task]
+    try:
+        module = importlib.import_module(f"ultrabench.datasets.{command}")
+    except ImportError as err:
+        raise TaskBuildError(
+            f"the ultrabench package is missing ({err}); run make install"
+        ) from err
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        try:
+            getattr(module, command)(str(raw), tmp)
+        except (AssertionError, FileNotFoundError, KeyError) as err:
+            raise TaskBuildError(
+                f"ultrabench could not build {task} from {raw} ({type(err).__name__}: {err}); "
+                "check that the folder is the raw download in the layout UltraBench documents"
+            ) from err
+        built = sorted(p for p in Path(tmp).iterdir() if p.is_dir())
+        picked = [p for p in built if p.name.startswith(task)] or built
+        if len(picked) != 1:
+            raise TaskBuildError(
+                f"ultrabench wrote {[p.name for p in built]}; expected one {task} folder"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        for item in picked[0].iterdir():
+            shutil.move(str(item), out / item.name)
+    records = read_split(out, "train_val")
+    classes = class_names_from_records(records) or load_catalog().tasks.get(task, {}).get("classes")
+    if isinstance(classes, list):
+        (out / "classes.json").write_text(json.dumps(classes))
+    return out
