@@ -199,6 +199,15 @@ class ProbeDataModule(L.LightningDataModule):
     def task_name(self) -> str:
         return self.root.name
 
+    def exists(self) -> bool:
+        """Whether the folder holds a task's split files (or will be synthesised)."""
+        official = all((self.root / name).exists() for name in OFFICIAL_SPLITS)
+        return (
+            self.synthesize_if_missing
+            or (self.root / SPLIT_FILES["test"]).exists()
+            and ((self.root / SPLIT_FILES["train_val"]).exists() or official)
+        )
+
     def setup(self, stage: str | None = None) -> None:
         if self.tables:
             return

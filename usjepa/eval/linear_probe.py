@@ -147,7 +147,7 @@ class LinearProbeModule(L.LightningModule):
         n = len(labels)
         per_epoch = math.ceil(n / batch_size)
         self._total, self._steps, self._state = epochs * per_epoch, 0, {}
-        gen = torch.Generator().manual_seed(seed)
+        order = SeededPermutation(n, seed)
         self.train()
         # confident heads push softmax gradients into subnormal floats, which make CPU
         # arithmetic ~20x slower; flushing them to zero changes nothing measurable. The
@@ -157,9 +157,9 @@ class LinearProbeModule(L.LightningModule):
         torch.set_flush_denormal(True)
         try:
             for _ in range(epochs):
-                order = torch.randperm(n, generator=gen)
+                epoch = torch.tensor(list(order))
                 for start in range(0, n, batch_size):
-                    idx = order[start : start + batch_size]
+                    idx = epoch[start : start + batch_size]
                     self._set_grads({p: features[p][idx] for p in self.poolings}, labels[idx])
                     self._adamw_step()
         finally:
@@ -192,3 +192,67 @@ class LinearProbeModule(L.LightningModule):
 
     def configure_optimizers(self) -> None:
         return None  # the vectorised AdamW in training_step updates every head
+
+
+class SeededPermutation(torch.utils.data.Sampler[int]):
+    """One seeded random permutation of ``range(n)`` per epoch (one ``randperm`` draw
+    each: torch's ``RandomSampler`` draws an extra one per epoch, so the plain loop and a
+    DataLoader would drift apart after the first epoch)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.generator = n, torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
+
+class _FeatureRows(torch.utils.data.Dataset):
+    def __init__(self, features: dict[str, Tensor], labels: Tensor) -> None:
+        self.features, self.labels = features, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {**{p: f[index] for p, f in self.features.items()}, "label": self.labels[index]}
+
+
+class FeatureDataModule(L.LightningDataModule):
+    """Cached features of one task split as a DataModule, so a ``Trainer`` can drive
+    :class:`LinearProbeModule`. Batches are ``{pooling: [B, D], "label": [B]}``, shuffled
+    by a generator seeded with ``seed`` exactly as :meth:`LinearProbeModule.fit` shuffles,
+    so both paths see the same batches.
+
+    Args:
+        train, y_train: training features per pooling and labels.
+        val, y_val: optional validation features and labels (head F1 is logged).
+        batch_size: rows per batch.
+        seed: shuffling seed.
+    """
+
+    def __init__(
+        self,
+        train: dict[str, Tensor],
+        y_train: Tensor,
+        val: dict[str, Tensor] | None = None,
+        y_val: Tensor | None = None,
+        batch_size: int = 128,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.train, self.y_train, self.val, self.y_val = train, y_train, val, y_val
+        self.batch_size, self.seed = batch_size, seed
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        rows = _FeatureRows(self.train, self.y_train)
+        sampler = SeededPermutation(len(rows), self.seed)
+        return torch.utils.data.DataLoader(rows, self.batch_size, sampler=sampler)
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        if self.val is None or self.y_val is None:
+            return []  # type: ignore[return-value]
+        rows = _FeatureRows(self.val, self.y_val)
+        return torch.utils.data.DataLoader(rows, len(rows))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import torch
@@ -12,7 +13,7 @@ from torch import Tensor, nn
 
 from usjepa.data.tasks import ProbeDataModule, grouped_split
 from usjepa.eval.features import task_features
-from usjepa.eval.linear_probe import LinearProbeModule
+from usjepa.eval.linear_probe import FeatureDataModule, LinearProbeModule
 from usjepa.eval.metrics import classification_scores
 from usjepa.eval.report import summarise, write_few_shot, write_tables, write_tensorboard
 
@@ -36,10 +37,21 @@ def probe_seed(
     weight_decays: tuple[float, ...],
     epochs: int,
     batch_size: int,
+    engine: str = "grid",
 ) -> dict[str, float | str]:
     """Train the head grid for one seed, pick the best head on val, score it on test."""
     module, best, val_f1 = fit_grid(
-        train, y_train, val, y_val, num_classes, seed, lrs, weight_decays, epochs, batch_size
+        train,
+        y_train,
+        val,
+        y_val,
+        num_classes,
+        seed,
+        lrs,
+        weight_decays,
+        epochs,
+        batch_size,
+        engine,
     )
     (test,) = standardise(train, test)[1:]
     logits = module.logits(test)[best]
@@ -65,10 +77,16 @@ def fit_grid(
     weight_decays: tuple[float, ...],
     epochs: int,
     batch_size: int,
+    engine: str = "grid",
 ) -> tuple[LinearProbeModule, int, Tensor]:
     """The trained head grid (on standardised features), the index of the head best on
     val by macro F1, and every head's val F1. Standardise other features with
-    ``standardise(train, other)`` before :meth:`LinearProbeModule.logits`."""
+    ``standardise(train, other)`` before :meth:`LinearProbeModule.logits`.
+
+    ``engine``: ``grid`` trains in :meth:`LinearProbeModule.fit`'s plain loop (fastest);
+    ``trainer`` runs the same module and batches through a Lightning ``Trainer`` (logging,
+    callbacks, devices), with the same result (``tests/eval/test_probe.py``).
+    """
     train_s, val_s = standardise(train, val)
     module = LinearProbeModule(
         {p: f.shape[1] for p, f in train_s.items()},
@@ -77,7 +95,24 @@ def fit_grid(
         weight_decays,
         init_seed=seed,
     )
-    module.fit(train_s, y_train, epochs, batch_size, seed)
+    if engine == "grid":
+        module.fit(train_s, y_train, epochs, batch_size, seed)
+    elif engine == "trainer":
+        data = FeatureDataModule(train_s, y_train, val_s, y_val, batch_size, seed)
+        trainer = L.Trainer(
+            max_epochs=epochs,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            check_val_every_n_epoch=epochs,
+        )
+        trainer.fit(module, datamodule=data)
+        module.eval()
+    else:
+        raise ValueError(f"engine {engine!r}: use grid or trainer")
     val_f1 = module.head_f1(val_s, y_val)
     return module, int(val_f1.argmax()), val_f1
 
@@ -129,6 +164,8 @@ def run_probe(
     weight_decays: list[float] = [1e-4, 1e-2, 1e-1, 5e-1],  # noqa: B006
     epochs: int = 100,
     batch_size: int = 128,
+    engine: str = "grid",
+    skip_missing_tasks: bool = False,
     out_dir: str = "runs/probe",
     cache_dir: str | None = ".cache/features",
     device: str = "cpu",
@@ -152,6 +189,11 @@ def run_probe(
         poolings: token poolings tried as part of the grid.
         lrs, weight_decays: head grid.
         epochs, batch_size: head training.
+        engine: ``grid`` (the head grid's plain loop, fastest) or ``trainer`` (the same
+            heads through a Lightning Trainer); both give the same heads.
+        skip_missing_tasks: probe the tasks whose folders exist and name the others,
+            instead of stopping at the first missing one (a config listing all eight
+            benchmark tasks, run where only some are built).
         out_dir: where ``probe_per_seed.csv``, ``probe_summary.csv`` and ``probe_table.md``
             go.
         cache_dir: feature cache (``None`` disables it).
@@ -166,6 +208,16 @@ def run_probe(
         all_tasks = [ProbeDataModule(root, img_size=size) for root in task_roots]
     if not all_tasks:
         raise ValueError("no task to probe: give task, tasks or task_roots")
+    if skip_missing_tasks:
+        missing = [t for t in all_tasks if not t.exists()]
+        all_tasks = [t for t in all_tasks if t.exists()]
+        if missing:
+            print(
+                f"skipping {len(missing)} of {len(missing) + len(all_tasks)} tasks whose "
+                "folders hold no split files: " + ", ".join(str(t.root) for t in missing)
+            )
+        if not all_tasks:
+            raise ValueError("none of the tasks is built; build them with `usjepa data build-task`")
     if models:
         encoders = resolve_models(encoders, models)
     fractions = sorted(fractions or [1.0])
@@ -183,6 +235,7 @@ def run_probe(
             cache_dir,
             device,
             fractions,
+            engine,
         )
     per_seed = pd.DataFrame(rows)
     full = per_seed[per_seed["fraction"] == 1.0]
@@ -227,6 +280,7 @@ def _probe_task(
     cache_dir: str | None,
     device: str,
     fractions: list[float],
+    engine: str = "grid",
 ) -> list[dict]:
     task.prepare_data()
     task.setup()
@@ -267,6 +321,7 @@ def _probe_task(
                     tuple(weight_decays),
                     epochs,
                     batch_size,
+                    engine,
                 )
                 rows.append(
                     {
