@@ -1,8 +1,9 @@
 """How much context and target each image keeps: I-JEPA's batch cut against per-image padding.
 
 Draws multi-block masks over a mixed corpus of real and synthetic frames (convex, linear
-and phased probes) in batches of 32, in three settings (14x14 grid with 4 targets, plain
-and USrc; the 8x8 demo grid with 2 targets, USrc), twice:
+and phased probes) in batches of 32, in four settings (14x14 grid with 4 targets, plain
+and USrc; the 8x8 demo grid with 2 targets, USrc; SALT's stage-1 masks, the union of the
+4 targets as one set, USrc), twice:
 
 - ``before``: the I-JEPA stacking this project used until now, sets cut to the batch's
   shortest (``truncate=True``), block sizes fractions of the whole grid
@@ -38,10 +39,11 @@ from usjepa.models import JEPAPredictor, ViTEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 32
-SETTINGS = [  # (name, grid, targets, usrc)
-    ("14x14, 4 targets, plain", 14, 4, False),
-    ("14x14, 4 targets, USrc", 14, 4, True),
-    ("8x8, 2 targets (demo), USrc", 8, 2, True),
+SETTINGS = [  # (name, grid, targets, usrc, extra generator arguments)
+    ("14x14, 4 targets, plain", 14, 4, False, {}),
+    ("14x14, 4 targets, USrc", 14, 4, True, {}),
+    ("8x8, 2 targets (demo), USrc", 8, 2, True, {}),
+    ("stage 1: 14x14, union of 4 targets, USrc", 14, 4, True, {"union_targets": True}),
 ]
 VARIANTS = {
     "before": dict(truncate=True, region_relative=False, min_valid_fraction=0.5),
@@ -95,13 +97,15 @@ def counts(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[np.ndarray
     return ctx, tgt
 
 
-def measure(valid_all: torch.Tensor, grid: int, targets: int, usrc: bool, variant: str) -> dict:
+def measure(
+    valid_all: torch.Tensor, grid: int, targets: int, usrc: bool, variant: str, extra: dict
+) -> dict:
     n = len(valid_all)
-    gen = MultiBlockMaskGenerator(grid, num_targets=targets, **VARIANTS[variant])
+    gen = MultiBlockMaskGenerator(grid, num_targets=targets, **VARIANTS[variant], **extra)
     valid = valid_all if usrc else None
     stacked = draw(gen, valid, n, seed=7)
     own_gen = MultiBlockMaskGenerator(
-        grid, num_targets=targets, **{**VARIANTS[variant], "truncate": False}
+        grid, num_targets=targets, **{**VARIANTS[variant], "truncate": False}, **extra
     )
     own = draw(own_gen, valid, n, seed=7)
     ctx_kept, tgt_kept = counts(stacked)
@@ -159,10 +163,10 @@ def main() -> None:
     order = np.random.default_rng(0).permutation(len(masks))  # real and synthetic mixed
     masks = [masks[i] for i in order]
     rows = []
-    for name, grid, targets, usrc in SETTINGS:
+    for name, grid, targets, usrc, extra in SETTINGS:
         valid = patch_valid(masks, grid)
         for variant in VARIANTS:
-            row = measure(valid, grid, targets, usrc, variant)
+            row = measure(valid, grid, targets, usrc, variant, extra)
             row["setting"] = name
             rows.append(row)
             print(name, variant, {k: round(v, 3) for k, v in row.items() if k[0] in "ckp"})

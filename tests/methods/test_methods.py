@@ -260,3 +260,21 @@ def test_zoo_teacher_adopts_the_corpus_statistics_unless_fixed():
         module._trainer = SimpleNamespace(datamodule=SimpleNamespace(mean=0.31, std=0.17))
         module.setup("fit")
         assert (teacher.input_mean, teacher.input_std) == pytest.approx(expected)
+
+
+def test_exported_teacher_gets_the_batch_in_its_own_statistics():
+    """A stage-1 export trained on other statistics sees its own standardisation:
+    x_teacher = (x * std + mean - t_mean) / t_std."""
+    from types import SimpleNamespace
+
+    from usjepa.models.input_spec import InputSpec
+
+    teacher = tiny_encoder(2)
+    teacher.input_spec = InputSpec(32, 1, (0.2,), (0.1,))
+    module = SALTModule(tiny_encoder(1), tiny_predictor(), teacher)
+    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(mean=0.3, std=0.2))
+    module.setup("fit")
+    scale, shift = module.teacher_input
+    x = torch.rand(2, 1, 32, 32)
+    pixels = x * 0.2 + 0.3
+    assert torch.allclose(x * scale + shift, (pixels - 0.2) / 0.1, atol=1e-6)

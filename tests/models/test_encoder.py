@@ -102,3 +102,45 @@ def test_padded_slots_change_no_real_token():
     # the padding is really masked: without the mask the short image's tokens change
     unmasked = enc(x, ctx.clamp(min=0))
     assert not torch.allclose(unmasked[:1, :4], alone, atol=1e-3)
+
+
+def test_an_export_is_probed_on_the_very_input_it_was_trained_on(corpus_dir, tmp_path):
+    """One input contract: the normalised input an exported encoder sees in probing
+    equals, bit for bit, what it saw in training for the same image."""
+    import shutil
+
+    from usjepa.data import CorpusDataModule
+    from usjepa.data.images import normalize
+    from usjepa.data.tasks import ProbeDataModule
+    from usjepa.eval.features import task_features
+    from usjepa.masks import MultiBlockMaskGenerator
+    from usjepa.models.input_spec import InputSpec
+    from usjepa.models.zoo import ZooEncoder
+
+    dm = CorpusDataModule(
+        str(corpus_dir / "manifest.parquet"), MultiBlockMaskGenerator(4), img_size=32
+    )
+    dm.setup()
+    assert dm.stats_origin == "scan_region" and dm.mean is not None
+    frame = corpus_dir / dm.train_set.table.frame_path[int(dm.train_set.rows[0])]
+    # training: the frame transform without the random crop, then the batch normalisation
+    seen = normalize(dm.val_transform(*dm.train_set.load(0))["image"][None], dm.mean, dm.std)
+    spec = InputSpec(32, 1, (dm.mean,), (dm.std,))
+    path = export_encoder(tiny_encoder(seed=4), tmp_path / "enc.safetensors", spec)
+    # a task whose images include that frame, with statistics of its own
+    task = tmp_path / "task"
+    (task / "images").mkdir(parents=True)
+    shutil.copy(frame, task / "images/a.png")
+    records = [{"image": "images/a.png", "label": 0}, {"image": "images/a.png", "label": 1}]
+    for split in ("train_val.json", "test.json"):
+        (task / split).write_text(json.dumps(records))
+    probe = ProbeDataModule(str(task), img_size=64, mean=0.5, std=0.25)
+    probe.setup()
+    for encoder in (ViTEncoder(32, 8, 1, 32, 2, 2, checkpoint=str(path)), ZooEncoder("usjepa", str(path))):
+        assert encoder.input_spec == spec
+        captured = []
+        target = encoder.vit if isinstance(encoder, ViTEncoder) else encoder.model
+        hook = target.patch_embed.register_forward_pre_hook(lambda m, a: captured.append(a[0]))
+        task_features(encoder, probe, "test", ("mean",), None)
+        hook.remove()
+        assert torch.equal(captured[0][:1], seen), type(encoder).__name__

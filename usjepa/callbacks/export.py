@@ -12,12 +12,14 @@ from lightning.pytorch.utilities import rank_zero_only
 from usjepa.models.card import data_summary, write_model_card
 from usjepa.models.encoder import ViTEncoder
 from usjepa.models.export import export_encoder
+from usjepa.models.input_spec import InputSpec
 
 
 class ExportEncoder(L.Callback):
     """Write ``pl_module.<attribute>`` to safetensors + timm JSON when training ends.
 
-    The JSON also records the input normalisation the DataModule used, the step count,
+    The JSON also records the input contract (:class:`~usjepa.models.input_spec.InputSpec`:
+    size, channels and the DataModule's statistics), the step count,
     the training wall time and a data summary, so evaluation can match the input and
     plots can use time; a Markdown model card (``<stem>.md``) is written beside it.
 
@@ -85,14 +87,19 @@ class ExportEncoder(L.Callback):
                 f"attribute {self.attribute!r}; set the callback's attribute "
                 "to 'student' (JEPA) or 'encoder' (MAE)"
             )
-        export_encoder(encoder, path)
         dm = getattr(trainer, "datamodule", None)
+        spec = None
+        if getattr(dm, "mean", None) is not None:
+            spec = InputSpec(
+                encoder.img_size,
+                encoder.in_chans,
+                (float(dm.mean),),  # type: ignore[union-attr]
+                (float(dm.std),),  # type: ignore[union-attr]
+                stats=getattr(dm, "stats_origin", "scan_region"),
+            )
+        export_encoder(encoder, path, spec)
         cfg_path = path.with_suffix(".json")
         cfg = json.loads(cfg_path.read_text())
-        cfg["input_normalisation"] = {
-            "mean": getattr(dm, "mean", None),
-            "std": getattr(dm, "std", None),
-        }
         cfg["trained_steps"] = trainer.global_step
         cfg["train_seconds"] = round(seconds, 1)
         data = data_summary(dm)

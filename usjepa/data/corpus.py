@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
 
 from usjepa.data.frames import FrameTable, dataset_shares, load_frame_table, sampling_weights
-from usjepa.data.images import random_resized_box, read_gray
+from usjepa.data.images import normalize, random_resized_box, read_gray, resize_square
 from usjepa.data.leakage import guard_corpus, hash_files
 from usjepa.masks.base import MaskGenerator
 
@@ -62,10 +62,7 @@ class FrameTransform:
             box = (slice(top, top + h), slice(left, left + w))
             image, mask = image[box], mask[box]
         size = (self.img_size, self.img_size)
-        shrink = image.shape[0] * image.shape[1] > self.img_size**2
-        image = cv2.resize(
-            image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        )
+        image = resize_square(image, self.img_size)
         sample: dict[str, Tensor | int] = {
             "image": torch.from_numpy(image)[None],
             "mask_seed": int(rng.integers(2**62)),
@@ -112,12 +109,6 @@ class CorpusDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Tensor | int]:
         return self.transform(*self.load(index))
-
-
-def normalize(images: Tensor, mean: float, std: float) -> Tensor:
-    """uint8 images to ``(x / 255 - mean) / std`` in float32, in one fused pass."""
-    out = images.float()
-    return out.mul_(1.0 / (255.0 * std)).add_(-mean / std)
 
 
 class MaskCollator:
@@ -239,6 +230,8 @@ class CorpusDataModule(L.LightningDataModule):
         self.crop_scale, self.val_fraction = crop_scale, val_fraction
         self.sampling, self.temperature = sampling, temperature
         self.mean, self.std, self.seed = mean, std, seed
+        # measured inside the scan regions in setup() unless given
+        self.stats_origin = "fixed" if mean is not None and std is not None else "scan_region"
         self.test_index, self.allow_test_leakage = list(test_index or []), allow_test_leakage
         self.synthesize_if_missing, self.synthetic_images = synthesize_if_missing, synthetic_images
         self.leaks: pd.DataFrame | None = None

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+from torch import Tensor
 
 
 class ImageReadError(OSError):
@@ -44,3 +46,21 @@ def random_resized_box(
         if 0 < w <= width and 0 < h <= height:
             return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
     return 0, 0, height, width
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Stretch to ``size`` x ``size``: area interpolation when shrinking, linear when
+    enlarging. The one resize of training frames and probe images alike (the ``square``
+    of :class:`usjepa.models.input_spec.InputSpec`)."""
+    shrink = image.shape[0] * image.shape[1] > size * size
+    return cv2.resize(
+        image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
+
+
+def normalize(images: Tensor, mean: float, std: float) -> Tensor:
+    """uint8 images to ``(x / 255 - mean) / std`` in float32, in one fused pass. The one
+    normalisation of training batches and probe images alike, so an encoder sees the
+    same numbers bit for bit in both."""
+    out = images.to(torch.float32)
+    return out.mul_(1.0 / (255.0 * std)).add_(-mean / std)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from usjepa.data.images import read_gray
+from usjepa.data.images import normalize, read_gray, resize_square
 
 GROUP_FIELDS = ("patient", "source")
 SPLIT_FILES = {"train_val": "train_val.json", "test": "test.json"}
@@ -103,8 +103,9 @@ def grouped_split(groups: np.ndarray, labels: np.ndarray, fraction: float, seed:
 
 
 def square(image: np.ndarray, size: int) -> np.ndarray:
-    """Stretch to ``size`` x ``size`` (area interpolation)."""
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    """Stretch to ``size`` x ``size``, exactly as training frames are (area
+    interpolation when shrinking, linear when enlarging)."""
+    return resize_square(image, size)
 
 
 def letterbox(image: np.ndarray, size: int) -> np.ndarray:
@@ -153,7 +154,7 @@ class TaskDataset(Dataset):
             mask = read_gray(self.root / rel, "scan mask") if rel else detect_scan_region(image)
             image = corrupt(image, mask, *self.corruption, seed=index)
         image = letterbox(image, self.img_size) if self.letterbox else square(image, self.img_size)
-        x = (torch.from_numpy(image).float()[None] / 255.0 - self.mean) / self.std
+        x = normalize(torch.from_numpy(image)[None], self.mean, self.std)
         return {"image": x, "label": torch.tensor(self.labels[index])}
 
 
@@ -257,12 +258,15 @@ class ProbeDataModule(L.LightningDataModule):
         corruption: tuple[str, int] | None = None,
         img_size: int | None = None,
         letterbox: bool = False,
+        stats: tuple[float, float] | None = None,
     ) -> DataLoader:
         """Deterministic loader over ``train_val`` or ``test`` for feature extraction,
         optionally with a ``(corruption, severity)`` applied inside the scan region, at
-        another input size, or letterboxed instead of stretched."""
+        another input size, letterboxed instead of stretched, or standardised with
+        another ``(mean, std)`` (an encoder's own, from its input contract)."""
         assert self.mean is not None and self.std is not None
         size = img_size or self.img_size
+        mean, std = stats if stats is not None else (self.mean, self.std)
         table = self.tables[split]
-        ds = TaskDataset(self.root, table, size, self.mean, self.std, corruption, letterbox)
+        ds = TaskDataset(self.root, table, size, mean, std, corruption, letterbox)
         return DataLoader(ds, self.batch_size, shuffle=False, num_workers=self.num_workers)

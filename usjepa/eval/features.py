@@ -140,16 +140,25 @@ def task_features(
 ) -> dict[str, Tensor]:
     """Features of one split of a :class:`~usjepa.data.tasks.ProbeDataModule`.
 
-    Zoo encoders (those with ``input_mean``) are told the task's normalisation, which
-    they undo, and read the images at their own input size from the files, letterboxed
-    when they keep the aspect ratio (``resize == "longest_pad"``, e.g. UltraSam), rather
-    than up-sampled from the task's size. Other encoders read at the task's size.
+    An encoder with an input contract (``input_spec``: our exports) reads the images at
+    its size, standardised with its training statistics by the same resize and
+    normalisation as its training frames, so it sees the very numbers it was trained on.
+    Zoo encoders (those with ``input_mean``) are told the normalisation they are fed,
+    which they undo, and read the images at their own input size from the files,
+    letterboxed when they keep the aspect ratio (``resize == "longest_pad"``, e.g.
+    UltraSam), rather than up-sampled from the task's size. Other encoders read at the
+    task's size with the task's statistics.
     """
-    size, letterbox = task.img_size, False
+    size, letterbox, stats = task.img_size, False, (task.mean, task.std)
+    spec = getattr(encoder, "input_spec", None)
+    if spec is not None:  # our export: the very input it was trained on (InputSpec)
+        size, letterbox = spec.img_size, spec.resize == "longest_pad"
+        stats = spec.scalar_stats
     if hasattr(encoder, "input_mean"):
-        encoder.input_mean, encoder.input_std = task.mean, task.std
         size = int(getattr(encoder, "img_size", size))
         letterbox = getattr(encoder, "resize", "square") == "longest_pad"
-    key = (str(task.root.resolve()), split, size, letterbox, task.mean, task.std, corruption)
-    loader = task.dataloader(split, corruption, img_size=size, letterbox=letterbox)
+    if hasattr(encoder, "input_mean"):  # a zoo encoder undoes the normalisation it is fed
+        encoder.input_mean, encoder.input_std = stats
+    key = (str(task.root.resolve()), split, size, letterbox, *stats, corruption)
+    loader = task.dataloader(split, corruption, img_size=size, letterbox=letterbox, stats=stats)
     return cached_features(encoder, loader, poolings, key, cache_dir, device, desc)

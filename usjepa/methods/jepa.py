@@ -202,18 +202,32 @@ class SALTModule(JEPAModule):
                 f"width {width}; set predictor out_dim to the teacher's embed_dim"
             )
         self.teacher = teacher.requires_grad_(False).eval()
+        #: affine map from the batch's standardisation to the teacher's (set in setup)
+        self.teacher_input: tuple[float, float] = (1.0, 0.0)
 
     def setup(self, stage: str) -> None:
-        """Give a teacher that reads our normalised images (a zoo encoder) the corpus's
-        input statistics, measured by the DataModule, unless its config fixed them."""
+        """Feed the teacher the input it expects. A zoo teacher is told the corpus's
+        statistics (measured by the DataModule) and undoes them itself, unless its config
+        fixed them; a teacher from one of our exports, trained on other statistics
+        (its ``input_spec``), gets the batch re-standardised to its own."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if getattr(dm, "mean", None) is None:
+            return
+        mean, std = float(dm.mean), float(dm.std)  # type: ignore[union-attr]
         adopt = getattr(self.teacher, "adopt_input_stats", None)
-        if callable(adopt) and getattr(dm, "mean", None) is not None:
-            adopt(dm.mean, dm.std)  # type: ignore[union-attr]
+        spec = getattr(self.teacher, "input_spec", None)
+        if callable(adopt):
+            adopt(mean, std)
+        elif spec is not None:
+            t_mean, t_std = spec.scalar_stats
+            self.teacher_input = (std / t_std, (mean - t_mean) / t_std)
 
     def on_train_epoch_start(self) -> None:
         self.teacher.eval()  # Trainer.fit puts every submodule in train mode
 
     @torch.no_grad()
     def compute_targets(self, images: Tensor, targets: Tensor) -> Tensor:
+        scale, shift = self.teacher_input
+        if (scale, shift) != (1.0, 0.0):  # x_teacher = (x * std + mean - t_mean) / t_std
+            images = images * scale + shift
         return self._target_tokens(self.teacher, images, targets, self.teacher_layers)

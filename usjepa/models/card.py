@@ -90,7 +90,7 @@ def write_model_card(
         teacher = getattr(module, "teacher", None)
         if teacher is not None:
             lines.append(f"| teacher | {type(teacher).__name__}, width {teacher.embed_dim} |")
-    for key in ("trained_steps", "train_seconds", "input_normalisation"):
+    for key in ("trained_steps", "train_seconds", "input_spec"):
         if key in config:
             lines.append(f"| {key} | {config[key]} |")
     if data:

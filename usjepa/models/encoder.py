@@ -10,6 +10,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
+from usjepa.models.input_spec import InputSpec
 from usjepa.models.tokens import PAD, gather_tokens, key_mask
 
 __all__ = ["PAD", "ViTEncoder", "gather_tokens"]
@@ -33,8 +34,15 @@ class ViTEncoder(nn.Module):
         init_seed: seed for the weight initialisation, drawn from a private RNG so no global
             state is touched; ``None`` uses the ambient RNG.
         checkpoint: optional ``.safetensors`` or ``.pt`` file with a timm ViT state dict
-            (e.g. an :func:`usjepa.models.export.export_encoder` output) to load.
+            (e.g. an :func:`usjepa.models.export.export_encoder` output) to load. An export
+            brings its input contract (``input_spec``, from the JSON beside it).
+
+    Attributes:
+        input_spec: the :class:`~usjepa.models.input_spec.InputSpec` the weights were
+            trained with, or ``None`` (not loaded from an export, or an old export).
     """
+
+    input_spec: InputSpec | None = None
 
     num_prefix_tokens = 1
 
@@ -77,9 +85,10 @@ class ViTEncoder(nn.Module):
         self.embed_dim = embed_dim
         self.grid_size = img_size // patch_size
         if checkpoint is not None:
-            from usjepa.models.export import load_state_dict_file
+            from usjepa.models.export import load_state_dict_file, read_input_spec
 
             load_state_dict_file(self.vit, Path(checkpoint))
+            self.input_spec = read_input_spec(Path(checkpoint))
 
     @property
     def num_patches(self) -> int:

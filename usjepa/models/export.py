@@ -10,18 +10,23 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from usjepa.models.encoder import TIMM_ARCH, ViTEncoder
+from usjepa.models.input_spec import InputSpec
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing or does not fit the model it is loaded into."""
 
 
-def export_encoder(encoder: ViTEncoder, path: str | Path) -> Path:
+def export_encoder(
+    encoder: ViTEncoder, path: str | Path, input_spec: InputSpec | None = None
+) -> Path:
     """Write ``encoder.vit``'s weights as safetensors plus ``<stem>.json`` for timm.
 
     The JSON holds ``architecture`` and ``kwargs``; rebuild with
     ``timm.create_model(architecture, pretrained=True,
-    pretrained_cfg_overlay=dict(file=path), **kwargs)``.
+    pretrained_cfg_overlay=dict(file=path), **kwargs)``. It also holds ``input_spec``,
+    the input contract (``input_spec`` here, else the encoder's own), which every reader
+    of the export (probe, zoo, SALT teacher) applies.
 
     Returns:
         The safetensors path.
@@ -30,9 +35,28 @@ def export_encoder(encoder: ViTEncoder, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.vit.state_dict().items()}
     save_file(state, str(path), metadata={"format": "pt", "architecture": TIMM_ARCH})
-    config = {"architecture": TIMM_ARCH, "kwargs": encoder.timm_kwargs}
+    config: dict = {"architecture": TIMM_ARCH, "kwargs": encoder.timm_kwargs}
+    spec = input_spec or encoder.input_spec
+    if spec is not None:
+        config["input_spec"] = spec.to_json()
     path.with_suffix(".json").write_text(json.dumps(config, indent=2))
     return path
+
+
+def read_input_spec(path: Path) -> InputSpec | None:
+    """The input contract in the JSON beside an export (older exports: their
+    ``input_normalisation``), or ``None`` when there is none."""
+    cfg_path = path.with_suffix(".json")
+    if path.suffix != ".safetensors" or not cfg_path.exists():
+        return None
+    cfg = json.loads(cfg_path.read_text())
+    if "input_spec" in cfg:
+        return InputSpec.from_json(cfg["input_spec"])
+    norm, kw = cfg.get("input_normalisation") or {}, cfg.get("kwargs") or {}
+    if norm.get("mean") is None or "img_size" not in kw:
+        return None
+    chans = int(kw.get("in_chans", 1))
+    return InputSpec(int(kw["img_size"]), chans, (float(norm["mean"]),), (float(norm["std"]),))
 
 
 def load_exported(path: str | Path) -> ViTEncoder:

@@ -24,7 +24,6 @@ name), ``timm`` (any timm architecture with a checkpoint in timm's layout) and
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from usjepa.models.export import CheckpointError, load_checked, read_state_dict
+from usjepa.models.input_spec import InputSpec
 from usjepa.models.layouts import (
     remap_beit,
     remap_identity,
@@ -167,6 +167,8 @@ class ZooEncoder(nn.Module):
             (``False``); ``None`` takes the entry's default.
     """
 
+    input_spec: InputSpec | None = None  # our exports' contract (the usjepa entry)
+
     def __init__(
         self,
         name: str,
@@ -238,10 +240,12 @@ class ZooEncoder(nn.Module):
         self.in_chans, self.img_size = encoder.in_chans, encoder.img_size
         self.embed_dim, self.num_prefix_tokens = encoder.embed_dim, encoder.num_prefix_tokens
         self.grid_size = encoder.grid_size
-        cfg = json.loads(Path(checkpoint).with_suffix(".json").read_text())
-        norm = cfg.get("input_normalisation") or {}
-        mean, std = norm.get("mean") or 0.0, norm.get("std") or 1.0
-        self._set_norm((mean,), (std,), input_mean, input_std)
+        self.input_spec = encoder.input_spec
+        mean: tuple[float, ...] = (0.0,)
+        std: tuple[float, ...] = (1.0,)
+        if self.input_spec is not None:
+            mean, std = self.input_spec.mean, self.input_spec.std
+        self._set_norm(mean, std, input_mean, input_std)
 
     def _set_norm(self, mean, std, input_mean, input_std) -> None:  # noqa: ANN001
         chans = self.in_chans
@@ -260,7 +264,18 @@ class ZooEncoder(nn.Module):
             self.input_mean, self.input_std = float(mean), float(std)
 
     def prepare(self, images: Tensor) -> Tensor:
-        """Our normalised images to the model's input: size, channels, normalisation."""
+        """Our normalised images to the model's input: size, channels, normalisation.
+
+        Images that already meet the encoder's input contract (its size, channels and
+        statistics, as the probe feeds an export) pass through untouched, bit for bit."""
+        spec = self.input_spec
+        if (
+            spec is not None
+            and images.shape[-1] == spec.img_size
+            and images.shape[1] == spec.in_chans
+            and (self.input_mean, self.input_std) == spec.scalar_stats
+        ):
+            return images
         pixels = images * self.input_std + self.input_mean
         h, w = pixels.shape[-2:]
         size = self.img_size
