@@ -132,7 +132,8 @@ def measure(
 
 
 def step_time(batches: list[tuple[torch.Tensor, torch.Tensor]], repeats: int) -> float:
-    """Seconds per ViT-S/16 student + predictor forward and backward at 224 px."""
+    """CPU seconds per ViT-S/16 student + predictor forward and backward at 224 px, on one
+    thread (CPU time of this process, so other load on the machine does not count)."""
     torch.manual_seed(0)
     student = ViTEncoder(224, 16, 1, 384, 12, 6, init_seed=0)
     predictor = JEPAPredictor(14, 384, 384, width=384, depth=6, num_heads=12)
@@ -140,12 +141,12 @@ def step_time(batches: list[tuple[torch.Tensor, torch.Tensor]], repeats: int) ->
     times = []
     for i in range(repeats + 1):
         context, targets = batches[i % len(batches)]
-        start = time.perf_counter()
+        start = time.process_time()
         tokens = student(images[: len(context)], keep=context)[:, 1:]
         pred = predictor(tokens, context, targets)
         pred[targets >= 0].square().mean().backward()
         if i:  # the first step warms up
-            times.append(time.perf_counter() - start)
+            times.append(time.process_time() - start)
     return float(np.median(times))
 
 
@@ -157,7 +158,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4, help="timed steps per variant")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
     ns = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     real, real_kinds = real_masks(ns.corpus, ns.real)
     masks = real + synthetic_masks(ns.synthetic)
     order = np.random.default_rng(0).permutation(len(masks))  # real and synthetic mixed
@@ -194,8 +195,9 @@ def main() -> None:
         table.round(3).to_markdown(index=False),
         "",
         "Cost of padding, USrc 14x14 with 4 targets, ViT-S/16 student + predictor (width "
-        f"384, depth 6) forward and backward on {BATCH} images at 224 px, median of "
-        f"{ns.repeats} steps: before (cut) {timing['before']:.2f} s, after (padded) "
+        f"384, depth 6) forward and backward on {BATCH} images at 224 px, one thread, CPU "
+        f"seconds, median of {ns.repeats} steps: before (cut) {timing['before']:.2f} s, "
+        f"after (padded) "
         f"{timing['after']:.2f} s, ratio {timing['after'] / timing['before']:.2f}. The "
         "padded step computes every image's own context instead of the batch's shortest, "
         "which the cut threw away. The same padded shapes with no slot marked as padding "

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -157,3 +158,27 @@ def test_targets_are_rectangular_blocks_without_valid_map():
     for block in tgt.reshape(-1, tgt.shape[-1]):
         r, c = block // 14, block % 14
         assert (r.max() - r.min() + 1) * (c.max() - c.min() + 1) == len(block)
+
+
+def test_usrc_masks_on_real_scans_keep_context_inside_the_region():
+    """On the real lung scans (tests/fixtures/real_scans) with our scan masks, at the
+    paper's grid: every context and target patch is in the region, and the context keeps
+    the share of the region that plain masks keep of a full frame."""
+    from pathlib import Path
+
+    import cv2
+    import pandas as pd
+    import torch.nn.functional as F
+
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "real_scans"
+    index = pd.read_csv(root / "index.csv")
+    masks = [cv2.imread(str(root / m), cv2.IMREAD_GRAYSCALE) for m in index["mask"]]
+    cover = F.adaptive_avg_pool2d(torch.from_numpy(np.stack(masks))[:, None].float() / 255, 14)
+    valid = cover[:, 0] >= 0.5
+    ctx, tgt = MultiBlockMaskGenerator(14)(len(valid), torch.Generator().manual_seed(0), valid)
+    flat = valid.flatten(1)
+    for i in range(len(valid)):
+        c, t = ctx[i][ctx[i] >= 0], tgt[i][tgt[i] >= 0]
+        assert flat[i, c].all() and flat[i, t].all()
+    share = (ctx >= 0).sum(1) / flat.sum(1)
+    assert share.median() >= 0.35 and torch.quantile(share.float(), 0.05) >= 0.2

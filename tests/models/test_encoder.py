@@ -136,7 +136,10 @@ def test_an_export_is_probed_on_the_very_input_it_was_trained_on(corpus_dir, tmp
         (task / split).write_text(json.dumps(records))
     probe = ProbeDataModule(str(task), img_size=64, mean=0.5, std=0.25)
     probe.setup()
-    for encoder in (ViTEncoder(32, 8, 1, 32, 2, 2, checkpoint=str(path)), ZooEncoder("usjepa", str(path))):
+    for encoder in (
+        ViTEncoder(32, 8, 1, 32, 2, 2, checkpoint=str(path)),
+        ZooEncoder("usjepa", str(path)),
+    ):
         assert encoder.input_spec == spec
         captured = []
         target = encoder.vit if isinstance(encoder, ViTEncoder) else encoder.model
