@@ -141,9 +141,11 @@ def test_an_export_is_probed_on_the_very_input_it_was_trained_on(corpus_dir, tmp
         ZooEncoder("usjepa", str(path)),
     ):
         assert encoder.input_spec == spec
-        captured = []
+        captured: list[torch.Tensor] = []
         target = encoder.vit if isinstance(encoder, ViTEncoder) else encoder.model
-        hook = target.patch_embed.register_forward_pre_hook(lambda m, a: captured.append(a[0]))
+        hook = target.patch_embed.register_forward_pre_hook(
+            lambda m, a, seen=captured: seen.append(a[0])
+        )
         task_features(encoder, probe, "test", ("mean",), None)
         hook.remove()
         assert torch.equal(captured[0][:1], seen), type(encoder).__name__
