@@ -17,5 +17,22 @@ rm -rf /data/shards && .venv/bin/usjepa data shard /data/corpus/manifest_clean.p
 # 3. stage 1 (our teacher, no URFM file here), then stage 2, each with small overrides
 make pretrain CONFIG=experiments/recipe/teacher_stage1_vitb16.yaml ARGS="--config $HERE/small_cpu_stage1.yaml --data.init_args.test_index [/data/tasks/pocus]"
 make pretrain CONFIG=experiments/recipe/salt_vitb16.yaml ARGS="--config experiments/recipe/own_teacher.yaml --config $HERE/small_cpu.yaml --data.init_args.test_index [/data/tasks/pocus]"
-# 4. the eight-task probe: the tasks built so far (POCUS), three encoders
-make probe CONFIG=experiments/probe/ultrabench.yaml MODELS=random_init,teacher_stage1,usrc_jepa ARGS="--skip_missing_tasks true --out_dir $HERE/probe"
+# 4. the eight-task probe on the tasks built so far (POCUS): the student, its stage-1
+#    teacher, and a random-init encoder of the same small architecture and input contract
+#    (the config's random_init is a ViT-B/16 at 224 px: about 30 CPU minutes here)
+.venv/bin/python - <<'PY'
+import json
+from pathlib import Path
+
+from usjepa.models import ViTEncoder, export_encoder
+from usjepa.models.export import read_input_spec
+
+student = Path("runs/recipe/salt_vitb16/encoder.safetensors")
+kw = json.loads(student.with_suffix(".json").read_text())["kwargs"]
+arch = {k: kw[k] for k in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")}
+export_encoder(ViTEncoder(**arch, init_seed=0), "runs/recipe/random_init_small/encoder.safetensors",
+               read_input_spec(student))
+PY
+make probe CONFIG=experiments/probe/ultrabench.yaml \
+  MODELS=runs/recipe/random_init_small/encoder.safetensors,teacher_stage1,usrc_jepa \
+  ARGS="--skip_missing_tasks true --out_dir $HERE/probe"
