@@ -208,8 +208,8 @@ def test_few_shot_fractions_end_to_end(task_dir, tmp_path):
 
 
 def test_corruptions_stay_inside_the_scan_region():
+    from usjepa.data.corruptions import CORRUPTIONS, corrupt
     from usjepa.data.synthetic import draw_patient, render_frame
-    from usjepa.eval.corruptions import CORRUPTIONS, corrupt
 
     rng = np.random.default_rng(0)
     image, mask = render_frame(draw_patient(64, rng, "convex"), 1, rng)

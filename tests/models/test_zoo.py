@@ -9,7 +9,8 @@ from safetensors.torch import save_file
 
 from tests.conftest import tiny_encoder, tiny_predictor
 from usjepa.methods import SALTModule
-from usjepa.models.export import CheckpointError, export_encoder
+from usjepa.models.checkpoint import CheckpointError
+from usjepa.models.export import export_encoder
 from usjepa.models.zoo import IMAGENET, ZooEncoder
 
 TINY_VIT = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
@@ -109,7 +110,7 @@ def test_samus_reads_the_published_key_layout():
     import json
     from pathlib import Path
 
-    from usjepa.models.export import load_checked
+    from usjepa.models.checkpoint import load_checked
     from usjepa.models.samus import SAMUSEncoder, remap_samus
 
     layout = json.loads((Path(__file__).parent / "data/samus_vit_b_image_encoder.json").read_text())

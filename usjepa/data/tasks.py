@@ -38,6 +38,10 @@ class TaskError(ValueError):
 OFFICIAL_SPLITS = ("train.json", "validation.json")
 
 
+def _has_official_splits(root: Path) -> bool:
+    return all((root / name).exists() for name in OFFICIAL_SPLITS)
+
+
 def _records(path: Path) -> pd.DataFrame:
     try:
         return pd.DataFrame(json.loads(path.read_text()))
@@ -49,12 +53,11 @@ def read_split(root: Path, split: str) -> pd.DataFrame:
     """Records of one split file with a ``group`` column added (and, for UltraBench's
     own train/validation files, an ``official_val`` column)."""
     path = root / SPLIT_FILES[split]
-    official = [root / name for name in OFFICIAL_SPLITS]
-    if split == "train_val" and not path.exists() and all(p.exists() for p in official):
-        train, val = _records(official[0]), _records(official[1])
+    if split == "train_val" and not path.exists() and _has_official_splits(root):
+        train, val = (_records(root / name) for name in OFFICIAL_SPLITS)
         table = pd.concat([train, val], ignore_index=True)
         table["official_val"] = np.arange(len(table)) >= len(train)
-        path = official[0]
+        path = root / OFFICIAL_SPLITS[0]
     elif not path.exists():
         raise TaskError(
             f"{path} not found; a task folder needs train_val.json and test.json, or "
@@ -147,8 +150,8 @@ class TaskDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         image = read_gray(self.root / self.images[index], "task image")
         if self.corruption is not None:  # inside the scan region, seeded per image
+            from usjepa.data.corruptions import corrupt
             from usjepa.data.scan_region import detect_scan_region
-            from usjepa.eval.corruptions import corrupt
 
             rel = self.masks[index]
             mask = read_gray(self.root / rel, "scan mask") if rel else detect_scan_region(image)
@@ -202,11 +205,9 @@ class ProbeDataModule(L.LightningDataModule):
 
     def exists(self) -> bool:
         """Whether the folder holds a task's split files (or will be synthesised)."""
-        official = all((self.root / name).exists() for name in OFFICIAL_SPLITS)
-        return (
-            self.synthesize_if_missing
-            or (self.root / SPLIT_FILES["test"]).exists()
-            and ((self.root / SPLIT_FILES["train_val"]).exists() or official)
+        return self.synthesize_if_missing or (
+            (self.root / SPLIT_FILES["test"]).exists()
+            and ((self.root / SPLIT_FILES["train_val"]).exists() or _has_official_splits(self.root))
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -18,9 +18,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from usjepa.data.corruptions import CORRUPTIONS, SEVERITIES, corruption_grid
 from usjepa.data.images import read_gray
 from usjepa.data.tasks import ProbeDataModule
-from usjepa.eval.corruptions import CORRUPTIONS, SEVERITIES, corruption_grid
 from usjepa.eval.features import task_features
 from usjepa.eval.metrics import classification_scores
 from usjepa.eval.runner import fit_grid, standardise
@@ -44,7 +44,7 @@ def run_robustness(
     """Score clean-trained probes on corrupted test sets; see the module docstring.
 
     Args:
-        corruptions: names from :data:`usjepa.eval.corruptions.CORRUPTIONS` (all of them
+        corruptions: names from :data:`usjepa.data.corruptions.CORRUPTIONS` (all of them
             by default).
         severities: levels 1 to 5.
         (others): as :func:`usjepa.eval.run_probe`.

@@ -1,8 +1,9 @@
 """Pure torch models: encoder, predictor, decoder, export."""
 
+from usjepa.models.checkpoint import CheckpointError
 from usjepa.models.decoder import MAEDecoder, patchify
 from usjepa.models.encoder import ViTEncoder
-from usjepa.models.export import CheckpointError, export_encoder, load_exported
+from usjepa.models.export import export_encoder, load_exported
 from usjepa.models.predictor import JEPAPredictor
 from usjepa.models.tokens import PAD, gather_tokens
 

@@ -10,10 +10,9 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
+from usjepa.models.checkpoint import load_state_dict_file, read_input_spec
 from usjepa.models.input_spec import InputSpec
-from usjepa.models.tokens import PAD, gather_tokens, key_mask
-
-__all__ = ["PAD", "ViTEncoder", "gather_tokens"]
+from usjepa.models.tokens import gather_tokens, run_blocks
 
 #: timm entry point whose defaults our keyword overrides replace; any size can be built.
 TIMM_ARCH = "vit_base_patch16_224"
@@ -85,8 +84,6 @@ class ViTEncoder(nn.Module):
         self.embed_dim = embed_dim
         self.grid_size = img_size // patch_size
         if checkpoint is not None:
-            from usjepa.models.export import load_state_dict_file, read_input_spec
-
             load_state_dict_file(self.vit, Path(checkpoint))
             self.input_spec = read_input_spec(Path(checkpoint))
 
@@ -108,15 +105,10 @@ class ViTEncoder(nn.Module):
             ``[B, 1 + K, D]`` normalised tokens, the CLS token first.
         """
         x = self._embed(images, keep)
-        mask = None
-        if keep is not None:
-            prefix = torch.ones(len(keep), self.num_prefix_tokens, dtype=torch.bool)
-            mask = key_mask(torch.cat([prefix.to(keep.device), keep >= 0], dim=1))
-        if mask is None:
+        if keep is None:
             return self.vit.norm(self.vit.blocks(x))
-        for block in self.vit.blocks:
-            x = block(x, attn_mask=mask)
-        return self.vit.norm(x)
+        prefix = torch.ones(len(keep), self.num_prefix_tokens, dtype=torch.bool, device=keep.device)
+        return self.vit.norm(run_blocks(self.vit.blocks, x, torch.cat([prefix, keep >= 0], 1)))
 
     def _embed(self, images: Tensor, keep: Tensor | None) -> Tensor:
         """Patch embedding + positions, optional token subset, CLS prepended: ``[B, 1+K, D]``."""

@@ -1,6 +1,6 @@
 """Checkpoint key layouts of published encoders, mapped onto timm (or our) modules.
 
-Each ``remap_*(state, model)`` takes what :func:`usjepa.models.export.read_state_dict`
+Each ``remap_*(state, model)`` takes what :func:`usjepa.models.checkpoint.read_state_dict`
 read from the original file and returns a state dict for ``model``; the zoo then loads
 it strictly, so anything left over or missing is reported by name.
 """

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from usjepa.models.export import CheckpointError, load_checked, read_state_dict
+from usjepa.models.checkpoint import CheckpointError, load_checked, read_state_dict
 from usjepa.models.input_spec import InputSpec
 from usjepa.models.layouts import (
     remap_beit,

@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 from usjepa.models import ViTEncoder, export_encoder
-from usjepa.models.export import read_input_spec
+from usjepa.models.checkpoint import read_input_spec
 
 student = Path("runs/recipe/salt_vitb16/encoder.safetensors")
 kw = json.loads(student.with_suffix(".json").read_text())["kwargs"]
