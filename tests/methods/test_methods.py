@@ -141,7 +141,7 @@ def test_teacher_layers_average_the_last_blocks():
     blocks = module.teacher.forward_blocks(batch["image"], 2)
     expected = torch.stack(blocks).mean(0)[:, 1:]
     got = module.compute_targets(batch["image"], batch["targets"])
-    from usjepa.models.encoder import gather_tokens
+    from usjepa.models.tokens import gather_tokens
 
     assert torch.allclose(got, gather_tokens(expected, batch["targets"]), atol=1e-6)
     last = _salt(target_norm="none").compute_targets(batch["image"], batch["targets"])

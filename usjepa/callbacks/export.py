@@ -40,7 +40,7 @@ class ExportEncoder(L.Callback):
         every_minutes: float | None = None,
     ) -> None:
         self.given = Path(path) if path else None
-        self.path = self.given or Path("encoder.safetensors")
+        self.path = self.given or Path("encoder.safetensors")  # set from the run in setup()
         self.attribute, self.every_minutes = attribute, every_minutes
         self._start = 0.0
         self._next = float("inf")

@@ -154,10 +154,9 @@ def task_features(
     if spec is not None:  # our export: the very input it was trained on (InputSpec)
         size, letterbox = spec.img_size, spec.resize == "longest_pad"
         stats = spec.scalar_stats
-    if hasattr(encoder, "input_mean"):
+    if hasattr(encoder, "input_mean"):  # a zoo encoder undoes the normalisation it is fed
         size = int(getattr(encoder, "img_size", size))
         letterbox = getattr(encoder, "resize", "square") == "longest_pad"
-    if hasattr(encoder, "input_mean"):  # a zoo encoder undoes the normalisation it is fed
         encoder.input_mean, encoder.input_std = stats
     key = (str(task.root.resolve()), split, size, letterbox, *stats, corruption)
     loader = task.dataloader(split, corruption, img_size=size, letterbox=letterbox, stats=stats)

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from usjepa.models.posembed import sincos_2d
 from usjepa.models.predictor import _init_weights
-from usjepa.models.tokens import gather_tokens, key_mask
+from usjepa.models.tokens import gather_tokens, run_blocks
 
 
 class MAEDecoder(nn.Module):
@@ -60,13 +60,8 @@ class MAEDecoder(nn.Module):
         pos = self.pos.expand(len(visible), -1, -1)
         vis = self.embed(visible) + gather_tokens(pos, visible_idx)
         msk = self.mask_token + gather_tokens(pos, masked_idx)
-        x = torch.cat([vis, msk], dim=1)
-        mask = key_mask(torch.cat([visible_idx >= 0, masked_idx >= 0], dim=1))
-        if mask is None:
-            x = self.blocks(x)
-        else:
-            for block in self.blocks:
-                x = block(x, attn_mask=mask)
+        valid = torch.cat([visible_idx >= 0, masked_idx >= 0], dim=1)
+        x = run_blocks(self.blocks, torch.cat([vis, msk], dim=1), valid)
         return self.head(self.norm(x[:, vis.shape[1] :]))
 
 

@@ -7,7 +7,7 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from usjepa.models.posembed import sincos_2d
-from usjepa.models.tokens import gather_tokens, key_mask
+from usjepa.models.tokens import gather_tokens, run_blocks
 
 
 class JEPAPredictor(nn.Module):
@@ -69,16 +69,10 @@ class JEPAPredictor(nn.Module):
         tgt = self.mask_token + gather_tokens(pos, target_idx)  # [B, M, T, W]
         k = ctx.shape[1]
         x = torch.cat([ctx.unsqueeze(1).expand(-1, m, -1, -1), tgt], dim=2)
-        x = x.reshape(b * m, k + t, -1)
         valid = torch.cat(
             [(context_idx >= 0).unsqueeze(1).expand(-1, m, -1), target_idx >= 0], dim=2
         )
-        mask = key_mask(valid.reshape(b * m, k + t))
-        if mask is None:
-            x = self.blocks(x)
-        else:
-            for block in self.blocks:
-                x = block(x, attn_mask=mask)
+        x = run_blocks(self.blocks, x.reshape(b * m, k + t, -1), valid.reshape(b * m, k + t))
         out = self.proj(self.norm(x[:, k:]))
         return out.reshape(b, m, t, self.out_dim)
 

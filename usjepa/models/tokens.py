@@ -10,8 +10,10 @@ throws away most of an image's context (see ``docs/fidelity.md``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 #: index that marks a padded slot in a patch-index tensor.
 PAD = -1
@@ -33,6 +35,15 @@ def key_mask(valid: Tensor) -> Tensor | None:
     if bool(valid.all()):
         return None
     return valid[:, None, None, :]
+
+
+def run_blocks(blocks: Iterable[nn.Module], x: Tensor, valid: Tensor) -> Tensor:
+    """Transformer ``blocks`` over ``x [B, N, D]`` with the padded keys (``valid [B, N]``
+    False) kept out of attention; unpadded inputs run the blocks as they are."""
+    mask = key_mask(valid)
+    for block in blocks:
+        x = block(x) if mask is None else block(x, attn_mask=mask)
+    return x
 
 
 def pad_indices(mask: Tensor, length: int | None = None) -> Tensor:
