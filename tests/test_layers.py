@@ -10,6 +10,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "usjepa"
 #: a package may import the packages of lower rank, and itself
 RANK = {
+    "errors": -1,
+    "atomic": -1,
     "models": 0,
     "masks": 1,
     "losses": 1,

@@ -15,6 +15,7 @@ import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
 from usjepa.data.commands import USAGE_LINES as DATA_USAGE
+from usjepa.errors import debug_requested, describe
 
 USAGE = (
     """usage: usjepa {pretrain,probe,robustness,data} ...
@@ -22,6 +23,7 @@ USAGE = (
   pretrain --config CONFIG.yaml [--key value ...]   train (LightningCLI fit)
   probe --config CONFIG.yaml [--key value ...]      linear-probe encoders on tasks
   robustness --config CONFIG.yaml [--key value ...] probes under corruptions, 5 severities
+  --debug (or USJEPA_DEBUG=1)                       show the traceback of an error
 """
     + DATA_USAGE
 )
@@ -37,6 +39,8 @@ def pretrain(args: list[str]) -> None:
         args=["fit", *args],
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
+        # parse errors raise (and main() prints one line) instead of a page of usage
+        parser_kwargs={"exit_on_error": False, "fit": {"exit_on_error": False}},
     )
 
 
@@ -84,12 +88,20 @@ def data(args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run one command. A user error ends in one line on stderr (what, where, the fix) and
+    exit status 1; ``--debug`` or ``USJEPA_DEBUG=1`` shows the traceback instead."""
+    debug, argv = debug_requested(list(sys.argv[1:] if argv is None else argv))
     commands = {"pretrain": pretrain, "probe": probe, "robustness": robustness, "data": data}
     if not argv or argv[0] not in commands:
         print(USAGE, file=sys.stderr)
         raise SystemExit(2)
-    commands[argv[0]](argv[1:])
+    try:
+        commands[argv[0]](argv[1:])
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"usjepa {argv[0]}: error: {describe(exc)}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
-from usjepa.models.card import data_summary, write_model_card
+from usjepa.atomic import write_text
+from usjepa.callbacks.card import data_summary, write_model_card
 from usjepa.models.encoder import ViTEncoder
 from usjepa.models.export import export_encoder
 from usjepa.models.input_spec import InputSpec
@@ -46,10 +47,12 @@ class ExportEncoder(L.Callback):
         self._next = float("inf")
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Default the export path to ``<default_root_dir>/encoder.safetensors``."""
         if self.given is None:
             self.path = Path(trainer.default_root_dir) / "encoder.safetensors"
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start the clock that times snapshots."""
         self._start = time.perf_counter()
         self._next = (self.every_minutes or float("inf")) * 60.0
 
@@ -61,6 +64,7 @@ class ExportEncoder(L.Callback):
         batch: object,
         batch_idx: int,
     ) -> None:
+        """Write a timed snapshot when ``every_minutes`` have passed."""
         elapsed = time.perf_counter() - self._start
         if elapsed >= self._next:
             minutes = self._next / 60.0
@@ -73,6 +77,7 @@ class ExportEncoder(L.Callback):
             self._next += (self.every_minutes or float("inf")) * 60.0
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write the final export and its model card."""
         self._export(trainer, pl_module, self.path, time.perf_counter() - self._start)
         print(f"exported {self.attribute} to {self.path}")
 
@@ -104,5 +109,5 @@ class ExportEncoder(L.Callback):
         cfg["train_seconds"] = round(seconds, 1)
         data = data_summary(dm)
         cfg["data"] = data
-        cfg_path.write_text(json.dumps(cfg, indent=2, default=str))
+        write_text(cfg_path, json.dumps(cfg, indent=2, default=str))
         write_model_card(path, cfg, pl_module, data)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from usjepa.data.build.ultrabench import ULTRABENCH_TASKS
@@ -94,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(args: list[str]) -> None:
+    """Parse ``usjepa data ...`` and run the tool."""
     ns = _parser().parse_args(args)
     handler = {
         "synth": synth,
@@ -105,14 +105,11 @@ def main(args: list[str]) -> None:
         "check-leakage": check_leakage,
         "shard": shard,
     }[ns.cmd]
-    try:
-        handler(ns)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    handler(ns)  # errors end in one line via usjepa.cli.main
 
 
 def synth(ns: argparse.Namespace) -> None:
+    """``data synth`` and ``data contact-sheet``."""
     from usjepa.data.synthetic import contact_sheet, generate_corpus, generate_task
 
     if ns.cmd == "synth":
@@ -137,6 +134,7 @@ def validate(ns: argparse.Namespace) -> None:
 
 
 def build(ns: argparse.Namespace) -> None:
+    """``data build``: a raw download to corpus frames and manifest rows."""
     from dataclasses import replace
 
     from usjepa.data.build import FramePolicy, build_dataset
@@ -172,12 +170,14 @@ def build(ns: argparse.Namespace) -> None:
 
 
 def make_task(ns: argparse.Namespace) -> None:
+    """``data make-task``: a labelled image folder to a probe task."""
     from usjepa.data.build.tasks import make_task as run
 
     print(run(ns.src, ns.out, ns.labels, ns.test_fraction, ns.seed))
 
 
 def build_task(ns: argparse.Namespace) -> None:
+    """``data build-task``: a benchmark task from its raw download."""
     from usjepa.data.build.tasks import build_busbra, build_tn5000
     from usjepa.data.build.ultrabench import build_ultrabench_task
 
@@ -221,6 +221,7 @@ def check_leakage(ns: argparse.Namespace) -> None:
 
 
 def shard(ns: argparse.Namespace) -> None:
+    """``data shard``: litdata shards of a manifest."""
     from usjepa.data.shards import write_shards
 
     written = write_shards(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import cv2
 import lightning as L
@@ -14,10 +16,19 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
 
+from usjepa.atomic import atomic_path
 from usjepa.data.frames import FrameTable, dataset_shares, load_frame_table, sampling_weights
-from usjepa.data.images import normalize, random_resized_box, read_gray, resize_square
+from usjepa.data.images import (
+    ImageReadError,
+    normalize,
+    random_resized_box,
+    read_gray,
+    resize_square,
+)
 from usjepa.data.leakage import guard_corpus, hash_files
 from usjepa.masks.base import MaskGenerator
+
+log = logging.getLogger(__name__)
 
 
 class FrameTransform:
@@ -48,6 +59,7 @@ class FrameTransform:
         self._key: int | None = None
 
     def rng(self) -> np.random.Generator:
+        """This worker's generator (seeded from the transform's seed and the worker id)."""
         info = get_worker_info()
         key = info.seed if info is not None else self.seed
         if self._rng is None or self._key != key:
@@ -55,6 +67,7 @@ class FrameTransform:
         return self._rng
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> dict[str, Tensor | int]:
+        """Crop, resize and normalise one frame and its scan mask into a sample dict."""
         rng = self.rng()
         if self.crop_scale is not None:
             height, width = image.shape[:2]
@@ -86,12 +99,20 @@ class CorpusDataset(Dataset):
             workers share it copy-on-write instead of multiplying memory).
         rows: the table rows this dataset serves.
         transform: crop, resize and normalisation (see :class:`FrameTransform`).
+        max_consecutive_bad: unreadable frames (corrupt, truncated, empty, wrong format)
+            are skipped for the next row; this many in a row stop the run.
     """
 
     def __init__(
-        self, root: Path, table: FrameTable, rows: np.ndarray, transform: FrameTransform
+        self,
+        root: Path,
+        table: FrameTable,
+        rows: np.ndarray,
+        transform: FrameTransform,
+        max_consecutive_bad: int = 32,
     ) -> None:
         self.root, self.table, self.rows, self.transform = root, table, rows, transform
+        self.max_consecutive_bad = max_consecutive_bad
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -107,8 +128,24 @@ class CorpusDataset(Dataset):
             mask = np.full_like(image, 255)
         return image, mask
 
-    def __getitem__(self, index: int) -> dict[str, Tensor | int]:
-        return self.transform(*self.load(index))
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """The transformed frame; an unreadable frame is replaced by the next readable
+        row, and the rows skipped travel with the sample (``bad_rows``) to be counted."""
+        bad: list[int] = []
+        for step in range(self.max_consecutive_bad + 1):
+            at = (index + step) % len(self.rows)
+            try:
+                sample: dict[str, Any] = self.transform(*self.load(at))
+            except ImageReadError:
+                bad.append(int(self.rows[at]))
+                continue
+            sample["bad_rows"] = bad
+            return sample
+        raise ImageReadError(
+            f"{len(bad)} unreadable frames in a row from "
+            f"{self.root / self.table.frame_path[bad[0]]}; run `usjepa data validate` "
+            "on the manifest to list them, then fix or drop them"
+        )
 
 
 class MaskCollator:
@@ -140,6 +177,7 @@ class MaskCollator:
         self.mean, self.std, self.normalize = mean, std, normalize
 
     def __call__(self, samples: list[dict]) -> dict[str, Tensor]:
+        """Stack the samples and draw one batch of masks."""
         images = torch.stack([s["image"] for s in samples])
         if self.normalize:
             images = normalize(images, self.mean, self.std)
@@ -161,7 +199,13 @@ class MaskCollator:
             valid = cover >= self.region_threshold
         gen = torch.Generator().manual_seed(samples[0]["mask_seed"])
         context, targets = self.generator(len(samples), gen, valid)
-        return {"image": images, "context": context, "targets": targets}
+        bad = [row for s in samples for row in s.get("bad_rows", ())]
+        return {
+            "image": images,
+            "context": context,
+            "targets": targets,
+            "bad_rows": torch.tensor(bad, dtype=torch.long),
+        }
 
 
 class CorpusDataModule(L.LightningDataModule):
@@ -194,6 +238,10 @@ class CorpusDataModule(L.LightningDataModule):
         synthesize_if_missing: generate the synthetic corpus at ``manifest``'s folder when
             it does not exist (the download-free demo).
         synthetic_images: frames to generate in that case.
+        max_bad_fraction: unreadable training frames are skipped, counted per dataset
+            (logged as ``data/skipped_frames``, listed in ``skipped_frames.csv`` in the run
+            folder); once more than this share of the training frames has turned out
+            unreadable, the run stops with the list.
     """
 
     def __init__(
@@ -218,6 +266,7 @@ class CorpusDataModule(L.LightningDataModule):
         allow_test_leakage: bool = False,
         synthesize_if_missing: bool = False,
         synthetic_images: int = 2000,
+        max_bad_fraction: float = 0.02,
     ) -> None:
         super().__init__()
         if sampling not in ("size", "uniform", "temperature"):
@@ -235,14 +284,18 @@ class CorpusDataModule(L.LightningDataModule):
         self.test_index, self.allow_test_leakage = list(test_index or []), allow_test_leakage
         self.synthesize_if_missing, self.synthetic_images = synthesize_if_missing, synthetic_images
         self.leaks: pd.DataFrame | None = None
+        self.max_bad_fraction = max_bad_fraction
+        self.bad_rows: set[int] = set()
 
     def prepare_data(self) -> None:
+        """Write the synthetic corpus when asked and the manifest is missing."""
         if self.synthesize_if_missing and not self.manifest_path.exists():
             from usjepa.data.synthetic import generate_corpus
 
             generate_corpus(self.manifest_path.parent, n_images=self.synthetic_images)
 
     def setup(self, stage: str | None = None) -> None:
+        """Read the manifest, check leakage, and build the datasets and statistics."""
         table = load_frame_table(self.manifest_path)
         self._guard(table)
         is_val = table.val_rows(self.val_fraction)
@@ -282,14 +335,8 @@ class CorpusDataModule(L.LightningDataModule):
                 "benchmark test images (allow_test_leakage=true)"
             )
 
-    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        """Normalise uint8 images on the device (a quarter of the bytes cross the bus)."""
-        if batch["image"].dtype == torch.uint8:
-            mean, std = self.mean or 0.0, self.std or 1.0  # set in setup()
-            batch["image"] = normalize(batch["image"], mean, std)
-        return batch
-
     def train_dataloader(self) -> DataLoader:
+        """Training batches: shards or files, sampled by dataset share."""
         if self.shards:
             from litdata import StreamingDataLoader
 
@@ -328,7 +375,64 @@ class CorpusDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed) if sampler is None else None,
         )
 
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Normalise uint8 images on the device (a quarter of the bytes cross the bus),
+        and count the unreadable frames skipped for this batch (``max_bad_fraction``)."""
+        if batch["image"].dtype == torch.uint8:
+            mean, std = self.mean or 0.0, self.std or 1.0  # set in setup()
+            batch["image"] = normalize(batch["image"], mean, std)
+        rows = batch.pop("bad_rows", None)
+        if rows is not None and rows.numel():
+            new = set(rows.tolist()) - self.bad_rows
+            self.bad_rows |= new
+            for row in sorted(new):
+                log.warning("skipped unreadable frame %s", self._describe_row(row))
+            limit = self.max_bad_fraction * len(self.train_set)
+            if len(self.bad_rows) > limit:
+                self._write_skipped()
+                first = ", ".join(self._describe_row(r) for r in sorted(self.bad_rows)[:3])
+                raise ImageReadError(
+                    f"{len(self.bad_rows)} of {len(self.train_set)} training frames are "
+                    f"unreadable (more than max_bad_fraction {self.max_bad_fraction}), "
+                    f"e.g. {first}; all are listed in {self._skipped_csv()}. Fix or drop "
+                    "them (`usjepa data validate`), or raise data.init_args.max_bad_fraction"
+                )
+        batch["skipped_frames"] = torch.tensor(float(len(self.bad_rows)))
+        return batch
+
+    def _describe_row(self, row: int) -> str:
+        return f"{self.root / self.table.frame_path[row]} ({self.table.dataset[row] or '?'})"
+
+    def _skipped_csv(self) -> Path:
+        trainer = getattr(self, "trainer", None)
+        folder = Path(trainer.default_root_dir) if trainer is not None else self.root
+        return folder / "skipped_frames.csv"
+
+    def _write_skipped(self) -> None:
+        rows = sorted(self.bad_rows)
+        table = pd.DataFrame(
+            {
+                "frame_path": [self.table.frame_path[r] for r in rows],
+                "dataset": [self.table.dataset[r] for r in rows],
+            }
+        )
+        with atomic_path(self._skipped_csv()) as tmp:
+            table.to_csv(tmp, index=False)
+
+    def teardown(self, stage: str) -> None:
+        """Report the frames skipped as unreadable, per dataset, and list them."""
+        if self.bad_rows:
+            self._write_skipped()
+            per = pd.Series([self.table.dataset[r] for r in self.bad_rows]).value_counts()
+            log.warning(
+                "skipped %d unreadable frames (%s); listed in %s",
+                len(self.bad_rows),
+                ", ".join(f"{k}: {v}" for k, v in per.items()),
+                self._skipped_csv(),
+            )
+
     def val_dataloader(self) -> DataLoader:
+        """Validation batches from the held-out patients."""
         return DataLoader(
             self.val_set,
             self.batch_size,
@@ -343,7 +447,10 @@ def _pixel_stats(dataset: CorpusDataset, n: int = 256) -> tuple[float, float]:
     picks = np.linspace(0, len(dataset) - 1, min(n, len(dataset))).astype(int)
     values = []
     for i in picks:
-        image, mask = dataset.load(int(i))
+        try:
+            image, mask = dataset.load(int(i))
+        except ImageReadError:
+            continue  # counted when training reaches it
         values.append(image[mask > 127].astype(np.float32) / 255.0)
     pixels = np.concatenate(values) if values else np.array([0.5], np.float32)
     return float(pixels.mean()), float(max(pixels.std(), 1e-3))

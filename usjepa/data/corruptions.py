@@ -23,7 +23,9 @@ Corruption = Callable[[np.ndarray, np.ndarray, int, np.random.Generator], np.nda
 def _usaugment(name: str, **levels: tuple[float, ...]) -> Corruption:
     """A usaugment transform with each parameter fixed to its level for the severity."""
 
-    def apply(x: np.ndarray, mask: np.ndarray, severity: int, rng: np.random.Generator):
+    def apply(
+        x: np.ndarray, mask: np.ndarray, severity: int, rng: np.random.Generator
+    ) -> np.ndarray:
         import usaugment.albumentations as usa
 
         params = {k: v[severity - 1] for k, v in levels.items()}
@@ -36,16 +38,22 @@ def _usaugment(name: str, **levels: tuple[float, ...]) -> Corruption:
     return apply
 
 
-def _speckle(x, mask, severity, rng):  # noqa: ANN001
+def _speckle(
+    x: np.ndarray, mask: np.ndarray, severity: int, rng: np.random.Generator
+) -> np.ndarray:
     sigma = (0.10, 0.15, 0.20, 0.25, 0.30)[severity - 1]
     return x + x * rng.normal(0.0, sigma, x.shape)
 
 
-def _gaussian_noise(x, mask, severity, rng):  # noqa: ANN001
+def _gaussian_noise(
+    x: np.ndarray, mask: np.ndarray, severity: int, rng: np.random.Generator
+) -> np.ndarray:
     return x + rng.normal(0.0, (0.02, 0.04, 0.06, 0.08, 0.10)[severity - 1], x.shape)
 
 
-def _motion_blur(x, mask, severity, rng):  # noqa: ANN001
+def _motion_blur(
+    x: np.ndarray, mask: np.ndarray, severity: int, rng: np.random.Generator
+) -> np.ndarray:
     k = (3, 5, 7, 9, 11)[severity - 1]
     kernel = np.zeros((k, k), np.float32)
     kernel[k // 2] = 1.0 / k  # lateral probe motion
@@ -53,23 +61,29 @@ def _motion_blur(x, mask, severity, rng):  # noqa: ANN001
 
 
 def _gain(factors: tuple[float, ...]) -> Corruption:
-    def apply(x, mask, severity, rng):  # noqa: ANN001
+    def apply(
+        x: np.ndarray, mask: np.ndarray, severity: int, rng: np.random.Generator
+    ) -> np.ndarray:
         return x * factors[severity - 1]
 
     return apply
 
 
-def _contrast_down(x, mask, severity, rng):  # noqa: ANN001
+def _contrast_down(
+    x: np.ndarray, mask: np.ndarray, severity: int, rng: np.random.Generator
+) -> np.ndarray:
     mean = float(x[mask].mean()) if mask.any() else float(x.mean())
     return mean + (x - mean) * (0.8, 0.65, 0.5, 0.35, 0.2)[severity - 1]
 
 
-def _jpeg(x, mask, severity, rng):  # noqa: ANN001
+def _jpeg(x: np.ndarray, mask: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     quality = (50, 30, 15, 10, 7)[severity - 1]
     ok, data = cv2.imencode(
         ".jpg", np.round(x * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality]
     )
-    return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
+    decoded = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    assert decoded is not None and ok, "OpenCV could not round-trip a JPEG"
+    return decoded.astype(np.float32) / 255.0
 
 
 CORRUPTIONS: dict[str, Corruption] = {

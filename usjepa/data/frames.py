@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from usjepa.data.manifest import ManifestError
+from usjepa.data.manifest import ManifestError, check_exists, check_shape
 
 _DICT_COLUMNS = ("dataset", "patient_id", "split", "scan_mask")
 
@@ -33,6 +33,7 @@ class StringColumn:
 
     @classmethod
     def from_arrow(cls, array: pa.Array | pa.ChunkedArray) -> StringColumn:
+        """Pack an Arrow string column."""
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
         array = pc.fill_null(array.cast(pa.large_string()), "")
@@ -44,6 +45,7 @@ class StringColumn:
 
     @classmethod
     def from_strings(cls, values: list[str]) -> StringColumn:
+        """Pack a list of strings."""
         return cls.from_arrow(pa.array(values, pa.large_string()))
 
     def __len__(self) -> int:
@@ -54,6 +56,7 @@ class StringColumn:
 
     @property
     def nbytes(self) -> int:
+        """Memory held, in bytes."""
         return self.data.nbytes + self.offsets.nbytes
 
 
@@ -69,10 +72,12 @@ class Codes:
         return self.values[code] if code >= 0 else ""
 
     def value_list(self) -> list[str]:
+        """Unpack to a list of Python strings."""
         return [self.values[i] for i in range(len(self.values))]
 
     @classmethod
     def from_arrow(cls, array: pa.Array | pa.ChunkedArray) -> Codes:
+        """Dictionary-encode an Arrow column."""
         if isinstance(array, pa.ChunkedArray):
             array = pa.chunked_array(
                 [
@@ -103,12 +108,14 @@ class FrameTable:
 
     @property
     def nbytes(self) -> int:
+        """Memory held, in bytes."""
         parts = [self.frame_path.nbytes, self.phash.nbytes if self.phash is not None else 0]
         for c in (self.scan_mask, self.dataset, self.patient, self.split):
             parts += [c.codes.nbytes, c.values.nbytes]
         return sum(parts)
 
     def rows_in_split(self, name: str) -> np.ndarray:
+        """Row indices whose ``split`` equals ``name``."""
         values = self.split.value_list()
         if name not in values:
             return np.zeros(len(self), bool)
@@ -142,11 +149,7 @@ def load_frame_table(path: str | Path) -> FrameTable:
             lacks ``frame_path``.
     """
     path = Path(path)
-    if not path.exists():
-        raise ManifestError(
-            f"manifest {path} not found; build one with `usjepa data build` or "
-            "`usjepa data synth`, or point data.manifest at an existing file"
-        )
+    check_exists(path)
     try:
         if path.suffix == ".parquet":
             return _from_parquet(path)
@@ -159,15 +162,8 @@ def load_frame_table(path: str | Path) -> FrameTable:
         raise ManifestError(f"manifest {path} cannot be read: {err}") from None
 
 
-def _check(names: list[str], rows: int, path: Path) -> None:
-    if "frame_path" not in names:
-        raise ManifestError(f"manifest {path} lacks the frame_path column; it has {names}")
-    if rows == 0:
-        raise ManifestError(f"manifest {path} has no rows")
-
-
 def _from_table(table: pa.Table, path: Path) -> FrameTable:
-    _check(table.column_names, table.num_rows, path)
+    check_shape(table.column_names, table.num_rows, path)
     n = table.num_rows
 
     def codes(name: str) -> Codes:
@@ -211,7 +207,7 @@ def _from_parquet(path: Path) -> FrameTable:
     names = pq.read_schema(path).names
     file = pq.ParquetFile(path, read_dictionary=[c for c in _DICT_COLUMNS if c in names])
     rows = file.metadata.num_rows
-    _check(names, rows, path)
+    check_shape(names, rows, path)
 
     def codes(name: str) -> Codes:
         if name not in names:

@@ -9,8 +9,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from usjepa.errors import UsjepaError
 
-class ImageReadError(OSError):
+
+class ImageReadError(UsjepaError, OSError):
     """An image or mask file that is missing or cannot be decoded."""
 
 

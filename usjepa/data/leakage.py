@@ -21,9 +21,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from usjepa.data.images import read_gray
+from usjepa.errors import UsjepaError
 
 
-class LeakageError(RuntimeError):
+class LeakageError(UsjepaError, RuntimeError):
     """A pretraining corpus that contains benchmark test images."""
 
 

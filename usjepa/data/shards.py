@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import zlib
+from collections.abc import Callable
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,6 +26,9 @@ from usjepa.data.frames import load_frame_table
 from usjepa.data.images import read_gray
 
 SHARDS_INFO = "usjepa_shards.json"
+
+#: ``(image, scan mask) -> sample dict``: the corpus transform applied to a decoded frame
+SampleFn = Callable[[np.ndarray, np.ndarray], dict[str, Any]]
 
 
 def pack_mask(mask: np.ndarray) -> bytes:
@@ -126,11 +131,11 @@ class ShardCorpusDataset(StreamingDataset):
     arguments (``shuffle``, ``seed``, ``drop_last`` ...).
     """
 
-    def __init__(self, input_dir: str, transform, **kwargs) -> None:  # noqa: ANN001
+    def __init__(self, input_dir: str, transform: SampleFn, **kwargs: Any) -> None:
         super().__init__(input_dir, **kwargs)
         self.frame_transform = transform  # litdata's own `transform` attribute is separate
 
-    def __getitem__(self, index):  # noqa: ANN001, ANN204
+    def __getitem__(self, index: Any) -> dict[str, Any]:
         item = super().__getitem__(index)
         image = cv2.imdecode(np.frombuffer(item["image"], np.uint8), cv2.IMREAD_GRAYSCALE)
         if image is None:
@@ -140,7 +145,7 @@ class ShardCorpusDataset(StreamingDataset):
 
 def combined_shards(
     shards: str | Path,
-    transform,  # noqa: ANN001
+    transform: SampleFn,
     weights: dict[str, float] | None = None,
     seed: int = 0,
     shuffle: bool = True,

@@ -25,12 +25,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from usjepa.data.images import normalize, read_gray, resize_square
+from usjepa.errors import UsjepaError
 
 GROUP_FIELDS = ("patient", "source")
 SPLIT_FILES = {"train_val": "train_val.json", "test": "test.json"}
 
 
-class TaskError(ValueError):
+class TaskError(UsjepaError, ValueError):
     """A task folder or split file that cannot be read as a benchmark task."""
 
 
@@ -194,6 +195,7 @@ class ProbeDataModule(L.LightningDataModule):
         self.tables: dict[str, pd.DataFrame] = {}
 
     def prepare_data(self) -> None:
+        """Write the synthetic task when asked and the folder has none."""
         if self.synthesize_if_missing and not (self.root / SPLIT_FILES["test"]).exists():
             from usjepa.data.synthetic import generate_task
 
@@ -201,6 +203,7 @@ class ProbeDataModule(L.LightningDataModule):
 
     @property
     def task_name(self) -> str:
+        """The task's name: its folder's name."""
         return self.root.name
 
     def exists(self) -> bool:
@@ -211,6 +214,7 @@ class ProbeDataModule(L.LightningDataModule):
         )
 
     def setup(self, stage: str | None = None) -> None:
+        """Read and check the split files and the class names."""
         if self.tables:
             return
         self.prepare_data()
@@ -224,8 +228,14 @@ class ProbeDataModule(L.LightningDataModule):
             names = class_names_from_records(pd.concat(self.tables.values())) or []
         self.num_classes = max(len(names), int(labels.max()) + 1)
         if names and len(names) < self.num_classes:
+            split, table = next(
+                (k, t) for k, t in self.tables.items() if t["label"].max() >= len(names)
+            )
+            row = int(np.argmax(table["label"].to_numpy() >= len(names)))
             raise TaskError(
-                f"{names_file} names {len(names)} classes but labels reach {labels.max()}"
+                f"{self.root / SPLIT_FILES[split]}: record {row} has label "
+                f"{table['label'].iloc[row]}, but {names_file} names {len(names)} classes "
+                f"(0..{len(names) - 1}); fix the label or add the class to classes.json"
             )
         self.class_names = names or [str(c) for c in range(self.num_classes)]
         if self.mean is None or self.std is None:
@@ -238,9 +248,11 @@ class ProbeDataModule(L.LightningDataModule):
         return float(pix.mean() / 255.0), float(max(pix.std() / 255.0, 1e-3))
 
     def labels(self, split: str) -> np.ndarray:
+        """Integer labels of ``split``."""
         return self.tables[split]["label"].to_numpy(dtype=np.int64)
 
     def groups(self, split: str) -> np.ndarray:
+        """Patient (or image) groups of ``split``, for grouped validation splits."""
         return self.tables[split]["group"].to_numpy(dtype=str)
 
     def val_mask(self, seed: int) -> np.ndarray:

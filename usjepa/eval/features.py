@@ -12,6 +12,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from usjepa.atomic import atomic_path
+
 POOLINGS = ("cls", "mean", "cls_mean", "<pooling>_last<n>")
 _LAST = re.compile(r"^(cls|mean|cls_mean)_last(\d+)$")
 
@@ -121,10 +123,8 @@ def cached_features(
     if path.exists():
         return torch.load(path, weights_only=True)
     feats = extract_features(encoder, loader, poolings, device, desc)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(feats, tmp)
-    tmp.replace(path)  # atomic: an interrupted run never leaves a half-written cache entry
+    with atomic_path(path) as tmp:  # an interrupted run never leaves a half-written entry
+        torch.save(feats, tmp)
     return feats
 
 

@@ -168,10 +168,12 @@ class LinearProbeModule(L.LightningModule):
         return self.eval()
 
     def on_train_start(self) -> None:
+        """Standardise features with the training split's statistics."""
         self._total = max(1, int(self.trainer.estimated_stepping_batches))
         self._steps, self._state = 0, {}
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        """Cross-entropy of every head in the grid on one batch."""
         loss = self.grid_loss(batch, batch["label"])
         self.manual_backward(loss)
         self._adamw_step()
@@ -179,6 +181,7 @@ class LinearProbeModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Accumulate each head's validation predictions."""
         f1 = self.head_f1(batch, batch["label"])
         self.log("probe/val_best_macro_f1", f1.max(), batch_size=len(batch["label"]))
 
@@ -191,6 +194,7 @@ class LinearProbeModule(L.LightningModule):
         )
 
     def configure_optimizers(self) -> None:
+        """None: the heads are updated by hand in ``training_step``."""
         return None  # the vectorised AdamW in training_step updates every head
 
 
@@ -247,11 +251,13 @@ class FeatureDataModule(L.LightningDataModule):
         self.batch_size, self.seed = batch_size, seed
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
+        """Shuffled training features, reshuffled per epoch by a seeded permutation."""
         rows = _FeatureRows(self.train, self.y_train)
         sampler = SeededPermutation(len(rows), self.seed)
         return torch.utils.data.DataLoader(rows, self.batch_size, sampler=sampler)
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
+        """Validation features in order."""
         if self.val is None or self.y_val is None:
             return []  # type: ignore[return-value]
         rows = _FeatureRows(self.val, self.y_val)

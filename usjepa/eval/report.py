@@ -3,8 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+
+from usjepa.atomic import atomic_path, write_text
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> None:
+    """``DataFrame.to_csv`` without the index, atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 120) -> None:
+    """Save a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    plt.close(fig)
 
 
 def summarise(per_seed: pd.DataFrame, metric: str = "macro_f1") -> pd.DataFrame:
@@ -30,8 +48,8 @@ def paper_table(summary: pd.DataFrame) -> pd.DataFrame:
 def write_tables(per_seed: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -> None:
     """Write per-seed and summary CSVs and a Markdown table; print the table."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    per_seed.to_csv(out_dir / "probe_per_seed.csv", index=False)
-    summary.to_csv(out_dir / "probe_summary.csv", index=False)
+    write_csv(per_seed, out_dir / "probe_per_seed.csv")
+    write_csv(summary, out_dir / "probe_summary.csv")
     table = paper_table(summary)
     n = int(summary["count"].max())
     md = (
@@ -39,7 +57,7 @@ def write_tables(per_seed: pd.DataFrame, summary: pd.DataFrame, out_dir: Path) -
         + table.to_markdown()
         + "\n"
     )
-    (out_dir / "probe_table.md").write_text(md)
+    write_text(out_dir / "probe_table.md", md)
     plot_table(summary, out_dir / "probe_table.png")
     print(md)
 
@@ -62,8 +80,7 @@ def plot_table(summary: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel("test macro F1 (%)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def write_tensorboard(summary: pd.DataFrame, log_dir: Path) -> None:
@@ -85,7 +102,7 @@ def write_few_shot(per_seed: pd.DataFrame, out_dir: Path, metric: str = "macro_f
     summary = grouped[metric].agg(["mean", "std", "count"]).reset_index()
     summary[["mean", "std"]] *= 100.0
     summary["train_images"] = grouped["train_images"].mean().to_numpy()
-    summary.to_csv(out_dir / "fewshot.csv", index=False)
+    write_csv(summary, out_dir / "fewshot.csv")
     cells = summary.assign(
         label=(summary["fraction"] * 100).map("{:g}%".format),
         cell=summary["mean"].map("{:.1f}".format)
@@ -97,9 +114,10 @@ def write_few_shot(per_seed: pd.DataFrame, out_dir: Path, metric: str = "macro_f
     )
     table = table[[f"{f * 100:g}%" for f in sorted(summary["fraction"].unique())]]
     n = int(summary["count"].max())
-    (out_dir / "fewshot.md").write_text(
+    write_text(
+        out_dir / "fewshot.md",
         f"Few-shot linear probe, test macro F1 (%), mean ± std over {n} seeds, by the share "
-        "of training patients labeled\n\n" + table.to_markdown() + "\n"
+        "of training patients labeled\n\n" + table.to_markdown() + "\n",
     )
     import matplotlib
 
@@ -120,5 +138,4 @@ def write_few_shot(per_seed: pd.DataFrame, out_dir: Path, metric: str = "macro_f
         ax.set_title(task)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_dir / "fewshot.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_dir / "fewshot.png", dpi=120)

@@ -18,11 +18,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from usjepa.atomic import write_text
 from usjepa.data.corruptions import CORRUPTIONS, SEVERITIES, corruption_grid
 from usjepa.data.images import read_gray
 from usjepa.data.tasks import ProbeDataModule
 from usjepa.eval.features import task_features
 from usjepa.eval.metrics import classification_scores
+from usjepa.eval.report import save_figure, write_csv
 from usjepa.eval.runner import fit_grid, standardise
 
 
@@ -47,7 +49,17 @@ def run_robustness(
         corruptions: names from :data:`usjepa.data.corruptions.CORRUPTIONS` (all of them
             by default).
         severities: levels 1 to 5.
-        (others): as :func:`usjepa.eval.run_probe`.
+        encoders: name -> frozen encoder, as :func:`usjepa.eval.run_probe`.
+        task: the task whose test images are corrupted.
+        seeds: one probe per seed.
+        poolings: token poolings tried as part of the grid.
+        lrs: head grid learning rates.
+        weight_decays: head grid weight decays.
+        epochs: head training epochs.
+        batch_size: head training batch size.
+        out_dir: where the tables and plots go.
+        cache_dir: feature cache (``None`` disables it).
+        device: where features are extracted.
     """
     names = corruptions or list(CORRUPTIONS)
     unknown = set(names) - set(CORRUPTIONS)
@@ -112,7 +124,7 @@ def run_robustness(
                 )
         print(f"robustness of {model} on {task.task_name} in {time.perf_counter() - start:.1f}s")
     per_seed = pd.DataFrame(rows)
-    per_seed.to_csv(out / "robustness.csv", index=False)
+    write_csv(per_seed, out / "robustness.csv")
     _report(per_seed, out)
     test = task.tables["test"].iloc[0]
     image = read_gray(task.root / test["image"], "task image")
@@ -126,17 +138,18 @@ def _report(per_seed: pd.DataFrame, out: Path) -> None:
     grouped = per_seed.groupby(["model", "corruption", "severity"], sort=False)["macro_f1"]
     summary = grouped.agg(["mean", "std", "count"]).reset_index()
     summary[["mean", "std"]] *= 100.0
-    summary.to_csv(out / "robustness_summary.csv", index=False)
+    write_csv(summary, out / "robustness_summary.csv")
     per_corruption = summary.groupby(["model", "corruption"], sort=False)["mean"].mean()
     table = per_corruption.unstack("corruption")
     order = ["clean", *[c for c in table.columns if c != "clean"]]
     table = table[order].round(1)
     n = int(summary["count"].max())
-    (out / "robustness.md").write_text(
+    write_text(
+        out / "robustness.md",
         f"Macro F1 (%) of probes trained on clean features, on corrupted test sets (mean "
         f"over severities and {n} seeds; corruptions inside the scan region)\n\n"
         + table.to_markdown()
-        + "\n"
+        + "\n",
     )
     import matplotlib
 
@@ -160,5 +173,4 @@ def _report(per_seed: pd.DataFrame, out: Path) -> None:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "robustness.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "robustness.png", dpi=110)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from usjepa.data.tasks import ProbeDataModule, grouped_split
+from usjepa.errors import ConfigError
 from usjepa.eval.features import task_features
 from usjepa.eval.linear_probe import FeatureDataModule, LinearProbeModule
 from usjepa.eval.metrics import classification_scores
@@ -128,21 +129,36 @@ def resolve_models(encoders: dict[str, nn.Module], models: list[str]) -> dict[st
     from usjepa.models.zoo import ZOO, ZooEncoder
 
     out: dict[str, nn.Module] = {}
+    given: dict[str, str] = {}
+
+    def add(name: str, spec: str, module: nn.Module) -> None:
+        if name in out:
+            raise ConfigError(
+                f"models {given[name]!r} and {spec!r} would both be named {name!r} in the "
+                "results; give the exports distinct file or folder names, or name them "
+                "under the config's encoders"
+            )
+        given[name] = spec
+        out[name] = module
+
     for spec in models:
         spec = spec.strip()
         if spec in encoders:
-            out[spec] = encoders[spec]
+            add(spec, spec, encoders[spec])
         elif spec.endswith(".safetensors") and ":" not in spec:
-            out[Path(spec).parent.name or Path(spec).stem] = ZooEncoder("usjepa", spec)
+            path = Path(spec)
+            # runs/<name>/encoder.safetensors -> <name>; exports/student.safetensors -> student
+            name = path.parent.name if path.stem == "encoder" and path.parent.name else path.stem
+            add(name, spec, ZooEncoder("usjepa", spec))
         elif ":" in spec:
             entry, checkpoint = spec.split(":", 1)
             entry, _, arch = entry.partition("/")
             if entry not in ZOO:
-                raise ValueError(
+                raise ConfigError(
                     f"model {spec!r}: unknown zoo entry {entry!r}; known: {sorted(ZOO)}"
                 )
             name = arch if entry == "timm" else entry
-            out[name] = ZooEncoder(entry, checkpoint, arch=arch or None)
+            add(name, spec, ZooEncoder(entry, checkpoint, arch=arch or None))
         else:
             raise ValueError(
                 f"model {spec!r} is not in the config's encoders ({sorted(encoders)}), an "
@@ -178,7 +194,8 @@ def run_probe(
 
     Args:
         encoders: name -> frozen encoder returning ``[B, 1 + N, D]`` tokens.
-        task, tasks: the benchmark task(s); results form one table, tasks as columns.
+        task: the benchmark task.
+        tasks: several tasks; results form one table, tasks as columns.
         models: probe these instead of all ``encoders`` (see :func:`resolve_models`).
         task_roots: task folders to probe instead of ``task``/``tasks``; each is read
             like ``task`` (same input size).
@@ -187,8 +204,10 @@ def run_probe(
             (validation and test stay whole); writes ``fewshot.{csv,md,png}``.
         seeds: one probe per seed; the table shows mean +/- std over them.
         poolings: token poolings tried as part of the grid.
-        lrs, weight_decays: head grid.
-        epochs, batch_size: head training.
+        lrs: head grid learning rates.
+        weight_decays: head grid weight decays.
+        epochs: head training epochs.
+        batch_size: head training batch size.
         engine: ``grid`` (the head grid's plain loop, fastest) or ``trainer`` (the same
             heads through a Lightning Trainer); both give the same heads.
         skip_missing_tasks: probe the tasks whose folders exist and name the others,

@@ -10,7 +10,12 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
+from usjepa.errors import UsjepaError
 from usjepa.methods.optim import param_groups, warmup_cosine
+
+
+class LossDiverged(UsjepaError, FloatingPointError):
+    """The training loss became NaN or infinite."""
 
 
 class PretrainModule(L.LightningModule):
@@ -49,6 +54,7 @@ class PretrainModule(L.LightningModule):
         return min(1.0, self.global_step / total)
 
     def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """Set the learning rate and weight decay of this step from the schedules."""
         if self.final_weight_decay is None:
             return
         cos = 0.5 * (1.0 + math.cos(math.pi * self.progress))
@@ -68,9 +74,10 @@ class PretrainModule(L.LightningModule):
         raise NotImplementedError
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        """The method's loss on one batch, logged with its parts."""
         loss, extras = self.step_loss(batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise LossDiverged(
                 f"{type(self).__name__}: loss became {loss.item()} at global step "
                 f"{self.global_step}. Checkpoints already written are kept. Lower the "
                 "learning rate, raise warmup, set trainer.gradient_clip_val, or check the "
@@ -79,13 +86,18 @@ class PretrainModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
         for name, value in extras.items():
             self.log(f"train/{name}", value, batch_size=len(batch["image"]))
+        if "skipped_frames" in batch:  # unreadable frames skipped so far (CorpusDataModule)
+            self.log("data/skipped_frames", batch["skipped_frames"], batch_size=1)
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """The method's loss on one validation batch."""
         loss, _ = self.step_loss(batch)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["image"]))
 
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
+        """The configured optimiser (AdamW) over the trainable modules; no weight decay
+        on norms and biases."""
         optimizer = self.optimizer_factory(
             param_groups(self.trainable_modules(), self.weight_decay)
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from lightning.pytorch.cli import OptimizerCallable
@@ -73,17 +74,20 @@ class IJEPAModule(JEPAModule):
 
     @property
     def momentum(self) -> float:
+        """The EMA momentum at the current step (linear ramp, as I-JEPA)."""
         start, end = self.ema_momentum
         return start + (end - start) * self.progress
 
     def on_train_epoch_start(self) -> None:
+        """Keep the EMA target encoder in eval mode."""
         self.target_encoder.eval()
 
     @torch.no_grad()
     def compute_targets(self, images: Tensor, targets: Tensor) -> Tensor:
+        """Target tokens from the EMA target encoder."""
         return self._target_tokens(self.target_encoder, images, targets, self.teacher_layers)
 
-    def optimizer_step(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """Step the student, then move the targets: once per optimiser step, so gradient
         accumulation over k micro-batches gives one EMA update, not k."""
         m = self.momentum  # from the step about to complete

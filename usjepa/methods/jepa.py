@@ -66,6 +66,7 @@ class JEPAModule(PretrainModule):
         self.loss_kind, self.target_norm = loss, target_norm
 
     def trainable_modules(self) -> list[nn.Module]:
+        """The modules the optimiser updates: student and predictor."""
         return [self.student, self.predictor]
 
     def compute_targets(self, images: Tensor, targets: Tensor) -> Tensor:
@@ -82,6 +83,7 @@ class JEPAModule(PretrainModule):
         return latent_loss(predictions, targets, self.loss_kind)
 
     def step_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Predict the target tokens of the masked blocks from the context."""
         images, context, target_idx = batch["image"], batch["context"], batch["targets"]
         targets = self.compute_targets(images, target_idx)
         predictions = self.predict(images, context, target_idx)
@@ -223,10 +225,12 @@ class SALTModule(JEPAModule):
             self.teacher_input = (std / t_std, (mean - t_mean) / t_std)
 
     def on_train_epoch_start(self) -> None:
+        """Keep the frozen teacher in eval mode."""
         self.teacher.eval()  # Trainer.fit puts every submodule in train mode
 
     @torch.no_grad()
     def compute_targets(self, images: Tensor, targets: Tensor) -> Tensor:
+        """Target tokens from the frozen teacher."""
         scale, shift = self.teacher_input
         if (scale, shift) != (1.0, 0.0):  # x_teacher = (x * std + mean - t_mean) / t_std
             images = images * scale + shift

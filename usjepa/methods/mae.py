@@ -48,9 +48,11 @@ class MAEModule(PretrainModule):
         self.encoder, self.decoder, self.norm_pix_loss = encoder, decoder, norm_pix_loss
 
     def trainable_modules(self) -> list[nn.Module]:
+        """The modules the optimiser updates: encoder and decoder."""
         return [self.encoder, self.decoder]
 
     def step_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Reconstruct the pixels of the masked patches from the visible ones."""
         images, visible, masked = batch["image"], batch["context"], batch["targets"]
         if masked.shape[1] != 1:
             raise ValueError(

@@ -11,10 +11,11 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from usjepa.errors import UsjepaError
 from usjepa.models.input_spec import InputSpec
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UsjepaError, RuntimeError):
     """A checkpoint that is missing or does not fit the model it is loaded into."""
 
 

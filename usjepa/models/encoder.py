@@ -10,6 +10,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
+from usjepa.errors import ConfigError
 from usjepa.models.checkpoint import load_state_dict_file, read_input_spec
 from usjepa.models.input_spec import InputSpec
 from usjepa.models.tokens import gather_tokens, run_blocks
@@ -60,7 +61,11 @@ class ViTEncoder(nn.Module):
     ) -> None:
         super().__init__()
         if img_size % patch_size:
-            raise ValueError(f"img_size={img_size} must be a multiple of patch_size={patch_size}")
+            raise ConfigError(
+                f"ViTEncoder img_size {img_size} is not a multiple of patch_size {patch_size}; "
+                f"use img_size {img_size // patch_size * patch_size} or "
+                f"{(img_size // patch_size + 1) * patch_size}, or another patch_size"
+            )
         self.timm_kwargs: dict[str, Any] = dict(
             img_size=img_size,
             patch_size=patch_size,

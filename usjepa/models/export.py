@@ -8,6 +8,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from usjepa.atomic import atomic_path, write_text
 from usjepa.models.checkpoint import CheckpointError
 from usjepa.models.encoder import TIMM_ARCH, ViTEncoder
 from usjepa.models.input_spec import InputSpec
@@ -32,12 +33,13 @@ def export_encoder(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.vit.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "pt", "architecture": TIMM_ARCH})
+    with atomic_path(path) as tmp:  # never a half-written export under the real name
+        save_file(state, str(tmp), metadata={"format": "pt", "architecture": TIMM_ARCH})
     config: dict = {"architecture": TIMM_ARCH, "kwargs": encoder.timm_kwargs}
     spec = input_spec or encoder.input_spec
     if spec is not None:
         config["input_spec"] = spec.to_json()
-    path.with_suffix(".json").write_text(json.dumps(config, indent=2))
+    write_text(path.with_suffix(".json"), json.dumps(config, indent=2))
     return path
 
 

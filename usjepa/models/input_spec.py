@@ -40,10 +40,12 @@ class InputSpec:
     resize: Resize = "square"
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InputSpec:
+        """Read :meth:`to_json`'s output back."""
         mean, std = data["mean"], data["std"]
         return cls(
             img_size=int(data["img_size"]),

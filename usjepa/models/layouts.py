@@ -22,6 +22,7 @@ def unwrap(state: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Tensor]:
 
 
 def strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The entries of ``state`` under ``prefix``, with the prefix removed."""
     return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
 
 
@@ -135,4 +136,5 @@ def remap_timm_filter(state: dict[str, Any], model: nn.Module) -> dict[str, Tens
 
 
 def remap_identity(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
+    """``state`` as is, for checkpoints already in the model's layout."""
     return unwrap(state, ("state_dict", "model"))

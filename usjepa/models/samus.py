@@ -55,6 +55,7 @@ class BottleneckAdapter(nn.Module):
         self.residual = residual
 
     def forward(self, x: Tensor) -> Tensor:
+        """Apply the block."""
         out = self.fc2(F.gelu(self.fc1(x)))
         return x + out if self.residual else out
 
@@ -69,6 +70,7 @@ class CrossAttentionAdapter(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        """Attend from ``x`` to ``context``."""
         b, h, w, d = x.shape
 
         def heads(t: Tensor) -> Tensor:
@@ -96,6 +98,7 @@ class SAMUSBlock(nn.Module):
             self.refine_adapter = conv_unit(dim, dim, pool=False)
 
     def forward(self, x: Tensor, cnn: Tensor) -> tuple[Tensor, Tensor]:
+        """Exchange information between the ViT and CNN branches."""
         shortcut, (h, w) = x, x.shape[1:3]
         x = self.norm1(x)
         if self.window_size:
@@ -124,6 +127,7 @@ class ConvStages(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """Apply the block."""
         x = self.inc(x)
         for stage in self.downs:
             x = stage(x)
@@ -181,6 +185,7 @@ class SAMUSEncoder(nn.Module):
         self.out_dim = out_chans if neck else embed_dim
 
     def forward_features(self, x: Tensor) -> Tensor:
+        """Patch tokens of the image encoder, ``[B, N, D]``."""
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         cnn = self.cnn_embed(x).permute(0, 2, 3, 1)
@@ -196,6 +201,7 @@ class SAMUSEncoder(nn.Module):
         return fused if self.neck is None else self.neck(fused)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Apply the block."""
         return self.forward_features(x)
 
 

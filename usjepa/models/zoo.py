@@ -230,7 +230,9 @@ class ZooEncoder(nn.Module):
                 self.model, spec.remap(state, self.model), f"{name} checkpoint {checkpoint}"
             )
 
-    def _init_usjepa(self, checkpoint: str | None, input_mean, input_std) -> None:  # noqa: ANN001
+    def _init_usjepa(
+        self, checkpoint: str | None, input_mean: float | None, input_std: float | None
+    ) -> None:
         from usjepa.models.export import load_exported
 
         if checkpoint is None:
@@ -247,12 +249,18 @@ class ZooEncoder(nn.Module):
             mean, std = self.input_spec.mean, self.input_spec.std
         self._set_norm(mean, std, input_mean, input_std)
 
-    def _set_norm(self, mean, std, input_mean, input_std) -> None:  # noqa: ANN001
+    def _set_norm(
+        self,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        input_mean: float | None,
+        input_std: float | None,
+    ) -> None:
         chans = self.in_chans
-        mean = torch.tensor(list(mean) * (chans if len(mean) == 1 else 1), dtype=torch.float32)
-        std = torch.tensor(list(std) * (chans if len(std) == 1 else 1), dtype=torch.float32)
-        self.register_buffer("mean", mean.view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", std.view(1, -1, 1, 1), persistent=False)
+        mean_t = torch.tensor(list(mean) * (chans if len(mean) == 1 else 1), dtype=torch.float32)
+        std_t = torch.tensor(list(std) * (chans if len(std) == 1 else 1), dtype=torch.float32)
+        self.register_buffer("mean", mean_t.view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", std_t.view(1, -1, 1, 1), persistent=False)
         self.input_mean = 0.0 if input_mean is None else float(input_mean)
         self.input_std = 1.0 if input_std is None else float(input_std)
         self.input_stats_fixed = input_mean is not None or input_std is not None
@@ -293,6 +301,7 @@ class ZooEncoder(nn.Module):
         return (pixels - self.mean) / self.std
 
     def forward(self, images: Tensor) -> Tensor:
+        """Tokens ``[B, P + N, D]`` of images given in our normalisation."""
         x = self.model.forward_features(self.prepare(images))
         if self.kind == "map":  # [B, C, h, w] feature map -> [B, h*w, C]
             x = x.flatten(2).transpose(1, 2)

@@ -99,6 +99,7 @@ def patient_of(rel: str, pattern: str | None) -> str:
 
 
 def resize_short(frame: np.ndarray, size: int) -> np.ndarray:
+    """Resize so that the shorter side is ``size`` (area filter when shrinking)."""
     h, w = frame.shape
     scale = size / min(h, w)
     if scale == 1.0:
@@ -209,15 +210,18 @@ def build_dataset(
     Args:
         raw_root: the dataset's raw download.
         out_root: corpus folder (shared by all datasets; the manifest lists them all).
-        dataset, organ: recorded on every row.
+        dataset: catalogue name, recorded on every row.
+        organ: anatomy, recorded on every row.
         size: short side of written frames in pixels.
         image_format: ``jpg`` or ``png``.
+        jpeg_quality: JPEG quality of written frames.
         policy: frame sampling for videos, cine and volumes.
         patient_pattern: regex on each source's path relative to ``raw_root`` whose first
             group is the patient id (e.g. ``^([^/]+)/`` for one folder per patient).
         exclude: regex; sources whose relative path matches are skipped (for example
             segmentation masks stored beside the images).
         workers: processes; 1 builds in this process.
+        progress: show a progress bar.
     """
     raw, out = Path(raw_root), Path(out_root)
     if not raw.is_dir():

@@ -9,13 +9,16 @@ from typing import Any
 import yaml
 
 from usjepa.data.build.readers import SOURCE_KINDS, FramePolicy
+from usjepa.errors import UsjepaError
 
-DEFAULT_CATALOG = Path(__file__).resolve().parents[3] / "data_manifests" / "catalog.yaml"
+#: shipped inside the package (``data_manifests/catalog.yaml`` links here), so that a
+#: non-editable install finds it too
+DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
 _DATASET_KEYS = {"organ", "kinds", "source", "licence", "layout"}
 _OPTIONAL_KEYS = {"patient_pattern", "frame_policy", "exclude", "aka"}
 
 
-class CatalogError(ValueError):
+class CatalogError(UsjepaError, ValueError):
     """A catalogue file or entry that is malformed."""
 
 
@@ -37,11 +40,14 @@ class CatalogEntry:
 
 @dataclass
 class Catalog:
+    """The dataset catalogue: entries by name, read from ``catalog.yaml``."""
+
     datasets: dict[str, CatalogEntry]
     tasks: dict[str, dict[str, Any]]
     defaults: dict[str, Any] = field(default_factory=dict)
 
     def entry(self, name: str) -> CatalogEntry:
+        """The entry called ``name``; a :class:`CatalogError` lists the known ones."""
         if name not in self.datasets:
             near = [n for n in self.datasets if n.lower() == name.lower()]
             hint = f"; did you mean {near[0]!r}?" if near else ""

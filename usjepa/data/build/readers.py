@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from usjepa.errors import UsjepaError
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg")
 VOLUME_EXTS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -22,7 +24,7 @@ DICOM_EXTS = (".dcm", ".dicom")
 SOURCE_KINDS = ("image", "video", "volume", "dicom")
 
 
-class SourceError(RuntimeError):
+class SourceError(UsjepaError, RuntimeError):
     """A raw source that cannot be read (corrupt, truncated, or of an unsupported kind)."""
 
 
@@ -105,6 +107,7 @@ def spread(indices: list[int], cap: int) -> list[int]:
 
 
 def read_image(path: Path) -> Iterator[tuple[int, np.ndarray]]:
+    """``(0, frame)`` for a still image."""
     frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if frame is None:
         raise SourceError(f"cannot decode image {path} (corrupt or not an image)")
@@ -112,6 +115,7 @@ def read_image(path: Path) -> Iterator[tuple[int, np.ndarray]]:
 
 
 def read_video(path: Path, policy: FramePolicy) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, frame)`` for the frames of a clip that ``policy`` keeps."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise SourceError(f"cannot open video {path} (corrupt or unsupported codec)")
@@ -152,6 +156,7 @@ def _square_pixels(frame: np.ndarray, spacing: tuple[float, float]) -> np.ndarra
 
 
 def read_volume(path: Path, policy: FramePolicy) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, slice)`` for the slices of a volume that ``policy`` keeps."""
     import SimpleITK as sitk
 
     try:
@@ -178,6 +183,7 @@ def read_volume(path: Path, policy: FramePolicy) -> Iterator[tuple[int, np.ndarr
 
 
 def read_dicom(path: Path, policy: FramePolicy) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, frame)`` for a DICOM image or multi-frame cine."""
     import pydicom
 
     try:

@@ -38,9 +38,10 @@ from tqdm.auto import tqdm
 from usjepa.data.build.readers import IMAGE_EXTS, gray
 from usjepa.data.scan_region import detect_scan_region
 from usjepa.data.tasks import grouped_split
+from usjepa.errors import UsjepaError
 
 
-class TaskBuildError(ValueError):
+class TaskBuildError(UsjepaError, ValueError):
     """A raw task release that does not have the expected layout."""
 
 

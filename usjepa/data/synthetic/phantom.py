@@ -203,7 +203,9 @@ def speckle_envelope(
 
     Args:
         echo: ``[NZ, NX]`` mean scatterer power.
-        axial_sigma, lateral_sigma: PSF envelope widths in beam samples.
+        rng: the generator that draws the scatterers.
+        axial_sigma: axial PSF envelope width in beam samples.
+        lateral_sigma: lateral PSF envelope width in beam samples.
         cycles: carrier cycles per axial sigma (sets the speckle's axial striation).
 
     Returns:

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from usjepa.atomic import write_text
+
 _METHOD_FIELDS = (
     "loss_kind",
     "target_norm",
@@ -103,5 +105,5 @@ def write_model_card(
             lines += ["", "| dataset | training frames |", "|---|---|"]
             lines += [f"| {name} | {count:,} |" for name, count in per_dataset.items()]
     card = path.with_suffix(".md")
-    card.write_text("\n".join(lines) + "\n")
+    write_text(card, "\n".join(lines) + "\n")
     return card
