@@ -97,6 +97,15 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     try:
         commands[argv[0]](argv[1:])
+    except SystemExit as stop:
+        if type(stop).__name__ != "SIGTERMException":
+            raise
+        print(
+            f"usjepa {argv[0]}: stopped by SIGTERM; resume from the run's last.ckpt "
+            "with --ckpt_path (CheckpointOnSigterm saves it)",
+            file=sys.stderr,
+        )
+        raise SystemExit(143) from None
     except Exception as exc:
         if debug:
             raise

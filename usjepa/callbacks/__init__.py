@@ -1,5 +1,6 @@
 """Lightning callbacks."""
 
 from usjepa.callbacks.export import ExportEncoder
+from usjepa.callbacks.preemption import CheckpointOnSigterm
 
-__all__ = ["ExportEncoder"]
+__all__ = ["CheckpointOnSigterm", "ExportEncoder"]

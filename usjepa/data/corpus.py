@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from usjepa.atomic import atomic_path
 from usjepa.data.frames import FrameTable, dataset_shares, load_frame_table, sampling_weights
@@ -26,6 +26,7 @@ from usjepa.data.images import (
     resize_square,
 )
 from usjepa.data.leakage import guard_corpus, hash_files
+from usjepa.data.sampling import EpochSampler, ResumableLoader
 from usjepa.masks.base import MaskGenerator
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,13 @@ class FrameTransform:
             self._rng, self._key = np.random.default_rng(key), key
         return self._rng
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray) -> dict[str, Tensor | int]:
-        """Crop, resize and normalise one frame and its scan mask into a sample dict."""
-        rng = self.rng()
+    def __call__(
+        self, image: np.ndarray, mask: np.ndarray, seed: int | None = None
+    ) -> dict[str, Tensor | int]:
+        """Crop and resize one frame and its scan mask into a sample dict; with ``seed``
+        (the sample's own, from :class:`~usjepa.data.sampling.EpochSampler`) the crop and
+        mask draws come from it alone, else from this worker's stream."""
+        rng = self.rng() if seed is None else np.random.default_rng(seed)
         if self.crop_scale is not None:
             height, width = image.shape[:2]
             top, left, h, w = random_resized_box(height, width, self.crop_scale, (0.75, 4 / 3), rng)
@@ -128,14 +133,16 @@ class CorpusDataset(Dataset):
             mask = np.full_like(image, 255)
         return image, mask
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        """The transformed frame; an unreadable frame is replaced by the next readable
-        row, and the rows skipped travel with the sample (``bad_rows``) to be counted."""
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """The transformed frame at ``key`` (an index, or ``(index, sample seed)`` from
+        :class:`~usjepa.data.sampling.EpochSampler`). An unreadable frame is replaced by
+        the next readable row; the rows skipped travel with the sample (``bad_rows``)."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
         bad: list[int] = []
         for step in range(self.max_consecutive_bad + 1):
             at = (index + step) % len(self.rows)
             try:
-                sample: dict[str, Any] = self.transform(*self.load(at))
+                sample: dict[str, Any] = self.transform(*self.load(at), seed=seed)
             except ImageReadError:
                 bad.append(int(self.rows[at]))
                 continue
@@ -357,23 +364,30 @@ class CorpusDataModule(L.LightningDataModule):
                 collate_fn=self.collate,
                 drop_last=True,
             )
-        sampler = None
-        if self.weights is not None:
-            sampler = WeightedRandomSampler(
-                torch.from_numpy(self.weights),  # type: ignore[arg-type]
-                len(self.weights),
-                generator=torch.Generator().manual_seed(self.seed),
-            )
-        return DataLoader(
+        trainer = getattr(self, "trainer", None)
+        sampler = EpochSampler(
+            len(self.train_set),
+            self.seed,
+            self.weights,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
+        )
+        return ResumableLoader(
             self.train_set,
             self.batch_size,
-            shuffle=sampler is None,
             sampler=sampler,
             drop_last=True,
             num_workers=self.num_workers,
             collate_fn=self.collate,
-            generator=torch.Generator().manual_seed(self.seed) if sampler is None else None,
+            consumed=self._batches_consumed,
         )
+
+    def _batches_consumed(self) -> int:
+        """Batches of the current epoch the training loop has finished (for resume)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """Normalise uint8 images on the device (a quarter of the bytes cross the bus),
