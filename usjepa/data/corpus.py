@@ -105,7 +105,8 @@ class CorpusDataset(Dataset):
         rows: the table rows this dataset serves.
         transform: crop, resize and normalisation (see :class:`FrameTransform`).
         max_consecutive_bad: unreadable frames (corrupt, truncated, empty, wrong format)
-            are skipped for the next row; this many in a row stop the run.
+            are replaced by another row (a prime stride away); this many failures for
+            one sample stop the run.
     """
 
     def __init__(
@@ -139,17 +140,20 @@ class CorpusDataset(Dataset):
         the next readable row; the rows skipped travel with the sample (``bad_rows``)."""
         index, seed = key if isinstance(key, tuple) else (key, None)
         bad: list[int] = []
+        n = len(self.rows)
+        stride = 104729 % n or 1  # a large prime step: a damaged folder is not walked through
         for step in range(self.max_consecutive_bad + 1):
-            at = (index + step) % len(self.rows)
+            at = (index + step * stride) % n
             try:
                 sample: dict[str, Any] = self.transform(*self.load(at), seed=seed)
             except ImageReadError:
                 bad.append(int(self.rows[at]))
                 continue
             sample["bad_rows"] = bad
+            sample["row"] = int(self.rows[at])
             return sample
         raise ImageReadError(
-            f"{len(bad)} unreadable frames in a row from "
+            f"{len(bad)} unreadable frames tried for one sample, first "
             f"{self.root / self.table.frame_path[bad[0]]}; run `usjepa data validate` "
             "on the manifest to list them, then fix or drop them"
         )
@@ -212,6 +216,8 @@ class MaskCollator:
             "context": context,
             "targets": targets,
             "bad_rows": torch.tensor(bad, dtype=torch.long),
+            # manifest rows of the batch (file datasets): which frames a rank trained on
+            "rows": torch.tensor([int(s.get("row", -1)) for s in samples], dtype=torch.long),
         }
 
 

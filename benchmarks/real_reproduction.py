@@ -1,0 +1,353 @@
+r"""Probe macro F1 against pretraining minutes on real scans: random init, the stage-1
+teacher and the SALT student, each with USrc and with plain masks.
+
+The recipe configs (``experiments/recipe/``) run through the real CLI, shrunk to a CPU
+run by ``benchmarks/results/real_pipeline/small_cpu*.yaml``, on a corpus built from real
+public frames (README, "Real-data reproduction"), and every snapshot is probed on a real
+labelled task that shares no image with the corpus.
+
+Two arms run side by side, one CPU thread each, so that they get the same machine:
+
+* stage 1 (MAE teacher, multi-block masks) for ``--teacher-minutes``, USrc and plain;
+* stage 2 (SALT student against its arm's final teacher) for ``--student-minutes``.
+
+Each stage's step budget (it sets the LR schedule) comes from a short calibration run of
+both arms together; ``max_time`` stops a stage that runs slow. Encoder snapshots are
+written every ``--every`` minutes. Minutes on the x axis are cumulative per arm: the
+student's curve starts where its teacher's training ended.
+
+Writes ``<out>/real_reproduction.{csv,md,png}`` and keeps the run in ``--work``.
+
+    python benchmarks/real_reproduction.py --manifest /data/corpus_real/manifest_clean.parquet \\
+        --shards /data/shards_real --task /data/tasks/busi
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = "benchmarks/results/real_pipeline"
+ARMS = ("usrc", "plain")
+STAGES = {
+    "teacher": ("experiments/recipe/teacher_stage1_vitb16.yaml", f"{SMALL}/small_cpu_stage1.yaml"),
+    "student": ("experiments/recipe/salt_vitb16.yaml", f"{SMALL}/small_cpu.yaml"),
+}
+
+
+def command(
+    stage: str, arm: str, ns: argparse.Namespace, runs: Path, extra: list[str]
+) -> list[str]:
+    """The CLI call for one arm of one stage, writing into ``runs/<stage>_<arm>``; a student
+    reads its arm's final teacher from ``--work``."""
+    recipe, small = STAGES[stage]
+    out = runs / f"{stage}_{arm}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "usjepa",
+        "pretrain",
+        "--config",
+        str(ROOT / recipe),
+    ]
+    if stage == "student":
+        cmd += ["--config", str(ROOT / "experiments/recipe/own_teacher.yaml")]
+    cmd += [
+        "--config",
+        str(ROOT / small),
+        "--data.init_args.manifest",
+        ns.manifest,
+        "--data.init_args.shards",
+        ns.shards,
+        "--data.init_args.test_index",
+        json.dumps([ns.task]),
+        "--data.init_args.scan_region",
+        "true" if arm == "usrc" else "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.val_check_interval",
+        "200",
+        "--trainer.default_root_dir",
+        str(out),
+        "--seed_everything",
+        str(ns.seed),
+    ]
+    if stage == "student":
+        cmd += [
+            "--model.init_args.teacher.init_args.checkpoint",
+            str(ROOT / ns.work / f"teacher_{arm}" / "encoder.safetensors"),
+        ]
+    return cmd + extra
+
+
+def callbacks(out: Path, stage: str, every: float) -> str:
+    return json.dumps(
+        [
+            {
+                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                "init_args": {"save_last": True},
+            },
+            {
+                "class_path": "usjepa.callbacks.ExportEncoder",
+                "init_args": {
+                    "path": str(out / "encoder.safetensors"),
+                    "attribute": "encoder" if stage == "teacher" else "student",
+                    "every_minutes": every,
+                },
+            },
+        ]
+    )
+
+
+def side_by_side(cmds: dict[str, list[str]], logs: Path, threads: int) -> dict[str, float]:
+    """Run the arms' commands at once, ``threads`` each; wall seconds per arm."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    logs.mkdir(parents=True, exist_ok=True)
+    procs, start, took = {}, time.perf_counter(), {}
+    for name, cmd in cmds.items():
+        log = open(logs / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
+        procs[name] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log), log)
+    for name, (proc, log) in procs.items():
+        rc = proc.wait()
+        took[name] = time.perf_counter() - start
+        log.close()
+        if rc:
+            raise SystemExit(f"{name} failed (exit {rc}); see {logs / (name + '.log')}")
+    return took
+
+
+def calibrate(stage: str, ns: argparse.Namespace, work: Path) -> float:
+    """Steps per minute of one arm while both run: a short run on the clock (Lightning's
+    timer starts with training, so start-up is not counted), steps read from its checkpoint."""
+    import torch
+
+    cal = work / "calibration"
+    save = json.dumps(
+        [
+            {
+                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                "init_args": {"save_last": True},
+            }
+        ]
+    )
+    secs = int(ns.calib_minutes * 60)
+    cmds = {
+        f"{stage}_{arm}": command(
+            stage,
+            arm,
+            ns,
+            cal,
+            [
+                "--trainer.max_steps",
+                "1000000",
+                "--trainer.limit_val_batches",
+                "0",
+                "--trainer.max_time",
+                f"00:00:{secs // 60:02d}:{secs % 60:02d}",
+                "--trainer.callbacks",
+                save,
+            ],
+        )
+        for arm in ARMS
+    }
+    side_by_side(cmds, cal / "logs", ns.threads)
+    steps = []
+    for arm in ARMS:
+        last = next((cal / f"{stage}_{arm}").rglob("last.ckpt"))
+        steps.append(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
+    rate = min(steps) / ns.calib_minutes
+    print(f"calibration {stage}: {steps} steps in {ns.calib_minutes} min with both arms running")
+    return rate
+
+
+def train(stage: str, minutes: float, ns: argparse.Namespace, work: Path) -> None:
+    if ns.steps_per_minute.get(stage):
+        rate = ns.steps_per_minute[stage]
+    else:
+        rate = calibrate(stage, ns, work)
+    steps = max(10, int(rate * minutes))
+    hours, mins = divmod(int(round(minutes + 1)), 60)  # +1: the clock binds only if slow
+    cmds = {
+        f"{stage}_{arm}": command(
+            stage,
+            arm,
+            ns,
+            work,
+            [
+                "--trainer.max_steps",
+                str(steps),
+                "--trainer.max_time",
+                f"00:{hours:02d}:{mins:02d}:00",
+                "--trainer.callbacks",
+                callbacks(work / f"{stage}_{arm}", stage, ns.every),
+            ],
+        )
+        for arm in ARMS
+    }
+    print(f"{stage}: {steps} steps planned, {minutes} min budget, arms {ARMS}")
+    side_by_side(cmds, work / "logs", ns.threads)
+
+
+def snapshots(work: Path) -> dict[str, tuple[str, str, str, float]]:
+    """``name -> (checkpoint, stage, arm, cumulative minutes)``."""
+    found: dict[str, tuple[str, str, str, float]] = {}
+    for arm in ARMS:
+        teacher = work / f"teacher_{arm}" / "encoder.json"
+        offset = json.loads(teacher.read_text())["train_seconds"] / 60.0
+        for stage, base in (("teacher", 0.0), ("student", offset)):
+            final = json.loads((work / f"{stage}_{arm}" / "encoder.json").read_text())
+            for snap in sorted((work / f"{stage}_{arm}").glob("encoder*.safetensors")):
+                seconds = json.loads(snap.with_suffix(".json").read_text())["train_seconds"]
+                if snap.stem != "encoder" and final["train_seconds"] - seconds < 10:
+                    continue  # a snapshot taken as training ended: the final export
+                found[f"{stage}_{arm}/{snap.stem}"] = (str(snap), stage, arm, base + seconds / 60.0)
+    return found
+
+
+def random_init(work: Path) -> Path:
+    """A random-init encoder of the same architecture and input contract."""
+    from usjepa.models import ViTEncoder, export_encoder
+    from usjepa.models.checkpoint import read_input_spec
+
+    ref = work / "student_usrc" / "encoder.safetensors"
+    kw = json.loads(ref.with_suffix(".json").read_text())["kwargs"]
+    arch = {
+        k: kw[k] for k in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")
+    }
+    path = work / "random_init" / "encoder.safetensors"
+    export_encoder(ViTEncoder(**arch, init_seed=2), path, read_input_spec(ref))
+    return path
+
+
+def probe(work: Path, ns: argparse.Namespace) -> None:
+    zoo = "usjepa.models.zoo.ZooEncoder"  # reads size and input contract from the export
+    encoders = {
+        "random_init": {
+            "class_path": zoo,
+            "init_args": {"name": "usjepa", "checkpoint": str(random_init(work))},
+        }
+    }
+    for name, (ckpt, *_) in snapshots(work).items():
+        encoders[name] = {"class_path": zoo, "init_args": {"name": "usjepa", "checkpoint": ckpt}}
+    task = {
+        "class_path": "usjepa.data.ProbeDataModule",
+        "init_args": {"root": ns.task, "img_size": ns.img_size},
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "usjepa",
+            "probe",
+            "--config",
+            str(ROOT / "experiments/probe/demo.yaml"),
+            "--task",
+            json.dumps(task),
+            "--encoders",
+            json.dumps(encoders),
+            "--seeds",
+            ns.seeds,
+            "--out_dir",
+            str(work / "probe"),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
+
+
+def report(work: Path, out: Path, ns: argparse.Namespace) -> None:
+    found = snapshots(work)
+    summary = pd.read_csv(work / "probe" / "probe_summary.csv")
+    meta = {name: (stage, arm, minutes) for name, (_, stage, arm, minutes) in found.items()}
+    meta["random_init"] = ("random_init", "-", 0.0)
+    summary["stage"] = summary["model"].map(lambda m: meta[m][0])
+    summary["arm"] = summary["model"].map(lambda m: meta[m][1])
+    summary["minutes"] = summary["model"].map(lambda m: meta[m][2])
+    summary = summary.sort_values(["arm", "stage", "minutes"])
+    out.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(out / "real_reproduction.csv", index=False)
+    rnd = summary[summary["stage"] == "random_init"].iloc[0]
+    task = Path(ns.task).name
+    lines = [
+        f"Probe macro F1 (%) on the real task `{task}` against cumulative CPU pretraining "
+        f"minutes per arm (random init: {rnd['mean']:.1f} ± {rnd['std']:.1f}).",
+        "",
+        "| masks | stage | minutes | macro F1 | std | vs random |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in summary.itertuples():
+        lines.append(
+            f"| {r.arm} | {r.stage} | {r.minutes:.1f} | {r.mean:.1f} | {r.std:.1f} | "
+            f"{r.mean - rnd['mean']:+.1f} |"
+        )
+    (out / "real_reproduction.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"usrc": "-", "plain": "--"}
+    colors = {"teacher": "tab:orange", "student": "tab:blue"}
+    for arm in ARMS:
+        for stage in ("teacher", "student"):
+            s = summary[(summary["arm"] == arm) & (summary["stage"] == stage)]
+            ax.errorbar(
+                s["minutes"],
+                s["mean"],
+                yerr=s["std"],
+                marker="o",
+                ls=styles[arm],
+                color=colors[stage],
+                label=f"{stage} ({arm})",
+                capsize=3,
+            )
+    ax.axhline(rnd["mean"], color="grey", ls=":", label="random init")
+    ax.axhspan(rnd["mean"] - rnd["std"], rnd["mean"] + rnd["std"], color="grey", alpha=0.15)
+    ax.set_xlabel("cumulative pretraining minutes per arm (1 CPU thread each)")
+    ax.set_ylabel(f"linear-probe macro F1 (%) on {task}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "real_reproduction.png", dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--manifest", default="/data/corpus_real/manifest_clean.parquet")
+    parser.add_argument("--shards", default="/data/shards_real")
+    parser.add_argument("--task", default="/data/tasks/busi")
+    parser.add_argument("--img-size", type=int, default=128, help="the small recipe's size")
+    parser.add_argument("--teacher-minutes", type=float, default=20)
+    parser.add_argument("--student-minutes", type=float, default=40)
+    parser.add_argument("--every", type=float, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="per arm")
+    parser.add_argument("--calib-minutes", type=float, default=1.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="[0, 1, 2, 3, 4]")
+    parser.add_argument("--work", default="runs/bench_real")
+    parser.add_argument("--out", default="benchmarks/results/real_reproduction")
+    parser.add_argument("--stage", choices=["all", "teacher", "student", "probe"], default="all")
+    ns = parser.parse_args()
+    ns.steps_per_minute = {}
+    work, out = ROOT / ns.work, ROOT / ns.out
+    if ns.stage in ("all", "teacher"):
+        train("teacher", ns.teacher_minutes, ns, work)
+    if ns.stage in ("all", "student"):
+        train("student", ns.student_minutes, ns, work)
+    if ns.stage in ("all", "probe"):
+        probe(work, ns)
+        report(work, out, ns)
+
+
+if __name__ == "__main__":
+    main()
