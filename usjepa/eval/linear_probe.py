@@ -180,10 +180,29 @@ class LinearProbeModule(L.LightningModule):
         self.log("probe/train_loss", loss / len(self.specs), batch_size=len(batch["label"]))
         return loss
 
+    def on_validation_epoch_start(self) -> None:
+        """Start collecting the heads' validation predictions."""
+        self._val_preds: list[Tensor] = []
+        self._val_labels: list[Tensor] = []
+
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        """Accumulate each head's validation predictions."""
-        f1 = self.head_f1(batch, batch["label"])
-        self.log("probe/val_best_macro_f1", f1.max(), batch_size=len(batch["label"]))
+        """Collect each head's predictions; scored over the whole split at epoch end."""
+        with torch.no_grad():
+            self._val_preds.append(self.logits(batch).argmax(-1))
+        self._val_labels.append(batch["label"])
+
+    def on_validation_epoch_end(self) -> None:
+        """Macro F1 of every head over the whole validation split, gathered from every
+        DDP rank first (F1 of rank-wise halves would not be the split's F1)."""
+        preds, labels = torch.cat(self._val_preds, 1), torch.cat(self._val_labels)
+        if self.trainer.world_size > 1:
+            preds = self.all_gather(preds).permute(1, 0, 2).reshape(len(preds), -1)
+            labels = self.all_gather(labels).reshape(-1)
+        f1 = torch.stack(
+            [multiclass_f1_score(p, labels, self.num_classes, average="macro") for p in preds]
+        )
+        self.val_head_f1 = f1.cpu()
+        self.log("probe/val_best_macro_f1", f1.max(), rank_zero_only=True)
 
     @torch.no_grad()
     def head_f1(self, features: dict[str, Tensor], labels: Tensor) -> Tensor:
