@@ -196,8 +196,10 @@ class LinearProbeModule(L.LightningModule):
         DDP rank first (F1 of rank-wise halves would not be the split's F1)."""
         preds, labels = torch.cat(self._val_preds, 1), torch.cat(self._val_labels)
         if self.trainer.world_size > 1:
-            preds = self.all_gather(preds).permute(1, 0, 2).reshape(len(preds), -1)
-            labels = self.all_gather(labels).reshape(-1)
+            all_preds, all_labels = self.all_gather(preds), self.all_gather(labels)
+            assert isinstance(all_preds, Tensor) and isinstance(all_labels, Tensor)
+            preds = all_preds.permute(1, 0, 2).reshape(len(preds), -1)
+            labels = all_labels.reshape(-1)
         f1 = torch.stack(
             [multiclass_f1_score(p, labels, self.num_classes, average="macro") for p in preds]
         )
