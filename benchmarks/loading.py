@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from usjepa.data.build import build_dataset
 from usjepa.data.corpus import CorpusDataset, FrameTransform, MaskCollator
 from usjepa.data.frames import load_frame_table
+from usjepa.data.ingest import build_dataset
 from usjepa.data.shards import ShardCorpusDataset, write_shards
 from usjepa.data.synthetic import draw_patient, render_frame
 from usjepa.masks import MultiBlockMaskGenerator

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from tests.data.raw_sources import write_dicom_cine, write_mp4, write_nifti, write_raw_dataset
-from usjepa.data.build import FramePolicy, build_dataset, iter_frames, source_kind
 from usjepa.data.images import read_gray
+from usjepa.data.ingest import FramePolicy, build_dataset, iter_frames, source_kind
 from usjepa.data.validate import validate_manifest
 
 

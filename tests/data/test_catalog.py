@@ -7,7 +7,7 @@ import pytest
 
 from tests.data.raw_sources import write_images
 from usjepa.cli import main
-from usjepa.data.build.catalog import CatalogError, load_catalog
+from usjepa.data.ingest.catalog import CatalogError, load_catalog
 
 OPENUS_46 = [
     "105US",

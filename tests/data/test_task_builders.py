@@ -11,7 +11,7 @@ import pytest
 
 from tests.data.raw_sources import clip
 from usjepa.cli import main
-from usjepa.data.build.tasks import TaskBuildError, build_busbra, build_tn5000, make_task
+from usjepa.data.ingest.task_builders import TaskBuildError, build_busbra, build_tn5000, make_task
 from usjepa.data.tasks import ProbeDataModule
 
 
@@ -159,7 +159,7 @@ def test_pocus_built_by_ultrabench_reads_with_its_official_validation(tmp_path, 
 
 
 def test_unknown_raw_layout_is_explained(tmp_path):
-    from usjepa.data.build.ultrabench import build_ultrabench_task
+    from usjepa.data.ingest.ultrabench import build_ultrabench_task
 
     (tmp_path / "raw").mkdir()
     with pytest.raises(TaskBuildError, match="pocus|raw"):

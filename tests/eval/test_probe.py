@@ -305,7 +305,7 @@ def test_probe_on_real_scans(tmp_path):
     import shutil
     from pathlib import Path
 
-    from usjepa.data.build.tasks import make_task
+    from usjepa.data.ingest.task_builders import make_task
 
     real = Path(__file__).resolve().parents[1] / "fixtures" / "real_scans"
     index = pd.read_csv(real / "index.csv")

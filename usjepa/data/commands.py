@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from usjepa.data.build.ultrabench import ULTRABENCH_TASKS
+from usjepa.data.ingest.ultrabench import ULTRABENCH_TASKS
 
 USAGE_LINES = """\
   data synth [--out DIR] [--images N]               write the synthetic corpus and task
@@ -137,8 +137,8 @@ def build(ns: argparse.Namespace) -> None:
     """``data build``: a raw download to corpus frames and manifest rows."""
     from dataclasses import replace
 
-    from usjepa.data.build import FramePolicy, build_dataset
-    from usjepa.data.build.catalog import DEFAULT_CATALOG, load_catalog
+    from usjepa.data.ingest import FramePolicy, build_dataset
+    from usjepa.data.ingest.catalog import DEFAULT_CATALOG, load_catalog
 
     organ, policy, pattern, exclude = ns.organ or "unknown", FramePolicy(), None, None
     if not ns.no_catalog:
@@ -171,15 +171,15 @@ def build(ns: argparse.Namespace) -> None:
 
 def make_task(ns: argparse.Namespace) -> None:
     """``data make-task``: a labelled image folder to a probe task."""
-    from usjepa.data.build.tasks import make_task as run
+    from usjepa.data.ingest.task_builders import make_task as run
 
     print(run(ns.src, ns.out, ns.labels, ns.test_fraction, ns.seed))
 
 
 def build_task(ns: argparse.Namespace) -> None:
     """``data build-task``: a benchmark task from its raw download."""
-    from usjepa.data.build.tasks import build_busbra, build_tn5000
-    from usjepa.data.build.ultrabench import build_ultrabench_task
+    from usjepa.data.ingest.task_builders import build_busbra, build_tn5000
+    from usjepa.data.ingest.ultrabench import build_ultrabench_task
 
     if ns.name in ULTRABENCH_TASKS:
         print(build_ultrabench_task(ns.name, ns.raw, ns.out))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from usjepa.data.build.readers import SOURCE_KINDS
+from usjepa.data.ingest.readers import SOURCE_KINDS
 from usjepa.data.manifest import read_manifest
 
 SPLITS = ("train", "val", "test")

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from usjepa.data.build.readers import FramePolicy, SourceError, iter_frames, source_kind
+from usjepa.data.ingest.readers import FramePolicy, SourceError, iter_frames, source_kind
 from usjepa.data.leakage import phash
 from usjepa.data.scan_region import detect_scan_region, detect_scan_region_clip
 

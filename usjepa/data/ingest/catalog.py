@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from usjepa.data.build.readers import SOURCE_KINDS, FramePolicy
+from usjepa.data.ingest.readers import SOURCE_KINDS, FramePolicy
 from usjepa.errors import UsjepaError
 
 #: shipped inside the package (``data_manifests/catalog.yaml`` links here), so that a

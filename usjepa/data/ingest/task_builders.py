@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from usjepa.data.build.readers import IMAGE_EXTS, gray
+from usjepa.data.ingest.readers import IMAGE_EXTS, gray
 from usjepa.data.scan_region import detect_scan_region
 from usjepa.data.tasks import grouped_split
 from usjepa.errors import UsjepaError

@@ -1,7 +1,7 @@
 """Raw ultrasound datasets to corpus frames and manifests (``usjepa data build``)."""
 
-from usjepa.data.build.builder import BuildReport, build_dataset, merge_parts
-from usjepa.data.build.readers import FramePolicy, SourceError, iter_frames, source_kind
+from usjepa.data.ingest.builder import BuildReport, build_dataset, merge_parts
+from usjepa.data.ingest.readers import FramePolicy, SourceError, iter_frames, source_kind
 
 __all__ = [
     "BuildReport",

@@ -23,8 +23,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from usjepa.data.build.catalog import load_catalog
-from usjepa.data.build.tasks import TaskBuildError
+from usjepa.data.ingest.catalog import load_catalog
+from usjepa.data.ingest.task_builders import TaskBuildError
 from usjepa.data.tasks import class_names_from_records, read_split
 
 #: our task name -> the ultrabench command that builds it
