@@ -63,6 +63,7 @@ def fit(
     extra=(),
     root=None,
     plugins=None,
+    shards=None,
 ):
     L.seed_everything(0)
     dm = CorpusDataModule(
@@ -72,6 +73,7 @@ def fit(
         batch_size=4,
         num_workers=workers,
         seed=3,
+        shards=shards,
     )
     module = SALTModule(tiny_encoder(1), tiny_predictor(), tiny_encoder(2))
     losses = Losses()
@@ -165,6 +167,24 @@ def test_slurm_requeue_signal_saves_and_the_requeued_job_resumes_by_itself(
     assert [p.name for p in tmp_path.glob("hpc_ckpt_*.ckpt")] == ["hpc_ckpt_1.ckpt"]
     slurm = [SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1)]
     assert fit(corpus_dir, 12, root=tmp_path, plugins=slurm) == straight[5:]
+
+
+@pytest.fixture(scope="module")
+def shards(corpus_dir, tmp_path_factory):
+    from usjepa.data.shards import write_shards
+
+    out = tmp_path_factory.mktemp("shards")
+    write_shards(str(corpus_dir / "manifest.parquet"), str(out))
+    return str(out)
+
+
+@pytest.mark.slow
+def test_resume_from_shards_continues_the_uninterrupted_losses(corpus_dir, shards, tmp_path):
+    straight = fit(corpus_dir, 12, shards=shards, workers=1)
+    with pytest.raises(Killed):
+        fit(corpus_dir, 12, shards=shards, workers=1, ckpt_dir=tmp_path, every=5, kill_at=7)
+    (ckpt,) = tmp_path.glob("*step=5.ckpt")
+    assert fit(corpus_dir, 12, shards=shards, workers=1, resume=str(ckpt)) == straight[5:]
 
 
 def test_ranks_split_each_epoch_and_draw_different_seeds():

@@ -23,12 +23,13 @@ import numpy as np
 from litdata import CombinedStreamingDataset, StreamingDataset, optimize
 
 from usjepa.data.frames import load_frame_table
-from usjepa.data.images import read_gray
+from usjepa.data.images import ImageReadError, read_gray
+from usjepa.data.sampling import sample_seed
 
 SHARDS_INFO = "usjepa_shards.json"
 
-#: ``(image, scan mask) -> sample dict``: the corpus transform applied to a decoded frame
-SampleFn = Callable[[np.ndarray, np.ndarray], dict[str, Any]]
+#: ``(image, scan mask, seed=...) -> sample dict``: the corpus transform of a decoded frame
+SampleFn = Callable[..., dict[str, Any]]
 
 
 def pack_mask(mask: np.ndarray) -> bytes:
@@ -136,11 +137,20 @@ class ShardCorpusDataset(StreamingDataset):
         self.frame_transform = transform  # litdata's own `transform` attribute is separate
 
     def __getitem__(self, index: Any) -> dict[str, Any]:
+        """The decoded, augmented frame. Its crop and mask draws come from a seed of its
+        own, ``(seed, epoch, dataset, item)``, so they do not depend on the worker that
+        loads it, and a resumed stream (litdata restores the order) repeats them."""
         item = super().__getitem__(index)
         image = cv2.imdecode(np.frombuffer(item["image"], np.uint8), cv2.IMREAD_GRAYSCALE)
         if image is None:
-            raise ValueError(f"a frame in {self.input_dir.path} cannot be decoded; re-shard")
-        return self.frame_transform(image, unpack_mask(item["mask"]))
+            raise ImageReadError(
+                f"a frame in {self.input_dir.path} cannot be decoded; re-shard the corpus "
+                "with `usjepa data shard` after `usjepa data validate`"
+            )
+        position = int(getattr(index, "index", index))
+        salt = zlib.crc32(str(self.input_dir.path).encode())
+        seed = sample_seed(int(self.seed), int(self.current_epoch), salt, position)
+        return self.frame_transform(image, unpack_mask(item["mask"]), seed=seed)
 
 
 def combined_shards(
