@@ -10,6 +10,7 @@ its own part; :class:`ShardCorpusDataset` decodes and augments items exactly lik
 
 from __future__ import annotations
 
+import inspect
 import json
 import multiprocessing
 import zlib
@@ -127,14 +128,19 @@ def shard_datasets(shards: str | Path) -> dict[str, int]:
 class ShardCorpusDataset(StreamingDataset):
     """Frames streamed from one dataset's shards, decoded and augmented.
 
-    ``transform`` is a callable ``(image, mask) -> sample dict`` (the corpus datasets'
-    shared crop-resize-normalise step); the rest are :class:`litdata.StreamingDataset`
+    ``transform`` is a callable ``(image, mask[, seed]) -> sample dict`` (the corpus
+    datasets' shared crop-resize-normalise step; given ``seed``, it draws from the frame's
+    own seed); the rest are :class:`litdata.StreamingDataset`
     arguments (``shuffle``, ``seed``, ``drop_last`` ...).
     """
 
     def __init__(self, input_dir: str, transform: SampleFn, **kwargs: Any) -> None:
         super().__init__(input_dir, **kwargs)
         self.frame_transform = transform  # litdata's own `transform` attribute is separate
+        try:  # a transform that takes ``seed`` gets each frame's own (exact resume)
+            self.transform_takes_seed = "seed" in inspect.signature(transform).parameters
+        except (TypeError, ValueError):
+            self.transform_takes_seed = False
 
     def __getitem__(self, index: Any) -> dict[str, Any]:
         """The decoded, augmented frame. Its crop and mask draws come from a seed of its
@@ -147,10 +153,13 @@ class ShardCorpusDataset(StreamingDataset):
                 f"a frame in {self.input_dir.path} cannot be decoded; re-shard the corpus "
                 "with `usjepa data shard` after `usjepa data validate`"
             )
+        mask = unpack_mask(item["mask"])
+        if not self.transform_takes_seed:
+            return self.frame_transform(image, mask)
         position = int(getattr(index, "index", index))
         salt = zlib.crc32(str(self.input_dir.path).encode())
         seed = sample_seed(int(self.seed), int(self.current_epoch), salt, position)
-        return self.frame_transform(image, unpack_mask(item["mask"]), seed=seed)
+        return self.frame_transform(image, mask, seed=seed)
 
 
 def combined_shards(
