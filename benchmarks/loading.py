@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from usjepa.data.corpus import CorpusDataset, FrameTransform, MaskCollator
+from usjepa.data.batches import FrameTransform, MaskCollator
+from usjepa.data.corpus import CorpusDataset
 from usjepa.data.frames import load_frame_table
 from usjepa.data.ingest import build_dataset
 from usjepa.data.shards import ShardCorpusDataset, write_shards

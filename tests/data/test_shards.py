@@ -10,7 +10,7 @@ from litdata.utilities.env import _DistributedEnv
 
 from usjepa.cli import main
 from usjepa.data import CorpusDataModule
-from usjepa.data.corpus import FrameTransform
+from usjepa.data.batches import FrameTransform
 from usjepa.data.frames import load_frame_table, sampling_weights
 from usjepa.data.shards import ShardCorpusDataset, pack_mask, unpack_mask
 from usjepa.masks import MultiBlockMaskGenerator
