@@ -35,18 +35,15 @@ def _small(tmp: Path, method: str, teacher: str | None) -> dict:
         "shards": None,
         "synthesize_if_missing": True,
         "synthetic_images": 24,
-        "img_size": 64,
         "batch_size": 4,
         "num_workers": 0,
         "test_index": [],
-        "mask_generator": {"init_args": {"grid_size": 4, "min_keep": 2}},
+        "mask_generator": {"init_args": {"min_keep": 2}},  # img_size and grid: linked
     }
     if method == "mae":
         model = {
             "encoder": {"init_args": SMALL_VIT},
-            "decoder": {
-                "init_args": {"grid_size": 4, "in_dim": 32, "width": 32, "depth": 1, "num_heads": 2}
-            },
+            "decoder": {"init_args": {"width": 32, "depth": 1, "num_heads": 2}},
         }
     else:
         width = 768 if teacher == "urfm" else 32
@@ -56,8 +53,6 @@ def _small(tmp: Path, method: str, teacher: str | None) -> dict:
             "student": {"init_args": SMALL_VIT},
             "predictor": {
                 "init_args": {
-                    "grid_size": 4,
-                    "in_dim": 32,
                     "out_dim": width,
                     "width": 32,
                     "depth": 1,

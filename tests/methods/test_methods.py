@@ -1,4 +1,5 @@
 import copy
+import functools
 import math
 
 import lightning as L
@@ -9,7 +10,7 @@ from torch.utils.data import DataLoader
 from tests.conftest import tiny_encoder, tiny_predictor
 from usjepa.masks import MultiBlockMaskGenerator, RandomMaskGenerator
 from usjepa.methods import IJEPAModule, MAEModule, SALTModule
-from usjepa.methods.optim import param_groups
+from usjepa.methods.optim import WarmupCosine, param_groups
 from usjepa.models import MAEDecoder
 
 
@@ -151,12 +152,12 @@ def test_teacher_layers_average_the_last_blocks():
 def test_weight_decay_follows_a_cosine_and_spares_unregularised_groups(tmp_path):
     seen = []
 
-    class Spy(L.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            groups = trainer.optimizers[0].param_groups
-            seen.append(sorted({g["weight_decay"] for g in groups}))
+    class Spy(L.Callback):  # the decay each optimiser step uses
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            seen.append(sorted({g["weight_decay"] for g in optimizer.param_groups}))
 
-    module = _salt(weight_decay=0.04, final_weight_decay=0.4)
+    schedule = functools.partial(WarmupCosine, final_weight_decay=0.4)
+    module = _salt(weight_decay=0.04, scheduler=schedule)
     trainer = _quiet_trainer(tmp_path, max_steps=5, callbacks=[Spy()])
     trainer.fit(module, DataLoader(_Batches([_batch(seed=i) for i in range(5)]), batch_size=None))
     decays = [s[-1] for s in seen]

@@ -17,10 +17,24 @@ _METHOD_FIELDS = (
     "ema_momentum",
     "norm_pix_loss",
     "weight_decay",
-    "final_weight_decay",
-    "warmup_fraction",
-    "min_lr_ratio",
 )
+_SCHEDULE_FIELDS = ("warmup_fraction", "min_lr_ratio", "final_weight_decay")
+
+
+def _schedule_rows(module: Any) -> list[str]:
+    """Table rows for the optimiser and the LR schedule the module trained with."""
+    trainer = getattr(module, "_trainer", None)
+    if trainer is None or not trainer.lr_scheduler_configs:
+        return []
+    optimizer = trainer.optimizers[0]
+    peak = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
+    schedule = trainer.lr_scheduler_configs[0].scheduler
+    rows = [f"| optimizer | {type(optimizer).__name__}, peak lr {peak:g} |"]
+    rows.append(f"| schedule | {type(schedule).__name__} |")
+    for name in _SCHEDULE_FIELDS:
+        if getattr(schedule, name, None) is not None:
+            rows.append(f"| {name} | {getattr(schedule, name)} |")
+    return rows
 
 
 def data_summary(datamodule: Any) -> dict[str, Any]:
@@ -89,6 +103,7 @@ def write_model_card(
         for name in _METHOD_FIELDS:
             if getattr(module, name, None) is not None:
                 lines.append(f"| {name} | {getattr(module, name)} |")
+        lines += _schedule_rows(module)
         teacher = getattr(module, "teacher", None)
         if teacher is not None:
             lines.append(f"| teacher | {type(teacher).__name__}, width {teacher.embed_dim} |")

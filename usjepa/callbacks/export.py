@@ -28,8 +28,8 @@ class ExportEncoder(L.Callback):
         path: output ``.safetensors`` path (a JSON config is written beside it); by
             default ``<trainer.default_root_dir>/encoder.safetensors``, so a config that
             changes the run directory moves the export with it.
-        attribute: the encoder's attribute on the LightningModule (``student`` for JEPA
-            methods, ``encoder`` for MAE).
+        attribute: the encoder's attribute on the LightningModule; by default
+            ``student`` (JEPA methods) when there is one, else ``encoder`` (MAE).
         every_minutes: also write snapshots ``<stem>_t<minutes>.safetensors`` each time
             this much training wall time has passed (for quality-vs-time curves).
     """
@@ -37,7 +37,7 @@ class ExportEncoder(L.Callback):
     def __init__(
         self,
         path: str | None = None,
-        attribute: str = "student",
+        attribute: str | None = None,
         every_minutes: float | None = None,
     ) -> None:
         self.given = Path(path) if path else None
@@ -47,9 +47,12 @@ class ExportEncoder(L.Callback):
         self._next = float("inf")
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Default the export path to ``<default_root_dir>/encoder.safetensors``."""
+        """Default the export path to ``<default_root_dir>/encoder.safetensors`` and the
+        attribute to the module's ``student`` or ``encoder``."""
         if self.given is None:
             self.path = Path(trainer.default_root_dir) / "encoder.safetensors"
+        if self.attribute is None:
+            self.attribute = "student" if hasattr(pl_module, "student") else "encoder"
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Start the clock that times snapshots."""
@@ -85,7 +88,7 @@ class ExportEncoder(L.Callback):
     def _export(
         self, trainer: L.Trainer, pl_module: L.LightningModule, path: Path, seconds: float
     ) -> None:
-        encoder = getattr(pl_module, self.attribute, None)
+        encoder = getattr(pl_module, self.attribute or "student", None)
         if not isinstance(encoder, ViTEncoder):
             raise AttributeError(
                 f"ExportEncoder: {type(pl_module).__name__} has no ViTEncoder "

@@ -2,50 +2,87 @@
 
 from __future__ import annotations
 
-import math
+import inspect
 from collections.abc import Iterable
+from types import FrameType
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.core.mixins import HyperparametersMixin
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.utilities.parsing import collect_init_args
 from torch import Tensor, nn
 
 from usjepa.errors import UsjepaError
-from usjepa.methods.optim import param_groups, warmup_cosine
+from usjepa.methods.optim import SchedulerCallable, WarmupCosine, param_groups
 
 
 class LossDiverged(UsjepaError, FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+def _plain(value: object) -> bool:
+    """Whether ``value`` is plain data (numbers, strings, None and containers of them)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def _save_settings(module: L.LightningModule, frame: FrameType | None) -> None:
+    """``save_hyperparameters`` over the whole ``__init__`` chain starting at ``frame``.
+
+    Built by ``usjepa pretrain`` (LightningCLI), a module keeps its whole config, networks
+    included as ``class_path`` entries, so ``load_from_checkpoint(path)`` rebuilds it
+    alone. Built in Python, arguments that are objects (the networks, whose weights are
+    in the state dict, and the optimiser and schedule factories) are left out, so the
+    checkpoint stays loadable with ``torch.load(weights_only=True)``: pass them again,
+    ``load_from_checkpoint(path, student=..., predictor=..., teacher=...)``.
+    """
+    if frame is None:
+        return
+    ignore: list[str] = []
+    if _given_hyperparameters.get() is None:  # not built from a config
+        args: dict = {}
+        for local in collect_init_args(frame, [], classes=(HyperparametersMixin,)):
+            args.update(local)
+        ignore = [name for name, value in args.items() if not _plain(value)]
+    module.save_hyperparameters(ignore=ignore, frame=frame)
+
+
 class PretrainModule(L.LightningModule):
     """Base for self-supervised methods; subclasses implement :meth:`step_loss`.
+
+    The optimisation settings are stated here once: subclasses take their own arguments
+    and pass the rest (``**kwargs``) on, and LightningCLI reads them through. Every
+    module saves its hyperparameters (see :func:`_save_settings`), so
+    ``load_from_checkpoint`` can rebuild it.
 
     Args:
         optimizer: optimiser factory taking parameter groups (``OptimizerCallable``);
             AdamW by default. Weight decay comes from ``weight_decay`` per group.
-        weight_decay: decay on weights (not on biases, norms, embeddings, tokens).
-        warmup_fraction: share of total steps spent in linear LR warmup.
-        min_lr_ratio: final LR as a fraction of the peak after cosine decay.
-        final_weight_decay: when set, weight decay follows a cosine from
-            ``weight_decay`` to this value over training, per step (I-JEPA: 0.04 -> 0.4).
+        scheduler: called with the optimiser and the planned number of optimiser steps,
+            stepped every step; :class:`~usjepa.methods.optim.WarmupCosine` by default
+            (10 % linear warmup, cosine to 1 % of the peak, constant weight decay). Its
+            ``final_weight_decay`` gives I-JEPA's cosine weight-decay ramp (0.04 -> 0.4).
             Gradient clipping is the Trainer's ``gradient_clip_val``.
+        weight_decay: decay on weights (not on biases, norms, embeddings, tokens).
     """
 
     def __init__(
         self,
         optimizer: OptimizerCallable = torch.optim.AdamW,
+        scheduler: SchedulerCallable = WarmupCosine,
         weight_decay: float = 0.04,
-        warmup_fraction: float = 0.1,
-        min_lr_ratio: float = 0.01,
-        final_weight_decay: float | None = None,
     ) -> None:
         super().__init__()
-        self.optimizer_factory = optimizer
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.weight_decay = weight_decay
-        self.warmup_fraction = warmup_fraction
-        self.min_lr_ratio = min_lr_ratio
-        self.final_weight_decay = final_weight_decay
+        _save_settings(self, inspect.currentframe())
 
     @property
     def progress(self) -> float:
@@ -54,16 +91,12 @@ class PretrainModule(L.LightningModule):
         return min(1.0, self.global_step / total)
 
     def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        """Set the learning rate and weight decay of this step from the schedules."""
-        if self.final_weight_decay is None:
+        """Log the weight decay when the schedule moves it."""
+        scheduler = self.lr_schedulers()
+        if getattr(scheduler, "final_weight_decay", None) is None:
             return
-        cos = 0.5 * (1.0 + math.cos(math.pi * self.progress))
-        wd = self.final_weight_decay + (self.weight_decay - self.final_weight_decay) * cos
-        for optimizer in self.trainer.optimizers:
-            for group in optimizer.param_groups:
-                if group.get("weight_decay", 0.0) > 0.0:  # groups without decay stay at 0
-                    group["weight_decay"] = wd
-        self.log("train/weight_decay", wd, batch_size=len(batch["image"]))
+        decays = [g["weight_decay"] for g in self.trainer.optimizers[0].param_groups]
+        self.log("train/weight_decay", max(decays), batch_size=len(batch["image"]))
 
     def trainable_modules(self) -> Iterable[nn.Module]:
         """Modules whose parameters the optimiser updates (frozen parts are left out)."""
@@ -96,14 +129,11 @@ class PretrainModule(L.LightningModule):
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["image"]))
 
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
-        """The configured optimiser (AdamW) over the trainable modules; no weight decay
-        on norms and biases."""
+        """The configured optimiser (AdamW) over the trainable modules, no weight decay
+        on norms and biases, and the injected per-step schedule."""
         optimizer = self.optimizer_factory(
             param_groups(self.trainable_modules(), self.weight_decay)
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(self.warmup_fraction * total)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: warmup_cosine(s, total, warmup, self.min_lr_ratio)
-        )
+        schedule = self.scheduler_factory(optimizer, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -6,12 +6,10 @@ import copy
 from typing import Any
 
 import torch
-from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from usjepa.losses import LossKind
-from usjepa.methods.jepa import JEPAModule, TargetNorm
+from usjepa.methods.jepa import JEPAModule
 from usjepa.models.encoder import ViTEncoder
 from usjepa.models.predictor import JEPAPredictor
 
@@ -28,7 +26,8 @@ class IJEPAModule(JEPAModule):
 
     Args:
         ema_momentum: (start, end) of the linear momentum schedule (I-JEPA: 0.996 -> 1.0).
-        (others): see :class:`usjepa.methods.SALTModule`.
+        **kwargs: ``loss``, ``target_norm`` and the optimisation settings, see
+            :class:`~usjepa.methods.jepa.JEPAModule`.
     """
 
     def __init__(
@@ -38,25 +37,9 @@ class IJEPAModule(JEPAModule):
         teacher: nn.Module | None = None,
         teacher_layers: int = 1,
         ema_momentum: tuple[float, float] = (0.996, 1.0),
-        loss: LossKind = "smooth_l1",
-        target_norm: TargetNorm = "layer",
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        weight_decay: float = 0.04,
-        warmup_fraction: float = 0.1,
-        min_lr_ratio: float = 0.01,
-        final_weight_decay: float | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            student,
-            predictor,
-            loss,
-            target_norm,
-            optimizer,
-            weight_decay,
-            warmup_fraction,
-            min_lr_ratio,
-            final_weight_decay,
-        )
+        super().__init__(student, predictor, **kwargs)
         if teacher is not None:
             rank_zero_warn(
                 "IJEPAModule ignores the `teacher` argument: its targets come from an EMA "
@@ -92,9 +75,9 @@ class IJEPAModule(JEPAModule):
         accumulation over k micro-batches gives one EMA update, not k."""
         m = self.momentum  # from the step about to complete
         super().optimizer_step(*args, **kwargs)
-        with torch.no_grad():
-            student: list[Tensor] = [p.detach() for p in self.student.parameters()]
-            target: list[Tensor] = [p.detach() for p in self.target_encoder.parameters()]
-            torch._foreach_mul_(target, m)
-            torch._foreach_add_(target, student, alpha=1.0 - m)
+        with torch.no_grad():  # target <- m * target + (1 - m) * student
+            for target, online in zip(
+                self.target_encoder.parameters(), self.student.parameters(), strict=True
+            ):
+                target.lerp_(online.detach(), 1.0 - m)
         self.log("train/ema_momentum", m)

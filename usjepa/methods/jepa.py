@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from usjepa.losses import LossKind, latent_loss
@@ -38,7 +37,8 @@ class JEPAModule(PretrainModule):
             ``layer_batch`` then standardises every channel over the batch's target
             tokens, so a teacher whose tokens share a large common component still gives
             targets that vary (useful with weak, briefly trained teachers); ``none``.
-        **kwargs: optimiser and schedule, see :class:`PretrainModule`.
+        **kwargs: ``optimizer``, ``scheduler`` and ``weight_decay``, see
+            :class:`~usjepa.methods.base.PretrainModule`.
     """
 
     def __init__(
@@ -47,13 +47,9 @@ class JEPAModule(PretrainModule):
         predictor: JEPAPredictor,
         loss: LossKind = "smooth_l1",
         target_norm: TargetNorm = "layer",
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        weight_decay: float = 0.04,
-        warmup_fraction: float = 0.1,
-        min_lr_ratio: float = 0.01,
-        final_weight_decay: float | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(optimizer, weight_decay, warmup_fraction, min_lr_ratio, final_weight_decay)
+        super().__init__(**kwargs)
         if predictor.grid_size != student.grid_size or predictor.in_dim != student.embed_dim:
             raise ValueError(
                 f"predictor (grid {predictor.grid_size}, in_dim {predictor.in_dim}) does not "
@@ -166,7 +162,8 @@ class SALTModule(JEPAModule):
             student's grid; a 3-channel teacher gets the grayscale image repeated.
         teacher_layers: targets are the mean of the teacher's last ``teacher_layers``
             block outputs (1: the last block).
-        (others): see :class:`JEPAModule`.
+        **kwargs: ``loss``, ``target_norm`` (see :class:`JEPAModule`) and the
+            optimisation settings (see :class:`~usjepa.methods.base.PretrainModule`).
     """
 
     def __init__(
@@ -175,25 +172,9 @@ class SALTModule(JEPAModule):
         predictor: JEPAPredictor,
         teacher: nn.Module,
         teacher_layers: int = 1,
-        loss: LossKind = "smooth_l1",
-        target_norm: TargetNorm = "layer",
-        optimizer: OptimizerCallable = torch.optim.AdamW,
-        weight_decay: float = 0.04,
-        warmup_fraction: float = 0.1,
-        min_lr_ratio: float = 0.01,
-        final_weight_decay: float | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            student,
-            predictor,
-            loss,
-            target_norm,
-            optimizer,
-            weight_decay,
-            warmup_fraction,
-            min_lr_ratio,
-            final_weight_decay,
-        )
+        super().__init__(student, predictor, **kwargs)
         if teacher_layers < 1:
             raise ValueError(f"teacher_layers must be >= 1, got {teacher_layers}")
         self.teacher_layers = teacher_layers

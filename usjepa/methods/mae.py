@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch
+from typing import Any
+
 import torch.nn.functional as F
-from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from usjepa.methods.base import PretrainModule
@@ -26,7 +26,9 @@ class MAEModule(PretrainModule):
         encoder: the ViT to pretrain (exported afterwards as the frozen teacher).
         decoder: pixel decoder.
         norm_pix_loss: regress per-patch normalised pixels (MAE's better variant).
-        (others): see :class:`~usjepa.methods.base.PretrainModule`.
+        weight_decay: MAE's 0.05 (the JEPA methods default to 0.04).
+        **kwargs: ``optimizer`` and ``scheduler``, see
+            :class:`~usjepa.methods.base.PretrainModule`.
     """
 
     def __init__(
@@ -34,12 +36,10 @@ class MAEModule(PretrainModule):
         encoder: ViTEncoder,
         decoder: MAEDecoder,
         norm_pix_loss: bool = True,
-        optimizer: OptimizerCallable = torch.optim.AdamW,
         weight_decay: float = 0.05,
-        warmup_fraction: float = 0.1,
-        min_lr_ratio: float = 0.01,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(optimizer, weight_decay, warmup_fraction, min_lr_ratio)
+        super().__init__(weight_decay=weight_decay, **kwargs)
         if decoder.grid_size != encoder.grid_size:
             raise ValueError(
                 f"decoder grid {decoder.grid_size} != encoder grid "

@@ -21,7 +21,8 @@ class JEPAPredictor(nn.Module):
     Args:
         grid_size: patches per side of the student's grid.
         in_dim: student token width.
-        out_dim: target (teacher) token width.
+        out_dim: target (teacher) token width; by default the student's (``in_dim``),
+            as for I-JEPA or a teacher as wide as the student.
         width, depth, num_heads, mlp_ratio: predictor transformer size.
     """
 
@@ -31,13 +32,14 @@ class JEPAPredictor(nn.Module):
         self,
         grid_size: int,
         in_dim: int,
-        out_dim: int,
+        out_dim: int | None = None,
         width: int = 96,
         depth: int = 2,
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
     ) -> None:
         super().__init__()
+        out_dim = in_dim if out_dim is None else out_dim
         self.grid_size, self.in_dim, self.out_dim = grid_size, in_dim, out_dim
         self.embed = nn.Linear(in_dim, width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
