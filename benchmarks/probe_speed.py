@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from usjepa.eval.runner import probe_seed
+from usjepa.eval.protocol import ProbeProtocol
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,8 @@ def main() -> None:
     lrs = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
     wds = (0.0, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
     start = time.perf_counter()
-    grid = probe_seed(tr, ytr, va, yva, te, yte, 6, 0, lrs, wds, 60, 128)
+    protocol = ProbeProtocol(poolings=("cls",), lrs=lrs, weight_decays=wds, epochs=60)
+    grid = protocol.score(tr, ytr, va, yva, te, yte, 6, 0)
     grid_s = time.perf_counter() - start
 
     from sklearn.linear_model import LogisticRegression

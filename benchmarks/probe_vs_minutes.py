@@ -107,7 +107,7 @@ def probe(work: Path, seeds: str) -> None:
             str(ROOT / "experiments/probe/demo.yaml"),
             "--encoders",
             json.dumps(encoders),
-            "--seeds",
+            "--protocol.seeds",
             seeds,
             "--out_dir",
             str(work / "probe"),

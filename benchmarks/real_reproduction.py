@@ -253,7 +253,7 @@ def probe(work: Path, ns: argparse.Namespace) -> None:
             json.dumps(task),
             "--encoders",
             json.dumps(encoders),
-            "--seeds",
+            "--protocol.seeds",
             ns.seeds,
             "--out_dir",
             str(work / "probe"),

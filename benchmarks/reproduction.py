@@ -115,7 +115,7 @@ def main() -> None:
             str(ROOT / "experiments/probe/demo.yaml"),
             "--encoders",
             json.dumps(encoders),
-            "--seeds",
+            "--protocol.seeds",
             args.seeds,
             "--out_dir",
             "runs/repro/probe",

@@ -47,15 +47,16 @@ def test_demo_pretrain_then_probe(tmp_path):
     card = (salt / "encoder.md").read_text()  # the model card
     assert "usjepa.methods.jepa.SALTModule" in card and "| train_frames |" in card
     assert "pretrained_cfg_overlay" in card and "| synthetic_bmode |" in card
+    assert "| schedule | WarmupCosine |" in card and "| warmup_fraction | 0.1 |" in card
     assert (salt / "version_0/checkpoints/last.ckpt").exists()
     proc = _run(
         [
             "probe",
             "--config",
             str(ROOT / "experiments/probe/demo.yaml"),
-            "--seeds",
+            "--protocol.seeds",
             "[0, 1]",
-            "--epochs",
+            "--protocol.epochs",
             "3",
         ],
         tmp_path,
@@ -178,9 +179,9 @@ def test_probe_models_and_tasks_by_name(tmp_path):
             models,
             "--task_roots",
             "[task_a, task_b]",
-            "--seeds",
+            "--protocol.seeds",
             "[0]",
-            "--epochs",
+            "--protocol.epochs",
             "2",
             "--encoders.random_init.init_args.img_size",
             "32",

@@ -206,7 +206,7 @@ def probe_args(tmp_path: Path, task_root: str, encoders: dict) -> list[str]:
     return [
         "probe", "--config", str(ROOT / "experiments/probe/demo.yaml"),
         "--task", json.dumps(task), "--encoders", json.dumps(encoders),
-        "--seeds", "[0]", "--out_dir", str(tmp_path / "probe"),
+        "--protocol.seeds", "[0]", "--out_dir", str(tmp_path / "probe"),
     ]  # fmt: skip
 
 

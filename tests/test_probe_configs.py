@@ -9,7 +9,7 @@ import pytest
 from tests.test_cli import ROOT, _run
 
 PROBE = ROOT / "experiments/probe"
-FAST = ["--seeds", "[0]", "--epochs", "2", "--cache_dir", "null"]
+FAST = ["--protocol.seeds", "[0]", "--protocol.epochs", "2", "--cache_dir", "null"]
 
 
 @pytest.mark.slow

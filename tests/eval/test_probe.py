@@ -6,8 +6,9 @@ import torch
 from tests.conftest import tiny_encoder
 from usjepa.data.tasks import ProbeDataModule, grouped_split
 from usjepa.eval.features import pool_tokens
+from usjepa.eval.protocol import ProbeProtocol
 from usjepa.eval.report import paper_table, summarise
-from usjepa.eval.runner import probe_seed, run_probe
+from usjepa.eval.runner import run_probe
 
 
 def _blobs(n, d, classes, seed, sep):
@@ -18,11 +19,15 @@ def _blobs(n, d, classes, seed, sep):
     return {"cls": x, "mean": torch.randn(n, d, generator=g)}, y
 
 
+def _one_head(epochs: int) -> ProbeProtocol:
+    return ProbeProtocol(lrs=(1e-2,), weight_decays=(1e-4,), epochs=epochs, batch_size=64)
+
+
 def test_probe_finds_the_informative_pooling_and_scores_high():
     tr, ytr = _blobs(300, 16, 4, 0, 1.5)
     va, yva = _blobs(100, 16, 4, 1, 1.5)
     te, yte = _blobs(200, 16, 4, 2, 1.5)
-    out = probe_seed(tr, ytr, va, yva, te, yte, 4, 0, (1e-2,), (1e-4,), 30, 64)
+    out = _one_head(epochs=30).score(tr, ytr, va, yva, te, yte, 4, 0)
     assert out["pooling"] == "cls"  # the "mean" features are pure noise
     assert out["macro_f1"] > 0.9
 
@@ -31,7 +36,7 @@ def test_probe_on_noise_is_near_chance():
     tr, ytr = _blobs(300, 16, 4, 0, 0.0)
     va, yva = _blobs(100, 16, 4, 1, 0.0)
     te, yte = _blobs(400, 16, 4, 2, 0.0)
-    out = probe_seed(tr, ytr, va, yva, te, yte, 4, 0, (1e-2,), (1e-4,), 20, 64)
+    out = _one_head(epochs=20).score(tr, ytr, va, yva, te, yte, 4, 0)
     assert out["macro_f1"] < 0.4
 
 
@@ -68,8 +73,7 @@ def test_run_probe_end_to_end_with_cache(task_dir, tmp_path):
     out = run_probe(
         encoders,
         task,
-        seeds=[0, 1],
-        epochs=5,
+        protocol=ProbeProtocol(seeds=(0, 1), epochs=5),
         out_dir=str(tmp_path / "out"),
         cache_dir=str(tmp_path / "cache"),
     )
@@ -81,8 +85,7 @@ def test_run_probe_end_to_end_with_cache(task_dir, tmp_path):
     again = run_probe(
         encoders,
         task,
-        seeds=[0, 1],
-        epochs=5,
+        protocol=ProbeProtocol(seeds=(0, 1), epochs=5),
         out_dir=str(tmp_path / "out"),
         cache_dir=str(tmp_path / "cache"),
     )
@@ -139,7 +142,7 @@ def test_head_grid_agrees_with_sklearn_logistic_regression(tmp_path):
     for seed in range(3):
         val = torch.from_numpy(task.val_mask(seed))
         split = (feats["train_val"][~val], y_tv[~val], feats["train_val"][val], y_tv[val])
-        grid = probe_seed(
+        grid = ProbeProtocol().score(  # the default protocol
             {"cls": split[0]},
             split[1],
             {"cls": split[2]},
@@ -148,10 +151,6 @@ def test_head_grid_agrees_with_sklearn_logistic_regression(tmp_path):
             y_te,
             task.num_classes,
             seed,
-            (1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
-            (1e-4, 1e-2, 1e-1, 5e-1),
-            100,
-            128,
         )
         ref = sklearn_probe(*split, feats["test"], y_te, task.num_classes)
         assert grid["macro_f1"] > 0.4 and ref["macro_f1"] > 0.4  # well above chance (0.17)
@@ -190,11 +189,9 @@ def test_few_shot_fractions_end_to_end(task_dir, tmp_path):
     per_seed = run_probe(
         {"enc": tiny_encoder(0)},
         task,
-        seeds=[0, 1],
-        poolings=["cls"],
-        lrs=[1e-2],
-        weight_decays=[1e-4],
-        epochs=2,
+        protocol=ProbeProtocol(
+            seeds=(0, 1), poolings=("cls",), lrs=(1e-2,), weight_decays=(1e-4,), epochs=2
+        ),
         out_dir=str(tmp_path),
         cache_dir=None,
         fractions=[0.25, 1.0],
@@ -232,11 +229,9 @@ def test_robustness_runner_end_to_end(task_dir, tmp_path):
         task,
         corruptions=["speckle", "gain_down"],
         severities=[1, 5],
-        seeds=[0],
-        poolings=["cls"],
-        lrs=[1e-2],
-        weight_decays=[1e-4],
-        epochs=2,
+        protocol=ProbeProtocol(
+            seeds=(0,), poolings=("cls",), lrs=(1e-2,), weight_decays=(1e-4,), epochs=2
+        ),
         out_dir=str(tmp_path),
         cache_dir=str(tmp_path / "cache"),
     )
@@ -281,17 +276,16 @@ def test_features_of_an_encoder_without_class_token_skip_cls_poolings():
 def test_trainer_path_equals_the_fast_head_grid():
     """LinearProbeModule through Lightning's Trainer (FeatureDataModule) trains the very
     same heads as its plain loop: same batches, same update, same best head and F1."""
-    from usjepa.eval.runner import fit_grid
-
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 3, (90,), generator=g)
     centres = torch.randn(3, 16, generator=g)
     feats = {p: centres[y] + torch.randn(90, 16, generator=g) for p in ("cls", "mean")}
     train = {p: f[:60] for p, f in feats.items()}
     val = {p: f[60:] for p, f in feats.items()}
-    args = (train, y[:60], val, y[60:], 3, 1, (1e-3, 1e-2), (1e-4, 1e-1), 4, 16)
-    fast, best_fast, f1_fast = fit_grid(*args, engine="grid")
-    slow, best_slow, f1_slow = fit_grid(*args, engine="trainer")
+    args = (train, y[:60], val, y[60:], 3, 1)
+    grid = dict(lrs=(1e-3, 1e-2), weight_decays=(1e-4, 1e-1), epochs=4, batch_size=16)
+    fast, best_fast, f1_fast = ProbeProtocol(**grid, engine="grid").fit(*args)
+    slow, best_slow, f1_slow = ProbeProtocol(**grid, engine="trainer").fit(*args)
     for p in fast.poolings:
         assert torch.allclose(fast.weight[p], slow.weight[p], atol=1e-5)
         assert torch.allclose(fast.bias[p], slow.bias[p], atol=1e-5)
@@ -318,8 +312,7 @@ def test_probe_on_real_scans(tmp_path):
     result = run_probe(
         {"random_init": tiny_encoder(seed=3)},
         ProbeDataModule(str(task), img_size=32),
-        seeds=[0, 1],
-        epochs=20,
+        protocol=ProbeProtocol(seeds=(0, 1), epochs=20),
         out_dir=str(tmp_path / "out"),
         cache_dir=None,
     )

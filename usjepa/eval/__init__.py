@@ -2,6 +2,7 @@
 
 from usjepa.eval.features import extract_features, pool_tokens
 from usjepa.eval.linear_probe import LinearProbeModule
+from usjepa.eval.protocol import ProbeProtocol
 from usjepa.eval.runner import run_probe
 
-__all__ = ["LinearProbeModule", "extract_features", "pool_tokens", "run_probe"]
+__all__ = ["LinearProbeModule", "ProbeProtocol", "extract_features", "pool_tokens", "run_probe"]

@@ -24,8 +24,8 @@ from usjepa.data.images import read_gray
 from usjepa.data.tasks import ProbeDataModule
 from usjepa.eval.features import task_features
 from usjepa.eval.metrics import classification_scores
+from usjepa.eval.protocol import ProbeProtocol, standardise
 from usjepa.eval.report import save_figure, write_csv
-from usjepa.eval.runner import fit_grid, standardise
 
 
 def run_robustness(
@@ -33,12 +33,7 @@ def run_robustness(
     task: ProbeDataModule,
     corruptions: list[str] | None = None,
     severities: list[int] = list(SEVERITIES),  # noqa: B006, B008
-    seeds: list[int] = [0, 1, 2],  # noqa: B006
-    poolings: list[str] = ["cls", "mean"],  # noqa: B006
-    lrs: list[float] = [1e-3, 3e-3, 1e-2, 3e-2, 1e-1],  # noqa: B006
-    weight_decays: list[float] = [1e-4, 1e-2, 1e-1, 5e-1],  # noqa: B006
-    epochs: int = 100,
-    batch_size: int = 128,
+    protocol: ProbeProtocol = ProbeProtocol(seeds=(0, 1, 2)),  # noqa: B008 (frozen)
     out_dir: str = "runs/robustness",
     cache_dir: str | None = ".cache/features",
     device: str = "cpu",
@@ -51,12 +46,9 @@ def run_robustness(
         severities: levels 1 to 5.
         encoders: name -> frozen encoder, as :func:`usjepa.eval.run_probe`.
         task: the task whose test images are corrupted.
-        seeds: one probe per seed.
-        poolings: token poolings tried as part of the grid.
-        lrs: head grid learning rates.
-        weight_decays: head grid weight decays.
-        epochs: head training epochs.
-        batch_size: head training batch size.
+        protocol: seeds, poolings, head grid and epochs, as for
+            :func:`usjepa.eval.run_probe` (3 seeds by default: each is scored under
+            every corruption and severity).
         out_dir: where the tables and plots go.
         cache_dir: feature cache (``None`` disables it).
         device: where features are extracted.
@@ -85,26 +77,17 @@ def run_robustness(
             corruption = None if condition[0] == "clean" else condition
             desc = f"{model}/{split}/{condition[0]}{condition[1] or ''}"
             return task_features(
-                encoder, task, split, tuple(poolings), cache, device, desc, corruption
+                encoder, task, split, protocol.poolings, cache, device, desc, corruption
             )
 
         train_val = features("train_val", ("clean", 0))
         tests = {c: features("test", c) for c in conditions}
-        for seed in seeds:
+        for seed in protocol.seeds:
             is_val = torch.from_numpy(task.val_mask(seed))
             tr = {p: f[~is_val] for p, f in train_val.items()}
             va = {p: f[is_val] for p, f in train_val.items()}
-            module, best, _ = fit_grid(
-                tr,
-                y_tv[~is_val],
-                va,
-                y_tv[is_val],
-                task.num_classes,
-                seed,
-                tuple(lrs),
-                tuple(weight_decays),
-                epochs,
-                batch_size,
+            module, best, _ = protocol.fit(
+                tr, y_tv[~is_val], va, y_tv[is_val], task.num_classes, seed
             )
             for (name, severity), feats in tests.items():
                 (test,) = standardise(tr, feats)[1:]

@@ -5,117 +5,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from usjepa.data.tasks import ProbeDataModule, grouped_split
 from usjepa.errors import ConfigError
 from usjepa.eval.features import task_features
-from usjepa.eval.linear_probe import FeatureDataModule, LinearProbeModule
-from usjepa.eval.metrics import classification_scores
+from usjepa.eval.protocol import ProbeProtocol
 from usjepa.eval.report import summarise, write_few_shot, write_tables, write_tensorboard
-
-
-def standardise(train: dict[str, Tensor], *others: dict[str, Tensor]) -> list[dict[str, Tensor]]:
-    """Scale every pooling's features by the training split's mean and std."""
-    stats = {p: (f.mean(0), f.std(0) + 1e-6) for p, f in train.items()}
-    return [{p: (f - stats[p][0]) / stats[p][1] for p, f in d.items()} for d in (train, *others)]
-
-
-def probe_seed(
-    train: dict[str, Tensor],
-    y_train: Tensor,
-    val: dict[str, Tensor],
-    y_val: Tensor,
-    test: dict[str, Tensor],
-    y_test: Tensor,
-    num_classes: int,
-    seed: int,
-    lrs: tuple[float, ...],
-    weight_decays: tuple[float, ...],
-    epochs: int,
-    batch_size: int,
-    engine: str = "grid",
-) -> dict[str, float | str]:
-    """Train the head grid for one seed, pick the best head on val, score it on test."""
-    module, best, val_f1 = fit_grid(
-        train,
-        y_train,
-        val,
-        y_val,
-        num_classes,
-        seed,
-        lrs,
-        weight_decays,
-        epochs,
-        batch_size,
-        engine,
-    )
-    (test,) = standardise(train, test)[1:]
-    logits = module.logits(test)[best]
-    pooling, lr, wd = module.specs[best]
-    return {
-        "seed": seed,
-        **classification_scores(logits, y_test, num_classes),
-        "val_macro_f1": float(val_f1[best]),
-        "pooling": pooling,
-        "lr": lr,
-        "weight_decay": wd,
-    }
-
-
-def fit_grid(
-    train: dict[str, Tensor],
-    y_train: Tensor,
-    val: dict[str, Tensor],
-    y_val: Tensor,
-    num_classes: int,
-    seed: int,
-    lrs: tuple[float, ...],
-    weight_decays: tuple[float, ...],
-    epochs: int,
-    batch_size: int,
-    engine: str = "grid",
-) -> tuple[LinearProbeModule, int, Tensor]:
-    """The trained head grid (on standardised features), the index of the head best on
-    val by macro F1, and every head's val F1. Standardise other features with
-    ``standardise(train, other)`` before :meth:`LinearProbeModule.logits`.
-
-    ``engine``: ``grid`` trains in :meth:`LinearProbeModule.fit`'s plain loop (fastest);
-    ``trainer`` runs the same module and batches through a Lightning ``Trainer`` (logging,
-    callbacks, devices), with the same result (``tests/eval/test_probe.py``).
-    """
-    train_s, val_s = standardise(train, val)
-    module = LinearProbeModule(
-        {p: f.shape[1] for p, f in train_s.items()},
-        num_classes,
-        lrs,
-        weight_decays,
-        init_seed=seed,
-    )
-    if engine == "grid":
-        module.fit(train_s, y_train, epochs, batch_size, seed)
-    elif engine == "trainer":
-        data = FeatureDataModule(train_s, y_train, val_s, y_val, batch_size, seed)
-        trainer = L.Trainer(
-            max_epochs=epochs,
-            accelerator="cpu",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            check_val_every_n_epoch=epochs,
-        )
-        trainer.fit(module, datamodule=data)
-        module.eval()
-    else:
-        raise ValueError(f"engine {engine!r}: use grid or trainer")
-    val_f1 = module.head_f1(val_s, y_val)
-    return module, int(val_f1.argmax()), val_f1
 
 
 def resolve_models(encoders: dict[str, nn.Module], models: list[str]) -> dict[str, nn.Module]:
@@ -174,13 +73,7 @@ def run_probe(
     models: list[str] | None = None,
     task_roots: list[str] | None = None,
     fractions: list[float] | None = None,
-    seeds: list[int] = [0, 1, 2, 3, 4],  # noqa: B006 (jsonargparse needs a value)
-    poolings: list[str] = ["cls", "mean"],  # noqa: B006
-    lrs: list[float] = [1e-3, 3e-3, 1e-2, 3e-2, 1e-1],  # noqa: B006
-    weight_decays: list[float] = [1e-4, 1e-2, 1e-1, 5e-1],  # noqa: B006
-    epochs: int = 100,
-    batch_size: int = 128,
-    engine: str = "grid",
+    protocol: ProbeProtocol = ProbeProtocol(),  # noqa: B008 (frozen, so shared safely)
     skip_missing_tasks: bool = False,
     out_dir: str = "runs/probe",
     cache_dir: str | None = ".cache/features",
@@ -202,14 +95,9 @@ def run_probe(
         fractions: few-shot label fractions (e.g. ``[0.01, 0.05, 0.1, 0.25, 0.5, 1.0]``):
             the training split is cut to that share of its patients, stratified by class
             (validation and test stay whole); writes ``fewshot.{csv,md,png}``.
-        seeds: one probe per seed; the table shows mean +/- std over them.
-        poolings: token poolings tried as part of the grid.
-        lrs: head grid learning rates.
-        weight_decays: head grid weight decays.
-        epochs: head training epochs.
-        batch_size: head training batch size.
-        engine: ``grid`` (the head grid's plain loop, fastest) or ``trainer`` (the same
-            heads through a Lightning Trainer); both give the same heads.
+        protocol: seeds, poolings, head grid and epochs (:class:`ProbeProtocol`); in
+            YAML ``protocol: {seeds: [0, 1], epochs: 50}``, on the command line
+            ``--protocol.seeds [0]``.
         skip_missing_tasks: probe the tasks whose folders exist and name the others,
             instead of stopping at the first missing one (a config listing all eight
             benchmark tasks, run where only some are built).
@@ -242,20 +130,7 @@ def run_probe(
     fractions = sorted(fractions or [1.0])
     rows = []
     for current in all_tasks:
-        rows += _probe_task(
-            encoders,
-            current,
-            seeds,
-            poolings,
-            lrs,
-            weight_decays,
-            epochs,
-            batch_size,
-            cache_dir,
-            device,
-            fractions,
-            engine,
-        )
+        rows += _probe_task(encoders, current, protocol, cache_dir, device, fractions)
     per_seed = pd.DataFrame(rows)
     full = per_seed[per_seed["fraction"] == 1.0]
     if len(full):
@@ -290,16 +165,10 @@ def few_shot_rows(
 def _probe_task(
     encoders: dict[str, nn.Module],
     task: ProbeDataModule,
-    seeds: list[int],
-    poolings: list[str],
-    lrs: list[float],
-    weight_decays: list[float],
-    epochs: int,
-    batch_size: int,
+    protocol: ProbeProtocol,
     cache_dir: str | None,
     device: str,
     fractions: list[float],
-    engine: str = "grid",
 ) -> list[dict]:
     task.prepare_data()
     task.setup()
@@ -311,7 +180,7 @@ def _probe_task(
                 encoder,
                 task,
                 split,
-                tuple(poolings),
+                protocol.poolings,
                 Path(cache_dir) if cache_dir else None,
                 device,
                 desc=f"{name}/{split}",
@@ -321,13 +190,13 @@ def _probe_task(
         y_tv = torch.tensor(task.labels("train_val"))
         y_test = torch.tensor(task.labels("test"))
         groups, labels = task.groups("train_val"), task.labels("train_val")
-        for seed in seeds:
+        for seed in protocol.seeds:
             is_val = task.val_mask(seed)
             va = {p: f[torch.from_numpy(is_val)] for p, f in feats["train_val"].items()}
             for fraction in fractions:
                 keep = few_shot_rows(groups, labels, ~is_val, fraction, seed)
                 tr = {p: f[torch.from_numpy(keep)] for p, f in feats["train_val"].items()}
-                result = probe_seed(
+                result = protocol.score(
                     tr,
                     y_tv[torch.from_numpy(keep)],
                     va,
@@ -336,11 +205,6 @@ def _probe_task(
                     y_test,
                     task.num_classes,
                     seed,
-                    tuple(lrs),
-                    tuple(weight_decays),
-                    epochs,
-                    batch_size,
-                    engine,
                 )
                 rows.append(
                     {
