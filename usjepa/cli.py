@@ -8,8 +8,6 @@ protocol from a YAML of encoders and a task; ``data synth`` writes the synthetic
 from __future__ import annotations
 
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -122,30 +120,13 @@ def pretrain(args: list[str]) -> None:
 
 
 def probe(args: list[str]) -> None:
-    """Parse a probe YAML into :func:`usjepa.eval.run_probe` and run it."""
+    """Parse a probe YAML into :func:`usjepa.eval.run_probe` and run it. Its encoders are
+    built lazily, so ``--models`` naming some of them never builds the others."""
     from jsonargparse import CLI
 
     from usjepa.eval.runner import run_probe
 
-    with tempfile.TemporaryDirectory() as tmp:
-        CLI(run_probe, args=_only_named_encoders(args, Path(tmp)), as_positional=False)
-
-
-def _only_named_encoders(args: list[str], tmp: Path) -> list[str]:
-    """With ``--models``, keep only the config's encoders that are named there, so that
-    probing one model never needs the others' checkpoints to exist."""
-    if "--models" not in args or "--config" not in args:
-        return args
-    import yaml
-
-    models = yaml.safe_load(args[args.index("--models") + 1]) or []
-    at = args.index("--config") + 1
-    config = yaml.safe_load(Path(args[at]).read_text()) or {}
-    encoders = config.get("encoders") or {}
-    config["encoders"] = {k: v for k, v in encoders.items() if k in models}
-    trimmed = tmp / "probe_config.yaml"
-    trimmed.write_text(yaml.safe_dump(config))
-    return [*args[:at], str(trimmed), *args[at + 1 :]]
+    CLI(run_probe, args=args, as_positional=False)
 
 
 def robustness(args: list[str]) -> None:

@@ -319,3 +319,27 @@ def test_probe_on_real_scans(tmp_path):
     assert len(result) == 2 and result["macro_f1"].between(0, 1).all()
     summary = pd.read_csv(tmp_path / "out/probe_summary.csv")
     assert summary["model"].tolist() == ["random_init"]
+
+
+def test_only_the_probed_encoders_are_built(task_dir, tmp_path):
+    """A config's encoders arrive as builders; `models` picks some, the others are never
+    built (their checkpoints need not exist)."""
+    built = []
+
+    def build(name):
+        def make():
+            built.append(name)
+            return tiny_encoder(0)
+
+        return make
+
+    task = ProbeDataModule(str(task_dir), img_size=32, val_fraction=0.25)
+    per_seed = run_probe(
+        {"wanted": build("wanted"), "absent": build("absent")},
+        task,
+        models=["wanted"],
+        protocol=ProbeProtocol(seeds=(0,), poolings=("cls",), lrs=(1e-2,), epochs=1),
+        out_dir=str(tmp_path),
+        cache_dir=None,
+    )
+    assert built == ["wanted"] and set(per_seed["model"]) == {"wanted"}

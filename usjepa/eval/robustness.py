@@ -26,10 +26,11 @@ from usjepa.eval.features import task_features
 from usjepa.eval.metrics import classification_scores
 from usjepa.eval.protocol import ProbeProtocol, standardise
 from usjepa.eval.report import save_figure, write_csv
+from usjepa.eval.runner import EncoderSpec, build_encoders
 
 
 def run_robustness(
-    encoders: dict[str, nn.Module],
+    encoders: dict[str, EncoderSpec],
     task: ProbeDataModule,
     corruptions: list[str] | None = None,
     severities: list[int] = list(SEVERITIES),  # noqa: B006, B008
@@ -68,7 +69,7 @@ def run_robustness(
     y_tv = torch.tensor(task.labels("train_val"))
     y_test = torch.tensor(task.labels("test"))
     rows = []
-    for model, encoder in encoders.items():
+    for model, encoder in build_encoders(encoders).items():
         start = time.perf_counter()
 
         def features(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,18 @@ from usjepa.eval.features import task_features
 from usjepa.eval.protocol import ProbeProtocol
 from usjepa.eval.report import summarise, write_few_shot, write_tables, write_tensorboard
 
+#: an encoder, or what builds it: a probe config's encoders are built lazily (only those
+#: named by ``models``), so probing one model never needs the others' checkpoints
+EncoderSpec = Callable[[], nn.Module] | nn.Module
 
-def resolve_models(encoders: dict[str, nn.Module], models: list[str]) -> dict[str, nn.Module]:
+
+def build_encoders(encoders: dict[str, EncoderSpec]) -> dict[str, nn.Module]:
+    """Build every lazily given encoder (all before any probing, so a missing checkpoint
+    stops the run before work is done)."""
+    return {n: e if isinstance(e, nn.Module) else e() for n, e in encoders.items()}
+
+
+def resolve_models(encoders: dict[str, EncoderSpec], models: list[str]) -> dict[str, EncoderSpec]:
     """Pick and add encoders by short spec (what ``make probe MODELS=...`` passes).
 
     Each spec is a name from ``encoders``; a path to one of our exports
@@ -27,10 +38,10 @@ def resolve_models(encoders: dict[str, nn.Module], models: list[str]) -> dict[st
     """
     from usjepa.models.zoo import ZOO, ZooEncoder
 
-    out: dict[str, nn.Module] = {}
+    out: dict[str, EncoderSpec] = {}
     given: dict[str, str] = {}
 
-    def add(name: str, spec: str, module: nn.Module) -> None:
+    def add(name: str, spec: str, module: EncoderSpec) -> None:
         if name in out:
             raise ConfigError(
                 f"models {given[name]!r} and {spec!r} would both be named {name!r} in the "
@@ -67,7 +78,7 @@ def resolve_models(encoders: dict[str, nn.Module], models: list[str]) -> dict[st
 
 
 def run_probe(
-    encoders: dict[str, nn.Module],
+    encoders: dict[str, EncoderSpec],
     task: ProbeDataModule | None = None,
     tasks: list[ProbeDataModule] | None = None,
     models: list[str] | None = None,
@@ -86,7 +97,9 @@ def run_probe(
     trained on the rest, the best head by validation macro F1 is scored on test.
 
     Args:
-        encoders: name -> frozen encoder returning ``[B, 1 + N, D]`` tokens.
+        encoders: name -> frozen encoder returning ``[B, 1 + N, D]`` tokens, or a
+            callable building it (what a YAML ``class_path`` entry becomes: only the
+            encoders probed are built).
         task: the benchmark task.
         tasks: several tasks; results form one table, tasks as columns.
         models: probe these instead of all ``encoders`` (see :func:`resolve_models`).
@@ -127,10 +140,11 @@ def run_probe(
             raise ValueError("none of the tasks is built; build them with `usjepa data build-task`")
     if models:
         encoders = resolve_models(encoders, models)
+    built = build_encoders(encoders)
     fractions = sorted(fractions or [1.0])
     rows = []
     for current in all_tasks:
-        rows += _probe_task(encoders, current, protocol, cache_dir, device, fractions)
+        rows += _probe_task(built, current, protocol, cache_dir, device, fractions)
     per_seed = pd.DataFrame(rows)
     full = per_seed[per_seed["fraction"] == 1.0]
     if len(full):
