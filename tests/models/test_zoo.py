@@ -362,3 +362,17 @@ def test_zoo_entry_contract_tokens_and_salt_teacher(name):
     loss, _ = module.step_loss({"image": torch.randn(2, 1, 32, 32), "context": ctx, "targets": tgt})
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is None for p in teacher.parameters())
+
+
+def test_zoo_vits_give_their_last_blocks_like_ours(tmp_path):
+    """``forward_blocks`` (timm's forward_intermediates) on a zoo ViT: the last block equals
+    the forward pass, so teacher_layers and *_last<n> poolings work for zoo encoders too."""
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, depth=2)
+    path = tmp_path / "tiny.safetensors"
+    save_file(vit.state_dict(), str(path))
+    enc = ZooEncoder("timm", str(path), arch="vit_tiny_patch16_224", arch_overrides={"depth": 2})
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        blocks = enc.forward_blocks(x, 2)
+        assert len(blocks) == 2 and blocks[-1].shape == enc(x).shape
+        assert torch.allclose(blocks[-1], enc(x), atol=1e-5)

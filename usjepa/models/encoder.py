@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from usjepa.errors import ConfigError
 from usjepa.models.checkpoint import load_state_dict_file, read_input_spec
 from usjepa.models.input_spec import InputSpec
-from usjepa.models.tokens import gather_tokens, run_blocks
+from usjepa.models.tokens import gather_tokens, last_blocks, run_blocks
 
 #: timm entry point whose defaults our keyword overrides replace; any size can be built.
 TIMM_ARCH = "vit_base_patch16_224"
@@ -126,12 +126,6 @@ class ViTEncoder(nn.Module):
         return vit.norm_pre(vit.pos_drop(torch.cat([cls, x], dim=1)))
 
     def forward_blocks(self, images: Tensor, n_last: int) -> list[Tensor]:
-        """Normalised outputs of the last ``n_last`` blocks, each ``[B, 1 + N, D]``."""
-        x = self._embed(images, None)
-        blocks = list(self.vit.blocks)
-        outs = []
-        for i, block in enumerate(blocks):
-            x = block(x)
-            if i >= len(blocks) - n_last:
-                outs.append(self.vit.norm(x))
-        return outs
+        """Normalised outputs of the last ``n_last`` blocks, each ``[B, 1 + N, D]`` (timm's
+        ``forward_intermediates``)."""
+        return last_blocks(self.vit, images, n_last, self.num_prefix_tokens)

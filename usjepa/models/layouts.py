@@ -2,7 +2,10 @@
 
 Each ``remap_*(state, model)`` takes what :func:`usjepa.models.checkpoint.read_state_dict`
 read from the original file and returns a state dict for ``model``; the zoo then loads
-it strictly, so anything left over or missing is reported by name.
+it strictly, so anything left over or missing is reported by name. Layouts timm
+converts itself go through timm's own filter functions (SAM, BEiT, EVA/DINOv3); what
+remains here is what timm does not know (mmpretrain's SAM, USFM's shared bias table,
+wrapper prefixes, dropped decoders).
 """
 
 from __future__ import annotations
@@ -61,13 +64,12 @@ def remap_sam(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
     Prompt encoder, mask decoder and heads are dropped; so is the neck when the model
     was built without one (UltraSam's probes read the last block, not the neck).
     """
+    from timm.models.vision_transformer_sam import checkpoint_filter_fn
+
     state = strip(unwrap(state, ("state_dict", "model")), "module.")
     out: dict[str, Tensor] = {}
-    if any(k.startswith("image_encoder.") for k in state):
-        for key, value in state.items():
-            if key.startswith("image_encoder."):
-                key = key.removeprefix("image_encoder.")
-                out[re.sub(r"\.mlp\.lin(\d)\.", r".mlp.fc\1.", key)] = value
+    if any(k.startswith("image_encoder.") for k in state):  # Meta's layout: timm converts it
+        out = checkpoint_filter_fn(state, model)
     else:
         for key, value in state.items():
             if not key.startswith("backbone."):
@@ -112,6 +114,8 @@ def remap_beit(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
     ``fc_norm``, so ``norm`` is dropped and ``fc_norm`` keeps its initial values when
     the file has none. (Neither is applied to the tokens the zoo returns.)
     """
+    from timm.models.beit import checkpoint_filter_fn
+
     out = remap_prefixed(state, model)
     own = model.state_dict()
     shared = out.pop("rel_pos_bias.relative_position_bias_table", None)
@@ -123,7 +127,8 @@ def remap_beit(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
         for part in ("weight", "bias"):
             out.pop(f"norm.{part}", None)
             out.setdefault(f"fc_norm.{part}", own[f"fc_norm.{part}"])
-    return out
+    # timm's BEiT filter: drops recomputed buffers, resizes position and bias tables
+    return checkpoint_filter_fn(out, model)
 
 
 def remap_timm_filter(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:

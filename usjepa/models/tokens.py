@@ -64,3 +64,19 @@ def pad_indices(mask: Tensor, length: int | None = None) -> Tensor:
     keyed = torch.where(mask, pos, pos + n)  # valid positions sort first, in order
     idx = keyed.sort(-1).values[..., :length]
     return torch.where(idx < n, idx, torch.full_like(idx, PAD))
+
+
+def last_blocks(vit: nn.Module, images: Tensor, n_last: int, prefix: int = 1) -> list[Tensor]:
+    """The final-normed outputs ``[B, prefix + N, D]`` of a timm ViT's last ``n_last``
+    blocks, from timm's ``forward_intermediates`` (prefix tokens first)."""
+    if not hasattr(vit, "forward_intermediates"):
+        raise ValueError(f"{type(vit).__name__} has no forward_intermediates (a timm ViT has)")
+    outs = vit.forward_intermediates(  # type: ignore[operator]
+        images,
+        indices=n_last,
+        norm=True,
+        output_fmt="NLC",
+        intermediates_only=True,
+        return_prefix_tokens=prefix > 0,
+    )
+    return [torch.cat([p, s], 1) for s, p in outs] if prefix > 0 else list(outs)

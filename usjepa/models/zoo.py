@@ -46,6 +46,7 @@ from usjepa.models.layouts import (
     remap_timm_filter,
 )
 from usjepa.models.samus import SAMUSEncoder, remap_samus
+from usjepa.models.tokens import last_blocks
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 Remap = Callable[[dict[str, Tensor], nn.Module], dict[str, Tensor]]
@@ -299,6 +300,13 @@ class ZooEncoder(nn.Module):
         if pixels.shape[1] != self.in_chans:
             pixels = pixels.mean(1, keepdim=True).expand(-1, self.in_chans, -1, -1)
         return (pixels - self.mean) / self.std
+
+    def forward_blocks(self, images: Tensor, n_last: int) -> list[Tensor]:
+        """Normalised tokens of the last ``n_last`` blocks (ViT entries; timm's
+        ``forward_intermediates``), for ``teacher_layers`` and ``*_last<n>`` poolings."""
+        if self.kind == "map":
+            raise ValueError(f"zoo entry {self.name!r} gives a feature map, not ViT blocks")
+        return last_blocks(self.model, self.prepare(images), n_last, self.num_prefix_tokens)
 
     def forward(self, images: Tensor) -> Tensor:
         """Tokens ``[B, P + N, D]`` of images given in our normalisation."""
