@@ -12,7 +12,13 @@ limited to one thread, no DataLoader workers, CPU time of this process) for:
   :class:`usjepa.data.CorpusDataModule` does: batches stay uint8 and are normalised on
   the device after transfer, so normalisation is not in these figures;
 * ``shards``: the same from :class:`usjepa.data.shards.ShardCorpusDataset`;
-* ``masks``: mask generation alone, masks per second for the 14x14 grid.
+* ``masks``: mask generation alone, masks per second for the 14x14 grid;
+* ``files_albumentations``: ``files`` with the crop done by albumentations'
+  ``RandomResizedCrop`` on the frame and its scan mask together (same scale, ratio and
+  interpolation rule: area when shrinking, linear when enlarging), the candidate the
+  house-keeping issue asked to measure before adopting it;
+* ``crop`` / ``crop_albumentations``: the crop and resize of a decoded frame and its
+  scan mask alone, ours and albumentations'.
 
 Writes ``benchmarks/results/loading.{md,csv}``.
 """
@@ -56,6 +62,36 @@ def make_corpus(work: Path, n: int) -> Path:
     return work / "corpus"
 
 
+class AlbumentationsTransform(FrameTransform):
+    """:class:`FrameTransform` with albumentations doing the paired crop."""
+
+    def __init__(self, img_size: int, crop_scale: tuple[float, float], seed: int, grid: int):
+        import albumentations as A
+
+        super().__init__(img_size, crop_scale, seed, grid)
+        crop = A.RandomResizedCrop(
+            size=(img_size, img_size),
+            scale=crop_scale,
+            ratio=(0.75, 4 / 3),
+            interpolation=cv2.INTER_LINEAR,
+            mask_interpolation=cv2.INTER_LINEAR,
+            area_for_downscale="image_mask",
+        )
+        self.crop = A.Compose([crop], seed=seed)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, seed: int | None = None) -> dict:
+        rng = self.rng() if seed is None else np.random.default_rng(seed)
+        self.crop.set_random_seed(int(rng.integers(2**31)))
+        out = self.crop(image=image, mask=mask)
+        g = (self.grid_size, self.grid_size)
+        cover = cv2.resize(out["mask"], g, interpolation=cv2.INTER_AREA).astype(np.float32)
+        return {
+            "image": torch.from_numpy(out["image"])[None],
+            "mask_seed": int(rng.integers(2**62)),
+            "scan_cover": torch.from_numpy(cover / 255),
+        }
+
+
 def per_core(fn, n: int) -> float:
     start = time.process_time()
     fn()
@@ -96,6 +132,22 @@ def main() -> None:
     def from_files() -> None:
         batches(files[i] for i in range(n))
 
+    alb_files = CorpusDataset(
+        corpus, table, np.arange(n), AlbumentationsTransform(224, (0.3, 1.0), 0, 14)
+    )
+
+    def from_files_albumentations() -> None:
+        batches(alb_files[i] for i in range(n))
+
+    decoded = [files.load(i) for i in range(256)]
+
+    def crop_with(t: FrameTransform) -> None:
+        for i in range(4 * len(decoded)):
+            image, mask = decoded[i % len(decoded)]
+            t(image, mask, seed=i)
+
+    alb_transform = AlbumentationsTransform(224, (0.3, 1.0), 0, 14)
+
     shard_dir = next(p for p in (work / "shards").iterdir() if p.is_dir())
     shards = ShardCorpusDataset(str(shard_dir), transform, shuffle=True, seed=0)
 
@@ -118,6 +170,9 @@ def main() -> None:
             "files": per_core(from_files, n),
             "shards": per_core(from_shards, len(shards)),
             "masks": per_core(masks, 50 * 64),
+            "files_albumentations": per_core(from_files_albumentations, n),
+            "crop": per_core(lambda: crop_with(transform), 4 * len(decoded)),
+            "crop_albumentations": per_core(lambda: crop_with(alb_transform), 4 * len(decoded)),
         }
         rows += [
             {"pass": repeat, "what": k, "per_second_per_core": round(v)} for k, v in rates.items()
@@ -147,6 +202,24 @@ def main() -> None:
     for key, label in labels.items():
         lines.append(f"| {label} | {last[key]:,} | {last[key] / last['decode']:.2f} |")
     lines += ["", "Bars: shards >= 1,500 frames/s per core; masks >= 2,000 masks/s per core."]
+    alb = {
+        "files": ("files, the whole pipeline (frames)", "files_albumentations"),
+        "crop": ("crop + resize of a decoded frame and its mask (frames)", "crop_albumentations"),
+    }
+    lines += [
+        "",
+        "## The paired crop: ours or albumentations'",
+        "",
+        "albumentations' `RandomResizedCrop` on frame and scan mask together (same scale, "
+        "ratio and interpolation rule), measured in the same run:",
+        "",
+        "| what | ours | albumentations | albumentations / ours |",
+        "|---|---|---|---|",
+    ]
+    for key, (label, other) in alb.items():
+        lines.append(
+            f"| {label} | {last[key]:,} | {last[other]:,} | {last[other] / last[key]:.2f} |"
+        )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
