@@ -298,3 +298,28 @@ def test_build_with_an_unknown_dataset(tmp_path, capsys):
         capsys,
     )
     assert "busii" in last and "--no-catalog" in last
+
+
+def test_data_tool_slips_end_in_one_line(tmp_path, capsys):
+    """The data tools share the jsonargparse stack: a missing option or an unknown tool
+    is one line, not a usage page."""
+    last = fail(["data", "build", str(tmp_path / "raw"), str(tmp_path / "out")], capsys)
+    assert "required" in last and "dataset" in last and "--help" in last
+    last = fail(["data", "frobnicate"], capsys)
+    assert "frobnicate" in last and "validate" in last
+
+
+def test_probe_option_from_before_the_protocol_names_its_new_home(tmp_path, capsys):
+    config = tmp_path / "probe.yaml"
+    config.write_text((ROOT / "experiments/probe/demo.yaml").read_text())
+    last = fail(["probe", "--config", str(config), "--seeds", "[0]"], capsys)
+    assert "--seeds" in last and "protocol.seeds" in last
+
+
+def test_data_tools_read_their_options_from_yaml(tmp_path, capsys):
+    from usjepa.data.synthetic import generate_corpus
+
+    manifest = generate_corpus(tmp_path / "corpus", 6, size=32, progress=False)
+    (tmp_path / "validate.yaml").write_text(f"manifest: {manifest}\nno_files: true\n")
+    main(["data", "validate", "--config", str(tmp_path / "validate.yaml")])
+    assert "no problems" in capsys.readouterr().out.lower()

@@ -126,7 +126,7 @@ def probe(args: list[str]) -> None:
 
     from usjepa.eval.runner import run_probe
 
-    CLI(run_probe, args=args, as_positional=False)
+    CLI(run_probe, args=args, as_positional=False, exit_on_error=False)
 
 
 def robustness(args: list[str]) -> None:
@@ -135,7 +135,7 @@ def robustness(args: list[str]) -> None:
 
     from usjepa.eval.robustness import run_robustness
 
-    CLI(run_robustness, args=args, as_positional=False)
+    CLI(run_robustness, args=args, as_positional=False, exit_on_error=False)
 
 
 def data(args: list[str]) -> None:
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
-        print(f"usjepa {argv[0]}: error: {describe(exc)}", file=sys.stderr)
+        print(f"usjepa {argv[0]}: error: {describe(exc, argv[0])}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

@@ -52,6 +52,11 @@ _KEY = re.compile(r'Parser key "([^"]+)"')
 _FLAG = re.compile(r"unrecognized arguments: --(\S+)")
 #: where the options of a top-level config group are declared
 _GROUPS = {"trainer": "lightning.Trainer"}
+#: options that moved into a group: old flag -> where it lives now
+_MOVED = {
+    name: f"protocol.{name}"
+    for name in ("seeds", "poolings", "lrs", "weight_decays", "epochs", "batch_size", "engine")
+}
 
 
 def _suggest(class_path: str | None, option: str) -> str:
@@ -73,7 +78,7 @@ def _suggest(class_path: str | None, option: str) -> str:
     return f"; did you mean {close[0]!r}?" if close else f"; valid options: {sorted(set(names))}"
 
 
-def _config_typo(chain: list[BaseException]) -> str | None:
+def _config_typo(chain: list[BaseException], command: str = "") -> str | None:
     """A clear line for an unknown config key, with the nearest valid one."""
     text = "\n".join(str(e) for e in chain)
     unknown = _UNKNOWN.search(text)
@@ -88,7 +93,9 @@ def _config_typo(chain: list[BaseException]) -> str | None:
     flag = _FLAG.search(text)
     if flag:
         group, _, option = flag.group(1).partition(".")
-        if "." not in option and group in _GROUPS:
+        if flag.group(1) in _MOVED and command in ("probe", "robustness"):  # flags of before
+            hint = f"; it moved to --{_MOVED[flag.group(1)]} (usjepa.eval.ProbeProtocol)"
+        elif "." not in option and group in _GROUPS:
             hint = _suggest(_GROUPS[group], option)
         else:
             hint = "; check the spelling against the config (--help lists the options)"
@@ -101,9 +108,22 @@ def _last_line(text: str) -> str:
     return "; ".join(lines) if len(lines) <= 3 else lines[-1]
 
 
-def describe(exc: BaseException) -> str:
+_USAGE = ("the following arguments are required", "invalid choice", "unrecognized arguments")
+
+
+def _usage_error(chain: list[BaseException]) -> str | None:
+    """A command-line slip (missing argument, unknown subcommand or option), as it is."""
+    for err in reversed(chain):
+        text = _last_line(str(err))
+        if any(key in text for key in _USAGE):
+            return f"{text.removeprefix('argument cmd: ')}; see --help for the usage"
+    return None
+
+
+def describe(exc: BaseException, command: str = "") -> str:
     """One line for the user: the deepest :class:`UsjepaError` in the chain, a config
-    typo with a suggestion, or the innermost error with its type."""
+    typo with a suggestion, or the innermost error with its type. ``command`` (``probe``,
+    ``pretrain`` ...) lets a hint name where a moved option lives now."""
     chain = _chain(exc)
     full = next((e for e in chain if isinstance(e, OSError) and e.errno == errno.ENOSPC), None)
     if full is not None:
@@ -116,9 +136,12 @@ def describe(exc: BaseException) -> str:
     ours = [e for e in chain if isinstance(e, UsjepaError)]
     if ours:
         return _last_line(str(ours[-1]))
-    typo = _config_typo(chain)
+    typo = _config_typo(chain, command)
     if typo:
         return typo
+    usage = _usage_error(chain)
+    if usage:
+        return usage
     inner = chain[-1]
     known = (OSError, ValueError, KeyError, TypeError, RuntimeError)
     for err in reversed(chain):

@@ -1,9 +1,12 @@
-"""``usjepa data ...``: the data tools' command line."""
+"""``usjepa data ...``: the data tools' command line, on jsonargparse like ``pretrain``
+and ``probe`` (one CLI stack): errors raise and end in one line, and every tool also
+reads its options from YAML (``--config tool.yaml``)."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from usjepa.data.ingest.ultrabench import ULTRABENCH_TASKS
 
@@ -21,9 +24,22 @@ USAGE_LINES = """\
 """
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="usjepa data")
-    sub = parser.add_subparsers(dest="cmd", required=True)
+class _Tools:
+    """``add_parser`` over jsonargparse subcommands, each with ``--config``."""
+
+    def __init__(self, parser: ArgumentParser) -> None:
+        self.sub = parser.add_subcommands(dest="cmd", required=True)
+
+    def add_parser(self, name: str, help: str) -> ArgumentParser:
+        tool = ArgumentParser(prog=f"usjepa data {name}", exit_on_error=False)
+        tool.add_argument("--config", action=ActionConfigFile, help="options from YAML")
+        self.sub.add_subcommand(name, tool, help=help)
+        return tool
+
+
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="usjepa data", exit_on_error=False)
+    sub = _Tools(parser)
     synth = sub.add_parser("synth", help="write the synthetic corpus and lesion task")
     synth.add_argument("--out", default="data/synthetic")
     synth.add_argument("--images", type=int, default=2000)
@@ -94,7 +110,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(args: list[str]) -> None:
     """Parse ``usjepa data ...`` and run the tool."""
-    ns = _parser().parse_args(args)
+    parsed = _parser().parse_args(args)
+    ns = parsed[parsed.cmd]
+    ns.cmd = parsed.cmd
     handler = {
         "synth": synth,
         "contact-sheet": synth,
@@ -108,7 +126,7 @@ def main(args: list[str]) -> None:
     handler(ns)  # errors end in one line via usjepa.cli.main
 
 
-def synth(ns: argparse.Namespace) -> None:
+def synth(ns: Namespace) -> None:
     """``data synth`` and ``data contact-sheet``."""
     from usjepa.data.synthetic import contact_sheet, generate_corpus, generate_task
 
@@ -119,7 +137,7 @@ def synth(ns: argparse.Namespace) -> None:
         print(contact_sheet(ns.out))
 
 
-def validate(ns: argparse.Namespace) -> None:
+def validate(ns: Namespace) -> None:
     """Print the report; exit 1 when anything is wrong."""
     import pandas as pd
 
@@ -133,7 +151,7 @@ def validate(ns: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
-def build(ns: argparse.Namespace) -> None:
+def build(ns: Namespace) -> None:
     """``data build``: a raw download to corpus frames and manifest rows."""
     from dataclasses import replace
 
@@ -169,14 +187,14 @@ def build(ns: argparse.Namespace) -> None:
         print(f"{report.failed} unreadable source(s) listed in {Path(ns.out) / 'build_errors.csv'}")
 
 
-def make_task(ns: argparse.Namespace) -> None:
+def make_task(ns: Namespace) -> None:
     """``data make-task``: a labelled image folder to a probe task."""
     from usjepa.data.ingest.task_builders import make_task as run
 
     print(run(ns.src, ns.out, ns.labels, ns.test_fraction, ns.seed))
 
 
-def build_task(ns: argparse.Namespace) -> None:
+def build_task(ns: Namespace) -> None:
     """``data build-task``: a benchmark task from its raw download."""
     from usjepa.data.ingest.task_builders import build_busbra, build_tn5000
     from usjepa.data.ingest.ultrabench import build_ultrabench_task
@@ -189,7 +207,7 @@ def build_task(ns: argparse.Namespace) -> None:
         print(build_tn5000(ns.raw, ns.out, ns.test_fraction, ns.seed))
 
 
-def check_leakage(ns: argparse.Namespace) -> None:
+def check_leakage(ns: Namespace) -> None:
     """Report matches; with ``--out`` write the filtered manifest. Exit 1 on matches
     when no filtered manifest was asked for (so scripts notice)."""
     from usjepa.data.leakage import check_leakage as run
@@ -220,7 +238,7 @@ def check_leakage(ns: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
-def shard(ns: argparse.Namespace) -> None:
+def shard(ns: Namespace) -> None:
     """``data shard``: litdata shards of a manifest."""
     from usjepa.data.shards import write_shards
 
