@@ -80,6 +80,7 @@ class AlbumentationsTransform(FrameTransform):
         self.crop = A.Compose([crop], seed=seed)
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, seed: int | None = None) -> dict:
+        """The sample dict of :class:`FrameTransform`, the crop by albumentations."""
         rng = self.rng() if seed is None else np.random.default_rng(seed)
         self.crop.set_random_seed(int(rng.integers(2**31)))
         out = self.crop(image=image, mask=mask)

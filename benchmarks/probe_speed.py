@@ -10,6 +10,7 @@ threads, wall time. Writes ``benchmarks/results/probe_speed.{md,csv}``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pandas as pd
 import torch
 
 from usjepa.eval.protocol import ProbeProtocol
+from usjepa.methods.optim import WarmupCosine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +28,52 @@ def data(n: int, seed: int, centers: torch.Tensor) -> tuple[dict, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % len(centers)
     return {"cls": centers[y] + torch.randn(n, centers.shape[1], generator=g)}, y
+
+
+def autograd_grid(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lrs: tuple[float, ...],
+    wds: tuple[float, ...],
+    epochs: int,
+    batch: int,
+    fused: bool,
+) -> list[torch.nn.Linear]:
+    """The same grid on torch autograd, dinov2-style: one ``nn.Linear`` per (lr, wd), one
+    AdamW parameter group per head (weights decayed, biases not), the same warmup +
+    cosine schedule; logits of all heads from one product of the concatenated weights."""
+    torch.manual_seed(0)
+    specs = list(itertools.product(lrs, wds))
+    heads = [torch.nn.Linear(x.shape[1], int(y.max()) + 1) for _ in specs]
+    groups = []
+    for head, (lr, wd) in zip(heads, specs):
+        groups.append({"params": [head.weight], "lr": lr, "weight_decay": wd})
+        groups.append({"params": [head.bias], "lr": lr, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, fused=fused, foreach=None if fused else True)
+    steps = epochs * -(-len(y) // batch)
+    schedule = WarmupCosine(optimizer, steps, warmup_fraction=0.05, min_lr_ratio=0.0)
+    order = torch.Generator().manual_seed(0)
+    classes, h = int(y.max()) + 1, len(heads)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    try:
+        for _ in range(epochs):
+            perm = torch.randperm(len(y), generator=order)
+            for start in range(0, len(y), batch):
+                idx = perm[start : start + batch]
+                weight = torch.cat([m.weight for m in heads])
+                bias = torch.cat([m.bias for m in heads])
+                logits = torch.nn.functional.linear(x[idx], weight, bias).view(-1, classes)
+                loss = torch.nn.functional.cross_entropy(logits, y[idx].repeat_interleave(h))
+                (loss * h).backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                schedule.step()
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
+    return heads
 
 
 def main() -> None:
@@ -43,6 +91,14 @@ def main() -> None:
     grid = protocol.score(tr, ytr, va, yva, te, yte, 6, 0)
     grid_s = time.perf_counter() - start
 
+    standard = ((tr["cls"] - tr["cls"].mean(0)) / tr["cls"].std(0), ytr)
+    autograd_s = {}
+    for fused in (False, True):
+        start = time.perf_counter()
+        autograd_grid(*standard, lrs, wds, 60, 128, fused)
+        autograd_s[fused] = time.perf_counter() - start
+    best_autograd = min(autograd_s.values())
+
     from sklearn.linear_model import LogisticRegression
 
     x = ((tr["cls"] - tr["cls"].mean(0)) / tr["cls"].std(0)).numpy()
@@ -58,6 +114,8 @@ def main() -> None:
             "test_macro_f1": round(grid["macro_f1"], 4),
         },
         {"what": "50 sequential scikit-learn fits", "seconds": round(sk_s, 2)},
+        {"what": "autograd grid, foreach AdamW", "seconds": round(autograd_s[False], 2)},
+        {"what": "autograd grid, fused AdamW", "seconds": round(autograd_s[True], 2)},
     ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +134,21 @@ def main() -> None:
         f"Ratio: the grid takes {grid_s / sk_s:.2f}x the time of the sequential fits. "
         f"The grid's picked head scored macro F1 {grid['macro_f1']:.3f} on test. "
         "Bar: under 10 s.",
+        "",
+        "## The same grid on torch autograd",
+        "",
+        "dinov2-style: one `nn.Linear` per (lr, wd) and one AdamW parameter group per head, "
+        "the same schedule, one thread, in the same run:",
+        "",
+        "| what | seconds | vs the head grid |",
+        "|---|---|---|",
+        *(
+            f"| autograd, {name} AdamW | {autograd_s[f]:.1f} | {autograd_s[f] / grid_s:.2f}x |"
+            for name, f in (("foreach", False), ("fused", True))
+        ),
+        "",
+        f"Bar for adopting it: within 1.5x of the head grid; the faster variant takes "
+        f"{best_autograd / grid_s:.2f}x.",
     ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
