@@ -84,3 +84,30 @@ def test_batches_are_normalised_on_the_device_after_transfer(corpus_dir):
     out = dm.on_after_batch_transfer(batch, 0)["image"]
     assert out.dtype == torch.float32
     assert torch.allclose(out, (raw.float() / 255 - 0.3) / 0.2, atol=1e-5)
+
+
+def test_one_manifest_reader_behind_both_views(tmp_path):
+    """read_manifest (pandas, data tools) and load_frame_table (columnar, training) read
+    through one ManifestFile: the same rows, and the same message for a broken file."""
+    from usjepa.data.frames import load_frame_table
+    from usjepa.data.manifest import read_manifest
+
+    rows = pd.DataFrame(
+        {"frame_path": ["a.png", "b.png", "c.png"], "dataset": ["x", "y", "x"],
+         "scan_mask": ["m.png", "", "m.png"]}
+    )  # fmt: skip
+    for suffix in (".parquet", ".csv"):
+        path = tmp_path / f"manifest{suffix}"
+        rows.to_parquet(path) if suffix == ".parquet" else rows.to_csv(path, index=False)
+        frame, table = read_manifest(path), load_frame_table(path)
+        assert list(frame["frame_path"]) == [table.frame_path[i] for i in range(3)]
+        assert [table.scan_mask[i] for i in range(3)] == ["m.png", "", "m.png"]
+        assert list(frame["scan_mask"].fillna("")) == ["m.png", "", "m.png"]
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not a parquet file")
+    messages = set()
+    for reader in (read_manifest, load_frame_table):
+        with pytest.raises(ManifestError, match="cannot be read") as info:
+            reader(broken)
+        messages.add(str(info.value))
+    assert len(messages) == 1

@@ -17,10 +17,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-from usjepa.data.manifest import ManifestError, check_exists, check_shape
+from usjepa.data.manifest import ManifestFile
 
 _DICT_COLUMNS = ("dataset", "patient_id", "split", "scan_mask")
 
@@ -142,81 +140,25 @@ def _empty_codes(n: int) -> Codes:
 
 
 def load_frame_table(path: str | Path) -> FrameTable:
-    """Read a parquet (or CSV) manifest into a :class:`FrameTable`.
+    """A parquet (or CSV) manifest as a :class:`FrameTable`, read through the one manifest
+    reader (:class:`~usjepa.data.manifest.ManifestFile`) column by column, so memory
+    peaks near the size of what is kept.
 
     Raises:
         ManifestError: naming the file and the fix when it is missing, unreadable or
             lacks ``frame_path``.
     """
-    path = Path(path)
-    check_exists(path)
-    try:
-        if path.suffix == ".parquet":
-            return _from_parquet(path)
-        if path.suffix != ".csv":
-            raise ManifestError(
-                f"manifest {path}: unknown format {path.suffix!r}; use .parquet or .csv"
-            )
-        return _from_table(pacsv.read_csv(path), path)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise ManifestError(f"manifest {path} cannot be read: {err}") from None
-
-
-def _from_table(table: pa.Table, path: Path) -> FrameTable:
-    check_shape(table.column_names, table.num_rows, path)
-    n = table.num_rows
-
-    def codes(name: str) -> Codes:
-        return (
-            Codes.from_arrow(table.column(name)) if name in table.column_names else _empty_codes(n)
-        )
-
-    phash = None
-    if "phash" in table.column_names and table.column("phash").null_count == 0:
-        phash = table.column("phash").to_numpy().astype(np.int64)
-    return FrameTable(
-        StringColumn.from_arrow(table.column("frame_path")),
-        codes("scan_mask"),
-        codes("dataset"),
-        codes("patient_id"),
-        codes("split"),
-        phash,
-    )
-
-
-def _streamed_strings(file: pq.ParquetFile, name: str, rows: int) -> StringColumn:
-    """A string column read in batches into one preallocated buffer: peak memory is the
-    column once plus a batch, not the column twice."""
-    total = 0
-    for batch in file.iter_batches(batch_size=1 << 18, columns=[name]):
-        total += int(pc.sum(pc.binary_length(batch.column(0))).as_py() or 0)
-    data = np.empty(total, np.uint8)
-    offsets = np.zeros(rows + 1, np.int64)
-    row = pos = 0
-    for batch in file.iter_batches(batch_size=1 << 18, columns=[name]):
-        part = StringColumn.from_arrow(batch.column(0))
-        size = int(part.offsets[-1] - part.offsets[0])
-        data[pos : pos + size] = part.data[part.offsets[0] : part.offsets[-1]]
-        offsets[row + 1 : row + len(part) + 1] = part.offsets[1:] - part.offsets[0] + pos
-        row, pos = row + len(part), pos + size
-    return StringColumn(data, offsets)
-
-
-def _from_parquet(path: Path) -> FrameTable:
-    """Column by column, so memory peaks near the size of what is kept."""
-    names = pq.read_schema(path).names
-    file = pq.ParquetFile(path, read_dictionary=[c for c in _DICT_COLUMNS if c in names])
-    rows = file.metadata.num_rows
-    check_shape(names, rows, path)
+    file = ManifestFile(path, dictionary=_DICT_COLUMNS)
+    names, rows = file.names, file.num_rows
 
     def codes(name: str) -> Codes:
         if name not in names:
             return _empty_codes(rows)
-        return Codes.from_arrow(file.read(columns=[name]).column(0))
+        return Codes.from_arrow(file.read([name]).column(0))
 
     phash = None
     if "phash" in names:
-        column = file.read(columns=["phash"]).column(0)
+        column = file.read(["phash"]).column(0)
         if column.null_count == 0:
             phash = column.to_numpy().astype(np.int64)
     table = FrameTable(
@@ -229,6 +171,24 @@ def _from_parquet(path: Path) -> FrameTable:
     )
     pa.default_memory_pool().release_unused()
     return table
+
+
+def _streamed_strings(file: ManifestFile, name: str, rows: int) -> StringColumn:
+    """A string column read in batches into one preallocated buffer: peak memory is the
+    column once plus a batch, not the column twice."""
+    total = 0
+    for column in file.iter_batches(name):
+        total += int(pc.sum(pc.binary_length(column)).as_py() or 0)
+    data = np.empty(total, np.uint8)
+    offsets = np.zeros(rows + 1, np.int64)
+    row = pos = 0
+    for column in file.iter_batches(name):
+        part = StringColumn.from_arrow(column)
+        size = int(part.offsets[-1] - part.offsets[0])
+        data[pos : pos + size] = part.data[part.offsets[0] : part.offsets[-1]]
+        offsets[row + 1 : row + len(part) + 1] = part.offsets[1:] - part.offsets[0] + pos
+        row, pos = row + len(part), pos + size
+    return StringColumn(data, offsets)
 
 
 def dataset_shares(counts: np.ndarray, mode: str, temperature: float = 1.0) -> np.ndarray:

@@ -1,10 +1,21 @@
-"""Manifest reading and the checks every consumer relies on."""
+"""Manifest reading and the checks every consumer relies on.
+
+There is one reader, :class:`ManifestFile`: it finds the file, reads parquet or CSV
+through Arrow, and checks the schema, with one set of messages. Two views sit on it:
+:func:`read_manifest` (a pandas frame, for the data tools) and
+:func:`usjepa.data.frames.load_frame_table` (columnar, column by column, for training
+on millions of rows).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from usjepa.errors import UsjepaError
 
@@ -56,25 +67,80 @@ def check_shape(columns: list[str], rows: int, path: Path) -> None:
         )
 
 
-def read_manifest(path: str | Path) -> pd.DataFrame:
-    """Read a parquet or CSV manifest into pandas (the data tools) and check its shape.
-    Training reads the same files through :func:`usjepa.data.frames.load_frame_table`.
+class ManifestFile:
+    """A parquet or CSV manifest opened through Arrow and checked against the schema.
+
+    Parquet is read column by column (:meth:`read` with ``columns``, or
+    :meth:`iter_batches`), so a caller keeping a few columns of millions of rows never
+    holds the whole file; a CSV is parsed once.
+
+    Args:
+        path: the ``.parquet`` or ``.csv`` file.
+        dictionary: columns to read dictionary-encoded (repeated values as codes).
 
     Raises:
-        ManifestError: naming the file and the fix, if it is missing, empty, of an
-            unknown format, or lacks ``frame_path``.
+        ManifestError: naming the file and the fix, if it is missing, unreadable, empty,
+            of an unknown format, or lacks ``frame_path``.
     """
-    path = Path(path)
-    check_exists(path)
-    if path.suffix == ".parquet":
-        table = pd.read_parquet(path)
-    elif path.suffix == ".csv":
-        table = pd.read_csv(path)
-    else:
-        raise ManifestError(
-            f"manifest {path}: unknown format {path.suffix!r}; use .parquet or .csv"
-        )
-    check_shape(list(table.columns), len(table), path)
+
+    def __init__(self, path: str | Path, dictionary: Sequence[str] = ()) -> None:
+        self.path = Path(path)
+        check_exists(self.path)
+        self._parquet: pq.ParquetFile | None = None
+        self._table: pa.Table | None = None
+        try:
+            if self.path.suffix == ".parquet":
+                names = pq.read_schema(self.path).names
+                wanted = [c for c in dictionary if c in names]
+                self._parquet = pq.ParquetFile(self.path, read_dictionary=wanted)
+                self.names, self.num_rows = names, self._parquet.metadata.num_rows
+            elif self.path.suffix == ".csv":
+                self._table = pacsv.read_csv(self.path)
+                for name in dictionary:
+                    if name in self._table.column_names:
+                        column = self._table.column(name).dictionary_encode()
+                        at = self._table.column_names.index(name)
+                        self._table = self._table.set_column(at, name, column)
+                self.names, self.num_rows = self._table.column_names, self._table.num_rows
+            else:
+                raise ManifestError(
+                    f"manifest {self.path}: unknown format {self.path.suffix!r}; "
+                    "use .parquet or .csv"
+                )
+        except (pa.ArrowInvalid, OSError) as err:
+            raise ManifestError(
+                f"manifest {self.path} cannot be read ({err}); rebuild it with "
+                "`usjepa data build`, or check that it is a parquet or CSV file"
+            ) from None
+        check_shape(list(self.names), self.num_rows, self.path)
+
+    def read(self, columns: list[str] | None = None) -> pa.Table:
+        """The given columns (all by default) as one Arrow table."""
+        if self._parquet is not None:
+            return self._parquet.read(columns=columns)
+        assert self._table is not None
+        return self._table if columns is None else self._table.select(columns)
+
+    def iter_batches(self, column: str, batch_size: int = 1 << 18) -> Iterator[pa.Array]:
+        """One column in batches of ``batch_size`` rows."""
+        if self._parquet is not None:
+            for batch in self._parquet.iter_batches(batch_size=batch_size, columns=[column]):
+                yield batch.column(0)
+        else:
+            assert self._table is not None
+            for batch in self._table.select([column]).to_batches(max_chunksize=batch_size):
+                yield batch.column(0)
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """A parquet or CSV manifest as a pandas frame (the data tools), read and checked by
+    :class:`ManifestFile`; ``scan_mask`` is added empty when absent.
+
+    Raises:
+        ManifestError: naming the file and the fix, if it is missing, unreadable, empty,
+            of an unknown format, or lacks ``frame_path``.
+    """
+    table = ManifestFile(path).read().to_pandas()
     if "scan_mask" not in table:
         table["scan_mask"] = ""
     return table

@@ -141,6 +141,7 @@ class ShardCorpusDataset(StreamingDataset):
             self.transform_takes_seed = "seed" in inspect.signature(transform).parameters
         except (TypeError, ValueError):
             self.transform_takes_seed = False
+        self._salt = zlib.crc32(str(self.input_dir.path).encode())  # this dataset's part
 
     def __getitem__(self, index: Any) -> dict[str, Any]:
         """The decoded, augmented frame. Its crop and mask draws come from a seed of its
@@ -157,8 +158,7 @@ class ShardCorpusDataset(StreamingDataset):
         if not self.transform_takes_seed:
             return self.frame_transform(image, mask)
         position = int(getattr(index, "index", index))
-        salt = zlib.crc32(str(self.input_dir.path).encode())
-        seed = sample_seed(int(self.seed), int(self.current_epoch), salt, position)
+        seed = sample_seed(int(self.seed), int(self.current_epoch), self._salt, position)
         return self.frame_transform(image, mask, seed=seed)
 
 
