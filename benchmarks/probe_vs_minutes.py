@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from f1_curves import plot_curves, table_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = {"img_size": 64, "patch_size": 8, "embed_dim": 192, "depth": 6, "num_heads": 3}
@@ -131,36 +132,24 @@ def report(work: Path, out: Path) -> None:
         "Probe macro F1 (%) on the synthetic lesion task against cumulative CPU "
         f"training minutes (random init: {random_f1:.1f}).",
         "",
-        "| stage | minutes | macro F1 | std | vs random |",
-        "|---|---|---|---|---|",
+        *table_lines(summary, ["stage"], random_f1),
     ]
-    for r in summary.itertuples():
-        lines.append(
-            f"| {r.stage} | {r.minutes:.1f} | {r.mean:.1f} | {r.std:.1f} | "
-            f"{r.mean - random_f1:+.1f} |"
-        )
     (out / "probe_vs_minutes.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for stage, color, label in (
-        ("teacher", "tab:orange", "teacher (MAE)"),
-        ("student", "tab:blue", "student (SALT)"),
-    ):
-        s = summary[summary["stage"] == stage]
-        ax.errorbar(
-            s["minutes"], s["mean"], yerr=s["std"], marker="o", color=color, label=label, capsize=3
+    curves = [
+        (summary[summary["stage"] == stage], {"color": color, "label": label})
+        for stage, color, label in (
+            ("teacher", "tab:orange", "teacher (MAE)"),
+            ("student", "tab:blue", "student (SALT)"),
         )
-    ax.axhline(random_f1, color="grey", ls="--", label="random init")
-    ax.set_xlabel("cumulative training minutes (2 CPU cores)")
-    ax.set_ylabel("linear-probe macro F1 (%), 5 seeds")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "probe_vs_minutes.png", dpi=120)
+    ]
+    plot_curves(
+        curves,
+        (random_f1, None),
+        "cumulative training minutes (2 CPU cores)",
+        "linear-probe macro F1 (%), 5 seeds",
+        out / "probe_vs_minutes.png",
+    )
 
 
 def main() -> None:

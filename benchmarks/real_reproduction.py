@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from f1_curves import plot_curves, table_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = "benchmarks/results/real_pipeline"
@@ -280,45 +281,28 @@ def report(work: Path, out: Path, ns: argparse.Namespace) -> None:
         f"Probe macro F1 (%) on the real task `{task}` against cumulative CPU pretraining "
         f"minutes per arm (random init: {rnd['mean']:.1f} ± {rnd['std']:.1f}).",
         "",
-        "| masks | stage | minutes | macro F1 | std | vs random |",
-        "|---|---|---|---|---|---|",
+        *table_lines(summary.rename(columns={"arm": "masks"}), ["masks", "stage"], rnd["mean"]),
     ]
-    for r in summary.itertuples():
-        lines.append(
-            f"| {r.arm} | {r.stage} | {r.minutes:.1f} | {r.mean:.1f} | {r.std:.1f} | "
-            f"{r.mean - rnd['mean']:+.1f} |"
-        )
     (out / "real_reproduction.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = {"usrc": "-", "plain": "--"}
     colors = {"teacher": "tab:orange", "student": "tab:blue"}
-    for arm in ARMS:
-        for stage in ("teacher", "student"):
-            s = summary[(summary["arm"] == arm) & (summary["stage"] == stage)]
-            ax.errorbar(
-                s["minutes"],
-                s["mean"],
-                yerr=s["std"],
-                marker="o",
-                ls=styles[arm],
-                color=colors[stage],
-                label=f"{stage} ({arm})",
-                capsize=3,
-            )
-    ax.axhline(rnd["mean"], color="grey", ls=":", label="random init")
-    ax.axhspan(rnd["mean"] - rnd["std"], rnd["mean"] + rnd["std"], color="grey", alpha=0.15)
-    ax.set_xlabel("cumulative pretraining minutes per arm (1 CPU thread each)")
-    ax.set_ylabel(f"linear-probe macro F1 (%) on {task}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "real_reproduction.png", dpi=120)
+    curves = [
+        (
+            summary[(summary["arm"] == arm) & (summary["stage"] == stage)],
+            {"ls": {"usrc": "-", "plain": "--"}[arm], "color": colors[stage],
+             "label": f"{stage} ({arm})"},
+        )
+        for arm in ARMS
+        for stage in ("teacher", "student")
+    ]  # fmt: skip
+    plot_curves(
+        curves,
+        (rnd["mean"], rnd["std"]),
+        "cumulative pretraining minutes per arm (1 CPU thread each)",
+        f"linear-probe macro F1 (%) on {task}",
+        out / "real_reproduction.png",
+        size=(7, 4.5),
+    )
 
 
 def main() -> None:
