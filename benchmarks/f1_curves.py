@@ -1,11 +1,28 @@
-"""Probe macro F1 against pretraining minutes: the Markdown table and the plot shared by
-``probe_vs_minutes.py`` (synthetic data) and ``real_reproduction.py`` (real scans)."""
+"""Probe macro F1 against pretraining minutes: probing the snapshots, the Markdown table
+and the plot, shared by ``probe_vs_minutes.py`` (synthetic data) and
+``real_reproduction.py`` (real scans)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def probe_snapshots(encoders: dict, seeds: str, out: Path, task: dict | None = None) -> None:
+    """``usjepa probe`` of the snapshot ``encoders`` (YAML specs by name) under the demo
+    protocol, on ``task`` (the demo's synthetic task by default), into ``out``."""
+    args = ["--config", str(ROOT / "experiments/probe/demo.yaml")]
+    if task is not None:
+        args += ["--task", json.dumps(task)]
+    args += ["--encoders", json.dumps(encoders), "--protocol.seeds", seeds]
+    command = [sys.executable, "-m", "usjepa", "probe", *args, "--out_dir", str(out)]
+    subprocess.run(command, check=True, cwd=ROOT)
 
 
 def table_lines(summary: pd.DataFrame, columns: list[str], random_f1: float) -> list[str]:

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from f1_curves import plot_curves, table_lines
+from f1_curves import plot_curves, probe_snapshots, table_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = {"img_size": 64, "patch_size": 8, "embed_dim": 192, "depth": 6, "num_heads": 3}
@@ -98,24 +98,7 @@ def snapshots(work: Path) -> dict[str, tuple[dict, str, float]]:
 
 def probe(work: Path, seeds: str) -> None:
     encoders = {name: spec for name, (spec, _, _) in snapshots(work).items()}
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "usjepa",
-            "probe",
-            "--config",
-            str(ROOT / "experiments/probe/demo.yaml"),
-            "--encoders",
-            json.dumps(encoders),
-            "--protocol.seeds",
-            seeds,
-            "--out_dir",
-            str(work / "probe"),
-        ],
-        check=True,
-        cwd=ROOT,
-    )
+    probe_snapshots(encoders, seeds, work / "probe")
 
 
 def report(work: Path, out: Path) -> None:

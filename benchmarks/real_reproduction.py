@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from f1_curves import plot_curves, table_lines
+from f1_curves import plot_curves, probe_snapshots, table_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = "benchmarks/results/real_pipeline"
@@ -242,26 +242,7 @@ def probe(work: Path, ns: argparse.Namespace) -> None:
         "class_path": "usjepa.data.ProbeDataModule",
         "init_args": {"root": ns.task, "img_size": ns.img_size},
     }
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "usjepa",
-            "probe",
-            "--config",
-            str(ROOT / "experiments/probe/demo.yaml"),
-            "--task",
-            json.dumps(task),
-            "--encoders",
-            json.dumps(encoders),
-            "--protocol.seeds",
-            ns.seeds,
-            "--out_dir",
-            str(work / "probe"),
-        ],
-        check=True,
-        cwd=ROOT,
-    )
+    probe_snapshots(encoders, ns.seeds, work / "probe", task)
 
 
 def report(work: Path, out: Path, ns: argparse.Namespace) -> None:
