@@ -9,7 +9,7 @@ from usjepa.data.scan_region import (
     detect_scan_region,
     detect_scan_region_clip,
     iou,
-    patch_occupancy,
+    patch_cover,
 )
 from usjepa.data.synthetic import draw_patient, render_frame
 from usjepa.data.synthetic.geometry import GEOMETRY_KINDS
@@ -51,7 +51,7 @@ def test_clip_uses_temporal_variation():
 def test_occupancy_and_input_checks():
     mask = np.zeros((64, 64), np.uint8)
     mask[:, :32] = 255
-    occ = patch_occupancy(mask, 4)
+    occ = patch_cover(mask, 4)
     assert occ.shape == (4, 4) and np.allclose(occ[:, :2], 1) and np.allclose(occ[:, 2:], 0)
     with pytest.raises(ValueError, match="uint8"):
         detect_scan_region(np.zeros((8, 8), np.float32))

@@ -7,11 +7,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import get_worker_info
 
 from usjepa.data.images import normalize, random_resized_box, resize_square
+from usjepa.data.scan_region import patch_cover
 from usjepa.masks.base import MaskGenerator
 
 
@@ -70,9 +70,7 @@ class FrameTransform:
             "mask_seed": int(rng.integers(2**62)),
         }
         if self.grid_size:
-            g = (self.grid_size, self.grid_size)
-            cover = cv2.resize(mask, g, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-            sample["scan_cover"] = torch.from_numpy(cover)
+            sample["scan_cover"] = torch.from_numpy(patch_cover(mask, self.grid_size))
         else:
             mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
             sample["scan_mask"] = torch.from_numpy(mask > 127)[None]
@@ -122,9 +120,15 @@ class MaskCollator:
         if self.scan_region:
             if "scan_cover" in samples[0]:
                 cover = torch.stack([s["scan_cover"] for s in samples])
-            else:
-                masks = torch.stack([s["scan_mask"] for s in samples])
-                cover = F.adaptive_avg_pool2d(masks.float(), g)[:, 0]
+            else:  # full-size boolean masks
+                cover = torch.stack(
+                    [
+                        torch.from_numpy(
+                            patch_cover(s["scan_mask"][0].numpy().astype(np.uint8) * 255, g)
+                        )
+                        for s in samples
+                    ]
+                )
             if cover.shape[-1] != g:
                 raise ValueError(f"scan cover grid {cover.shape[-1]} != mask grid {g}")
             valid = cover >= self.region_threshold

@@ -17,11 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from usjepa.atomic import atomic_path
 from usjepa.data.batches import FrameTransform, MaskCollator
 from usjepa.data.frames import FrameTable, dataset_shares, load_frame_table, sampling_weights
-from usjepa.data.images import (
-    ImageReadError,
-    normalize,
-    read_gray,
-)
+from usjepa.data.images import ImageReadError, normalize, pixel_stats, read_gray
 from usjepa.data.leakage import guard_corpus, hash_files
 from usjepa.data.sampling import EpochSampler, ResumableLoader
 from usjepa.masks.base import MaskGenerator
@@ -337,12 +333,10 @@ class CorpusDataModule(L.LightningDataModule):
 def _pixel_stats(dataset: CorpusDataset, n: int = 256) -> tuple[float, float]:
     """Mean and std of [0, 1] pixels inside the scan region over up to ``n`` frames."""
     picks = np.linspace(0, len(dataset) - 1, min(n, len(dataset))).astype(int)
-    values = []
+    frames = []
     for i in picks:
         try:
-            image, mask = dataset.load(int(i))
+            frames.append(dataset.load(int(i)))
         except ImageReadError:
             continue  # counted when training reaches it
-        values.append(image[mask > 127].astype(np.float32) / 255.0)
-    pixels = np.concatenate(values) if values else np.array([0.5], np.float32)
-    return float(pixels.mean()), float(max(pixels.std(), 1e-3))
+    return pixel_stats((f[0] for f in frames), (f[1] for f in frames))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import repeat
 from pathlib import Path
 
 import cv2
@@ -58,6 +60,20 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(
         image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     )
+
+
+def pixel_stats(
+    images: Iterable[np.ndarray], masks: Iterable[np.ndarray] | None = None
+) -> tuple[float, float]:
+    """Mean and std of uint8 pixels scaled to [0, 1], over all the ``images`` (inside
+    their scan ``masks`` when given, mask > 127); the std is at least 1e-3. The one
+    input-statistics rule of corpora and tasks."""
+    values = []
+    for image, mask in zip(images, masks if masks is not None else repeat(None)):
+        part = image if mask is None else image[mask > 127]
+        values.append(part.ravel().astype(np.float32) / 255.0)
+    pixels = np.concatenate(values) if values else np.array([0.5], np.float32)
+    return float(pixels.mean()), float(max(pixels.std(), 1e-3))
 
 
 def normalize(images: Tensor, mean: float, std: float) -> Tensor:

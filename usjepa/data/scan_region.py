@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 
 def detect_scan_region(
@@ -154,15 +152,17 @@ def _cut_above_face(mask: np.ndarray, core: np.ndarray, tol: float) -> None:
     mask[:, span] = np.where(rows < edge[None, :], 0, mask[:, span])
 
 
-def patch_occupancy(mask: np.ndarray, grid: int) -> np.ndarray:
-    """Share of scan-region pixels in each cell of a ``grid x grid`` patch grid.
+def patch_cover(mask: np.ndarray, grid: int) -> np.ndarray:
+    """Share of scan-region pixels in each cell of a ``grid x grid`` patch grid: area
+    interpolation of a binary uint8 mask (0 outside, 255 inside, as ``usjepa data build``
+    writes them and shards unpack them), exact to 1/255 for any mask size. The one
+    patch-cover rule of training samples, batches and evaluation.
 
     Returns:
         ``[grid, grid]`` float32 in [0, 1]; the mask generator keeps patches above a
         threshold (0.5 by default).
     """
-    t = torch.from_numpy((mask > 127).astype(np.float32))[None, None]
-    return F.adaptive_avg_pool2d(t, grid)[0, 0].numpy()
+    return cv2.resize(mask, (grid, grid), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

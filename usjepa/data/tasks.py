@@ -24,8 +24,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from usjepa.data.images import normalize, read_gray, resize_square
+from usjepa.data.images import normalize, pixel_stats, read_gray, resize_square
 from usjepa.errors import UsjepaError
+from usjepa.models.input_spec import letterbox_size
 
 GROUP_FIELDS = ("patient", "source")
 SPLIT_FILES = {"train_val": "train_val.json", "test": "test.json"}
@@ -115,9 +116,8 @@ def square(image: np.ndarray, size: int) -> np.ndarray:
 def letterbox(image: np.ndarray, size: int) -> np.ndarray:
     """Longer side to ``size`` keeping the aspect ratio, black padding bottom and right."""
     h, w = image.shape[:2]
-    scale = size / max(h, w)
-    new_h, new_w = min(size, round(h * scale)), min(size, round(w * scale))
-    inter = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    new_h, new_w = letterbox_size(h, w, size)
+    inter = cv2.INTER_AREA if new_h * new_w < h * w else cv2.INTER_LINEAR
     out = np.zeros((size, size), image.dtype)
     out[:new_h, :new_w] = cv2.resize(image, (new_w, new_h), interpolation=inter)
     return out
@@ -244,8 +244,7 @@ class ProbeDataModule(L.LightningDataModule):
     def _stats(self, n: int = 128) -> tuple[float, float]:
         images = self.tables["train_val"]["image"].to_numpy(dtype=str)
         picks = np.linspace(0, len(images) - 1, min(n, len(images))).astype(int)
-        pix = np.concatenate([read_gray(self.root / images[i]).ravel() for i in picks])
-        return float(pix.mean() / 255.0), float(max(pix.std() / 255.0, 1e-3))
+        return pixel_stats(read_gray(self.root / images[i]) for i in picks)
 
     def labels(self, split: str) -> np.ndarray:
         """Integer labels of ``split``."""

@@ -62,3 +62,11 @@ class InputSpec:
         if len(set(self.mean)) != 1 or len(set(self.std)) != 1:
             raise ValueError(f"per-channel statistics {self.mean}/{self.std} are not scalar")
         return self.mean[0], self.std[0]
+
+
+def letterbox_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """``(h, w)`` of an image scaled so its longer side is ``size``, aspect kept (the
+    ``longest_pad`` resize; the rest of the ``size x size`` input is black padding
+    below and to the right). The one letterbox geometry of task images and zoo inputs."""
+    scale = size / max(height, width)
+    return min(size, round(height * scale)), min(size, round(width * scale))

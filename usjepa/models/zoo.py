@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from usjepa.models.checkpoint import CheckpointError, load_checked, read_state_dict
-from usjepa.models.input_spec import InputSpec
+from usjepa.models.input_spec import InputSpec, letterbox_size
 from usjepa.models.layouts import (
     remap_beit,
     remap_identity,
@@ -289,8 +289,7 @@ class ZooEncoder(nn.Module):
         h, w = pixels.shape[-2:]
         size = self.img_size
         if self.resize == "longest_pad":
-            scale = size / max(h, w)
-            new = (min(size, round(h * scale)), min(size, round(w * scale)))
+            new = letterbox_size(h, w, size)
             if new != (h, w):
                 pixels = F.interpolate(pixels, size=new, mode="bilinear", align_corners=False)
             if new != (size, size):  # black (zero) pixels, normalised below like the image
