@@ -1,6 +1,13 @@
 """Lightning callbacks."""
 
 from usjepa.callbacks.export import ExportEncoder
+from usjepa.callbacks.monitors import CollapseMonitor, MaskImages, ThroughputMonitor
 from usjepa.callbacks.preemption import CheckpointOnSigterm
 
-__all__ = ["CheckpointOnSigterm", "ExportEncoder"]
+__all__ = [
+    "CheckpointOnSigterm",
+    "CollapseMonitor",
+    "ExportEncoder",
+    "MaskImages",
+    "ThroughputMonitor",
+]

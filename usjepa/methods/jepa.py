@@ -60,6 +60,10 @@ class JEPAModule(PretrainModule):
         if target_norm not in ("layer", "layer_batch", "none"):
             raise ValueError(f"target_norm={target_norm!r}; choose layer, layer_batch or none")
         self.loss_kind, self.target_norm = loss, target_norm
+        #: set by a monitor (:class:`usjepa.callbacks.CollapseMonitor`) for the steps it
+        #: reads: the step then keeps its outputs in :attr:`last_outputs` (detached)
+        self.keep_outputs = False
+        self.last_outputs: dict[str, Tensor] = {}
 
     def trainable_modules(self) -> list[nn.Module]:
         """The modules the optimiser updates: student and predictor."""
@@ -72,6 +76,8 @@ class JEPAModule(PretrainModule):
     def predict(self, images: Tensor, context: Tensor, targets: Tensor) -> Tensor:
         """Encode the context with the student and predict ``[B, M, T, D_t]``."""
         tokens = self.student(images, keep=context)[:, self.student.num_prefix_tokens :]
+        if self.keep_outputs:
+            self.last_outputs["student"] = tokens[context >= 0].detach()  # [N_ctx, D]
         return self.predictor(tokens, context, targets)
 
     def compute_loss(self, predictions: Tensor, targets: Tensor) -> Tensor:
@@ -86,6 +92,8 @@ class JEPAModule(PretrainModule):
         valid = target_idx >= 0
         predictions, targets = predictions[valid], targets[valid]  # [N, D], padding dropped
         loss = self.compute_loss(predictions, targets)
+        if self.keep_outputs:
+            self.last_outputs.update(predictions=predictions.detach(), targets=targets.detach())
         # a collapsing predictor shows as prediction spread falling towards zero
         extras = {
             "pred_std": predictions.detach().float().std(dim=0).mean(),

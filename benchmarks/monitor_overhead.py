@@ -1,0 +1,122 @@
+"""The cost of the training monitors: SALT steps at the demo's size with and without
+``CollapseMonitor``, ``ThroughputMonitor`` and ``MaskImages`` at their recipe cadence
+(every 50, 50 and 500 steps), runs alternating, best of each side.
+
+Batches are fixed random tensors (64 px, 8x8 grid, batch 64, the demo's multi-block
+masks) so that only the step and the monitors are timed, with a TensorBoard logger in
+both arms. Writes ``benchmarks/results/monitor_overhead.{md,csv}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader, Dataset
+
+from usjepa.callbacks import CollapseMonitor, MaskImages, ThroughputMonitor
+from usjepa.masks import MultiBlockMaskGenerator
+from usjepa.methods import SALTModule
+from usjepa.models import JEPAPredictor, ViTEncoder
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCH = {"img_size": 64, "patch_size": 8, "embed_dim": 192, "depth": 6, "num_heads": 3}
+
+
+class Batches(Dataset):
+    """``n`` fixed demo-sized batches with multi-block masks."""
+
+    def __init__(self, n: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        masks = MultiBlockMaskGenerator(8, num_targets=2, context_scale=(0.85, 1.0))
+        self.items = []
+        for _ in range(n):
+            context, targets = masks(64, g)
+            image = torch.randn(64, 1, 64, 64, generator=g)
+            self.items.append({"image": image, "context": context, "targets": targets})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+
+def seconds(steps: int, monitors: bool, work: Path) -> float:
+    """Wall time of ``steps`` SALT steps (after 5 warm-up steps are excluded)."""
+    torch.manual_seed(0)
+    module = SALTModule(
+        ViTEncoder(**ARCH, init_seed=2),
+        JEPAPredictor(8, 192, 192, width=96, depth=2, num_heads=4),
+        ViTEncoder(**ARCH, init_seed=1),
+    )
+    callbacks: list[L.Callback] = []
+    if monitors:
+        callbacks = [CollapseMonitor(50), ThroughputMonitor(50), MaskImages(500)]
+
+    class Clock(L.Callback):
+        start = 0.0
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+            if trainer.global_step == 5:
+                Clock.start = time.perf_counter()
+
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=steps + 5,
+        logger=TensorBoardLogger(work, name="monitors" if monitors else "plain"),
+        log_every_n_steps=10,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        callbacks=[*callbacks, Clock()],
+    )
+    trainer.fit(module, DataLoader(Batches(steps + 5), batch_size=None))
+    return time.perf_counter() - Clock.start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "monitor_overhead"))
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(args.repeats):
+            for monitors in (False, True):
+                s = seconds(args.steps, monitors, Path(tmp))
+                rows.append({"repeat": repeat, "monitors": monitors, "seconds": s})
+                print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    best = table.groupby("monitors")["seconds"].min()
+    ratio = best[True] / best[False]
+    out = Path(args.out)
+    table.to_csv(out.with_suffix(".csv"), index=False)
+    lines = [
+        "# Cost of the training monitors",
+        "",
+        f"{args.steps} SALT steps at the demo's size (ViT 6 x 192 at 64 px, batch 64) on "
+        f"CPU, {torch.get_num_threads()} threads, with a TensorBoard logger in both arms; "
+        f"{args.repeats} runs each, alternating, best of each side.",
+        "",
+        "| arm | seconds | per step (ms) |",
+        "|---|---|---|",
+        f"| no monitors | {best[False]:.2f} | {1000 * best[False] / args.steps:.1f} |",
+        f"| CollapseMonitor(50) + ThroughputMonitor(50) + MaskImages(500) | {best[True]:.2f} "
+        f"| {1000 * best[True] / args.steps:.1f} |",
+        "",
+        f"Overhead: {100 * (ratio - 1):+.1f} % of step time (bar: under 3 %).",
+    ]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

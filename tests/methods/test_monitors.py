@@ -1,0 +1,80 @@
+"""Training monitors: collapse indicators with a warning, throughput and data waiting,
+mask images, all in TensorBoard."""
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from tests.conftest import tiny_encoder, tiny_predictor
+from tests.methods.test_config import _Batches
+from usjepa.callbacks import CollapseMonitor, MaskImages, ThroughputMonitor
+from usjepa.callbacks.monitors import indicators, kept_width, overlay_masks, rankme
+from usjepa.methods import SALTModule
+
+
+def test_effective_rank_tells_spread_from_collapse():
+    g = torch.Generator().manual_seed(0)
+    spread = torch.randn(512, 32, generator=g)
+    collapsed = torch.randn(512, 1, generator=g) * torch.randn(1, 32, generator=g)
+    assert rankme(spread) > 28 and rankme(collapsed) < 1.5
+
+
+def test_a_collapsing_student_is_warned_about_once():
+    g = torch.Generator().manual_seed(0)
+    direction = torch.randn(1, 32, generator=g)
+    kept = {
+        "student": torch.randn(256, 1, generator=g) * direction,  # one direction
+        "predictions": torch.randn(256, 32, generator=g),
+        "targets": torch.randn(256, 32, generator=g),
+    }
+    values = indicators(kept)
+    monitor = CollapseMonitor()
+    with pytest.warns(UserWarning, match="collapse warning: student_rankme"):
+        monitor._warn(values, kept_width(values))
+    assert "predictor_rankme" not in monitor.warned  # the spread predictions pass
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        monitor._warn(values, kept_width(values))  # not repeated while it stays low
+
+
+def test_masks_are_drawn_on_their_patches():
+    images = torch.full((1, 1, 32, 32), 0.5)
+    context = torch.tensor([[0, 1, -1]])  # top-left patches of a 4x4 grid
+    targets = torch.tensor([[[15, -1]]])  # bottom-right patch
+    rgb = overlay_masks(images, context, targets, grid=4)
+    assert rgb.shape == (3, 32, 32)
+    ctx, tgt, rest = rgb[:, 2, 2], rgb[:, 30, 30], rgb[:, 2, 20]
+    assert ctx[1] > ctx[0] and tgt[0] > tgt[1] and rest.max() < ctx.max()
+
+
+def test_monitors_reach_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    module = SALTModule(tiny_encoder(0), tiny_predictor(), tiny_encoder(1))
+    monitors = [CollapseMonitor(every_n_steps=2), ThroughputMonitor(2), MaskImages(2, 2)]
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=4,
+        logger=TensorBoardLogger(tmp_path, name="run"),
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        callbacks=monitors,
+    )
+    trainer.fit(module, DataLoader(_Batches(4), batch_size=None))
+    events = EventAccumulator(str(next(tmp_path.rglob("events.out.tfevents*")).parent))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    for name in (
+        "student_rankme", "predictor_rankme", "student_std", "predictor_std",
+        "pred_target_cosine", "images_per_s", "data_wait_share",
+    ):  # fmt: skip
+        assert f"monitor/{name}" in scalars, name
+    assert "monitor/masks" in events.Tags()["images"]
+    assert 0.0 <= monitors[1].last["data_wait_share"] < 1.0
+    assert not module.keep_outputs and not module.last_outputs  # nothing held between steps

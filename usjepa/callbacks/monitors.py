@@ -1,0 +1,284 @@
+"""Training monitors: collapse indicators, throughput and data waiting, mask images.
+
+A JEPA run can collapse quietly: the loss keeps falling while the student's embeddings
+shrink to a few directions. :class:`CollapseMonitor` logs the signals that show it early
+and warns when one crosses its threshold; :class:`ThroughputMonitor` shows whether the
+GPUs wait for data; :class:`MaskImages` shows what the context and target blocks cover.
+Each works every ``every_n_steps`` and costs little (``benchmarks/monitor_overhead.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+
+
+def rankme(embeddings: Tensor, eps: float = 1e-7) -> float:
+    """RankMe (Garrido et al. 2023): the effective rank of ``[N, D]`` embeddings,
+    ``exp`` of the entropy of their normalised singular values; between 1 (collapsed to
+    one direction) and ``min(N, D)``."""
+    values = torch.linalg.svdvals(embeddings.float())
+    p = values / (values.sum() + eps) + eps
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def _std(embeddings: Tensor) -> float:
+    """Mean over dimensions of the std over rows, of L2-normalised rows (scale-free)."""
+    normed = torch.nn.functional.normalize(embeddings.float(), dim=-1)
+    return float(normed.std(dim=0).mean())
+
+
+class CollapseMonitor(L.Callback):
+    """Collapse indicators of a JEPA step, every ``every_n_steps`` steps:
+
+    - ``monitor/student_rankme``, ``monitor/predictor_rankme``: effective rank of the
+      student's context tokens and of the predictions (up to ``max_rows`` of each);
+    - ``monitor/student_std``, ``monitor/predictor_std``: per-dimension std of the
+      L2-normalised tokens (``1/sqrt(D)`` when spread evenly, 0 when collapsed);
+    - ``monitor/pred_target_cosine``: mean cosine similarity of prediction and target.
+
+    A warning goes to the log (once per indicator, until it recovers) when an effective
+    rank falls under ``min_rank_fraction`` of the width, or a std under ``min_std``
+    times ``1/sqrt(D)``.
+
+    Args:
+        every_n_steps: read every this many optimiser steps.
+        max_rows: tokens used for the effective rank (an SVD of ``max_rows x D``).
+        min_rank_fraction: warn under this share of the width as effective rank.
+        min_std: warn under this fraction of an even spread's std.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 50,
+        max_rows: int = 1024,
+        min_rank_fraction: float = 0.05,
+        min_std: float = 0.1,
+    ) -> None:
+        self.every_n_steps, self.max_rows = every_n_steps, max_rows
+        self.min_rank_fraction, self.min_std = min_rank_fraction, min_std
+        self.warned: set[str] = set()
+        self.last: dict[str, float] = {}
+
+    def _due(self, trainer: L.Trainer) -> bool:
+        return trainer.global_step % self.every_n_steps == 0
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        """Ask a JEPA module to keep this step's outputs when the step is read."""
+        if hasattr(pl_module, "keep_outputs"):
+            setattr(pl_module, "keep_outputs", self._due(trainer))  # noqa: B010
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Compute and log the indicators of the kept outputs, and warn on collapse."""
+        kept: dict[str, Tensor] = getattr(pl_module, "last_outputs", {})
+        if not getattr(pl_module, "keep_outputs", False) or not kept:
+            return
+        setattr(pl_module, "keep_outputs", False)  # noqa: B010
+        values = indicators(kept, self.max_rows)
+        kept.clear()
+        self.last = values
+        for name, value in values.items():
+            pl_module.log(f"monitor/{name}", value, batch_size=1)
+        self._warn(values, kept_width(values))
+
+    def _warn(self, values: dict[str, float], widths: dict[str, int]) -> None:
+        for part in ("student", "predictor"):
+            width = widths.get(part)
+            if width is None:
+                continue
+            checks = {
+                f"{part}_rankme": values[f"{part}_rankme"] < self.min_rank_fraction * width,
+                f"{part}_std": values[f"{part}_std"] < self.min_std / width**0.5,
+            }
+            for name, low in checks.items():
+                if low and name not in self.warned:
+                    self.warned.add(name)
+                    rank_zero_warn(
+                        f"collapse warning: {name} = {values[name]:.4g} (width {width}); the "
+                        "embeddings are shrinking to a few directions. Check the learning "
+                        "rate, the target normalisation (target_norm) and the masks"
+                    )
+                elif not low:
+                    self.warned.discard(name)
+
+
+def indicators(kept: dict[str, Tensor], max_rows: int = 1024) -> dict[str, float]:
+    """The collapse indicators of one step's kept outputs (``student``, ``predictions``,
+    ``targets``: ``[N, D]`` rows), with the widths as ``<part>_width``."""
+    values: dict[str, float] = {}
+    for part, key in (("student", "student"), ("predictor", "predictions")):
+        rows = kept.get(key)
+        if rows is None or len(rows) < 2:
+            continue
+        sample = rows[:: max(1, len(rows) // max_rows)][:max_rows]
+        values[f"{part}_rankme"] = rankme(sample)
+        values[f"{part}_std"] = _std(sample)
+        values[f"{part}_width"] = float(rows.shape[-1])
+    if "predictions" in kept and "targets" in kept and len(kept["targets"]):
+        cosine = torch.nn.functional.cosine_similarity(
+            kept["predictions"].float(), kept["targets"].float(), dim=-1
+        )
+        values["pred_target_cosine"] = float(cosine.mean())
+    return values
+
+
+def kept_width(values: dict[str, float]) -> dict[str, int]:
+    """The widths recorded by :func:`indicators`, per part."""
+    return {
+        part: int(values[f"{part}_width"])
+        for part in ("student", "predictor")
+        if f"{part}_width" in values
+    }
+
+
+class ThroughputMonitor(L.Callback):
+    """Images per second and the share of step time spent waiting for data, averaged
+    over every ``every_n_steps`` steps (``monitor/images_per_s``,
+    ``monitor/data_wait_share``). The wait is the time from the end of one training step
+    to the start of the next, when the loop fetches the next batch; a share near 1 means
+    the accelerator starves (add DataLoader workers, or use shards).
+
+    Args:
+        every_n_steps: average and log over this many steps.
+    """
+
+    def __init__(self, every_n_steps: int = 50) -> None:
+        self.every_n_steps = every_n_steps
+        self._end: float | None = None
+        self._start = 0.0
+        self._wait = self._total = 0.0
+        self._images = 0
+        self.last: dict[str, float] = {}
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start timing afresh (the first fetch of an epoch includes worker start-up)."""
+        self._end = None
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        """Note when the step starts and how long the loop waited for its batch."""
+        now = time.perf_counter()
+        if self._end is not None:
+            self._wait += now - self._end
+            self._total += now - self._end
+        self._start = now
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Add the step's compute time and images; log the averages every N steps."""
+        now = time.perf_counter()
+        self._total += now - self._start
+        self._end = now
+        images = batch.get("image") if isinstance(batch, dict) else None
+        self._images += len(images) if images is not None else 0
+        if trainer.global_step % self.every_n_steps == 0 and self._total > 0:
+            self.last = {
+                "images_per_s": self._images / self._total,
+                "data_wait_share": self._wait / self._total,
+            }
+            for name, value in self.last.items():
+                pl_module.log(f"monitor/{name}", value, batch_size=1)
+            self._wait = self._total = 0.0
+            self._images = 0
+
+
+class MaskImages(L.Callback):
+    """Every ``every_n_steps`` steps, the first ``count`` images of the batch with their
+    masks drawn on (context patches tinted green, target blocks in red, patches outside
+    the context and targets dimmed), as one grid image in TensorBoard
+    (``monitor/masks``). Needs a TensorBoard logger; does nothing without one.
+
+    Args:
+        every_n_steps: log every this many steps.
+        count: images per grid.
+    """
+
+    def __init__(self, every_n_steps: int = 500, count: int = 8) -> None:
+        self.every_n_steps, self.count = every_n_steps, count
+        self.logged = 0
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Draw and log the grid when due."""
+        if trainer.global_step % self.every_n_steps or not isinstance(batch, dict):
+            return
+        if "context" not in batch or "targets" not in batch:
+            return
+        experiment = getattr(trainer.logger, "experiment", None)
+        grid = grid_of(trainer, pl_module)
+        if not hasattr(experiment, "add_image") or grid is None:
+            return
+        picture = overlay_masks(
+            batch["image"], batch["context"], batch["targets"], grid, self.count
+        )
+        experiment.add_image("monitor/masks", picture, trainer.global_step)  # type: ignore[union-attr]
+        self.logged += 1
+
+
+@torch.no_grad()
+def overlay_masks(
+    images: Tensor, context: Tensor, targets: Tensor, grid: int, count: int = 8
+) -> Tensor:
+    """``[3, H, W * count]`` RGB in [0, 1]: each image (min-max scaled) with its context
+    patches tinted green and its target patches red, other patches dimmed. ``context``
+    ``[B, K]`` and ``targets`` ``[B, M, T]`` are patch indices on the ``grid x grid``
+    patch grid, padded with ``-1``."""
+    images = images[:count].float().cpu()
+    b, _, h, w = images.shape
+    gray = images.mean(1)
+    lo = gray.flatten(1).min(1).values[:, None, None]
+    hi = gray.flatten(1).max(1).values[:, None, None]
+    gray = (gray - lo) / (hi - lo + 1e-6)
+    maps = []
+    for index in (context[:count].cpu().flatten(1), targets[:count].cpu().flatten(1)):
+        flags = torch.zeros(b, grid * grid + 1)
+        flags.scatter_(1, torch.where(index >= 0, index, grid * grid), 1.0)  # pads: last
+        cells = flags[:, :-1].view(b, 1, grid, grid)
+        maps.append(torch.nn.functional.interpolate(cells, size=(h, w), mode="nearest")[:, 0])
+    ctx, tgt = maps
+    shown = gray * (0.35 + 0.65 * torch.clamp(ctx + tgt, 0, 1))
+    rgb = shown[:, None].repeat(1, 3, 1, 1)
+    rgb[:, 1] = torch.where(ctx > 0, 0.6 * rgb[:, 1] + 0.4, rgb[:, 1])
+    rgb[:, 0] = torch.where(tgt > 0, 0.5 * rgb[:, 0] + 0.5, rgb[:, 0])
+    rgb[:, 1] = torch.where(tgt > 0, 0.5 * rgb[:, 1], rgb[:, 1])
+    return torch.cat(list(rgb), dim=-1).clamp(0, 1)
+
+
+def grid_of(trainer: L.Trainer, pl_module: L.LightningModule) -> int | None:
+    """The patch grid's side: the mask generator's, else the trained network's."""
+    collate = getattr(getattr(trainer, "datamodule", None), "collate", None)
+    generator = getattr(collate, "generator", None)
+    if generator is not None:
+        return int(generator.grid_size)
+    for name in ("student", "encoder"):
+        net = getattr(pl_module, name, None)
+        if net is not None and hasattr(net, "grid_size"):
+            return int(net.grid_size)
+    return None
