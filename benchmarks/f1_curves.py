@@ -14,15 +14,19 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def usjepa_command(command: str, config: str | Path) -> list[str]:
+    """``python -m usjepa <command> --config <config>``, with this interpreter."""
+    return [sys.executable, "-m", "usjepa", command, "--config", str(config)]
+
+
 def probe_snapshots(encoders: dict, seeds: str, out: Path, task: dict | None = None) -> None:
     """``usjepa probe`` of the snapshot ``encoders`` (YAML specs by name) under the demo
     protocol, on ``task`` (the demo's synthetic task by default), into ``out``."""
-    args = ["--config", str(ROOT / "experiments/probe/demo.yaml")]
+    command = usjepa_command("probe", ROOT / "experiments/probe/demo.yaml")
     if task is not None:
-        args += ["--task", json.dumps(task)]
-    args += ["--encoders", json.dumps(encoders), "--protocol.seeds", seeds]
-    command = [sys.executable, "-m", "usjepa", "probe", *args, "--out_dir", str(out)]
-    subprocess.run(command, check=True, cwd=ROOT)
+        command += ["--task", json.dumps(task)]
+    command += ["--encoders", json.dumps(encoders), "--protocol.seeds", seeds]
+    subprocess.run([*command, "--out_dir", str(out)], check=True, cwd=ROOT)
 
 
 def table_lines(summary: pd.DataFrame, columns: list[str], random_f1: float) -> list[str]:

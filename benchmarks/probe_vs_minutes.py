@@ -20,11 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
-from f1_curves import plot_curves, probe_snapshots, table_lines
+from f1_curves import plot_curves, probe_snapshots, table_lines, usjepa_command
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = {"img_size": 64, "patch_size": 8, "embed_dim": 192, "depth": 6, "num_heads": 3}
@@ -51,13 +50,7 @@ def train(
         ]
     )
     hours, mins = divmod(int(round(minutes)), 60)
-    cmd = [
-        sys.executable,
-        "-m",
-        "usjepa",
-        "pretrain",
-        "--config",
-        str(ROOT / config),
+    cmd = usjepa_command("pretrain", ROOT / config) + [
         "--trainer.max_steps",
         "-1",
         "--trainer.max_time",

@@ -28,12 +28,11 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-from f1_curves import plot_curves, probe_snapshots, table_lines
+from f1_curves import plot_curves, probe_snapshots, table_lines, usjepa_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = "benchmarks/results/real_pipeline"
@@ -51,14 +50,7 @@ def command(
     reads its arm's final teacher from ``--work``."""
     recipe, small = STAGES[stage]
     out = runs / f"{stage}_{arm}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "usjepa",
-        "pretrain",
-        "--config",
-        str(ROOT / recipe),
-    ]
+    cmd = usjepa_command("pretrain", ROOT / recipe)
     if stage == "student":
         cmd += ["--config", str(ROOT / "experiments/recipe/own_teacher.yaml")]
     cmd += [
