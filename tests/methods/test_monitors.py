@@ -78,3 +78,38 @@ def test_monitors_reach_tensorboard(tmp_path):
     assert "monitor/masks" in events.Tags()["images"]
     assert 0.0 <= monitors[1].last["data_wait_share"] < 1.0
     assert not module.keep_outputs and not module.last_outputs  # nothing held between steps
+
+
+def test_knn_scores_separate_clusters_from_noise():
+    from usjepa.callbacks.monitors import knn_scores
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(120) % 3
+    centres = torch.nn.functional.normalize(torch.randn(3, 16, generator=g), dim=-1)
+    clustered = torch.nn.functional.normalize(
+        centres[labels] + 0.1 * torch.randn(120, 16, generator=g), dim=-1
+    )
+    noise = torch.nn.functional.normalize(torch.randn(120, 16, generator=g), dim=-1)
+    assert knn_scores(clustered, labels, 3)["knn_macro_f1"] > 0.95
+    assert knn_scores(noise, labels, 3)["knn_macro_f1"] < 0.6
+
+
+def test_online_probe_logs_during_training(tmp_path):
+    from usjepa.callbacks import OnlineProbe
+    from usjepa.data.synthetic import generate_task
+
+    root = generate_task(
+        tmp_path / "task", n_patients_train_val=8, n_patients_test=2, images_per_patient=4,
+        size=32, progress=False,
+    )  # fmt: skip
+    module = SALTModule(tiny_encoder(0), tiny_predictor(), tiny_encoder(1))
+    probe = OnlineProbe(str(root), every_n_steps=2, max_images=24, k=5)
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=3, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, callbacks=[probe],
+    )  # fmt: skip
+    trainer.fit(module, DataLoader(_Batches(3), batch_size=None))
+    assert probe.images is not None and len(probe.images) == 24
+    assert 0.0 <= probe.last["knn_macro_f1"] <= 1.0
+    assert "monitor/knn_accuracy" in trainer.callback_metrics
+    assert module.student.training  # put back in training mode

@@ -1,7 +1,12 @@
 """Lightning callbacks."""
 
 from usjepa.callbacks.export import ExportEncoder
-from usjepa.callbacks.monitors import CollapseMonitor, MaskImages, ThroughputMonitor
+from usjepa.callbacks.monitors import (
+    CollapseMonitor,
+    MaskImages,
+    OnlineProbe,
+    ThroughputMonitor,
+)
 from usjepa.callbacks.preemption import CheckpointOnSigterm
 
 __all__ = [
@@ -9,5 +14,6 @@ __all__ = [
     "CollapseMonitor",
     "ExportEncoder",
     "MaskImages",
+    "OnlineProbe",
     "ThroughputMonitor",
 ]
