@@ -17,10 +17,10 @@ RANK = {
     "losses": 1,
     "data": 2,
     "methods": 3,
-    "callbacks": 3,
-    "eval": 4,
-    "cli": 5,
-    "__main__": 6,
+    "callbacks": 4,  # callbacks read the methods' modules (the trained network)
+    "eval": 5,
+    "cli": 6,
+    "__main__": 7,
 }
 
 

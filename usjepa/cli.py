@@ -37,16 +37,17 @@ def _patch_pixels(patch_size: int, in_chans: int) -> int:
 
 
 def _encoder_of(model: L.LightningModule) -> Any:
-    """The network whose input the batches are: ``student`` (JEPA) or ``encoder`` (MAE)."""
-    for name in ("student", "encoder"):
-        net = getattr(model, name, None)
-        if net is not None and hasattr(net, "img_size") and hasattr(net, "grid_size"):
-            return net
-    raise ConfigError(
-        f"cannot derive data.init_args.img_size and the mask grid from {type(model).__name__}: "
-        "it has no `student` or `encoder` with img_size and grid_size attributes; give "
-        "your encoder those attributes (img_size, grid_size = img_size // patch_size)"
-    )
+    """The trained network, which must tell its input size and patch grid."""
+    from usjepa.methods.base import trained_network
+
+    _, net = trained_network(model)
+    if not (hasattr(net, "img_size") and hasattr(net, "grid_size")):
+        raise ConfigError(
+            f"cannot derive data.init_args.img_size and the mask grid from "
+            f"{type(net).__name__}: give it img_size and grid_size attributes "
+            "(grid_size = img_size // patch_size)"
+        )
+    return net
 
 
 class PretrainCLI(LightningCLI):
@@ -126,7 +127,25 @@ def probe(args: list[str]) -> None:
 
     from usjepa.eval.runner import run_probe
 
-    CLI(run_probe, args=args, as_positional=False, exit_on_error=False)
+    CLI(run_probe, args=_protocol_flags(args), as_positional=False, exit_on_error=False)
+
+
+def _protocol_flags(args: list[str]) -> list[str]:
+    """``args``, refusing a probe option that moved into ``--protocol.<name>``
+    (:class:`~usjepa.eval.ProbeProtocol`) with a line that says where it lives now."""
+    from dataclasses import fields
+
+    from usjepa.eval.protocol import ProbeProtocol
+
+    moved = {f"--{field.name}" for field in fields(ProbeProtocol)}
+    for arg in args:
+        if arg.split("=", 1)[0] in moved:
+            flag = arg.split("=", 1)[0]
+            raise ConfigError(
+                f"option {flag} moved to --protocol.{flag[2:]} (usjepa.eval.ProbeProtocol); "
+                f"in YAML it goes under protocol:"
+            )
+    return args
 
 
 def robustness(args: list[str]) -> None:
@@ -135,7 +154,7 @@ def robustness(args: list[str]) -> None:
 
     from usjepa.eval.robustness import run_robustness
 
-    CLI(run_robustness, args=args, as_positional=False, exit_on_error=False)
+    CLI(run_robustness, args=_protocol_flags(args), as_positional=False, exit_on_error=False)
 
 
 def data(args: list[str]) -> None:
@@ -167,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
-        print(f"usjepa {argv[0]}: error: {describe(exc, argv[0])}", file=sys.stderr)
+        print(f"usjepa {argv[0]}: error: {describe(exc)}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

@@ -52,11 +52,6 @@ _KEY = re.compile(r'Parser key "([^"]+)"')
 _FLAG = re.compile(r"unrecognized arguments: --(\S+)")
 #: where the options of a top-level config group are declared
 _GROUPS = {"trainer": "lightning.Trainer"}
-#: options that moved into a group: old flag -> where it lives now
-_MOVED = {
-    name: f"protocol.{name}"
-    for name in ("seeds", "poolings", "lrs", "weight_decays", "epochs", "batch_size", "engine")
-}
 
 
 def _suggest(class_path: str | None, option: str) -> str:
@@ -78,7 +73,7 @@ def _suggest(class_path: str | None, option: str) -> str:
     return f"; did you mean {close[0]!r}?" if close else f"; valid options: {sorted(set(names))}"
 
 
-def _config_typo(chain: list[BaseException], command: str = "") -> str | None:
+def _config_typo(chain: list[BaseException]) -> str | None:
     """A clear line for an unknown config key, with the nearest valid one."""
     text = "\n".join(str(e) for e in chain)
     unknown = _UNKNOWN.search(text)
@@ -93,9 +88,7 @@ def _config_typo(chain: list[BaseException], command: str = "") -> str | None:
     flag = _FLAG.search(text)
     if flag:
         group, _, option = flag.group(1).partition(".")
-        if flag.group(1) in _MOVED and command in ("probe", "robustness"):  # flags of before
-            hint = f"; it moved to --{_MOVED[flag.group(1)]} (usjepa.eval.ProbeProtocol)"
-        elif "." not in option and group in _GROUPS:
+        if "." not in option and group in _GROUPS:
             hint = _suggest(_GROUPS[group], option)
         else:
             hint = "; check the spelling against the config (--help lists the options)"
@@ -120,10 +113,9 @@ def _usage_error(chain: list[BaseException]) -> str | None:
     return None
 
 
-def describe(exc: BaseException, command: str = "") -> str:
+def describe(exc: BaseException) -> str:
     """One line for the user: the deepest :class:`UsjepaError` in the chain, a config
-    typo with a suggestion, or the innermost error with its type. ``command`` (``probe``,
-    ``pretrain`` ...) lets a hint name where a moved option lives now."""
+    typo with a suggestion, or the innermost error with its type."""
     chain = _chain(exc)
     full = next((e for e in chain if isinstance(e, OSError) and e.errno == errno.ENOSPC), None)
     if full is not None:
@@ -136,7 +128,7 @@ def describe(exc: BaseException, command: str = "") -> str:
     ours = [e for e in chain if isinstance(e, UsjepaError)]
     if ours:
         return _last_line(str(ours[-1]))
-    typo = _config_typo(chain, command)
+    typo = _config_typo(chain)
     if typo:
         return typo
     usage = _usage_error(chain)

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from tests.conftest import tiny_encoder, tiny_predictor
 from tests.methods.test_config import _Batches
 from usjepa.callbacks import CollapseMonitor, MaskImages, ThroughputMonitor
-from usjepa.callbacks.monitors import indicators, kept_width, overlay_masks, rankme
+from usjepa.callbacks.monitors import indicators, overlay_masks, rankme
 from usjepa.methods import SALTModule
 
 
@@ -32,13 +32,13 @@ def test_a_collapsing_student_is_warned_about_once():
     values = indicators(kept)
     monitor = CollapseMonitor()
     with pytest.warns(UserWarning, match="collapse warning: student_rankme"):
-        monitor._warn(values, kept_width(values))
+        monitor.warn(values, kept)
     assert "predictor_rankme" not in monitor.warned  # the spread predictions pass
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        monitor._warn(values, kept_width(values))  # not repeated while it stays low
+        monitor.warn(values, kept)  # not repeated while it stays low
 
 
 def test_masks_are_drawn_on_their_patches():

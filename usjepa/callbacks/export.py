@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from usjepa.atomic import write_text
 from usjepa.callbacks.card import data_summary, write_model_card
+from usjepa.methods.base import trained_network
 from usjepa.models.encoder import ViTEncoder
 from usjepa.models.export import export_encoder
 from usjepa.models.input_spec import InputSpec
@@ -52,7 +53,7 @@ class ExportEncoder(L.Callback):
         if self.given is None:
             self.path = Path(trainer.default_root_dir) / "encoder.safetensors"
         if self.attribute is None:
-            self.attribute = "student" if hasattr(pl_module, "student") else "encoder"
+            self.attribute = trained_network(pl_module)[0]
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Start the clock that times snapshots."""

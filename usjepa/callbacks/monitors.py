@@ -17,6 +17,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from usjepa.methods.base import trained_network
+
 
 def rankme(embeddings: Tensor, eps: float = 1e-7) -> float:
     """RankMe (Garrido et al. 2023): the effective rank of ``[N, D]`` embeddings,
@@ -89,17 +91,18 @@ class CollapseMonitor(L.Callback):
             return
         setattr(pl_module, "keep_outputs", False)  # noqa: B010
         values = indicators(kept, self.max_rows)
-        kept.clear()
         self.last = values
         for name, value in values.items():
             pl_module.log(f"monitor/{name}", value, batch_size=1)
-        self._warn(values, kept_width(values))
+        self.warn(values, kept)
+        kept.clear()
 
-    def _warn(self, values: dict[str, float], widths: dict[str, int]) -> None:
-        for part in ("student", "predictor"):
-            width = widths.get(part)
-            if width is None:
+    def warn(self, values: dict[str, float], kept: dict[str, Tensor]) -> None:
+        """Warn (once, until it recovers) about an indicator under its threshold."""
+        for part, key in _PARTS:
+            if f"{part}_rankme" not in values:
                 continue
+            width = kept[key].shape[-1]
             checks = {
                 f"{part}_rankme": values[f"{part}_rankme"] < self.min_rank_fraction * width,
                 f"{part}_std": values[f"{part}_std"] < self.min_std / width**0.5,
@@ -116,33 +119,27 @@ class CollapseMonitor(L.Callback):
                     self.warned.discard(name)
 
 
+#: (indicator prefix, kept output) of the networks whose collapse is watched
+_PARTS = (("student", "student"), ("predictor", "predictions"))
+
+
 def indicators(kept: dict[str, Tensor], max_rows: int = 1024) -> dict[str, float]:
     """The collapse indicators of one step's kept outputs (``student``, ``predictions``,
-    ``targets``: ``[N, D]`` rows), with the widths as ``<part>_width``."""
+    ``targets``: ``[N, D]`` rows)."""
     values: dict[str, float] = {}
-    for part, key in (("student", "student"), ("predictor", "predictions")):
+    for part, key in _PARTS:
         rows = kept.get(key)
         if rows is None or len(rows) < 2:
             continue
         sample = rows[:: max(1, len(rows) // max_rows)][:max_rows]
         values[f"{part}_rankme"] = rankme(sample)
         values[f"{part}_std"] = _std(sample)
-        values[f"{part}_width"] = float(rows.shape[-1])
     if "predictions" in kept and "targets" in kept and len(kept["targets"]):
         cosine = torch.nn.functional.cosine_similarity(
             kept["predictions"].float(), kept["targets"].float(), dim=-1
         )
         values["pred_target_cosine"] = float(cosine.mean())
     return values
-
-
-def kept_width(values: dict[str, float]) -> dict[str, int]:
-    """The widths recorded by :func:`indicators`, per part."""
-    return {
-        part: int(values[f"{part}_width"])
-        for part in ("student", "predictor")
-        if f"{part}_width" in values
-    }
 
 
 class ThroughputMonitor(L.Callback):
@@ -277,11 +274,8 @@ def grid_of(trainer: L.Trainer, pl_module: L.LightningModule) -> int | None:
     generator = getattr(collate, "generator", None)
     if generator is not None:
         return int(generator.grid_size)
-    for name in ("student", "encoder"):
-        net = getattr(pl_module, name, None)
-        if net is not None and hasattr(net, "grid_size"):
-            return int(net.grid_size)
-    return None
+    net = trained_network(pl_module)[1]
+    return int(net.grid_size) if hasattr(net, "grid_size") else None
 
 
 class OnlineProbe(L.Callback):
@@ -323,7 +317,7 @@ class OnlineProbe(L.Callback):
         """Read the task's images once, at the encoder's size and the corpus's statistics."""
         from usjepa.data.tasks import ProbeDataModule
 
-        encoder = _encoder(pl_module)
+        encoder = trained_network(pl_module)[1]
         dm = getattr(trainer, "datamodule", None)
         mean, std = getattr(dm, "mean", None), getattr(dm, "std", None)
         task = ProbeDataModule(
@@ -339,8 +333,10 @@ class OnlineProbe(L.Callback):
         task.setup()
         labels = torch.tensor(task.labels("train_val"))
         picks = torch.linspace(0, len(labels) - 1, min(self.max_images, len(labels))).long()
-        images = torch.cat([b["image"] for b in task.dataloader("train_val")])
-        self.images, self.labels = images[picks], labels[picks]
+        rows = torch.utils.data.Subset(task.dataloader("train_val").dataset, picks.tolist())
+        loader = torch.utils.data.DataLoader(rows, batch_size=64)  # only the images probed
+        self.images = torch.cat([b["image"] for b in loader])
+        self.labels = labels[picks]
         self.num_classes = task.num_classes
 
     def on_train_batch_end(
@@ -355,7 +351,7 @@ class OnlineProbe(L.Callback):
         if (trainer.global_step - 1) % self.every_n_steps or self.images is None:
             return
         assert self.labels is not None
-        encoder = _encoder(pl_module)
+        encoder = trained_network(pl_module)[1]
         was_training = encoder.training
         encoder.eval()
         with torch.no_grad():
@@ -368,14 +364,6 @@ class OnlineProbe(L.Callback):
         self.last = knn_scores(torch.cat(feats).cpu(), self.labels, self.num_classes, self.k)
         for name, value in self.last.items():
             pl_module.log(f"monitor/{name}", value, batch_size=1)
-
-
-def _encoder(pl_module: L.LightningModule) -> Any:
-    for name in ("student", "encoder"):
-        net = getattr(pl_module, name, None)
-        if net is not None:
-            return net
-    raise AttributeError(f"{type(pl_module).__name__} has no student or encoder to probe")
 
 
 def knn_scores(features: Tensor, labels: Tensor, num_classes: int, k: int = 20) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable
 from types import FrameType
+from typing import Any
 
 import lightning as L
 import torch
@@ -20,6 +21,27 @@ from usjepa.methods.optim import SchedulerCallable, WarmupCosine, param_groups
 
 class LossDiverged(UsjepaError, FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+#: where a pretraining module keeps the network it trains: JEPA's student, MAE's encoder
+TRAINED_NETWORKS = ("student", "encoder")
+
+
+def trained_network(module: nn.Module) -> tuple[str, Any]:
+    """``(attribute, network)`` of the network ``module`` trains (its ``student``, else its
+    ``encoder``): what the CLI derives sizes from, the monitors read and the export writes.
+
+    Raises:
+        AttributeError: naming the module when it has neither.
+    """
+    for name in TRAINED_NETWORKS:
+        net = getattr(module, name, None)
+        if isinstance(net, nn.Module):
+            return name, net
+    raise AttributeError(
+        f"{type(module).__name__} has no `student` or `encoder` network; name the trained "
+        "network one of them, or give the callback its attribute"
+    )
 
 
 def _plain(value: object) -> bool:
