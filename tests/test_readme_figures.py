@@ -1,0 +1,118 @@
+"""Figures the README and docs quote must be held by a results file in benchmarks/results/.
+
+A figure is a measurement written in prose: a number with a decimal point, or a number
+followed by a unit (%, x, MB, s, frames/s ...). Numbers in code spans and code blocks
+are settings and commands, not measurements, and are not checked; nor are arXiv ids.
+
+Each figure is looked up in the results files its section (heading to heading) cites by
+path (``benchmarks/results/...``); a section that cites none is checked against every
+results file. A figure matches a result when the result, rounded to the figure's
+precision, equals it (``2.3`` matches ``2.29``, ``33,000`` matches ``32,972``), and a
+percentage also matches a fraction (``48 %`` matches ``0.479``).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+RESULT_SUFFIXES = {".md", ".csv", ".json", ".txt", ".yaml"}
+
+UNIT = r"\s?(?:%|x\b|[KMG]B\b|ms\b|s\b|minutes\b|min\b|[a-z]+/s\b|points\b)"
+FIGURE = re.compile(rf"(?<![\w.,])(\d{{1,3}}(?:,\d{{3}})+|\d+)(\.\d+)?(?=(\.\d)?)(?P<unit>{UNIT})?")
+NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?(?:[eE][+-]?\d+)?")
+CITE = re.compile(r"benchmarks/results/[\w./-]*\w")
+
+
+def _result_numbers() -> dict[str, set[Decimal]]:
+    held: dict[str, set[Decimal]] = {}
+    for path in RESULTS.rglob("*"):
+        if path.is_file() and path.suffix in RESULT_SUFFIXES:
+            text = path.read_text(errors="ignore")
+            held[path.relative_to(ROOT).as_posix()] = {
+                Decimal(n.replace(",", "")) for n in NUMBER.findall(text)
+            }
+    return held
+
+
+def _sections(text: str) -> list[str]:
+    text = re.sub(r"```.*?```", "\n", text, flags=re.S)
+    return re.split(r"\n(?=#)", text)
+
+
+def _prose(section: str) -> str:
+    prose = re.sub(r"`[^`]*`", " ", section)
+    prose = re.sub(r"\]\([^)]*\)", "]", prose)  # link targets
+    prose = re.sub(r"<[^>]*>", " ", prose)  # html comments and tags
+    return re.sub(r"arXiv \d+\.\d+", " ", prose)
+
+
+def figures(section: str) -> list[str]:
+    """The measured figures written in a section's prose, as written (commas dropped)."""
+    found = []
+    for m in FIGURE.finditer(_prose(section)):
+        whole, frac = m.group(1), m.group(2)
+        if frac or m.group("unit"):
+            found.append(whole.replace(",", "") + (frac or ""))
+    return found
+
+
+def matches(figure: str, held: set[Decimal], percent: bool) -> bool:
+    """Whether a result rounds to ``figure`` (a fraction, times 100, for a percentage)."""
+    value = Decimal(figure)
+    if "." in figure:
+        step = Decimal(1).scaleb(-len(figure.split(".")[1]))
+    else:  # 33000 is given to the thousand, 148 to the unit
+        step = Decimal(1).scaleb(len(figure) - len(figure.rstrip("0")))
+    candidates = held | ({h * 100 for h in held if h <= 1} if percent else set())
+    return any(abs(c - value) <= step / 2 for c in candidates)
+
+
+def unsourced(text: str, held: dict[str, set[Decimal]]) -> list[str]:
+    """Figures of ``text`` that no cited (or, uncited, no) results file holds."""
+    every = set().union(*held.values())
+    missing = []
+    for section in _sections(text):
+        cited = {c.removesuffix("README.md").rstrip("/.") for c in CITE.findall(section)}
+        files = [k for k in held if any(k == c or k.startswith(c + "/") for c in cited)]
+        pool = set().union(*(held[k] for k in files)) if files else every
+        title = section.strip().splitlines()[0] if section.strip() else ""
+        for m in FIGURE.finditer(_prose(section)):
+            whole, frac, unit = m.group(1), m.group(2), m.group("unit")
+            if not (frac or unit):
+                continue
+            figure = whole.replace(",", "") + (frac or "")
+            if not matches(figure, pool, percent=bool(unit) and "%" in unit):
+                missing.append(f"{figure} in {title!r}")
+    return missing
+
+
+def test_matching_rules() -> None:
+    held = {Decimal("2.29"), Decimal("32972"), Decimal("0.479"), Decimal("148")}
+    assert matches("2.3", held, False) and matches("33000", held, False)
+    assert matches("48", held, True) and matches("148", held, False)
+    assert not matches("2.4", held, False) and not matches("48", held, False)
+    assert not matches("33500", held, False) and not matches("149", held, False)
+    text = "## A\nIt took 3.7 s, `lr 0.05` and 8 GPUs, in arXiv 2602.19322.\n"
+    assert figures(text) == ["3.7"]
+    assert unsourced(text, {"benchmarks/results/a.md": {Decimal("3.71")}}) == []
+    assert unsourced(text, {"benchmarks/results/a.md": {Decimal("3.9")}}) == ["3.7 in '## A'"]
+    # a cited file scopes the lookup: a figure held only elsewhere does not count
+    cited = "## B\nSee benchmarks/results/b.md: 3.7 s.\n"
+    other = {"benchmarks/results/b.md": {Decimal(1)}, "benchmarks/results/c.md": {Decimal("3.7")}}
+    assert unsourced(cited, other) == ["3.7 in '## B'"]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_quoted_figure_is_in_a_results_file(doc: Path) -> None:
+    missing = unsourced(doc.read_text(), _result_numbers())
+    assert not missing, (
+        f"{doc.name} quotes figures no results file in benchmarks/results/ holds (re-run "
+        f"the benchmark that makes them, or cite its results file in the section): {missing}"
+    )
