@@ -186,3 +186,25 @@ def test_the_default_schedule_warms_up_then_decays_by_cosine():
     assert seen[:3] == pytest.approx([0.5, 1.0, 1.0])
     assert all(b < a for a, b in zip(seen[2:], seen[3:]))
     assert seen[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 7 / 8)))
+
+
+def test_a_fast_dev_run_leaves_the_run_export_alone(tmp_path, capsys):
+    from usjepa.callbacks import ExportEncoder
+
+    module = SALTModule(tiny_encoder(0), tiny_predictor(), tiny_encoder(1))
+    _fit(module, tmp_path, steps=2, callbacks=[ExportEncoder()])
+    export = tmp_path / "encoder.safetensors"
+    written = export.read_bytes()
+    trial = L.Trainer(
+        accelerator="cpu",
+        fast_dev_run=1,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        callbacks=[ExportEncoder()],
+    )
+    trial.fit(
+        SALTModule(tiny_encoder(3), tiny_predictor(), tiny_encoder(1)),
+        DataLoader(_Batches(1), batch_size=None),
+    )
+    assert export.read_bytes() == written
+    assert "fast_dev_run: no export written" in capsys.readouterr().out

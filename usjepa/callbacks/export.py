@@ -33,6 +33,9 @@ class ExportEncoder(L.Callback):
             ``student`` (JEPA methods) when there is one, else ``encoder`` (MAE).
         every_minutes: also write snapshots ``<stem>_t<minutes>.safetensors`` each time
             this much training wall time has passed (for quality-vs-time curves).
+
+    Under ``trainer.fast_dev_run`` nothing is written: a trial run in a real run's
+    folder must not replace the export of the run.
     """
 
     def __init__(
@@ -70,7 +73,7 @@ class ExportEncoder(L.Callback):
     ) -> None:
         """Write a timed snapshot when ``every_minutes`` have passed."""
         elapsed = time.perf_counter() - self._start
-        if elapsed >= self._next:
+        if elapsed >= self._next and not trainer.fast_dev_run:
             minutes = self._next / 60.0
             self._export(
                 trainer,
@@ -82,6 +85,9 @@ class ExportEncoder(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write the final export and its model card."""
+        if trainer.fast_dev_run:
+            print(f"fast_dev_run: no export written ({self.path} is left as it was)")
+            return
         self._export(trainer, pl_module, self.path, time.perf_counter() - self._start)
         print(f"exported {self.attribute} to {self.path}")
 
