@@ -44,3 +44,13 @@ def test_data_pipeline_walkthrough(tmp_path: Path) -> None:
     table = (tmp_path / "probe" / "probe_table.md").read_text()
     assert "random_init" in table and "| run " in table and "lung_task" in table
     assert table in done.stdout  # the last command printed it
+
+
+def test_extending_examples_run(tmp_path: Path, monkeypatch) -> None:
+    text = (ROOT / "docs" / "extending.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 5
+    monkeypatch.chdir(tmp_path)  # the examples write their files here
+    namespace: dict = {"__name__": "docs_extending"}
+    for block in blocks:
+        exec(compile(block, "docs/extending.md", "exec"), namespace)
