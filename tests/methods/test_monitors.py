@@ -41,6 +41,27 @@ def test_a_collapsing_student_is_warned_about_once():
         monitor.warn(values, kept)  # not repeated while it stays low
 
 
+def test_ranks_are_read_against_the_targets_rank():
+    g = torch.Generator().manual_seed(0)
+    basis = torch.randn(8, 64, generator=g)  # targets of effective rank about 8 of 64
+
+    def low_rank(rank: int) -> torch.Tensor:
+        return torch.randn(512, rank, generator=g) @ basis[:rank]
+
+    monitor = CollapseMonitor()  # floors: 2 % of the width, 20 % of the targets' rank
+    matching = {"student": low_rank(8), "predictions": low_rank(6), "targets": low_rank(8)}
+    values = indicators(matching)
+    assert values["target_rankme"] < 0.2 * 64  # far under the width, as a weak teacher's
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        monitor.warn(values, matching)  # matching low-rank targets is learning, not collapse
+    shrunk = {**matching, "predictions": low_rank(1)}
+    with pytest.warns(UserWarning, match=r"predictor_rankme = .*targets' rank"):
+        monitor.warn(indicators(shrunk), shrunk)
+
+
 def test_masks_are_drawn_on_their_patches():
     images = torch.full((1, 1, 32, 32), 0.5)
     context = torch.tensor([[0, 1, -1]])  # top-left patches of a 4x4 grid
@@ -71,10 +92,12 @@ def test_monitors_reach_tensorboard(tmp_path):
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     for name in (
-        "student_rankme", "predictor_rankme", "student_std", "predictor_std",
+        "student_rankme", "predictor_rankme", "target_rankme", "student_std", "predictor_std",
         "pred_target_cosine", "images_per_s", "data_wait_share",
     ):  # fmt: skip
         assert f"monitor/{name}" in scalars, name
+        steps = [e.step for e in events.Scalars(f"monitor/{name}")]
+        assert len(steps) == 2 and len(set(steps)) == 2, (name, steps)  # once per reading
     assert "monitor/masks" in events.Tags()["images"]
     assert 0.0 <= monitors[1].last["data_wait_share"] < 1.0
     assert not module.keep_outputs and not module.last_outputs  # nothing held between steps

@@ -42,28 +42,40 @@ class CollapseMonitor(L.Callback):
       student's context tokens and of the predictions (up to ``max_rows`` of each);
     - ``monitor/student_std``, ``monitor/predictor_std``: per-dimension std of the
       L2-normalised tokens (``1/sqrt(D)`` when spread evenly, 0 when collapsed);
+    - ``monitor/target_rankme``: effective rank of the targets, the reference the two
+      ranks above are read against;
     - ``monitor/pred_target_cosine``: mean cosine similarity of prediction and target.
 
-    A warning goes to the log (once per indicator, until it recovers) when an effective
-    rank falls under ``min_rank_fraction`` of the width, or a std under ``min_std``
-    times ``1/sqrt(D)``.
+    A warning goes to the log (once per indicator, until it recovers), from
+    ``warmup_steps`` on, when a rank falls under ``min_rank_fraction`` of the width, or
+    the student's or predictor's under ``min_rank_vs_targets`` of the targets' rank, or
+    a std under ``min_std`` times ``1/sqrt(D)``. The targets matter: a weak frozen
+    teacher gives low-rank targets, and a student that matches them is learning, not
+    collapsing (the demo's targets have an effective rank of about 30 of 192).
+    Freshly initialised predictors give low-rank outputs, hence the warm-up.
 
     Args:
         every_n_steps: read every this many optimiser steps.
         max_rows: tokens used for the effective rank (an SVD of ``max_rows x D``).
         min_rank_fraction: warn under this share of the width as effective rank.
+        min_rank_vs_targets: warn when the student's or predictor's effective rank is
+            under this share of the targets'.
         min_std: warn under this fraction of an even spread's std.
+        warmup_steps: no warning before this step (the indicators are logged).
     """
 
     def __init__(
         self,
         every_n_steps: int = 50,
         max_rows: int = 1024,
-        min_rank_fraction: float = 0.05,
+        min_rank_fraction: float = 0.02,
+        min_rank_vs_targets: float = 0.2,
         min_std: float = 0.1,
+        warmup_steps: int = 100,
     ) -> None:
         self.every_n_steps, self.max_rows = every_n_steps, max_rows
         self.min_rank_fraction, self.min_std = min_rank_fraction, min_std
+        self.min_rank_vs_targets, self.warmup_steps = min_rank_vs_targets, warmup_steps
         self.warned: set[str] = set()
         self.last: dict[str, float] = {}
 
@@ -92,9 +104,9 @@ class CollapseMonitor(L.Callback):
         setattr(pl_module, "keep_outputs", False)  # noqa: B010
         values = indicators(kept, self.max_rows)
         self.last = values
-        for name, value in values.items():
-            pl_module.log(f"monitor/{name}", value, batch_size=1)
-        self.warn(values, kept)
+        log_values(trainer, values)
+        if trainer.global_step >= self.warmup_steps:
+            self.warn(values, kept)
         kept.clear()
 
     def warn(self, values: dict[str, float], kept: dict[str, Tensor]) -> None:
@@ -103,24 +115,42 @@ class CollapseMonitor(L.Callback):
             if f"{part}_rankme" not in values:
                 continue
             width = kept[key].shape[-1]
+            rank, floor = values[f"{part}_rankme"], self.min_rank_fraction * width
+            reference = values.get("target_rankme")
+            if part != "target" and reference is not None:
+                floor = max(floor, self.min_rank_vs_targets * reference)
             checks = {
-                f"{part}_rankme": values[f"{part}_rankme"] < self.min_rank_fraction * width,
+                f"{part}_rankme": rank < floor,
                 f"{part}_std": values[f"{part}_std"] < self.min_std / width**0.5,
             }
             for name, low in checks.items():
                 if low and name not in self.warned:
                     self.warned.add(name)
+                    against = f", targets' rank {reference:.3g}" if reference else ""
                     rank_zero_warn(
-                        f"collapse warning: {name} = {values[name]:.4g} (width {width}); the "
-                        "embeddings are shrinking to a few directions. Check the learning "
-                        "rate, the target normalisation (target_norm) and the masks"
+                        f"collapse warning: {name} = {values[name]:.4g} (width "
+                        f"{width}{against}); the embeddings are shrinking to a few "
+                        "directions. Check the learning rate, the target normalisation "
+                        "(target_norm) and the masks"
                     )
                 elif not low:
                     self.warned.discard(name)
 
 
-#: (indicator prefix, kept output) of the networks whose collapse is watched
-_PARTS = (("student", "student"), ("predictor", "predictions"))
+#: (indicator prefix, kept output) of the outputs whose collapse is watched
+_PARTS = (("student", "student"), ("predictor", "predictions"), ("target", "targets"))
+
+
+def log_values(trainer: L.Trainer, values: dict[str, float]) -> None:
+    """Write ``monitor/<name>`` scalars to every logger at this optimiser step, once
+    (``LightningModule.log`` from a callback would repeat a value at every later logging
+    step of the epoch, and drop one that no logging step follows). They also go to
+    ``trainer.callback_metrics``, where checkpointing and early stopping can read them."""
+    named = {f"monitor/{k}": v for k, v in values.items()}
+    if named:
+        for logger in trainer.loggers:
+            logger.log_metrics(named, trainer.global_step)
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in named.items()})
 
 
 def indicators(kept: dict[str, Tensor], max_rows: int = 1024) -> dict[str, float]:
@@ -194,8 +224,7 @@ class ThroughputMonitor(L.Callback):
                 "images_per_s": self._images / self._total,
                 "data_wait_share": self._wait / self._total,
             }
-            for name, value in self.last.items():
-                pl_module.log(f"monitor/{name}", value, batch_size=1)
+            log_values(trainer, self.last)
             self._wait = self._total = 0.0
             self._images = 0
 
@@ -362,8 +391,7 @@ class OnlineProbe(L.Callback):
                 feats.append(torch.nn.functional.normalize(tokens.mean(1).float(), dim=-1))
         encoder.train(was_training)
         self.last = knn_scores(torch.cat(feats).cpu(), self.labels, self.num_classes, self.k)
-        for name, value in self.last.items():
-            pl_module.log(f"monitor/{name}", value, batch_size=1)
+        log_values(trainer, self.last)
 
 
 def knn_scores(features: Tensor, labels: Tensor, num_classes: int, k: int = 20) -> dict:
