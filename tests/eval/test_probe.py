@@ -200,7 +200,11 @@ def test_few_shot_fractions_end_to_end(task_dir, tmp_path):
     assert (tmp_path / "fewshot.png").exists() and (tmp_path / "probe_table.md").exists()
     table = (tmp_path / "fewshot.md").read_text()
     assert "25%" in table and "100%" in table
+    assert table.splitlines()[2].startswith("| model ") and "('" not in table  # plain columns
+    assert "Labeled training images (mean over seeds): " in table
     few = pd.read_csv(tmp_path / "fewshot.csv")
+    every = pd.read_csv(tmp_path / "fewshot_per_seed.csv")
+    assert len(every) == len(per_seed) and set(every["fraction"]) == {0.25, 1.0}
     assert (few.groupby("fraction")["train_images"].mean().diff().dropna() > 0).all()
 
 

@@ -95,9 +95,11 @@ def write_tensorboard(summary: pd.DataFrame, log_dir: Path) -> None:
 
 
 def write_few_shot(per_seed: pd.DataFrame, out_dir: Path, metric: str = "macro_f1") -> None:
-    """Few-shot results: ``fewshot.csv`` (mean, std per model, task and fraction),
-    ``fewshot.md`` (rows model/task, columns label fraction) and ``fewshot.png`` curves."""
+    """Few-shot results: ``fewshot_per_seed.csv`` (every seed), ``fewshot.csv`` (mean,
+    std per model, task and fraction), ``fewshot.md`` (rows model/task, columns label
+    fraction) and ``fewshot.png`` curves."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(per_seed, out_dir / "fewshot_per_seed.csv")
     grouped = per_seed.groupby(["model", "task", "fraction"], sort=False)
     summary = grouped[metric].agg(["mean", "std", "count"]).reset_index()
     summary[["mean", "std"]] *= 100.0
@@ -114,10 +116,17 @@ def write_few_shot(per_seed: pd.DataFrame, out_dir: Path, metric: str = "macro_f
     )
     table = table[[f"{f * 100:g}%" for f in sorted(summary["fraction"].unique())]]
     n = int(summary["count"].max())
+    sizes = summary.groupby(["task", "fraction"])["train_images"].mean()
+    counts = "; ".join(
+        f"{task}: " + ", ".join(f"{f * 100:g}% {images:.0f}" for f, images in part.items())
+        for task, part in sizes.groupby(level=0, sort=False)
+        for part in [part.droplevel(0)]
+    )
     write_text(
         out_dir / "fewshot.md",
         f"Few-shot linear probe, test macro F1 (%), mean ± std over {n} seeds, by the share "
-        "of training patients labeled\n\n" + table.to_markdown() + "\n",
+        "of training patients labeled\n\n" + table.reset_index().to_markdown(index=False)
+        + f"\n\nLabeled training images (mean over seeds): {counts}.\n",
     )
     import matplotlib
 
