@@ -43,23 +43,25 @@ def test_a_collapsing_student_is_warned_about_once():
 
 def test_ranks_are_read_against_the_targets_rank():
     g = torch.Generator().manual_seed(0)
-    basis = torch.randn(8, 64, generator=g)  # targets of effective rank about 8 of 64
+    basis = torch.randn(64, 128, generator=g)  # targets span 64 of 128 dimensions
 
     def low_rank(rank: int) -> torch.Tensor:
-        return torch.randn(512, rank, generator=g) @ basis[:rank]
+        return torch.randn(1024, rank, generator=g) @ basis[:rank]
 
-    monitor = CollapseMonitor()  # floors: 2 % of the width, 20 % of the targets' rank
-    matching = {"student": low_rank(8), "predictions": low_rank(6), "targets": low_rank(8)}
-    values = indicators(matching)
-    assert values["target_rankme"] < 0.2 * 64  # far under the width, as a weak teacher's
+    monitor = CollapseMonitor()  # floors: 2 % of the width, 10 % of the targets' rank
+    following = {"student": low_rank(48), "predictions": low_rank(16), "targets": low_rank(64)}
+    values = indicators(following)
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        monitor.warn(values, matching)  # matching low-rank targets is learning, not collapse
-    shrunk = {**matching, "predictions": low_rank(1)}
+        monitor.warn(values, following)  # under the targets' rank, but learning
+    shrunk = {**following, "predictions": low_rank(4)}
+    values = indicators(shrunk)
+    # above the width's floor: only the targets' rank tells that the predictor shrank
+    assert 0.02 * 128 < values["predictor_rankme"] < 0.1 * values["target_rankme"]
     with pytest.warns(UserWarning, match=r"predictor_rankme = .*targets' rank"):
-        monitor.warn(indicators(shrunk), shrunk)
+        monitor.warn(values, shrunk)
 
 
 def test_masks_are_drawn_on_their_patches():
