@@ -138,3 +138,17 @@ def test_online_probe_logs_during_training(tmp_path):
     assert 0.0 <= probe.last["knn_macro_f1"] <= 1.0
     assert "monitor/knn_accuracy" in trainer.callback_metrics
     assert module.student.training  # put back in training mode
+
+
+def test_online_probe_without_its_task_warns_and_stays_off(tmp_path):
+    from usjepa.callbacks import OnlineProbe
+
+    module = SALTModule(tiny_encoder(0), tiny_predictor(), tiny_encoder(1))
+    probe = OnlineProbe(str(tmp_path / "not_built"), every_n_steps=1)
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=2, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, callbacks=[probe],
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match="OnlineProbe: no task at .*not_built"):
+        trainer.fit(module, DataLoader(_Batches(2), batch_size=None))
+    assert trainer.global_step == 2 and probe.images is None and not probe.last

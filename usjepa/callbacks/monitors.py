@@ -325,7 +325,8 @@ class OnlineProbe(L.Callback):
         max_images: images used (spread evenly over train_val).
         k: neighbours that vote.
         synthesize_if_missing: write the synthetic lesion task at ``task`` if it is not
-            there (the demo's).
+            there (the demo's). Otherwise a missing task is warned about and the probe
+            is off: a monitor does not stop a run.
     """
 
     def __init__(
@@ -358,6 +359,13 @@ class OnlineProbe(L.Callback):
             std=std,
             synthesize_if_missing=self.synthesize_if_missing,
         )
+        if not task.exists():
+            rank_zero_warn(
+                f"OnlineProbe: no task at {self.task} (no split files); the online probe is "
+                "off for this run. Build one (`usjepa data build-task`, `usjepa data "
+                "make-task`) or point the callback's init_args.task at a task folder"
+            )
+            return
         if trainer.is_global_zero:
             task.prepare_data()
         trainer.strategy.barrier()
