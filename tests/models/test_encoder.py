@@ -70,6 +70,31 @@ def test_predictor_shapes_and_widths():
     assert out.shape == (2, 2, 2, 48)
 
 
+def test_one_pass_predictor_sees_the_context_once_and_keeps_each_block():
+    torch.manual_seed(0)
+    per_block = tiny_predictor().eval()
+    one_pass = tiny_predictor().eval()
+    one_pass.load_state_dict(per_block.state_dict())
+    one_pass.one_pass = True
+    ctx, ctx_idx = torch.randn(2, 5, 32), torch.tensor([[0, 1, 2, 3, 4], [5, 6, 7, -1, -1]])
+    single = torch.tensor([[[8, 9, 10]], [[12, 13, -1]]])  # one block: the same sequence
+    same = per_block(ctx, ctx_idx, single)
+    assert torch.allclose(one_pass(ctx, ctx_idx, single), same, atol=1e-6)
+    blocks = torch.tensor([[[8, 9, -1], [12, 13, 14]], [[10, 11, 15], [1, -1, -1]]])
+    out = one_pass(ctx, ctx_idx, blocks)
+    assert out.shape == (2, 2, 3, 32)
+    # padded slots, of the context or between blocks, change no real prediction
+    trimmed = one_pass(ctx[1:, :3], ctx_idx[1:, :3], blocks[1:])
+    assert torch.allclose(out[1], trimmed[0], atol=1e-5)
+    wider = torch.cat([blocks, torch.full((2, 2, 2), -1)], dim=2)
+    padded = one_pass(ctx, ctx_idx, wider)
+    assert torch.allclose(out[0, 0, :2], padded[0, 0, :2], atol=1e-5)
+    assert torch.allclose(out[0, 1], padded[0, 1, :3], atol=1e-5)
+    # the blocks now see each other: a second block changes the first's prediction
+    alone = one_pass(ctx[:1], ctx_idx[:1], blocks[:1, :1])
+    assert not torch.allclose(out[0, 0, :2], alone[0, 0, :2], atol=1e-4)
+
+
 def test_sincos_embedding_distinguishes_positions():
     emb = sincos_2d(4, 16)
     assert emb.shape == (16, 16)

@@ -16,7 +16,8 @@ class JEPAPredictor(nn.Module):
     Linear in (student width -> ``width``), add fixed 2D sin-cos positions, append one
     learned mask token per target position (carrying only its position), transformer
     blocks, LayerNorm, linear out to ``out_dim`` (the teacher's width, which may differ
-    from the student's). Each target block is predicted in its own sequence, as in I-JEPA.
+    from the student's). Each target block is predicted in its own sequence, as in I-JEPA,
+    unless ``one_pass``.
 
     Args:
         grid_size: patches per side of the student's grid.
@@ -24,6 +25,11 @@ class JEPAPredictor(nn.Module):
         out_dim: target (teacher) token width; by default the student's (``in_dim``),
             as for I-JEPA or a teacher as wide as the student.
         width, depth, num_heads, mlp_ratio: predictor transformer size.
+        one_pass: predict all target blocks in one sequence (the context once, then
+            every block's mask tokens, which then also attend to each other), as
+            stable-pretraining's SALT and V-JEPA do, instead of repeating the context for
+            each block. Fewer tokens per step (``K + M*T`` instead of ``M*(K + T)``); a
+            change of method, see ``docs/fidelity.md``.
     """
 
     pos: Tensor
@@ -37,10 +43,12 @@ class JEPAPredictor(nn.Module):
         depth: int = 2,
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
+        one_pass: bool = False,
     ) -> None:
         super().__init__()
         out_dim = in_dim if out_dim is None else out_dim
         self.grid_size, self.in_dim, self.out_dim = grid_size, in_dim, out_dim
+        self.one_pass = one_pass
         self.embed = nn.Linear(in_dim, width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         self.register_buffer("pos", sincos_2d(grid_size, width)[None], persistent=False)
@@ -70,6 +78,11 @@ class JEPAPredictor(nn.Module):
         ctx = self.embed(context) + gather_tokens(pos, context_idx)
         tgt = self.mask_token + gather_tokens(pos, target_idx)  # [B, M, T, W]
         k = ctx.shape[1]
+        if self.one_pass:  # [context | block 1 | ... | block M] in one sequence
+            x = torch.cat([ctx, tgt.reshape(b, m * t, -1)], dim=1)
+            valid = torch.cat([context_idx >= 0, target_idx.reshape(b, m * t) >= 0], dim=1)
+            x = run_blocks(self.blocks, x, valid)
+            return self.proj(self.norm(x[:, k:])).reshape(b, m, t, self.out_dim)
         x = torch.cat([ctx.unsqueeze(1).expand(-1, m, -1, -1), tgt], dim=2)
         valid = torch.cat(
             [(context_idx >= 0).unsqueeze(1).expand(-1, m, -1), target_idx >= 0], dim=2
