@@ -88,6 +88,10 @@ def test_check_leakage_cli_filters_and_training_refuses(corpus_dir, task_dir, tm
         ]
     )
     assert len(pd.read_csv(tmp_path / "leaks.csv")) >= 3
+    kept = len(pd.read_parquet(manifest)) - 3
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"clean.parquet: {kept} frames, without them; its frame paths are relative" in last
+    assert "--data.init_args.root" not in last  # written beside the frames: nothing to add
     assert len(pd.read_parquet(root / "clean.parquet")) == len(pd.read_parquet(manifest)) - 3
 
     def dm(path, allow=False):

@@ -69,7 +69,7 @@ def test_tn5000_voc_layout(tmp_path):
     assert _read(out).num_classes == 2
 
 
-def test_make_task_from_class_folders_and_from_csv(tmp_path):
+def test_make_task_from_class_folders_and_from_csv(tmp_path, capsys):
     src = tmp_path / "mine"
     for k, cls in enumerate(["normal", "abnormal"]):
         for p in range(4):
@@ -106,6 +106,10 @@ def test_make_task_from_class_folders_and_from_csv(tmp_path):
         ]
     )
     assert len(json.loads((tmp_path / "t2" / "test.json").read_text())) == 4
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.endswith(
+        ": 12 train_val and 4 test images, 8 patients, 2 classes (abnormal, normal)"
+    )
 
 
 def test_make_task_errors_name_the_fix(tmp_path):

@@ -191,7 +191,20 @@ def make_task(ns: Namespace) -> None:
     """``data make-task``: a labelled image folder to a probe task."""
     from usjepa.data.ingest.task_builders import make_task as run
 
-    print(run(ns.src, ns.out, ns.labels, ns.test_fraction, ns.seed))
+    print(task_summary(run(ns.src, ns.out, ns.labels, ns.test_fraction, ns.seed)))
+
+
+def task_summary(root: Path) -> str:
+    """One line on a written task: images per split, patients and classes."""
+    import json
+
+    splits = {s: json.loads((root / f"{s}.json").read_text()) for s in ("train_val", "test")}
+    classes = json.loads((root / "classes.json").read_text())
+    patients = {r["patient"] for records in splits.values() for r in records}
+    return (
+        f"{root}: {len(splits['train_val'])} train_val and {len(splits['test'])} test "
+        f"images, {len(patients)} patients, {len(classes)} classes ({', '.join(classes)})"
+    )
 
 
 def build_task(ns: Namespace) -> None:
@@ -233,7 +246,10 @@ def check_leakage(ns: Namespace) -> None:
     if ns.out:
         keep = ~table.index.isin(found["row"]) if len(found) else slice(None)
         table[keep].to_parquet(ns.out, index=False)
-        print(f"wrote {ns.out} without them; use paths relative to {root}")
+        where = f"its frame paths are relative to {root}"
+        if Path(ns.out).resolve().parent != root.resolve():  # read from elsewhere: say so
+            where += f"; train on it with --data.init_args.root {root}"
+        print(f"wrote {ns.out}: {len(table[keep])} frames, without them; {where}")
     elif rows:
         raise SystemExit(1)
 
