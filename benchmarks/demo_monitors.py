@@ -34,20 +34,10 @@ def read_monitors(run: Path) -> pd.DataFrame:
 
 
 def would_warn(row: pd.Series, width: int, monitor: CollapseMonitor) -> list[str]:
-    """The indicators of one reading under their floors (CollapseMonitor's rule)."""
-    low = []
-    for part in ("student", "predictor", "target"):
-        rank = row.get(f"{part}_rankme")
-        if pd.isna(rank):
-            continue
-        floor = monitor.min_rank_fraction * width
-        if part != "target" and not pd.isna(row.get("target_rankme")):
-            floor = max(floor, monitor.min_rank_vs_targets * row["target_rankme"])
-        if rank < floor:
-            low.append(f"{part}_rankme")
-        if row.get(f"{part}_std", 1.0) < monitor.min_std / width**0.5:
-            low.append(f"{part}_std")
-    return low
+    """The indicators of one reading under their floors (CollapseMonitor's own rule)."""
+    values = {name: float(v) for name, v in row.items() if not pd.isna(v)}
+    floors = monitor.below_floor(values, dict.fromkeys(("student", "predictor", "target"), width))
+    return [name for name, low in floors.items() if low]
 
 
 def main() -> None:

@@ -22,7 +22,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset
 
 from usjepa.callbacks import CollapseMonitor, MaskImages, ThroughputMonitor
-from usjepa.callbacks.monitors import indicators, knn_scores, overlay_masks
+from usjepa.callbacks.collapse import indicators
+from usjepa.callbacks.monitors import overlay_masks
+from usjepa.callbacks.online_probe import knn_scores
 from usjepa.masks import MultiBlockMaskGenerator
 from usjepa.methods import SALTModule
 from usjepa.models import JEPAPredictor, ViTEncoder

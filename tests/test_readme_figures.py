@@ -53,13 +53,14 @@ def _prose(section: str) -> str:
     return re.sub(r"arXiv \d+\.\d+", " ", prose)
 
 
-def figures(section: str) -> list[str]:
-    """The measured figures written in a section's prose, as written (commas dropped)."""
+def figures(section: str) -> list[tuple[str, bool]]:
+    """The measured figures written in a section's prose, as written (commas dropped),
+    each with whether it is a percentage."""
     found = []
     for m in FIGURE.finditer(_prose(section)):
-        whole, frac = m.group(1), m.group(2)
-        if frac or m.group("unit"):
-            found.append(whole.replace(",", "") + (frac or ""))
+        whole, frac, unit = m.group(1), m.group(2), m.group("unit")
+        if frac or unit:
+            found.append((whole.replace(",", "") + (frac or ""), bool(unit) and "%" in unit))
     return found
 
 
@@ -83,12 +84,8 @@ def unsourced(text: str, held: dict[str, set[Decimal]]) -> list[str]:
         files = [k for k in held if any(k == c or k.startswith(c + "/") for c in cited)]
         pool = set().union(*(held[k] for k in files)) if files else every
         title = section.strip().splitlines()[0] if section.strip() else ""
-        for m in FIGURE.finditer(_prose(section)):
-            whole, frac, unit = m.group(1), m.group(2), m.group("unit")
-            if not (frac or unit):
-                continue
-            figure = whole.replace(",", "") + (frac or "")
-            if not matches(figure, pool, percent=bool(unit) and "%" in unit):
+        for figure, percent in figures(section):
+            if not matches(figure, pool, percent):
                 missing.append(f"{figure} in {title!r}")
     return missing
 
@@ -100,7 +97,8 @@ def test_matching_rules() -> None:
     assert not matches("2.4", held, False) and not matches("48", held, False)
     assert not matches("33500", held, False) and not matches("149", held, False)
     text = "## A\nIt took 3.7 s, `lr 0.05` and 8 GPUs, in arXiv 2602.19322.\n"
-    assert figures(text) == ["3.7"]
+    assert figures(text) == [("3.7", False)]
+    assert figures("## B\nIt kept 48 % of the region.\n") == [("48", True)]
     assert unsourced(text, {"benchmarks/results/a.md": {Decimal("3.71")}}) == []
     assert unsourced(text, {"benchmarks/results/a.md": {Decimal("3.9")}}) == ["3.7 in '## A'"]
     # a cited file scopes the lookup: a figure held only elsewhere does not count

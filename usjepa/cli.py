@@ -139,8 +139,8 @@ def _protocol_flags(args: list[str]) -> list[str]:
 
     moved = {f"--{field.name}" for field in fields(ProbeProtocol)}
     for arg in args:
-        if arg.split("=", 1)[0] in moved:
-            flag = arg.split("=", 1)[0]
+        flag = arg.split("=", 1)[0]
+        if flag in moved:
             raise ConfigError(
                 f"option {flag} moved to --protocol.{flag[2:]} (usjepa.eval.ProbeProtocol); "
                 f"in YAML it goes under protocol:"

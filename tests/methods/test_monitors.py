@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader
 from tests.conftest import tiny_encoder, tiny_predictor
 from tests.methods.test_config import _Batches
 from usjepa.callbacks import CollapseMonitor, MaskImages, ThroughputMonitor
-from usjepa.callbacks.monitors import indicators, overlay_masks, rankme
+from usjepa.callbacks.collapse import indicators, rankme
+from usjepa.callbacks.monitors import overlay_masks
 from usjepa.methods import SALTModule
 
 
@@ -106,7 +107,7 @@ def test_monitors_reach_tensorboard(tmp_path):
 
 
 def test_knn_scores_separate_clusters_from_noise():
-    from usjepa.callbacks.monitors import knn_scores
+    from usjepa.callbacks.online_probe import knn_scores
 
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(120) % 3

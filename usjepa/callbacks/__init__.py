@@ -1,12 +1,9 @@
 """Lightning callbacks."""
 
+from usjepa.callbacks.collapse import CollapseMonitor
 from usjepa.callbacks.export import ExportEncoder
-from usjepa.callbacks.monitors import (
-    CollapseMonitor,
-    MaskImages,
-    OnlineProbe,
-    ThroughputMonitor,
-)
+from usjepa.callbacks.monitors import MaskImages, ThroughputMonitor
+from usjepa.callbacks.online_probe import OnlineProbe
 from usjepa.callbacks.preemption import CheckpointOnSigterm
 
 __all__ = [
