@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONFIG ?=
 ARGS ?=
 
-.PHONY: install test lint pretrain pretrain-teacher pretrain-student probe data bench clean
+.PHONY: install test lint pretrain pretrain-teacher pretrain-student probe data bench bench-peers clean
 
 # A re-run is quick: the stamp is newer than pyproject.toml, so nothing is reinstalled.
 install: $(VENV)/.installed
@@ -48,6 +48,17 @@ probe: install
 BENCH ?= probe_vs_minutes
 bench: install
 	$(PY) benchmarks/$(BENCH).py $(ARGS)
+
+# Side by side with stable-pretraining (SALT) and lightly (I-JEPA), from their own venv
+BENCH_VENV ?= .venv-bench
+bench-peers: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python benchmarks/peer_step.py $(ARGS)
+$(BENCH_VENV)/.installed: pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BENCH_VENV)/bin/python -m pip install -q -e ".[bench]"
+	touch $@
 
 clean:
 	rm -rf runs .cache .pytest_cache .ruff_cache .mypy_cache lightning_logs

@@ -4,8 +4,8 @@ Settings of issue 13 (the comparison with stable-pretraining's SALT): ViT-S/16 s
 224 px, batch 16, predictor width 384 / depth 6 / 12 heads, one context block
 (scale 0.85-1.0) and four target blocks (0.15-0.2) on the 14 x 14 grid, a frozen teacher
 of the student's size, AdamW, CPU threads as given. Every variant runs in its own process
-(so peak memory is its own), on the same seeded batches, and reports images/s (best of
-the timed steps), GFLOP per image of one training step (``torch.utils.flop_counter``)
+(so peak memory is its own), on the same seeded batches, and reports images/s (median
+of the timed steps), GFLOP per image of one training step (``torch.utils.flop_counter``)
 and the process's peak resident memory.
 
     python benchmarks/fast_paths.py [--steps 4] [--threads 2]
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -26,14 +27,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 
-#: variant name -> predictor keyword arguments (the change measured against "per block")
-VARIANTS = {
-    "per block (I-JEPA)": {"one_pass": False},
-    "one pass": {"one_pass": True},
+#: variant name -> (options, the variant it is measured against); options: predictor
+#: ``one_pass``, SALT ``teacher_dtype``, ``activation_checkpointing``, ``compile_blocks``,
+#: ``fused`` AdamW, ``no_grad_teacher`` (the teacher under no_grad, as before
+#: inference_mode)
+VARIANTS: dict[str, tuple[dict, str | None]] = {
+    "per block (I-JEPA)": ({"one_pass": False}, None),
+    "one pass": ({"one_pass": True}, "per block (I-JEPA)"),
+    "one pass, teacher under no_grad": ({"one_pass": True, "no_grad_teacher": True}, None),
+    "one pass, teacher under inference_mode": (
+        {"one_pass": True},
+        "one pass, teacher under no_grad",
+    ),  # fmt: skip
+    "one pass + bf16 teacher": ({"one_pass": True, "teacher_dtype": "bfloat16"}, "one pass"),
+    "one pass + bf16 teacher + fused AdamW": (
+        {"one_pass": True, "teacher_dtype": "bfloat16", "fused": True},
+        "one pass + bf16 teacher",
+    ),  # fmt: skip
+    "one pass + bf16 teacher + activation checkpointing": (
+        {"one_pass": True, "teacher_dtype": "bfloat16", "activation_checkpointing": True},
+        "one pass + bf16 teacher",
+    ),  # fmt: skip
+    "one pass + bf16 teacher + compiled blocks": (
+        {"one_pass": True, "teacher_dtype": "bfloat16", "compile_blocks": True},
+        "one pass + bf16 teacher",
+    ),  # fmt: skip
 }
 
 
-def measure(predictor_args: dict, steps: int, threads: int, batch: int) -> dict:
+def measure(opts: dict, steps: int, threads: int, batch: int) -> dict:
     """Time ``steps`` SALT training steps in this process."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -42,24 +64,34 @@ def measure(predictor_args: dict, steps: int, threads: int, batch: int) -> dict:
     from usjepa.methods import SALTModule
     from usjepa.models import JEPAPredictor, ViTEncoder
 
+    class NoGradTeacher(SALTModule):  # the targets as computed before inference_mode
+        @torch.no_grad()
+        def compute_targets(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return self._target_tokens(self.teacher, images, targets, self.teacher_layers)
+
     torch.set_num_threads(threads)
     vit_s = {"img_size": 224, "patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 6}
-    module = SALTModule(
+    cls = NoGradTeacher if opts.get("no_grad_teacher") else SALTModule
+    module = cls(
         ViTEncoder(**vit_s, init_seed=0),
-        JEPAPredictor(14, 384, 384, width=384, depth=6, num_heads=12, **predictor_args),
+        JEPAPredictor(14, 384, 384, width=384, depth=6, num_heads=12, one_pass=opts["one_pass"]),
         ViTEncoder(**vit_s, init_seed=1),
+        teacher_dtype=opts.get("teacher_dtype"),
+        activation_checkpointing=opts.get("activation_checkpointing", False),
+        compile_blocks=opts.get("compile_blocks", False),
     )
-    module.teacher.requires_grad_(False).eval()
     masks = MultiBlockMaskGenerator(
         14, num_targets=4, context_scale=(0.85, 1.0), target_scale=(0.15, 0.2)
     )
+    warmup = 2 if opts.get("compile_blocks") else 1  # compiling is not a step's cost
     g = torch.Generator().manual_seed(0)
     batches = []
-    for _ in range(steps + 1):
+    for _ in range(steps + warmup):
         context, targets = masks(batch, g)
         batches.append({"image": torch.randn(batch, 1, 224, 224, generator=g),
                         "context": context, "targets": targets})  # fmt: skip
-    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-4)
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=opts.get("fused"))
 
     def step(b: dict) -> None:
         loss, _ = module.step_loss(b)
@@ -67,19 +99,24 @@ def measure(predictor_args: dict, steps: int, threads: int, batch: int) -> dict:
         loss.backward()
         optimizer.step()
 
-    with FlopCounterMode(display=False) as counter:
-        step(batches[0])  # also the warm-up
+    if opts.get("compile_blocks"):  # the flop counter cannot trace compiled blocks
+        step(batches[0])
+        flops = float("nan")
+    else:
+        with FlopCounterMode(display=False) as counter:
+            step(batches[0])
+        flops = counter.get_total_flops() / batch / 1e9
+    for b in batches[1:warmup]:
+        step(b)
     times = []
-    for b in batches[1:]:
+    for b in batches[warmup:]:
         start = time.perf_counter()
         step(b)
         times.append(time.perf_counter() - start)
-    tokens = [int((b["targets"] >= 0).sum()) for b in batches]
     return {
-        "images_per_s": batch / min(times),
-        "gflop_per_image": counter.get_total_flops() / batch / 1e9,
+        "images_per_s": batch / statistics.median(times),
+        "gflop_per_image": flops,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
-        "target_tokens_per_image": sum(tokens) / len(tokens) / batch,
     }
 
 
@@ -92,7 +129,7 @@ def main() -> None:
     parser.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     if args.variant is not None:
-        print(json.dumps(measure(VARIANTS[args.variant], args.steps, args.threads, args.batch)))
+        print(json.dumps(measure(VARIANTS[args.variant][0], args.steps, args.threads, args.batch)))
         return
     import pandas as pd
 
@@ -105,26 +142,32 @@ def main() -> None:
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     table.to_csv(OUT / "fast_paths.csv", index=False)
-    base = table.iloc[0]
     lines = [
         "# Fast paths of the SALT step, before and after",
         "",
         f"ViT-S/16 student and frozen teacher at 224 px, batch {args.batch}, predictor "
         "width 384 / depth 6 / 12 heads, 1 context block (0.85-1.0) and 4 target blocks "
-        f"(0.15-0.2) on 14 x 14, AdamW, CPU, {args.threads} threads; images/s is the best "
-        f"of {args.steps} timed steps, each variant in its own process. Command: "
-        "`python benchmarks/fast_paths.py`.",
+        "(0.15-0.2) on 14 x 14 drawn per image, AdamW, CPU (AVX512-BF16), "
+        f"{args.threads} threads; images/s is the median of {args.steps} timed steps, each "
+        "variant in its own process; each row is compared with the row named in its "
+        "'against' column. Command: `python benchmarks/fast_paths.py`.",
         "",
-        "| variant | images/s | GFLOP/image | peak RSS (GB) | vs per block: speed | FLOPs "
-        "| memory |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | images/s | GFLOP/image | peak RSS (GB) | against | speed | FLOPs | memory |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in table.itertuples():
+    by_name = {r["variant"]: r for r in rows}
+    for r in rows:
+        base = VARIANTS[r["variant"]][1]
+        ratios = ["", "", ""]
+        if base is not None:
+            b = by_name[base]
+            ratios = [f"{r[k] / b[k]:.2f}x" if r[k] == r[k] else "n/a"
+                      for k in ("images_per_s", "gflop_per_image", "peak_rss_gb")]  # fmt: skip
+        gf = r["gflop_per_image"]
+        flops = f"{gf:.1f}" if gf == gf else "n/a"
         lines.append(
-            f"| {r.variant} | {r.images_per_s:.2f} | {r.gflop_per_image:.1f} | "
-            f"{r.peak_rss_gb:.2f} | {r.images_per_s / base.images_per_s:.2f}x | "
-            f"{r.gflop_per_image / base.gflop_per_image:.2f}x | "
-            f"{r.peak_rss_gb / base.peak_rss_gb:.2f}x |"
+            f"| {r['variant']} | {r['images_per_s']:.2f} | {flops} | {r['peak_rss_gb']:.2f} | "
+            f"{base or '-'} | {' | '.join(ratios)} |"
         )
     (OUT / "fast_paths.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

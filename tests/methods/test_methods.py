@@ -279,3 +279,38 @@ def test_exported_teacher_gets_the_batch_in_its_own_statistics():
     x = torch.rand(2, 1, 32, 32)
     pixels = x * 0.2 + 0.3
     assert torch.allclose(x * scale + shift, (pixels - 0.2) / 0.1, atol=1e-6)
+
+
+def test_bf16_teacher_gives_float32_targets_close_to_the_float32_teacher():
+    batch = _batch()
+    exact = _salt().compute_targets(batch["image"], batch["targets"])
+    module = _salt(teacher_dtype="bfloat16")
+    assert all(p.dtype == torch.bfloat16 for p in module.teacher.parameters())
+    fast = module.compute_targets(batch["image"], batch["targets"])
+    assert fast.dtype == torch.float32 and not fast.is_inference()
+    cos = torch.nn.functional.cosine_similarity(fast.flatten(0, -2), exact.flatten(0, -2))
+    assert cos.min() > 0.99, cos.min()
+    assert not torch.equal(fast, exact)  # it did run in bf16
+    loss, _ = module.step_loss(batch)
+    loss.backward()  # the targets are ordinary tensors: the loss can save them
+    assert module.student.vit.cls_token.grad is not None
+    with pytest.raises(ValueError, match="teacher_dtype"):
+        _salt(teacher_dtype="half")
+
+
+@pytest.mark.parametrize("one_pass", [False, True])
+def test_activation_checkpointing_changes_no_loss_or_gradient(one_pass):
+    batch = _batch()
+    grads = []
+    module = _salt(activation_checkpointing=True)
+    assert module.student.grad_checkpointing and module.predictor.grad_checkpointing
+    module.predictor.one_pass = one_pass
+    for checkpointing in (False, True):
+        module.student.grad_checkpointing = module.predictor.grad_checkpointing = checkpointing
+        module.zero_grad(set_to_none=True)
+        loss, _ = module.step_loss(batch)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad for p in module.parameters() if p.requires_grad]))
+    (loss0, g0), (loss1, g1) = grads
+    assert torch.equal(loss0, loss1)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g0, g1, strict=True))

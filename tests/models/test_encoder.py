@@ -7,6 +7,7 @@ import torch
 from tests.conftest import tiny_encoder, tiny_predictor
 from usjepa.models import CheckpointError, ViTEncoder, export_encoder, load_exported
 from usjepa.models.posembed import sincos_2d
+from usjepa.models.predictor import union_indices
 
 
 def test_keep_all_tokens_equals_full_forward_and_subset_changes_length():
@@ -79,7 +80,8 @@ def test_one_pass_predictor_sees_the_context_once_and_keeps_each_block():
     ctx, ctx_idx = torch.randn(2, 5, 32), torch.tensor([[0, 1, 2, 3, 4], [5, 6, 7, -1, -1]])
     single = torch.tensor([[[8, 9, 10]], [[12, 13, -1]]])  # one block: the same sequence
     same = per_block(ctx, ctx_idx, single)
-    assert torch.allclose(one_pass(ctx, ctx_idx, single), same, atol=1e-6)
+    real = single >= 0
+    assert torch.allclose(one_pass(ctx, ctx_idx, single)[real], same[real], atol=1e-6)
     blocks = torch.tensor([[[8, 9, -1], [12, 13, 14]], [[10, 11, 15], [1, -1, -1]]])
     out = one_pass(ctx, ctx_idx, blocks)
     assert out.shape == (2, 2, 3, 32)
@@ -93,6 +95,21 @@ def test_one_pass_predictor_sees_the_context_once_and_keeps_each_block():
     # the blocks now see each other: a second block changes the first's prediction
     alone = one_pass(ctx[:1], ctx_idx[:1], blocks[:1, :1])
     assert not torch.allclose(out[0, 0, :2], alone[0, 0, :2], atol=1e-4)
+    # a position two blocks share is one query: both slots get its one prediction, and
+    # repeating a block adds no query (the sequence, and so every prediction, is the same)
+    shared = torch.tensor([[[8, 9, 10], [10, 11, -1]]])
+    both = one_pass(ctx[:1], ctx_idx[:1], shared)
+    assert torch.equal(both[0, 0, 2], both[0, 1, 0])
+    twice = one_pass(ctx[:1], ctx_idx[:1], torch.cat([shared, shared[:, :1]], 1))
+    assert torch.allclose(twice[:, :2], both, atol=1e-6)
+
+
+def test_union_indices_map_every_slot_to_its_position():
+    targets = torch.tensor([[[5, 3, -1], [3, 7, 9]], [[2, -1, -1], [2, -1, -1]]])
+    union, slot = union_indices(targets, 16)
+    assert union.tolist() == [[3, 5, 7, 9], [2, -1, -1, -1]]
+    real = targets >= 0
+    assert torch.equal(union.gather(1, slot.flatten(1)).view_as(targets)[real], targets[real])
 
 
 def test_sincos_embedding_distinguishes_positions():

@@ -101,6 +101,12 @@ class CorpusDataModule(L.LightningDataModule):
             manifest's held-out rows from files.
         img_size: network input side.
         batch_size, num_workers: loader settings (per device).
+        persistent_workers: keep the loader workers alive from one epoch to the next
+            instead of starting them again every epoch (the order and every crop and mask
+            come from the sampler's per-sample seeds, so they do not change). A small
+            corpus with short epochs otherwise pays the start-up each epoch.
+        pin_memory: page-locked batches, copied to the GPU without a staging copy (only
+            used when CUDA is present).
         scan_region: USrc masking (context and targets inside the scan region).
         region_threshold: see :class:`MaskCollator`.
         crop_scale: random-resized-crop area range.
@@ -134,6 +140,8 @@ class CorpusDataModule(L.LightningDataModule):
         img_size: int = 64,
         batch_size: int = 64,
         num_workers: int = 0,
+        persistent_workers: bool = True,
+        pin_memory: bool = True,
         scan_region: bool = True,
         region_threshold: float = 0.5,
         crop_scale: tuple[float, float] = (0.3, 1.0),
@@ -157,6 +165,7 @@ class CorpusDataModule(L.LightningDataModule):
         self.shards = shards
         self.collate = MaskCollator(mask_generator, scan_region, region_threshold, normalize=False)
         self.img_size, self.batch_size, self.num_workers = img_size, batch_size, num_workers
+        self.persistent_workers, self.pin_memory = persistent_workers, pin_memory
         self.crop_scale, self.val_fraction = crop_scale, val_fraction
         self.sampling, self.temperature = sampling, temperature
         self.mean, self.std, self.seed = mean, std, seed
@@ -234,9 +243,9 @@ class CorpusDataModule(L.LightningDataModule):
             return StreamingDataLoader(
                 stream,
                 batch_size=self.batch_size,
-                num_workers=self.num_workers,
                 collate_fn=self.collate,
                 drop_last=True,
+                **self._loader_options(),
             )
         trainer = getattr(self, "trainer", None)
         sampler = EpochSampler(
@@ -251,10 +260,17 @@ class CorpusDataModule(L.LightningDataModule):
             self.batch_size,
             sampler=sampler,
             drop_last=True,
-            num_workers=self.num_workers,
             collate_fn=self.collate,
             consumed=self._batches_consumed,
+            **self._loader_options(),
         )
+
+    def _loader_options(self) -> dict[str, Any]:
+        return {
+            "num_workers": self.num_workers,
+            "persistent_workers": self.persistent_workers and self.num_workers > 0,
+            "pin_memory": self.pin_memory and torch.cuda.is_available(),
+        }
 
     def _batches_consumed(self) -> int:
         """Batches of the current epoch the training loop has finished (for resume)."""
@@ -325,8 +341,8 @@ class CorpusDataModule(L.LightningDataModule):
             self.val_set,
             self.batch_size,
             shuffle=False,
-            num_workers=self.num_workers,
             collate_fn=self.collate,
+            **self._loader_options(),
         )
 
 

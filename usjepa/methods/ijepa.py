@@ -75,9 +75,15 @@ class IJEPAModule(JEPAModule):
         accumulation over k micro-batches gives one EMA update, not k."""
         m = self.momentum  # from the step about to complete
         super().optimizer_step(*args, **kwargs)
-        with torch.no_grad():  # target <- m * target + (1 - m) * student
-            for target, online in zip(
-                self.target_encoder.parameters(), self.student.parameters(), strict=True
-            ):
-                target.lerp_(online.detach(), 1.0 - m)
+        self.update_target(m)
         self.log("train/ema_momentum", m)
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        """``target <- m * target + (1 - m) * student``, all parameters in one fused
+        (``foreach``) update rather than one kernel per tensor."""
+        targets: list[Tensor] = list(self.target_encoder.parameters())
+        online = [p.detach() for p in self.student.parameters()]
+        if len(targets) != len(online):
+            raise RuntimeError("target encoder and student have different parameter lists")
+        torch._foreach_lerp_(targets, online, 1.0 - momentum)

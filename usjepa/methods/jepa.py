@@ -37,6 +37,14 @@ class JEPAModule(PretrainModule):
             ``layer_batch`` then standardises every channel over the batch's target
             tokens, so a teacher whose tokens share a large common component still gives
             targets that vary (useful with weak, briefly trained teachers); ``none``.
+        activation_checkpointing: recompute every student and predictor block in the
+            backward pass instead of keeping its activations: the step's memory falls and
+            its compute rises by about one student and predictor forward (measured in
+            ``benchmarks/results/fast_paths.md``). The losses are unchanged.
+        compile_blocks: compile every student and predictor block with ``torch.compile``
+            (in place, so checkpoints keep their keys; dynamic shapes, since the number of
+            context and target tokens changes from batch to batch). On CPU it is not
+            faster (``benchmarks/results/fast_paths.md``); meant for GPUs.
         **kwargs: ``optimizer``, ``scheduler`` and ``weight_decay``, see
             :class:`~usjepa.methods.base.PretrainModule`.
     """
@@ -47,6 +55,8 @@ class JEPAModule(PretrainModule):
         predictor: JEPAPredictor,
         loss: LossKind = "smooth_l1",
         target_norm: TargetNorm = "layer",
+        activation_checkpointing: bool = False,
+        compile_blocks: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -57,6 +67,10 @@ class JEPAModule(PretrainModule):
                 "predictor.grid_size = img_size // patch_size and in_dim = embed_dim"
             )
         self.student, self.predictor = student, predictor
+        student.grad_checkpointing = predictor.grad_checkpointing = activation_checkpointing
+        if compile_blocks:
+            for block in [*student.vit.blocks, *predictor.blocks]:
+                block.compile(dynamic=True)
         if target_norm not in ("layer", "layer_batch", "none"):
             raise ValueError(f"target_norm={target_norm!r}; choose layer, layer_batch or none")
         self.loss_kind, self.target_norm = loss, target_norm
@@ -170,7 +184,13 @@ class SALTModule(JEPAModule):
             student's grid; a 3-channel teacher gets the grayscale image repeated.
         teacher_layers: targets are the mean of the teacher's last ``teacher_layers``
             block outputs (1: the last block).
-        **kwargs: ``loss``, ``target_norm`` (see :class:`JEPAModule`) and the
+        teacher_dtype: ``bfloat16`` keeps the frozen teacher's weights in bf16 and runs
+            it in bf16 (half its memory; 2.2x faster inference on a CPU with AVX512-BF16,
+            see ``benchmarks/results/fast_paths.md``); its targets come back as float32.
+            ``null`` (default) leaves the teacher as loaded. Either way the teacher runs
+            under ``torch.inference_mode``.
+        **kwargs: ``loss``, ``target_norm``, ``activation_checkpointing``,
+            ``compile_blocks`` (see :class:`JEPAModule`) and the
             optimisation settings (see :class:`~usjepa.methods.base.PretrainModule`).
     """
 
@@ -180,9 +200,12 @@ class SALTModule(JEPAModule):
         predictor: JEPAPredictor,
         teacher: nn.Module,
         teacher_layers: int = 1,
+        teacher_dtype: Literal["bfloat16", "float32"] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(student, predictor, **kwargs)
+        if teacher_dtype not in (None, "bfloat16", "float32"):
+            raise ValueError(f"teacher_dtype={teacher_dtype!r}; choose bfloat16, float32 or null")
         if teacher_layers < 1:
             raise ValueError(f"teacher_layers must be >= 1, got {teacher_layers}")
         self.teacher_layers = teacher_layers
@@ -193,6 +216,9 @@ class SALTModule(JEPAModule):
                 f"width {width}; set predictor out_dim to the teacher's embed_dim"
             )
         self.teacher = teacher.requires_grad_(False).eval()
+        self.teacher_dtype = None if teacher_dtype is None else getattr(torch, teacher_dtype)
+        if self.teacher_dtype is not None:
+            self.teacher.to(self.teacher_dtype)
         #: affine map from the batch's standardisation to the teacher's (set in setup)
         self.teacher_input: tuple[float, float] = (1.0, 0.0)
 
@@ -217,10 +243,14 @@ class SALTModule(JEPAModule):
         """Keep the frozen teacher in eval mode."""
         self.teacher.eval()  # Trainer.fit puts every submodule in train mode
 
-    @torch.no_grad()
     def compute_targets(self, images: Tensor, targets: Tensor) -> Tensor:
-        """Target tokens from the frozen teacher."""
-        scale, shift = self.teacher_input
-        if (scale, shift) != (1.0, 0.0):  # x_teacher = (x * std + mean - t_mean) / t_std
-            images = images * scale + shift
-        return self._target_tokens(self.teacher, images, targets, self.teacher_layers)
+        """Target tokens from the frozen teacher (float32 ``[B, M, T, D_t]``)."""
+        with torch.inference_mode():
+            scale, shift = self.teacher_input
+            if (scale, shift) != (1.0, 0.0):  # x_teacher = (x * std + mean - t_mean) / t_std
+                images = images * scale + shift
+            if self.teacher_dtype is not None:
+                images = images.to(self.teacher_dtype)
+            out = self._target_tokens(self.teacher, images, targets, self.teacher_layers)
+        # an inference tensor cannot be saved for the loss's backward: copy it out
+        return out.to(torch.float32, copy=True)

@@ -43,6 +43,9 @@ class ViTEncoder(nn.Module):
     """
 
     input_spec: InputSpec | None = None
+    #: recompute each block in the backward pass instead of keeping its activations
+    #: (set by the method's ``activation_checkpointing``)
+    grad_checkpointing = False
 
     num_prefix_tokens = 1
 
@@ -110,10 +113,13 @@ class ViTEncoder(nn.Module):
             ``[B, 1 + K, D]`` normalised tokens, the CLS token first.
         """
         x = self._embed(images, keep)
-        if keep is None:
-            return self.vit.norm(self.vit.blocks(x))
-        prefix = torch.ones(len(keep), self.num_prefix_tokens, dtype=torch.bool, device=keep.device)
-        return self.vit.norm(run_blocks(self.vit.blocks, x, torch.cat([prefix, keep >= 0], 1)))
+        valid = None
+        if keep is not None:
+            prefix = torch.ones(
+                len(keep), self.num_prefix_tokens, dtype=torch.bool, device=keep.device
+            )
+            valid = torch.cat([prefix, keep >= 0], 1)
+        return self.vit.norm(run_blocks(self.vit.blocks, x, valid, self.grad_checkpointing))
 
     def _embed(self, images: Tensor, keep: Tensor | None) -> Tensor:
         """Patch embedding + positions, optional token subset, CLS prepended: ``[B, 1+K, D]``."""

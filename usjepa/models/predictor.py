@@ -7,7 +7,7 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from usjepa.models.posembed import sincos_2d
-from usjepa.models.tokens import gather_tokens, run_blocks
+from usjepa.models.tokens import gather_tokens, pad_indices, run_blocks
 
 
 class JEPAPredictor(nn.Module):
@@ -25,14 +25,19 @@ class JEPAPredictor(nn.Module):
         out_dim: target (teacher) token width; by default the student's (``in_dim``),
             as for I-JEPA or a teacher as wide as the student.
         width, depth, num_heads, mlp_ratio: predictor transformer size.
-        one_pass: predict all target blocks in one sequence (the context once, then
-            every block's mask tokens, which then also attend to each other), as
-            stable-pretraining's SALT and V-JEPA do, instead of repeating the context for
-            each block. Fewer tokens per step (``K + M*T`` instead of ``M*(K + T)``); a
-            change of method, see ``docs/fidelity.md``.
+        one_pass: predict all target blocks in one sequence: the context once, then one
+            mask token per distinct target position (the union of the blocks, so a
+            position two blocks share is predicted once and its prediction serves both),
+            all attending to each other, as stable-pretraining's SALT and V-JEPA do,
+            instead of repeating the context for each block. Fewer tokens per step
+            (``K + |union|`` instead of ``M*(K + T)``); a change of method, see
+            ``docs/fidelity.md``.
     """
 
     pos: Tensor
+    #: recompute each block in the backward pass instead of keeping its activations
+    #: (set by the method's ``activation_checkpointing``)
+    grad_checkpointing = False
 
     def __init__(
         self,
@@ -76,20 +81,51 @@ class JEPAPredictor(nn.Module):
         b, m, t = target_idx.shape
         pos = self.pos.expand(b, -1, -1)
         ctx = self.embed(context) + gather_tokens(pos, context_idx)
-        tgt = self.mask_token + gather_tokens(pos, target_idx)  # [B, M, T, W]
         k = ctx.shape[1]
-        if self.one_pass:  # [context | block 1 | ... | block M] in one sequence
-            x = torch.cat([ctx, tgt.reshape(b, m * t, -1)], dim=1)
-            valid = torch.cat([context_idx >= 0, target_idx.reshape(b, m * t) >= 0], dim=1)
-            x = run_blocks(self.blocks, x, valid)
-            return self.proj(self.norm(x[:, k:])).reshape(b, m, t, self.out_dim)
+        if self.one_pass:  # [context | each target position once] in one sequence
+            union, slot = union_indices(target_idx, self.grid_size**2)
+            queries = self.mask_token + gather_tokens(pos, union)
+            valid = torch.cat([context_idx >= 0, union >= 0], 1)
+            x = run_blocks(
+                self.blocks, torch.cat([ctx, queries], 1), valid, self.grad_checkpointing
+            )
+            out = self.proj(self.norm(x[:, k:]))  # [B, U, out_dim]
+            return gather_tokens(out, slot)  # [B, M, T, out_dim], padded slots read slot 0
+        tgt = self.mask_token + gather_tokens(pos, target_idx)  # [B, M, T, W]
         x = torch.cat([ctx.unsqueeze(1).expand(-1, m, -1, -1), tgt], dim=2)
         valid = torch.cat(
             [(context_idx >= 0).unsqueeze(1).expand(-1, m, -1), target_idx >= 0], dim=2
         )
-        x = run_blocks(self.blocks, x.reshape(b * m, k + t, -1), valid.reshape(b * m, k + t))
+        x = run_blocks(
+            self.blocks, x.reshape(b * m, k + t, -1), valid.reshape(b * m, k + t),
+            self.grad_checkpointing,
+        )  # fmt: skip
         out = self.proj(self.norm(x[:, k:]))
         return out.reshape(b, m, t, self.out_dim)
+
+
+def union_indices(target_idx: Tensor, num_patches: int) -> tuple[Tensor, Tensor]:
+    """The distinct positions of each image's target blocks and where each slot finds its
+    position among them.
+
+    Args:
+        target_idx: ``[B, M, T]`` patch indices, right-padded with ``-1``.
+        num_patches: patches per image (indices are below it).
+
+    Returns:
+        ``union [B, U]`` sorted distinct positions, right-padded with ``-1``, and
+        ``slot [B, M, T]`` the index into ``union`` of every target slot (padded slots
+        point past the real positions and are for the loss to drop).
+    """
+    b = target_idx.shape[0]
+    flat = target_idx.reshape(b, -1)
+    hit = torch.zeros(b, num_patches + 1, dtype=torch.bool, device=flat.device)
+    hit.scatter_(1, torch.where(flat >= 0, flat, num_patches), True)
+    union = pad_indices(hit[:, :num_patches])
+    # searchsorted needs sorted rows: the padding (-1) sorts last as num_patches
+    keys = torch.where(union >= 0, union, num_patches)
+    slot = torch.searchsorted(keys, flat.clamp(min=0).contiguous())
+    return union, slot.clamp(max=union.shape[1] - 1).reshape(target_idx.shape)
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -11,8 +11,10 @@ throws away most of an image's context (see ``docs/fidelity.md``).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 #: index that marks a padded slot in a patch-index tensor.
@@ -37,12 +39,21 @@ def key_mask(valid: Tensor) -> Tensor | None:
     return valid[:, None, None, :]
 
 
-def run_blocks(blocks: Iterable[nn.Module], x: Tensor, valid: Tensor) -> Tensor:
+def run_blocks(
+    blocks: Iterable[nn.Module], x: Tensor, valid: Tensor | None, checkpoint: bool = False
+) -> Tensor:
     """Transformer ``blocks`` over ``x [B, N, D]`` with the padded keys (``valid [B, N]``
-    False) kept out of attention; unpadded inputs run the blocks as they are."""
-    mask = key_mask(valid)
+    False) kept out of attention; unpadded inputs (or ``valid=None``) run the blocks as
+    they are. ``checkpoint`` keeps only each block's input for the backward pass and runs
+    the block again there (activation checkpointing: less memory, one more forward)."""
+    mask = None if valid is None else key_mask(valid)
+    kwargs: dict[str, Any] = {} if mask is None else {"attn_mask": mask}
+    recompute = checkpoint and torch.is_grad_enabled()
     for block in blocks:
-        x = block(x) if mask is None else block(x, attn_mask=mask)
+        if recompute:
+            x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False, **kwargs)
+        else:
+            x = block(x, **kwargs)
     return x
 
 

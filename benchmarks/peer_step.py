@@ -1,0 +1,315 @@
+"""Our training steps side by side with the public implementations, in one run.
+
+SALT against stable-pretraining's ``SALT`` (also both under bf16 autocast); I-JEPA
+against lightly's timm I-JEPA modules (the predictor ``IJEPAPredictorTIMM``, the encoders
+``MaskedVisionTransformerTIMM`` and ``update_momentum`` for the EMA). Both peers come
+with the optional ``[bench]`` extra, installed apart by ``make bench-peers`` (its own venv,
+``.venv-bench``: stable-pretraining adds callbacks to every Lightning Trainer).
+
+Settings of issue 13: ViT-S/16 at 224 px, batch 16, predictor width 384 / depth 6 / 12
+heads, one context block (0.85-1.0) and four target blocks (0.15-0.2), a frozen teacher
+(SALT) or an EMA target encoder (I-JEPA) of the student's size, AdamW. Every row runs in
+its own process so peak memory is its own; every process imports the same libraries
+(ours and both peers) before building anything, so the import baseline is the same in
+every row. The masks are ours, drawn once per step with one seed and shared by the whole
+batch (the peers share one draw across the batch): the peer gets the same context and
+the union of the same target blocks.
+
+Reported per row: images/s (median of the timed steps), GFLOP per image of one training
+step (``torch.utils.flop_counter``, the first step, which is also the warm-up), peak
+resident memory of the process, and the resident memory once the models are built.
+
+    python benchmarks/peer_step.py [--steps 6] [--threads 2] [--rows salt]
+
+Writes ``benchmarks/results/peer_step.{csv,md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results"
+VIT_S = {"img_size": 224, "patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 6}
+PRED = {"width": 384, "depth": 6, "num_heads": 12}
+
+#: row name -> (family, builder name, options); the builders are below
+ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "usjepa SALT, one pass": ("salt", "ours_salt", {"one_pass": True}),
+    "usjepa SALT, one pass, bf16 teacher": (
+        "salt",
+        "ours_salt",
+        {"one_pass": True, "teacher_dtype": "bfloat16"},
+    ),
+    "usjepa SALT, one pass, bf16 teacher, activation checkpointing": (
+        "salt",
+        "ours_salt",
+        {"one_pass": True, "teacher_dtype": "bfloat16", "activation_checkpointing": True},
+    ),
+    "stable-pretraining SALT": ("salt", "peer_salt", {}),
+    "usjepa SALT, one pass, bf16 autocast": (
+        "salt_amp",
+        "ours_salt",
+        {"one_pass": True, "amp": True},
+    ),
+    "stable-pretraining SALT, bf16 autocast": ("salt_amp", "peer_salt", {"amp": True}),
+    "usjepa I-JEPA, per block": ("ijepa", "ours_ijepa", {"one_pass": False}),
+    "usjepa I-JEPA, one pass": ("ijepa", "ours_ijepa", {"one_pass": True}),
+    "lightly I-JEPA (timm)": ("ijepa", "peer_ijepa", {}),
+}
+PEERS = {
+    "salt": "stable-pretraining SALT",
+    "salt_amp": "stable-pretraining SALT, bf16 autocast",
+    "ijepa": "lightly I-JEPA (timm)",
+}
+
+
+def rss_gb() -> float:
+    """Current resident memory of this process (GB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1e6
+    return float("nan")
+
+
+def draw_masks(steps: int, batch: int) -> list[tuple[Any, Any]]:
+    """One draw of our multi-block masks per step, shared by the batch: context ``[B, K]``
+    and targets ``[B, 4, T]`` (padded with -1 where blocks differ in size)."""
+    import torch
+
+    from usjepa.masks import MultiBlockMaskGenerator
+
+    gen = MultiBlockMaskGenerator(
+        14, num_targets=4, context_scale=(0.85, 1.0), target_scale=(0.15, 0.2)
+    )
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(steps):
+        context, targets = gen(1, g)
+        out.append((context.expand(batch, -1), targets.expand(batch, -1, -1)))
+    return out
+
+
+def ours_salt(opts: dict[str, Any]) -> tuple[Any, Callable[[Any, Any, Any], Any]]:
+    from usjepa.methods import SALTModule
+    from usjepa.models import JEPAPredictor, ViTEncoder
+
+    chans = opts.get("in_chans", 1)
+    module = SALTModule(
+        ViTEncoder(**VIT_S, in_chans=chans, init_seed=0),
+        JEPAPredictor(14, 384, 384, **PRED, one_pass=opts["one_pass"]),
+        ViTEncoder(**VIT_S, in_chans=chans, init_seed=1),
+        teacher_dtype=opts.get("teacher_dtype"),
+        activation_checkpointing=opts.get("activation_checkpointing", False),
+    )
+
+    def loss(images: Any, context: Any, targets: Any) -> Any:
+        return module.step_loss({"image": images, "context": context, "targets": targets})[0]
+
+    return module, loss
+
+
+def ours_ijepa(opts: dict[str, Any]) -> tuple[Any, Callable[[Any, Any, Any], Any]]:
+    from usjepa.methods import IJEPAModule
+    from usjepa.models import JEPAPredictor, ViTEncoder
+
+    module = IJEPAModule(
+        ViTEncoder(**VIT_S, in_chans=1, init_seed=0),
+        JEPAPredictor(14, 384, 384, **PRED, one_pass=opts["one_pass"]),
+    )
+
+    def loss(images: Any, context: Any, targets: Any) -> Any:
+        return module.step_loss({"image": images, "context": context, "targets": targets})[0]
+
+    return module, loss
+
+
+def peer_salt(opts: dict[str, Any]) -> tuple[Any, Callable[[Any, Any, Any], Any]]:
+    import torch
+    from stable_pretraining.methods.salt import SALT
+
+    model = SALT(
+        "vit_small_patch16_224", predictor_embed_dim=PRED["width"],
+        predictor_depth=PRED["depth"], predictor_num_heads=PRED["num_heads"],
+        num_targets=4, context_scale=(0.85, 1.0), target_scale=(0.15, 0.2),
+    )  # fmt: skip
+    model.train()
+    current: dict[str, Any] = {}
+    # the peer draws its masks inside forward; give it ours (same for the whole batch)
+    model._generate_masks = lambda h, w, device: current["masks"]  # type: ignore[method-assign]
+
+    def loss(images: Any, context: Any, targets: Any) -> Any:
+        union = torch.unique(targets[0][targets[0] >= 0])
+        current["masks"] = (context[0], union)
+        return model(images).loss
+
+    return model, loss
+
+
+def peer_ijepa(opts: dict[str, Any]) -> tuple[Any, Callable[[Any, Any, Any], Any]]:
+    import copy
+
+    import timm
+    import torch
+    import torch.nn.functional as F
+    from lightly.models import utils as lightly_utils
+    from lightly.models.modules import IJEPAPredictorTIMM, MaskedVisionTransformerTIMM
+    from torch import nn
+
+    vit = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0)
+    model = nn.Module()
+    model.encoder = MaskedVisionTransformerTIMM(vit=vit)
+    model.target = copy.deepcopy(model.encoder).requires_grad_(False)
+    model.predictor = IJEPAPredictorTIMM(
+        num_patches=196, depth=PRED["depth"], mlp_dim=384,
+        predictor_embed_dim=PRED["width"], num_heads=PRED["num_heads"],
+    )  # fmt: skip
+
+    def loss(images: Any, context: Any, targets: Any) -> Any:
+        # lightly's masks: one [B, K] context and a list of [B, T] target blocks (equal
+        # lengths within a block: ours are shared by the batch, so cut nothing)
+        blocks = [t[:, t[0] >= 0] for t in targets.unbind(1)]
+        with torch.no_grad():
+            h = model.target.encode(images)[:, 1:]  # full image, drop the class token
+            h = F.layer_norm(h, h.shape[-1:])
+            h = torch.cat([lightly_utils.apply_masks(h, [b]) for b in blocks])
+        z = model.encoder.encode(images, idx_keep=context)[:, 1:]
+        z = model.predictor(z, [context], blocks)
+        return F.smooth_l1_loss(z, h)
+
+    model.after_step = lambda: lightly_utils.update_momentum(model.encoder, model.target, 0.996)
+    return model, loss
+
+
+def measure(row: str, steps: int, threads: int, batch: int) -> dict[str, Any]:
+    """Time ``steps`` training steps of ``row`` in this process."""
+    import lightly.models.modules  # noqa: F401  (every row imports the same libraries)
+    import stable_pretraining.methods.salt  # noqa: F401
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import usjepa.methods  # noqa: F401
+
+    torch.set_num_threads(threads)
+    family, builder, opts = ROWS[row]
+    torch.manual_seed(0)
+    model, loss_fn = globals()[builder](opts)
+    chans = 3 if builder.startswith("peer") else opts.get("in_chans", 1)
+    masks = draw_masks(steps + 1, batch)
+    g = torch.Generator().manual_seed(1)
+    images = [torch.randn(batch, chans, 224, 224, generator=g) for _ in range(steps + 1)]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    ema = getattr(model, "after_step", None)
+    if family == "ijepa" and ema is None:  # ours: the module's own EMA update
+
+        def ema() -> None:
+            model.update_target(0.996)
+
+    def step(i: int) -> None:
+        with torch.autocast("cpu", torch.bfloat16, enabled=bool(opts.get("amp"))):
+            loss = loss_fn(images[i], *masks[i])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if ema is not None:
+            ema()
+
+    built_rss = rss_gb()
+    with FlopCounterMode(display=False) as counter:
+        step(0)  # also the warm-up
+    times = []
+    for i in range(1, steps + 1):
+        start = time.perf_counter()
+        step(i)
+        times.append(time.perf_counter() - start)
+    targets = masks[0][1][0]
+    return {
+        "family": family,
+        "images_per_s": batch / statistics.median(times),
+        "gflop_per_image": counter.get_total_flops() / batch / 1e9,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "built_rss_gb": built_rss,
+        "context_tokens": int(masks[0][0].shape[1]),
+        "target_tokens": int((targets >= 0).sum()),
+        "trainable_params_m": sum(p.numel() for p in params) / 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument(
+        "--rows", default="salt,ijepa,salt_amp", help="families to run: salt, ijepa, salt_amp"
+    )
+    parser.add_argument("--row", default=None, help=argparse.SUPPRESS)  # child process
+    args = parser.parse_args()
+    if args.row is not None:
+        print(json.dumps(measure(args.row, args.steps, args.threads, args.batch)))
+        return
+    try:
+        import lightly  # noqa: F401
+        import stable_pretraining  # noqa: F401
+    except ImportError as err:
+        sys.exit(f"peer_step: {err.name} is not installed; run "
+                 "`make bench-peers` (its own venv, .venv-bench)")  # fmt: skip
+    import pandas as pd
+
+    families = set(args.rows.split(","))
+    rows = []
+    for name, (family, _, _) in ROWS.items():
+        if family not in families:
+            continue
+        child = [sys.executable, __file__, "--row", name, "--steps", str(args.steps),
+                 "--threads", str(args.threads), "--batch", str(args.batch)]  # fmt: skip
+        result = json.loads(subprocess.check_output(child, text=True).strip().splitlines()[-1])
+        rows.append({"row": name, **result})
+        print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    peer = {f: table[table.row == PEERS[f]].iloc[0] for f in families}
+    for col, key in (("speed", "images_per_s"), ("flops", "gflop_per_image"),
+                     ("memory", "peak_rss_gb")):  # fmt: skip
+        table[f"{col}_vs_peer"] = [r[key] / peer[r.family][key] for _, r in table.iterrows()]
+    table.to_csv(OUT / "peer_step.csv", index=False)
+    settings = {"threads": args.threads, "batch": args.batch, "timed_steps": args.steps,
+                "model": "ViT-S/16 224 px", "predictor": PRED}  # fmt: skip
+    (OUT / "peer_step.json").write_text(
+        json.dumps({"settings": settings, "rows": table.to_dict("records")}, indent=1)
+    )
+    lines = [
+        "# Training step side by side with stable-pretraining (SALT) and lightly (I-JEPA)",
+        "",
+        f"ViT-S/16 at 224 px, batch {args.batch}, predictor width 384 / depth 6 / 12 heads, "
+        "1 context block (0.85-1.0) and 4 target blocks (0.15-0.2), the same masks for both "
+        f"sides, AdamW, CPU, {args.threads} threads; images/s is the median of "
+        f"{args.steps} timed steps; every row in its own process with the same imports. "
+        "Command: `python benchmarks/peer_step.py`. Rows in bf16 autocast (Lightning's "
+        "`bf16-mixed`) are compared with the peer in bf16 autocast.",
+        "",
+        "| row | images/s | GFLOP/image | peak RSS (GB) | RSS, models built (GB) "
+        "| speed vs peer | FLOPs vs peer | memory vs peer |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in table.iterrows():
+        lines.append(
+            f"| {r.row} | {r.images_per_s:.2f} | {r.gflop_per_image:.1f} | "
+            f"{r.peak_rss_gb:.2f} | {r.built_rss_gb:.2f} | {r.speed_vs_peer:.2f}x | "
+            f"{r.flops_vs_peer:.2f}x | {r.memory_vs_peer:.2f}x |"
+        )
+    (OUT / "peer_step.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
