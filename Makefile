@@ -44,8 +44,9 @@ probe: install
 	$(PY) -m usjepa probe --config $(or $(CONFIG),experiments/probe/demo.yaml) \
 	  $(if $(MODELS),--models "[$(MODELS)]") $(if $(TASKS),--task_roots "[$(TASKS)]") $(ARGS)
 
-# BENCH picks the script in benchmarks/ (probe_vs_minutes, loading, manifest_scale, scan_region, ...)
-BENCH ?= probe_vs_minutes
+# BENCH picks the script in benchmarks/: suite (default: fast paths, small corpus, loading,
+# probe timings, peers when .venv-bench exists, GPU when present), probe_vs_minutes, ...
+BENCH ?= suite
 bench: install
 	$(PY) benchmarks/$(BENCH).py $(ARGS)
 

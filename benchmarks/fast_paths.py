@@ -150,7 +150,9 @@ def main() -> None:
         "(0.15-0.2) on 14 x 14 drawn per image, AdamW, CPU (AVX512-BF16), "
         f"{args.threads} threads; images/s is the median of {args.steps} timed steps, each "
         "variant in its own process; each row is compared with the row named in its "
-        "'against' column. Command: `python benchmarks/fast_paths.py`.",
+        "'against' column. The rows 'one pass' and 'one pass, teacher under inference_mode' "
+        "run the same code: their difference is this machine's run-to-run noise. "
+        "Command: `python benchmarks/fast_paths.py`.",
         "",
         "| variant | images/s | GFLOP/image | peak RSS (GB) | against | speed | FLOPs | memory |",
         "|---|---|---|---|---|---|---|---|",

@@ -182,7 +182,9 @@ def peer_ijepa(opts: dict[str, Any]) -> tuple[Any, Callable[[Any, Any, Any], Any
             h = model.target.encode(images)[:, 1:]  # full image, drop the class token
             h = F.layer_norm(h, h.shape[-1:])
             h = torch.cat([lightly_utils.apply_masks(h, [b]) for b in blocks])
-        z = model.encoder.encode(images, idx_keep=context)[:, 1:]
+        # lightly's idx_keep counts the class token as token 0: keep it, shift the patches
+        keep = torch.cat([torch.zeros_like(context[:, :1]), context + 1], 1)
+        z = model.encoder.encode(images, idx_keep=keep)[:, 1:]
         z = model.predictor(z, [context], blocks)
         return F.smooth_l1_loss(z, h)
 
@@ -253,6 +255,11 @@ def main() -> None:
     parser.add_argument(
         "--rows", default="salt,ijepa,salt_amp", help="families to run: salt, ijepa, salt_amp"
     )
+    parser.add_argument(
+        "--reuse",
+        default=None,
+        help="a previous run's output: its rows of the families not run now go in the table",
+    )
     parser.add_argument("--row", default=None, help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     if args.row is not None:
@@ -268,6 +275,14 @@ def main() -> None:
 
     families = set(args.rows.split(","))
     rows = []
+    if args.reuse:  # each family's rows (and so its ratios) still come from one run
+        import ast
+
+        for line in Path(args.reuse).read_text().splitlines():
+            if line.startswith("{'row'"):
+                row = ast.literal_eval(line)
+                if row["family"] not in families:
+                    rows.append(row)
     for name, (family, _, _) in ROWS.items():
         if family not in families:
             continue
@@ -277,7 +292,7 @@ def main() -> None:
         rows.append({"row": name, **result})
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
-    peer = {f: table[table.row == PEERS[f]].iloc[0] for f in families}
+    peer = {f: table[table.row == PEERS[f]].iloc[0] for f in set(table.family)}
     for col, key in (("speed", "images_per_s"), ("flops", "gflop_per_image"),
                      ("memory", "peak_rss_gb")):  # fmt: skip
         table[f"{col}_vs_peer"] = [r[key] / peer[r.family][key] for _, r in table.iterrows()]
@@ -297,6 +312,15 @@ def main() -> None:
         "Command: `python benchmarks/peer_step.py`. Rows in bf16 autocast (Lightning's "
         "`bf16-mixed`) are compared with the peer in bf16 autocast.",
         "",
+    ]
+    if args.reuse:
+        lines += [
+            "Families run in this sitting: " + ", ".join(sorted(families)) + "; the other "
+            "families' rows come from the run before it (each family's rows, and so its "
+            "ratios, from one run).",
+            "",
+        ]
+    lines += [
         "| row | images/s | GFLOP/image | peak RSS (GB) | RSS, models built (GB) "
         "| speed vs peer | FLOPs vs peer | memory vs peer |",
         "|---|---|---|---|---|---|---|---|",

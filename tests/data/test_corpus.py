@@ -111,3 +111,23 @@ def test_one_manifest_reader_behind_both_views(tmp_path):
             reader(broken)
         messages.add(str(info.value))
     assert len(messages) == 1
+
+
+def test_persistent_workers_give_the_same_batches_every_epoch_as_fresh_workers(corpus_dir):
+    def two_epochs(persistent):
+        dm = _dm(corpus_dir / "manifest.parquet", num_workers=1, persistent_workers=persistent)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        assert loader.persistent_workers is persistent
+        assert loader.pin_memory is torch.cuda.is_available()
+        out = []
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)
+            out.append(next(iter(loader)))
+        return out
+
+    fresh, kept = two_epochs(False), two_epochs(True)
+    assert not torch.equal(kept[0]["image"], kept[1]["image"])  # the epochs differ
+    for a, b in zip(fresh, kept, strict=True):
+        for key in ("image", "context", "targets"):
+            assert torch.equal(a[key], b[key])
