@@ -45,7 +45,7 @@ probe: install
 	  $(if $(MODELS),--models "[$(MODELS)]") $(if $(TASKS),--task_roots "[$(TASKS)]") $(ARGS)
 
 # BENCH picks the script in benchmarks/: suite (default: fast paths, small corpus, loading,
-# probe timings, peers when .venv-bench exists, GPU when present), probe_vs_minutes, ...
+# probe timings, step suite, peers when .venv-bench exists, GPU when present), probe_vs_minutes, ...
 BENCH ?= suite
 bench: install
 	$(PY) benchmarks/$(BENCH).py $(ARGS)

@@ -30,7 +30,8 @@ OUT = ROOT / "benchmarks" / "results"
 #: variant name -> (options, the variant it is measured against); options: predictor
 #: ``one_pass``, SALT ``teacher_dtype``, ``activation_checkpointing``, ``compile_blocks``,
 #: ``fused`` AdamW, ``no_grad_teacher`` (the teacher under no_grad, as before
-#: inference_mode)
+#: inference_mode), ``pack`` (False: padded tokens run through the blocks, as before
+#: ``usjepa.models.packed``)
 VARIANTS: dict[str, tuple[dict, str | None]] = {
     "per block (I-JEPA)": ({"one_pass": False}, None),
     "one pass": ({"one_pass": True}, "per block (I-JEPA)"),
@@ -40,12 +41,24 @@ VARIANTS: dict[str, tuple[dict, str | None]] = {
         "one pass, teacher under no_grad",
     ),  # fmt: skip
     "one pass + bf16 teacher": ({"one_pass": True, "teacher_dtype": "bfloat16"}, "one pass"),
+    "one pass + bf16 teacher, padding through the blocks": (
+        {"one_pass": True, "teacher_dtype": "bfloat16", "pack": False},
+        None,
+    ),  # fmt: skip
+    "one pass + bf16 teacher, real tokens only": (
+        {"one_pass": True, "teacher_dtype": "bfloat16"},
+        "one pass + bf16 teacher, padding through the blocks",
+    ),  # fmt: skip
     "one pass + bf16 teacher + fused AdamW": (
         {"one_pass": True, "teacher_dtype": "bfloat16", "fused": True},
         "one pass + bf16 teacher",
     ),  # fmt: skip
     "one pass + bf16 teacher + activation checkpointing": (
         {"one_pass": True, "teacher_dtype": "bfloat16", "activation_checkpointing": True},
+        "one pass + bf16 teacher",
+    ),  # fmt: skip
+    "one pass + bf16 teacher + selective checkpointing": (
+        {"one_pass": True, "teacher_dtype": "bfloat16", "activation_checkpointing": "selective"},
         "one pass + bf16 teacher",
     ),  # fmt: skip
     "one pass + bf16 teacher + compiled blocks": (
@@ -80,6 +93,7 @@ def measure(opts: dict, steps: int, threads: int, batch: int) -> dict:
         activation_checkpointing=opts.get("activation_checkpointing", False),
         compile_blocks=opts.get("compile_blocks", False),
     )
+    module.student.pack_tokens = module.predictor.pack_tokens = opts.get("pack", True)
     masks = MultiBlockMaskGenerator(
         14, num_targets=4, context_scale=(0.85, 1.0), target_scale=(0.15, 0.2)
     )
@@ -151,7 +165,9 @@ def main() -> None:
         f"{args.threads} threads; images/s is the median of {args.steps} timed steps, each "
         "variant in its own process; each row is compared with the row named in its "
         "'against' column. The rows 'one pass' and 'one pass, teacher under inference_mode' "
-        "run the same code: their difference is this machine's run-to-run noise. "
+        "run the same code, and so do 'one pass + bf16 teacher' and '..., real tokens "
+        "only': their differences are this machine's run-to-run noise. Unless a row says "
+        "otherwise, padded token sets run on their real tokens only. "
         "Command: `python benchmarks/fast_paths.py`.",
         "",
         "| variant | images/s | GFLOP/image | peak RSS (GB) | against | speed | FLOPs | memory |",

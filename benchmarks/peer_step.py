@@ -55,6 +55,11 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "ours_salt",
         {"one_pass": True, "teacher_dtype": "bfloat16", "activation_checkpointing": True},
     ),
+    "usjepa SALT, one pass, bf16 teacher, selective checkpointing": (
+        "salt",
+        "ours_salt",
+        {"one_pass": True, "teacher_dtype": "bfloat16", "activation_checkpointing": "selective"},
+    ),
     "stable-pretraining SALT": ("salt", "peer_salt", {}),
     "usjepa SALT, one pass, bf16 autocast": (
         "salt_amp",

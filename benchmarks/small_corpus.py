@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 
 
-def run(manifest: Path, after: bool, steps: int, skip: int, val_every: int) -> float:
+def run(
+    manifest: Path, after: bool, steps: int, skip: int, val_every: int, threads: int
+) -> float:
     """Steps/s of one short SALT run."""
     import lightning as L
     import torch
@@ -48,7 +50,7 @@ def run(manifest: Path, after: bool, steps: int, skip: int, val_every: int) -> f
         def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
             self.marks[trainer.global_step] = time.perf_counter()
 
-    torch.set_num_threads(1)  # the other core runs the loader worker
+    torch.set_num_threads(threads)  # the demo's: every core, shared with the loader worker
     tiny = {"img_size": 64, "patch_size": 8, "embed_dim": 192, "depth": 6, "num_heads": 3}
     module = SALTModule(
         ViTEncoder(**tiny, init_seed=0),
@@ -77,6 +79,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=240)
     parser.add_argument("--skip", type=int, default=20)
     parser.add_argument("--val-every", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import pandas as pd
 
@@ -87,7 +90,7 @@ def main() -> None:
         corpora = {n: generate_corpus(Path(tmp) / str(n), n_images=n, size=96) for n in (600, 4000)}
         for after in (False, True):
             for n, manifest in corpora.items():
-                rate = run(manifest, after, args.steps, args.skip, args.val_every)
+                rate = run(manifest, after, args.steps, args.skip, args.val_every, args.threads)
                 rows.append({"setting": "after" if after else "before", "frames": n,
                              "steps_per_s": rate})  # fmt: skip
                 print(rows[-1], flush=True)
@@ -96,7 +99,8 @@ def main() -> None:
     lines = [
         "# Small corpora at full speed",
         "",
-        "Demo SALT stage (64 px ViT, batch 64, one loader worker, CPU) for "
+        f"Demo SALT stage (64 px ViT, batch 64, one loader worker, {args.threads} compute "
+        "threads, CPU) for "
         f"{args.steps} steps; steps/s over steps {args.skip}-{args.steps}, validation and "
         "worker restarts included. Before: validation every epoch, workers restarted every "
         f"epoch. After: validation every {args.val_every} steps, persistent workers. "

@@ -1,9 +1,10 @@
 """``make bench``: the performance suite, one script after the other, then one summary.
 
 Runs the step fast paths (``fast_paths.py``), small-corpus speed (``small_corpus.py``),
-loading from disk (``loading.py``) and probe timings (``probe_speed.py``); the side-by-side
-with stable-pretraining and lightly (``peer_step.py``) when ``.venv-bench`` exists
-(``make bench-peers`` builds it); the GPU benchmark (``gpu_step.py``) when CUDA is present.
+loading from disk (``loading.py``), probe timings (``probe_speed.py``) and the CPU step
+suite at three sizes (``step_suite.py``); the side-by-sides with stable-pretraining and
+lightly (``peer_step.py``, ``end_to_end.py``) when ``.venv-bench`` exists (``make
+bench-peers`` builds it); the GPU benchmark (``gpu_step.py``) when CUDA is present.
 Each writes its own CSV and Markdown under ``benchmarks/results/``; this script adds
 ``suite.json`` (what ran, how long, exit status, result files) and ``suite.md`` (the
 Markdown tables of this run, one after the other).
@@ -23,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 BENCH_PY = ROOT / ".venv-bench" / "bin" / "python"
+#: the scripts that import the public implementations (the ``[bench]`` extra's venv)
+PEERS = ("peer_step", "end_to_end")
 
 #: script -> the Markdown file it writes
 SCRIPTS = {
@@ -30,14 +33,16 @@ SCRIPTS = {
     "small_corpus": "small_corpus.md",
     "loading": "loading.md",
     "probe_speed": "probe_speed.md",
+    "step_suite": "step_suite.md",
     "peer_step": "peer_step.md",
+    "end_to_end": "end_to_end.md",
     "gpu_step": "gpu_step.md",
 }
 
 
 def available(name: str) -> str | None:
     """Why ``name`` cannot run here, or None."""
-    if name == "peer_step" and not BENCH_PY.exists():
+    if name in PEERS and not BENCH_PY.exists():
         return "no .venv-bench (run `make bench-peers` once)"
     if name == "gpu_step":
         import torch
@@ -60,7 +65,7 @@ def main() -> None:
             print(f"[suite] {name}: skipped, {reason}", flush=True)
             report.append({"script": name, "skipped": reason})
             continue
-        python = str(BENCH_PY if name == "peer_step" else sys.executable)
+        python = str(BENCH_PY if name in PEERS else sys.executable)
         print(f"[suite] {name} ...", flush=True)
         start = time.perf_counter()
         rc = subprocess.call([python, str(ROOT / "benchmarks" / f"{name}.py")])

@@ -298,14 +298,15 @@ def test_bf16_teacher_gives_float32_targets_close_to_the_float32_teacher():
         _salt(teacher_dtype="half")
 
 
+@pytest.mark.parametrize("mode", ["full", "selective"])
 @pytest.mark.parametrize("one_pass", [False, True])
-def test_activation_checkpointing_changes_no_loss_or_gradient(one_pass):
+def test_activation_checkpointing_changes_no_loss_or_gradient(one_pass, mode):
     batch = _batch()
     grads = []
     module = _salt(activation_checkpointing=True)
-    assert module.student.grad_checkpointing and module.predictor.grad_checkpointing
+    assert module.student.grad_checkpointing == module.predictor.grad_checkpointing == "full"
     module.predictor.one_pass = one_pass
-    for checkpointing in (False, True):
+    for checkpointing in ("none", mode):
         module.student.grad_checkpointing = module.predictor.grad_checkpointing = checkpointing
         module.zero_grad(set_to_none=True)
         loss, _ = module.step_loss(batch)
@@ -314,3 +315,31 @@ def test_activation_checkpointing_changes_no_loss_or_gradient(one_pass):
     (loss0, g0), (loss1, g1) = grads
     assert torch.equal(loss0, loss1)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g0, g1, strict=True))
+
+
+def test_selective_checkpointing_keeps_less_and_runs_no_matmul_twice():
+    """``selective`` keeps fewer bytes for the backward pass than ``none`` and more than
+    ``full``, and, unlike ``full``, adds no FLOPs (only pointwise ops are recomputed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch = _batch()
+    module = _salt()
+    kept, flops = {}, {}
+    for mode in ("none", "selective", "full"):
+        module.student.grad_checkpointing = module.predictor.grad_checkpointing = mode
+        sizes: list[int] = []
+
+        def pack(t: torch.Tensor, sizes: list[int] = sizes) -> torch.Tensor:
+            if not isinstance(t, torch.nn.Parameter):
+                sizes.append(t.untyped_storage().nbytes())
+            return t
+
+        with FlopCounterMode(display=False) as counter:
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                loss, _ = module.step_loss(batch)
+            loss.backward()
+        kept[mode], flops[mode] = sum(sizes), counter.get_total_flops()
+    assert kept["full"] < kept["selective"] < 0.8 * kept["none"], kept
+    assert flops["selective"] == flops["none"] < flops["full"], flops
+    with pytest.raises(ValueError, match="activation_checkpointing"):
+        _salt(activation_checkpointing="some")

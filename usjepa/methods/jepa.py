@@ -13,7 +13,7 @@ from usjepa.losses import LossKind, latent_loss
 from usjepa.methods.base import PretrainModule
 from usjepa.models.encoder import ViTEncoder
 from usjepa.models.predictor import JEPAPredictor
-from usjepa.models.tokens import gather_tokens
+from usjepa.models.tokens import Checkpointing, checkpointing_mode, gather_tokens
 
 TargetNorm = Literal["layer", "layer_batch", "none"]
 
@@ -37,10 +37,13 @@ class JEPAModule(PretrainModule):
             ``layer_batch`` then standardises every channel over the batch's target
             tokens, so a teacher whose tokens share a large common component still gives
             targets that vary (useful with weak, briefly trained teachers); ``none``.
-        activation_checkpointing: recompute every student and predictor block in the
-            backward pass instead of keeping its activations: the step's memory falls and
-            its compute rises by about one student and predictor forward (measured in
-            ``benchmarks/results/fast_paths.md``). The losses are unchanged.
+        activation_checkpointing: recompute student and predictor blocks in the backward
+            pass instead of keeping their activations. ``full`` (or ``true``) keeps only
+            each block's input: the step's memory falls most and its compute rises by
+            about one student and predictor forward. ``selective`` keeps the outputs of
+            the matmuls and of attention and recomputes only the pointwise work (norms,
+            GELU, residual adds): less saving, no matmul run twice. Measured in
+            ``benchmarks/results/fast_paths.md``. The losses are unchanged.
         compile_blocks: compile every student and predictor block with ``torch.compile``
             (in place, so checkpoints keep their keys; dynamic shapes, since the number of
             context and target tokens changes from batch to batch). On CPU it is not
@@ -55,7 +58,7 @@ class JEPAModule(PretrainModule):
         predictor: JEPAPredictor,
         loss: LossKind = "smooth_l1",
         target_norm: TargetNorm = "layer",
-        activation_checkpointing: bool = False,
+        activation_checkpointing: bool | Checkpointing = False,
         compile_blocks: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -67,7 +70,8 @@ class JEPAModule(PretrainModule):
                 "predictor.grid_size = img_size // patch_size and in_dim = embed_dim"
             )
         self.student, self.predictor = student, predictor
-        student.grad_checkpointing = predictor.grad_checkpointing = activation_checkpointing
+        mode = checkpointing_mode(activation_checkpointing)
+        student.grad_checkpointing = predictor.grad_checkpointing = mode
         if compile_blocks:
             for block in [*student.vit.blocks, *predictor.blocks]:
                 block.compile(dynamic=True)

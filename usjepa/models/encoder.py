@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from usjepa.errors import ConfigError
 from usjepa.models.checkpoint import load_state_dict_file, read_input_spec
 from usjepa.models.input_spec import InputSpec
-from usjepa.models.tokens import gather_tokens, last_blocks, run_blocks
+from usjepa.models.tokens import Checkpointing, gather_tokens, last_blocks, run_blocks
 
 #: timm entry point whose defaults our keyword overrides replace; any size can be built.
 TIMM_ARCH = "vit_base_patch16_224"
@@ -43,9 +43,12 @@ class ViTEncoder(nn.Module):
     """
 
     input_spec: InputSpec | None = None
-    #: recompute each block in the backward pass instead of keeping its activations
-    #: (set by the method's ``activation_checkpointing``)
-    grad_checkpointing = False
+    #: activation checkpointing of the blocks, a :data:`~usjepa.models.tokens.Checkpointing`
+    #: mode (set by the method's ``activation_checkpointing``)
+    grad_checkpointing: bool | Checkpointing = "none"
+    #: run padded token sets on their real tokens only (:mod:`usjepa.models.packed`);
+    #: ``False`` runs the padding through the blocks too (the same outputs, more work)
+    pack_tokens = True
 
     num_prefix_tokens = 1
 
@@ -119,7 +122,8 @@ class ViTEncoder(nn.Module):
                 len(keep), self.num_prefix_tokens, dtype=torch.bool, device=keep.device
             )
             valid = torch.cat([prefix, keep >= 0], 1)
-        return self.vit.norm(run_blocks(self.vit.blocks, x, valid, self.grad_checkpointing))
+        x = run_blocks(self.vit.blocks, x, valid, self.grad_checkpointing, self.pack_tokens)
+        return self.vit.norm(x)
 
     def _embed(self, images: Tensor, keep: Tensor | None) -> Tensor:
         """Patch embedding + positions, optional token subset, CLS prepended: ``[B, 1+K, D]``."""

@@ -7,7 +7,7 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from usjepa.models.posembed import sincos_2d
-from usjepa.models.tokens import gather_tokens, pad_indices, run_blocks
+from usjepa.models.tokens import Checkpointing, gather_tokens, pad_indices, run_blocks
 
 
 class JEPAPredictor(nn.Module):
@@ -35,9 +35,12 @@ class JEPAPredictor(nn.Module):
     """
 
     pos: Tensor
-    #: recompute each block in the backward pass instead of keeping its activations
-    #: (set by the method's ``activation_checkpointing``)
-    grad_checkpointing = False
+    #: activation checkpointing of the blocks, a :data:`~usjepa.models.tokens.Checkpointing`
+    #: mode (set by the method's ``activation_checkpointing``)
+    grad_checkpointing: bool | Checkpointing = "none"
+    #: run padded token sets on their real tokens only (:mod:`usjepa.models.packed`);
+    #: ``False`` runs the padding through the blocks too (the same outputs, more work)
+    pack_tokens = True
 
     def __init__(
         self,
@@ -86,9 +89,8 @@ class JEPAPredictor(nn.Module):
             union, slot = union_indices(target_idx, self.grid_size**2)
             queries = self.mask_token + gather_tokens(pos, union)
             valid = torch.cat([context_idx >= 0, union >= 0], 1)
-            x = run_blocks(
-                self.blocks, torch.cat([ctx, queries], 1), valid, self.grad_checkpointing
-            )
+            x = torch.cat([ctx, queries], 1)
+            x = run_blocks(self.blocks, x, valid, self.grad_checkpointing, self.pack_tokens)
             out = self.proj(self.norm(x[:, k:]))  # [B, U, out_dim]
             return gather_tokens(out, slot)  # [B, M, T, out_dim], padded slots read slot 0
         tgt = self.mask_token + gather_tokens(pos, target_idx)  # [B, M, T, W]
@@ -98,7 +100,7 @@ class JEPAPredictor(nn.Module):
         )
         x = run_blocks(
             self.blocks, x.reshape(b * m, k + t, -1), valid.reshape(b * m, k + t),
-            self.grad_checkpointing,
+            self.grad_checkpointing, self.pack_tokens,
         )  # fmt: skip
         out = self.proj(self.norm(x[:, k:]))
         return out.reshape(b, m, t, self.out_dim)

@@ -11,14 +11,49 @@ throws away most of an image's context (see ``docs/fidelity.md``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
+from usjepa.models.packed import packable, run_packed
+
 #: index that marks a padded slot in a patch-index tensor.
 PAD = -1
+
+#: activation checkpointing of transformer blocks: ``none`` keeps every activation;
+#: ``full`` keeps only each block's input and runs the block again in the backward pass;
+#: ``selective`` keeps the outputs of the matmuls and of attention and recomputes the
+#: pointwise work between them (norms, GELU, residual adds): no matmul runs twice.
+Checkpointing = Literal["none", "full", "selective"]
+
+_aten = torch.ops.aten
+#: the ops whose outputs ``selective`` keeps (every other op in a block is recomputed)
+SAVED_OPS = [
+    _aten.mm.default,
+    _aten.addmm.default,
+    _aten.bmm.default,
+    _aten.baddbmm.default,
+    _aten._scaled_dot_product_flash_attention.default,
+    _aten._scaled_dot_product_efficient_attention.default,
+    _aten._scaled_dot_product_cudnn_attention.default,
+    _aten._scaled_dot_product_flash_attention_for_cpu.default,
+]
+
+
+def checkpointing_mode(value: bool | str) -> Checkpointing:
+    """``value`` as a :data:`Checkpointing` mode (``True`` is ``full``, ``False`` ``none``)."""
+    mode = {True: "full", False: "none"}.get(value, value) if isinstance(value, bool) else value
+    if mode not in ("none", "full", "selective"):
+        raise ValueError(
+            f"activation_checkpointing={value!r}; choose none, full or selective (or a bool)"
+        )
+    return mode  # type: ignore[return-value]
+
+
+def _selective_context() -> tuple[Any, Any]:
+    return torch.utils.checkpoint.create_selective_checkpoint_contexts(SAVED_OPS)
 
 
 def gather_tokens(tokens: Tensor, index: Tensor) -> Tensor:
@@ -40,20 +75,33 @@ def key_mask(valid: Tensor) -> Tensor | None:
 
 
 def run_blocks(
-    blocks: Iterable[nn.Module], x: Tensor, valid: Tensor | None, checkpoint: bool = False
+    blocks: Iterable[nn.Module],
+    x: Tensor,
+    valid: Tensor | None,
+    checkpoint: bool | Checkpointing = False,
+    pack: bool = True,
 ) -> Tensor:
     """Transformer ``blocks`` over ``x [B, N, D]`` with the padded keys (``valid [B, N]``
     False) kept out of attention; unpadded inputs (or ``valid=None``) run the blocks as
-    they are. ``checkpoint`` keeps only each block's input for the backward pass and runs
-    the block again there (activation checkpointing: less memory, one more forward)."""
+    they are. Padded inputs run their token-wise layers on the real tokens only
+    (:mod:`usjepa.models.packed`; padded positions of the result keep their input) unless
+    ``pack`` is False. ``checkpoint`` (a :data:`Checkpointing` mode; ``True`` is ``full``) trades
+    the activations kept for the backward pass against recomputation there."""
     mask = None if valid is None else key_mask(valid)
+    mode = checkpointing_mode(checkpoint) if torch.is_grad_enabled() else "none"
+    recompute: dict[str, Any] = {"use_reentrant": False}
+    if mode == "selective":
+        recompute["context_fn"] = _selective_context
+        recompute["respect_saved_tensors_hooks"] = True  # save_on_cpu etc. see them too
+    blocks = list(blocks)
+    if pack and mask is not None and valid is not None and all(map(packable, blocks)):
+        return run_packed(blocks, x, valid, None if mode == "none" else recompute)
     kwargs: dict[str, Any] = {} if mask is None else {"attn_mask": mask}
-    recompute = checkpoint and torch.is_grad_enabled()
     for block in blocks:
-        if recompute:
-            x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False, **kwargs)
-        else:
+        if mode == "none":
             x = block(x, **kwargs)
+        else:
+            x = torch.utils.checkpoint.checkpoint(block, x, **recompute, **kwargs)
     return x
 
 

@@ -1,0 +1,184 @@
+"""Training-step suite on this machine's CPU: SALT, I-JEPA and the stage-1 MAE at ViT-Ti,
+ViT-S and ViT-B, with MFU against a matmul peak measured in the same run.
+
+Every (method, size) runs in its own process (so peak memory is its own) on the same
+seeded batches: 224-px single-channel images, patch 16, batch ``--batch``; SALT and
+I-JEPA with one context block (0.85-1.0) and four target blocks (0.15-0.2), the one-pass
+predictor (width 384, depth 6, 12 heads; the recipe's is deeper), SALT's frozen teacher
+of the student's size in bf16; MAE with 75 % random masking and the recipe's decoder
+(width 512, depth 8, 16 heads). AdamW. Reported: images/s (median of the timed steps),
+GFLOP per image of a training step (``torch.utils.flop_counter``; matmuls and attention),
+achieved GFLOP/s, MFU (achieved over the fp32 matmul peak, a 2048 x 2048 ``torch.mm`` on
+the same threads) and peak resident memory. ``benchmarks/gpu_step.py`` is the GPU
+counterpart.
+
+    python benchmarks/step_suite.py [--steps 3] [--batch 8] [--threads 2]
+
+Writes ``benchmarks/results/step_suite.{csv,md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results"
+SIZES = {
+    "ViT-Ti/16": {"embed_dim": 192, "depth": 12, "num_heads": 3},
+    "ViT-S/16": {"embed_dim": 384, "depth": 12, "num_heads": 6},
+    "ViT-B/16": {"embed_dim": 768, "depth": 12, "num_heads": 12},
+}
+METHODS = ("SALT", "I-JEPA (EMA)", "MAE (stage 1)")
+
+
+def matmul_peak(threads: int, n: int = 2048, reps: int = 10) -> float:
+    """Measured fp32 GFLOP/s of an ``n x n`` matmul on ``threads`` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / min(times) / 1e9
+
+
+def build(method: str, size: str) -> tuple[Any, Any]:
+    """The module and its mask generator."""
+    from usjepa.masks import MultiBlockMaskGenerator, RandomMaskGenerator
+    from usjepa.methods import IJEPAModule, MAEModule, SALTModule
+    from usjepa.models import JEPAPredictor, MAEDecoder, ViTEncoder
+
+    vit = {"img_size": 224, "patch_size": 16, "in_chans": 1, **SIZES[size]}
+    width = vit["embed_dim"]
+    if method == "MAE (stage 1)":
+        decoder = MAEDecoder(14, width, 256, width=512, depth=8, num_heads=16)
+        return MAEModule(ViTEncoder(**vit, init_seed=0), decoder), RandomMaskGenerator(14)
+    blocks = MultiBlockMaskGenerator(
+        14, num_targets=4, context_scale=(0.85, 1.0), target_scale=(0.15, 0.2)
+    )
+    predictor = JEPAPredictor(14, width, width, width=384, depth=6, num_heads=12, one_pass=True)
+    if method == "SALT":
+        teacher = ViTEncoder(**vit, init_seed=1)
+        module = SALTModule(
+            ViTEncoder(**vit, init_seed=0), predictor, teacher, teacher_dtype="bfloat16"
+        )
+        return module, blocks
+    return IJEPAModule(ViTEncoder(**vit, init_seed=0), predictor), blocks
+
+
+def measure(method: str, size: str, steps: int, batch: int, threads: int) -> dict[str, Any]:
+    """Time ``steps`` training steps of ``method`` at ``size`` in this process."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    module, masks = build(method, size)
+    g = torch.Generator().manual_seed(1)
+    batches = []
+    for _ in range(steps + 1):
+        context, targets = masks(batch, g)
+        image = torch.randn(batch, 1, 224, 224, generator=g)
+        batches.append({"image": image, "context": context, "targets": targets})
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    ema = getattr(module, "update_target", None)
+
+    def step(b: dict[str, Any]) -> None:
+        loss = module.step_loss(b)[0]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if ema is not None:
+            ema(0.996)
+
+    with FlopCounterMode(display=False) as counter:
+        step(batches[0])  # also the warm-up
+    times = []
+    for b in batches[1:]:
+        start = time.perf_counter()
+        step(b)
+        times.append(time.perf_counter() - start)
+    ips = batch / statistics.median(times)
+    gflop = counter.get_total_flops() / batch / 1e9
+    return {
+        "images_per_s": ips,
+        "gflop_per_image": gflop,
+        "achieved_gflops": ips * gflop,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "trainable_params_m": sum(p.numel() for p in params) / 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--row", default=None, help=argparse.SUPPRESS)  # child: method|size
+    args = parser.parse_args()
+    if args.row is not None:
+        method, size = args.row.split("|")
+        print(json.dumps(measure(method, size, args.steps, args.batch, args.threads)))
+        return
+    import pandas as pd
+
+    peak = matmul_peak(args.threads)
+    print(f"fp32 matmul peak on {args.threads} threads: {peak:.0f} GFLOP/s", flush=True)
+    rows = []
+    for size in SIZES:
+        for method in METHODS:
+            child = [sys.executable, __file__, "--row", f"{method}|{size}", "--steps",
+                     str(args.steps), "--batch", str(args.batch), "--threads",
+                     str(args.threads)]  # fmt: skip
+            out = subprocess.check_output(child, text=True).strip().splitlines()[-1]
+            rows.append({"method": method, "size": size, **json.loads(out)})
+            rows[-1]["mfu"] = rows[-1]["achieved_gflops"] / peak
+            print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(OUT / "step_suite.csv", index=False)
+    (OUT / "step_suite.json").write_text(
+        json.dumps({"matmul_peak_gflops": peak, "threads": args.threads, "rows": rows}, indent=1)
+        + "\n"
+    )
+    lines = [
+        "# Training steps on the CPU: SALT, I-JEPA and the stage-1 MAE at three sizes",
+        "",
+        f"224-px single-channel images, patch 16, batch {args.batch}, AdamW, "
+        f"{args.threads} threads; JEPA methods: 1 context block (0.85-1.0), 4 target blocks "
+        "(0.15-0.2), one-pass predictor 384 / 6 / 12 heads (SALT: frozen bf16 teacher of "
+        "the student's size; I-JEPA: EMA target encoder); MAE: 75 % random masking, decoder "
+        f"512 / 8 / 16 heads. images/s is the median of {args.steps} timed steps; each row "
+        f"in its own process. MFU: achieved GFLOP/s over the measured fp32 matmul peak of "
+        f"{peak:.0f} GFLOP/s (2048 x 2048 `torch.mm`, same threads, same run). "
+        "Command: `python benchmarks/step_suite.py`.",
+        "",
+        "| method | size | images/s | GFLOP/image | GFLOP/s | MFU | peak RSS (GB) | "
+        "trainable params (M) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table.itertuples():
+        lines.append(
+            f"| {r.method} | {r.size} | {r.images_per_s:.2f} | {r.gflop_per_image:.1f} | "
+            f"{r.achieved_gflops:.0f} | {r.mfu:.0%} | {r.peak_rss_gb:.2f} | "
+            f"{r.trainable_params_m:.1f} |"
+        )
+    (OUT / "step_suite.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
