@@ -32,12 +32,12 @@ import argparse
 import contextlib
 import json
 import resource
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from child import in_child
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -174,19 +174,17 @@ def main() -> None:
         print(json.dumps(result))
         return
     import pandas as pd
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from loading import make_corpus
 
     make_corpus(work, args.frames)
     runs = []
     for round_ in range(args.repeats):  # rows interleaved, so drift hits every row alike
         for name in ROWS:
-            child = [sys.executable, __file__, "--row", name, "--steps", str(args.steps),
-                     "--warmup", str(args.warmup), "--batch", str(args.batch), "--work",
-                     str(work)]  # fmt: skip
-            out = subprocess.check_output(child, text=True).strip().splitlines()[-1]
-            runs.append({"row": name, "round": round_, **json.loads(out)})
+            result = in_child(
+                __file__, row=name, steps=args.steps, warmup=args.warmup, batch=args.batch,
+                work=work,
+            )  # fmt: skip
+            runs.append({"row": name, "round": round_, **result})
             print(runs[-1], flush=True)
     pd.DataFrame(runs).to_csv(OUT / "end_to_end_runs.csv", index=False)
     table = pd.DataFrame(runs).groupby("row", sort=False).median(numeric_only=True)

@@ -19,10 +19,10 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from child import in_child
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -149,9 +149,9 @@ def main() -> None:
 
     rows = []
     for name in VARIANTS:
-        child = [sys.executable, __file__, "--variant", name, "--steps", str(args.steps),
-                 "--threads", str(args.threads), "--batch", str(args.batch)]  # fmt: skip
-        result = json.loads(subprocess.check_output(child, text=True).strip().splitlines()[-1])
+        result = in_child(
+            __file__, variant=name, steps=args.steps, threads=args.threads, batch=args.batch
+        )
         rows.append({"variant": name, **result})
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows)

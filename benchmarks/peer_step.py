@@ -19,9 +19,10 @@ Reported per row: images/s (median of the timed steps), GFLOP per image of one t
 step (``torch.utils.flop_counter``, the first step, which is also the warm-up), peak
 resident memory of the process, and the resident memory once the models are built.
 
-    python benchmarks/peer_step.py [--steps 6] [--threads 2] [--rows salt]
+    python benchmarks/peer_step.py [--steps 6] [--threads 2] [--rows salt] [--repeats 3]
 
-Writes ``benchmarks/results/peer_step.{csv,md,json}``.
+Writes ``benchmarks/results/peer_step.{csv,md,json}`` (medians over ``--repeats``
+interleaved rounds) and ``peer_step_runs.csv`` (every run of this sitting).
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from child import in_child
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -252,6 +254,21 @@ def measure(row: str, steps: int, threads: int, batch: int) -> dict[str, Any]:
     }
 
 
+def summarise(runs: Any) -> Any:
+    """One row per benchmark row: the medians over its runs, and its images/s range."""
+    if runs.empty:
+        return runs
+    if "round" not in runs:
+        runs = runs.assign(round=0)
+    spread = runs.groupby("row", sort=False).images_per_s.agg(["min", "max"])
+    medians = runs.groupby(["row", "family"], sort=False).median(numeric_only=True)
+    medians = medians.drop(columns="round").reset_index()
+    medians["images_per_s_range"] = [
+        f"{spread.loc[r, 'min']:.2f}-{spread.loc[r, 'max']:.2f}" for r in medians.row
+    ]
+    return medians
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
@@ -264,6 +281,9 @@ def main() -> None:
         "--reuse",
         default=None,
         help="a previous run's output: its rows of the families not run now go in the table",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds over the rows (interleaved); medians"
     )
     parser.add_argument("--row", default=None, help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
@@ -288,15 +308,19 @@ def main() -> None:
                 row = ast.literal_eval(line)
                 if row["family"] not in families:
                     rows.append(row)
-    for name, (family, _, _) in ROWS.items():
-        if family not in families:
-            continue
-        child = [sys.executable, __file__, "--row", name, "--steps", str(args.steps),
-                 "--threads", str(args.threads), "--batch", str(args.batch)]  # fmt: skip
-        result = json.loads(subprocess.check_output(child, text=True).strip().splitlines()[-1])
-        rows.append({"row": name, **result})
-        print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
+    runs = []  # rounds interleave the rows, so drift of this machine hits every row alike
+    for round_ in range(args.repeats):
+        for name, (family, _, _) in ROWS.items():
+            if family not in families:
+                continue
+            result = in_child(
+                __file__, row=name, steps=args.steps, threads=args.threads, batch=args.batch
+            )
+            runs.append({"row": name, "round": round_, **result})
+            print(runs[-1], flush=True)
+    pd.DataFrame(runs).to_csv(OUT / "peer_step_runs.csv", index=False)
+    table = pd.concat([summarise(pd.DataFrame(rows)), summarise(pd.DataFrame(runs))])
+    table = table.reset_index(drop=True)
     peer = {f: table[table.row == PEERS[f]].iloc[0] for f in set(table.family)}
     for col, key in (("speed", "images_per_s"), ("flops", "gflop_per_image"),
                      ("memory", "peak_rss_gb")):  # fmt: skip
@@ -313,7 +337,10 @@ def main() -> None:
         f"ViT-S/16 at 224 px, batch {args.batch}, predictor width 384 / depth 6 / 12 heads, "
         "1 context block (0.85-1.0) and 4 target blocks (0.15-0.2), the same masks for both "
         f"sides, AdamW, CPU, {args.threads} threads; images/s is the median of "
-        f"{args.steps} timed steps; every row in its own process with the same imports. "
+        f"{args.steps} timed steps; every row in its own process with the same imports; "
+        f"{args.repeats} rounds over the rows, interleaved, each figure the median of the "
+        "rounds (its images/s range over the rounds beside it; every run in "
+        "`peer_step_runs.csv`). "
         "Command: `python benchmarks/peer_step.py`. Rows in bf16 autocast (Lightning's "
         "`bf16-mixed`) are compared with the peer in bf16 autocast.",
         "",
@@ -326,13 +353,15 @@ def main() -> None:
             "",
         ]
     lines += [
-        "| row | images/s | GFLOP/image | peak RSS (GB) | RSS, models built (GB) "
-        "| speed vs peer | FLOPs vs peer | memory vs peer |",
-        "|---|---|---|---|---|---|---|---|",
+        "| row | images/s | images/s, range | GFLOP/image | peak RSS (GB) | "
+        "RSS, models built (GB) | speed vs peer | FLOPs vs peer | memory vs peer |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
+        rng = r.get("images_per_s_range")
         lines.append(
-            f"| {r.row} | {r.images_per_s:.2f} | {r.gflop_per_image:.1f} | "
+            f"| {r.row} | {r.images_per_s:.2f} | {rng if isinstance(rng, str) else '-'} | "
+            f"{r.gflop_per_image:.1f} | "
             f"{r.peak_rss_gb:.2f} | {r.built_rss_gb:.2f} | {r.speed_vs_peer:.2f}x | "
             f"{r.flops_vs_peer:.2f}x | {r.memory_vs_peer:.2f}x |"
         )

@@ -5,11 +5,12 @@ Every (method, size) runs in its own process (so peak memory is its own) on the 
 seeded batches: 224-px single-channel images, patch 16, batch ``--batch``; SALT and
 I-JEPA with one context block (0.85-1.0) and four target blocks (0.15-0.2), the one-pass
 predictor (width 384, depth 6, 12 heads; the recipe's is deeper), SALT's frozen teacher
-of the student's size in bf16; MAE with 75 % random masking and the recipe's decoder
-(width 512, depth 8, 16 heads). AdamW. Reported: images/s (median of the timed steps),
-GFLOP per image of a training step (``torch.utils.flop_counter``; matmuls and attention),
-achieved GFLOP/s, MFU (achieved over the fp32 matmul peak, a 2048 x 2048 ``torch.mm`` on
-the same threads) and peak resident memory. ``benchmarks/gpu_step.py`` is the GPU
+of the student's size (in fp32 like everything else, so one matmul peak applies); MAE
+with 75 % random masking and the recipe's decoder (width 512, depth 8, 16 heads). AdamW.
+Reported: images/s (median of the timed steps), GFLOP per image of a training step
+(``torch.utils.flop_counter``; matmuls and attention), achieved GFLOP/s, MFU (achieved
+over the fp32 matmul peak, a 2048 x 2048 ``torch.mm`` on the same threads) and peak
+resident memory. ``benchmarks/gpu_step.py`` is the GPU
 counterpart.
 
     python benchmarks/step_suite.py [--steps 3] [--batch 8] [--threads 2]
@@ -23,11 +24,11 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from child import in_child
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -72,10 +73,7 @@ def build(method: str, size: str) -> tuple[Any, Any]:
     predictor = JEPAPredictor(14, width, width, width=384, depth=6, num_heads=12, one_pass=True)
     if method == "SALT":
         teacher = ViTEncoder(**vit, init_seed=1)
-        module = SALTModule(
-            ViTEncoder(**vit, init_seed=0), predictor, teacher, teacher_dtype="bfloat16"
-        )
-        return module, blocks
+        return SALTModule(ViTEncoder(**vit, init_seed=0), predictor, teacher), blocks
     return IJEPAModule(ViTEncoder(**vit, init_seed=0), predictor), blocks
 
 
@@ -141,11 +139,11 @@ def main() -> None:
     rows = []
     for size in SIZES:
         for method in METHODS:
-            child = [sys.executable, __file__, "--row", f"{method}|{size}", "--steps",
-                     str(args.steps), "--batch", str(args.batch), "--threads",
-                     str(args.threads)]  # fmt: skip
-            out = subprocess.check_output(child, text=True).strip().splitlines()[-1]
-            rows.append({"method": method, "size": size, **json.loads(out)})
+            result = in_child(
+                __file__, row=f"{method}|{size}", steps=args.steps, batch=args.batch,
+                threads=args.threads,
+            )  # fmt: skip
+            rows.append({"method": method, "size": size, **result})
             rows[-1]["mfu"] = rows[-1]["achieved_gflops"] / peak
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
@@ -159,7 +157,7 @@ def main() -> None:
         "",
         f"224-px single-channel images, patch 16, batch {args.batch}, AdamW, "
         f"{args.threads} threads; JEPA methods: 1 context block (0.85-1.0), 4 target blocks "
-        "(0.15-0.2), one-pass predictor 384 / 6 / 12 heads (SALT: frozen bf16 teacher of "
+        "(0.15-0.2), one-pass predictor 384 / 6 / 12 heads (SALT: frozen fp32 teacher of "
         "the student's size; I-JEPA: EMA target encoder); MAE: 75 % random masking, decoder "
         f"512 / 8 / 16 heads. images/s is the median of {args.steps} timed steps; each row "
         f"in its own process. MFU: achieved GFLOP/s over the measured fp32 matmul peak of "

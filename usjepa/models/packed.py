@@ -38,12 +38,12 @@ def packable(block: nn.Module) -> bool:
 
 
 def packed_block(
-    block: Block, x: Tensor, index: Tensor, shape: tuple[int, int], attn_mask: Tensor
+    block: nn.Module, x: Tensor, index: Tensor, shape: tuple[int, int], attn_mask: Tensor
 ) -> Tensor:
     """One timm ``block`` over packed tokens ``x [N_real, D]``.
 
     Args:
-        block: a timm ``Block`` (see :func:`packable`).
+        block: a timm ``Block`` for which :func:`packable` holds.
         x: the real tokens, in the order of ``index``.
         index: ``[N_real]`` flat positions of the real tokens in the ``B * N`` layout.
         shape: ``(B, N)`` of the padded layout.
@@ -52,10 +52,11 @@ def packed_block(
     Returns:
         ``[N_real, D]``.
     """
-    attn: Any = block.attn
+    blk: Any = block
+    attn = blk.attn
     b, n = shape
     heads, head_dim = attn.num_heads, attn.head_dim
-    h = block.norm1(x)
+    h = blk.norm1(x)
     gate = attn.gate(h).sigmoid() if getattr(attn, "gate", None) is not None else None
     qkv = attn.qkv(h)  # [N_real, 3 * heads * head_dim]
     qkv = qkv.new_zeros(b * n, qkv.shape[-1]).index_copy(0, index, qkv)
@@ -68,8 +69,8 @@ def packed_block(
     if gate is not None:
         out = out * gate
     out = attn.proj_drop(attn.proj(out))
-    x = x + block.drop_path1(block.ls1(out))
-    return x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
+    x = x + blk.drop_path1(blk.ls1(out))
+    return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
 
 
 def run_packed(
