@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from child import in_child
+from common import in_child, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -136,16 +136,16 @@ def measure(row: str, corpus: Path, steps: int, warmup: int, batch: int) -> dict
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     waits, totals, flops = [], [], []
     for i in range(warmup + steps):
-        counter = FlopCounterMode(display=False)  # counts the warm-up iterations only
+        counter = FlopCounterMode(display=False) if i < warmup else None  # warm-up only
         start = time.perf_counter()
         b = next(batches)
         got = time.perf_counter()
-        with counter if i < warmup else contextlib.nullcontext():
+        with counter or contextlib.nullcontext():
             loss = loss_fn(b)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
         optimizer.step()
-        if i < warmup:
+        if counter is not None:
             flops.append(counter.get_total_flops() / batch / 1e9)
         else:
             waits.append(got - start)
@@ -187,8 +187,7 @@ def main() -> None:
             runs.append({"row": name, "round": round_, **result})
             print(runs[-1], flush=True)
     pd.DataFrame(runs).to_csv(OUT / "end_to_end_runs.csv", index=False)
-    table = pd.DataFrame(runs).groupby("row", sort=False).median(numeric_only=True)
-    table = table.drop(columns="round").reset_index()
+    table = summarise(pd.DataFrame(runs), ["row"])
     base = table.set_index("row").loc[PEER]
     for key, col in (("images_per_s", "speed_vs_peer"), ("gflop_per_image", "flops_vs_peer"),
                      ("peak_rss_gb", "memory_vs_peer")):  # fmt: skip

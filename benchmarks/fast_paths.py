@@ -22,7 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
-from child import in_child
+from common import in_child
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"

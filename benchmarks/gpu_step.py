@@ -30,6 +30,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from common import matmul_peak
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 VIT_B = {"img_size": 224, "patch_size": 16, "embed_dim": 768, "depth": 12, "num_heads": 12}
@@ -44,22 +46,6 @@ ROWS: dict[str, dict[str, Any]] = {
     "SALT, compiled blocks": {"method": "salt", "compile_blocks": True},
     "I-JEPA (EMA), one pass": {"method": "ijepa"},
 }
-
-
-def matmul_peak(dtype: Any) -> float:
-    """Measured TFLOP/s of a large square matmul."""
-    import torch
-
-    a = torch.randn(8192, 8192, device="cuda", dtype=dtype)
-    b = torch.randn(8192, 8192, device="cuda", dtype=dtype)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    start, n = time.perf_counter(), 20
-    for _ in range(n):
-        a @ b
-    torch.cuda.synchronize()
-    return 2 * 8192**3 * n / (time.perf_counter() - start) / 1e12
 
 
 def build(opts: dict[str, Any]) -> Any:
@@ -161,7 +147,7 @@ def main() -> None:
         sys.exit("gpu_step: no CUDA device here; run it on a machine with a GPU")
     import pandas as pd
 
-    peak = matmul_peak(torch.bfloat16)
+    peak = matmul_peak("cuda", torch.bfloat16, n=8192, reps=20) / 1e3  # TFLOP/s
     print(f"measured bf16 matmul peak: {peak:.0f} TFLOP/s", flush=True)
     rows = []
     for name in args.rows.split(","):

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from child import in_child
+from common import in_child, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -254,21 +254,6 @@ def measure(row: str, steps: int, threads: int, batch: int) -> dict[str, Any]:
     }
 
 
-def summarise(runs: Any) -> Any:
-    """One row per benchmark row: the medians over its runs, and its images/s range."""
-    if runs.empty:
-        return runs
-    if "round" not in runs:
-        runs = runs.assign(round=0)
-    spread = runs.groupby("row", sort=False).images_per_s.agg(["min", "max"])
-    medians = runs.groupby(["row", "family"], sort=False).median(numeric_only=True)
-    medians = medians.drop(columns="round").reset_index()
-    medians["images_per_s_range"] = [
-        f"{spread.loc[r, 'min']:.2f}-{spread.loc[r, 'max']:.2f}" for r in medians.row
-    ]
-    return medians
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
@@ -319,7 +304,8 @@ def main() -> None:
             runs.append({"row": name, "round": round_, **result})
             print(runs[-1], flush=True)
     pd.DataFrame(runs).to_csv(OUT / "peer_step_runs.csv", index=False)
-    table = pd.concat([summarise(pd.DataFrame(rows)), summarise(pd.DataFrame(runs))])
+    by = ["row", "family"]
+    table = pd.concat([summarise(pd.DataFrame(rows), by), summarise(pd.DataFrame(runs), by)])
     table = table.reset_index(drop=True)
     peer = {f: table[table.row == PEERS[f]].iloc[0] for f in set(table.family)}
     for col, key in (("speed", "images_per_s"), ("flops", "gflop_per_image"),

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from child import in_child
+from common import in_child, matmul_peak
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -38,22 +38,6 @@ SIZES = {
     "ViT-B/16": {"embed_dim": 768, "depth": 12, "num_heads": 12},
 }
 METHODS = ("SALT", "I-JEPA (EMA)", "MAE (stage 1)")
-
-
-def matmul_peak(threads: int, n: int = 2048, reps: int = 10) -> float:
-    """Measured fp32 GFLOP/s of an ``n x n`` matmul on ``threads`` threads."""
-    import torch
-
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / min(times) / 1e9
 
 
 def build(method: str, size: str) -> tuple[Any, Any]:
@@ -133,8 +117,10 @@ def main() -> None:
         print(json.dumps(measure(method, size, args.steps, args.batch, args.threads)))
         return
     import pandas as pd
+    import torch
 
-    peak = matmul_peak(args.threads)
+    torch.set_num_threads(args.threads)
+    peak = matmul_peak()
     print(f"fp32 matmul peak on {args.threads} threads: {peak:.0f} GFLOP/s", flush=True)
     rows = []
     for size in SIZES:

@@ -74,14 +74,18 @@ def packed_block(
 
 
 def run_packed(
-    blocks: list[nn.Module], x: Tensor, valid: Tensor, recompute: dict[str, Any] | None
+    blocks: list[nn.Module],
+    x: Tensor,
+    valid: Tensor,
+    mask: Tensor,
+    recompute: dict[str, Any] | None,
 ) -> Tensor:
-    """``blocks`` over the real tokens (``valid [B, N]``) of ``x [B, N, D]``; padded
-    positions of the result keep their input. ``recompute``: keyword arguments of
+    """``blocks`` over the real tokens (``valid [B, N]``) of ``x [B, N, D]``, attention
+    keyed by ``mask`` (:func:`usjepa.models.tokens.key_mask`); padded positions of the
+    result keep their input. ``recompute``: keyword arguments of
     ``torch.utils.checkpoint.checkpoint`` to checkpoint each block with, or ``None``."""
     b, n, d = x.shape
     index = valid.reshape(-1).nonzero().squeeze(1)
-    mask = valid[:, None, None, :]
     flat = x.reshape(b * n, d)
     packed = flat.index_select(0, index)
     for block in blocks:

@@ -44,7 +44,7 @@ SAVED_OPS = [
 
 def checkpointing_mode(value: bool | str) -> Checkpointing:
     """``value`` as a :data:`Checkpointing` mode (``True`` is ``full``, ``False`` ``none``)."""
-    mode = {True: "full", False: "none"}.get(value, value) if isinstance(value, bool) else value
+    mode = ("full" if value else "none") if isinstance(value, bool) else value
     if mode not in ("none", "full", "selective"):
         raise ValueError(
             f"activation_checkpointing={value!r}; choose none, full or selective (or a bool)"
@@ -95,7 +95,7 @@ def run_blocks(
         recompute["respect_saved_tensors_hooks"] = True  # save_on_cpu etc. see them too
     blocks = list(blocks)
     if pack and mask is not None and valid is not None and all(map(packable, blocks)):
-        return run_packed(blocks, x, valid, None if mode == "none" else recompute)
+        return run_packed(blocks, x, valid, mask, None if mode == "none" else recompute)
     kwargs: dict[str, Any] = {} if mask is None else {"attn_mask": mask}
     for block in blocks:
         if mode == "none":
