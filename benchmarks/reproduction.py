@@ -5,7 +5,9 @@ the demo SALT config (``experiments/demo/salt.yaml``), each differing by one lin
 
 * ``salt_usrc``: SALT with scan-region (USrc) masks, the config as it is;
 * ``salt_plain``: SALT with plain multi-block masks (``scan_region: false``);
-* ``ijepa_usrc``: I-JEPA, targets from an EMA of the student (``IJEPAModule``).
+* ``ijepa_usrc``: I-JEPA, targets from an EMA of the student (``IJEPAModule``);
+* ``salt_usrc_one_pass``: ``salt_usrc`` with the one-pass predictor (``one_pass: true``,
+  ``docs/fidelity.md`` O3), not run unless chosen.
 
 All are probed with the demo protocol beside a random-init encoder and the teacher
 (same poolings, head grid, seeds) on the synthetic lesion task. Writes
@@ -41,6 +43,10 @@ VARIANTS = {
         "class_path: usjepa.methods.SALTModule",
         "class_path: usjepa.methods.IJEPAModule",
     ),
+    "salt_usrc_one_pass": (
+        "init_args: {width: 96, depth: 2, num_heads: 4}",
+        "init_args: {width: 96, depth: 2, num_heads: 4, one_pass: true}",
+    ),
 }
 
 
@@ -58,7 +64,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="[0, 1, 2, 3, 4]", help="probe seeds")
     parser.add_argument("--pretrain-seeds", default="0", help="comma-separated, e.g. 0,1,2")
     parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help=f"comma-separated of {list(VARIANTS)}"
+        "--variants",
+        default="salt_usrc,salt_plain,ijepa_usrc",
+        help=f"comma-separated of {list(VARIANTS)}",
     )
     args = parser.parse_args()
     chosen = args.variants.split(",")
@@ -85,6 +93,9 @@ def main() -> None:
             done = work / "runs/repro" / run / "encoder.safetensors"
             if done.exists():
                 continue
+            if change is not None and change[0] not in salt:
+                sys.exit(f"reproduction: {name}'s line {change[0]!r} is no longer in "
+                         "experiments/demo/salt.yaml; update VARIANTS")  # fmt: skip
             text = salt if change is None else salt.replace(*change)
             text = text.replace("seed_everything: 0", f"seed_everything: {seed}")
             text = text.replace("init_seed: 2}", f"init_seed: {2 + seed}}}")
@@ -155,6 +166,7 @@ def main() -> None:
         ("SALT student vs random init", "salt_usrc", "random_init"),
         ("SALT vs EMA I-JEPA (equal steps)", "salt_usrc", "ijepa_usrc"),
         ("USrc vs plain masks (SALT)", "salt_usrc", "salt_plain"),
+        ("one-pass vs per-block predictor (SALT, USrc)", "salt_usrc_one_pass", "salt_usrc"),
     ]
 
     def score(model: str, seed: int) -> float:

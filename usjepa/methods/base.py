@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import math
+from collections import deque
 from collections.abc import Iterable
 from types import FrameType
 from typing import Any
@@ -21,6 +23,66 @@ from usjepa.methods.optim import SchedulerCallable, WarmupCosine, param_groups
 
 class LossDiverged(UsjepaError, FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class LossWatch:
+    """Raises :class:`LossDiverged` when a training loss is NaN or infinite.
+
+    A loss on the host is read at once. Reading a GPU loss at once would stall the step
+    until the device has caught up (a host-device synchronisation every step), so its
+    value is copied to pinned host memory without blocking and read once the copy has
+    landed: at a later step's :meth:`watch`, and at the latest by :meth:`flush` (before
+    any checkpoint is written and when training ends). Detection may then come a few
+    steps late, but no checkpoint of diverged weights is ever written.
+
+    Args:
+        owner: the module's name, for the message.
+        deferred: read losses once landed (``None``: for CUDA losses only).
+    """
+
+    def __init__(self, owner: str, deferred: bool | None = None) -> None:
+        self.owner, self.deferred = owner, deferred
+        self.pending: deque[tuple[int, Tensor, Any]] = deque()
+
+    def watch(self, loss: Tensor, step: int) -> None:
+        """Check ``loss`` (a scalar) of global step ``step``, and any landed earlier one."""
+        deferred = loss.is_cuda if self.deferred is None else self.deferred
+        if not deferred:
+            self._check(float(loss), step)
+            return
+        if loss.is_cuda:
+            host = torch.empty((), dtype=loss.dtype, pin_memory=True)
+            host.copy_(loss, non_blocking=True)
+            landed: Any = torch.cuda.Event()
+            landed.record()
+        else:
+            host, landed = loss.clone(), None  # nothing in flight on the host
+        self.pending.append((step, host, landed))
+        self._read(wait=False)
+
+    def flush(self) -> None:
+        """Read every loss still in flight (waits for the device)."""
+        self._read(wait=True)
+
+    def _read(self, wait: bool) -> None:
+        while self.pending:
+            step, host, landed = self.pending[0]
+            if landed is not None and not wait and not landed.query():
+                return
+            if landed is not None:
+                landed.synchronize()
+            self.pending.popleft()
+            self._check(float(host), step)
+
+    def _check(self, value: float, step: int) -> None:
+        if not math.isfinite(value):
+            self.pending.clear()
+            raise LossDiverged(
+                f"{self.owner}: loss became {value} at global step {step}. Checkpoints "
+                "already written are kept. Lower the learning rate, raise warmup, set "
+                "trainer.gradient_clip_val, or check the inputs (constant or corrupt "
+                "images give zero-variance targets)."
+            )
 
 
 #: where a pretraining module keeps the network it trains: JEPA's student, MAE's encoder
@@ -104,6 +166,7 @@ class PretrainModule(L.LightningModule):
         super().__init__()
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.weight_decay = weight_decay
+        self._loss_watch = LossWatch(type(self).__name__)
         _save_settings(self, inspect.currentframe())
 
     @property
@@ -131,19 +194,21 @@ class PretrainModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         """The method's loss on one batch, logged with its parts."""
         loss, extras = self.step_loss(batch)
-        if not torch.isfinite(loss):
-            raise LossDiverged(
-                f"{type(self).__name__}: loss became {loss.item()} at global step "
-                f"{self.global_step}. Checkpoints already written are kept. Lower the "
-                "learning rate, raise warmup, set trainer.gradient_clip_val, or check the "
-                "inputs (constant or corrupt images give zero-variance targets)."
-            )
+        self._loss_watch.watch(loss.detach(), self.global_step)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
         for name, value in extras.items():
             self.log(f"train/{name}", value, batch_size=len(batch["image"]))
         if "skipped_frames" in batch:  # unreadable frames skipped so far (CorpusDataModule)
             self.log("data/skipped_frames", batch["skipped_frames"], batch_size=1)
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Read every loss still in flight first: no checkpoint of diverged weights."""
+        self._loss_watch.flush()
+
+    def on_train_end(self) -> None:
+        """Read every loss still in flight."""
+        self._loss_watch.flush()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """The method's loss on one validation batch."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -12,10 +13,41 @@ from torch import Tensor, nn
 from usjepa.losses import LossKind, latent_loss
 from usjepa.methods.base import PretrainModule
 from usjepa.models.encoder import ViTEncoder
-from usjepa.models.predictor import JEPAPredictor
-from usjepa.models.tokens import Checkpointing, checkpointing_mode, gather_tokens
+from usjepa.models.predictor import JEPAPredictor, PredictorPlan
+from usjepa.models.tokens import Checkpointing, TokenSet, checkpointing_mode, gather_tokens
 
 TargetNorm = Literal["layer", "layer_batch", "none"]
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What a JEPA step derives from its batch's index sets alone (see
+    :meth:`JEPAModule.plan_step`); Lightning moves it with the batch (:meth:`to`).
+
+    Attributes:
+        student: the student's :class:`~usjepa.models.tokens.TokenSet` (``None`` for a
+            student without ``token_set``).
+        predictor: the predictor's :class:`~usjepa.models.predictor.PredictorPlan`.
+        target_rows: flat positions of the real target slots among the ``B * M * T``.
+    """
+
+    student: TokenSet | None
+    predictor: PredictorPlan
+    target_rows: Tensor
+
+    @staticmethod
+    def rows_of(targets: Tensor) -> Tensor:
+        """Flat positions of the real (not padded) slots of ``targets [B, M, T]``."""
+        return (targets >= 0).reshape(-1).nonzero().squeeze(1)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> StepPlan:
+        """The same plan with its tensors on ``device``."""
+        student = None if self.student is None else self.student.to(device, non_blocking)
+        return StepPlan(
+            student,
+            self.predictor.to(device, non_blocking),
+            self.target_rows.to(device, non_blocking=non_blocking),
+        )
 
 
 class JEPAModule(PretrainModule):
@@ -91,24 +123,49 @@ class JEPAModule(PretrainModule):
         """Target embeddings ``[B, M, T, D_t]`` at patch indices ``targets [B, M, T]``."""
         raise NotImplementedError
 
-    def predict(self, images: Tensor, context: Tensor, targets: Tensor) -> Tensor:
-        """Encode the context with the student and predict ``[B, M, T, D_t]``."""
-        tokens = self.student(images, keep=context)[:, self.student.num_prefix_tokens :]
+    def plan_step(self, context: Tensor, targets: Tensor) -> StepPlan:
+        """Everything the step derives from the index sets alone (``context [B, K]``,
+        ``targets [B, M, T]``), computed where they are: on the host, before the batch
+        moves to the device (:meth:`on_before_batch_transfer`), it spares the device
+        step every host-device synchronisation."""
+        student = self.student.token_set(context) if hasattr(self.student, "token_set") else None
+        return StepPlan(student, self.predictor.plan(context, targets), StepPlan.rows_of(targets))
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Add the batch's :class:`StepPlan` (``batch["plan"]``) while it is on the host."""
+        if isinstance(batch, dict) and "context" in batch and "targets" in batch:
+            batch.setdefault("plan", self.plan_step(batch["context"], batch["targets"]))
+        return batch
+
+    def predict(
+        self, images: Tensor, context: Tensor, targets: Tensor, plan: StepPlan | None = None
+    ) -> Tensor:
+        """Encode the context with the student and predict ``[B, M, T, D_t]``; ``plan``
+        (:meth:`plan_step`) when the batch has one."""
+        if plan is not None and plan.student is not None:
+            tokens = self.student(images, keep=context, tokens=plan.student)
+        else:
+            tokens = self.student(images, keep=context)
+        tokens = tokens[:, self.student.num_prefix_tokens :]
         if self.keep_outputs:
             self.last_outputs["student"] = tokens[context >= 0].detach()  # [N_ctx, D]
-        return self.predictor(tokens, context, targets)
+        return self.predictor(tokens, context, targets, None if plan is None else plan.predictor)
 
     def compute_loss(self, predictions: Tensor, targets: Tensor) -> Tensor:
         """Regression loss between equal-shaped predictions and targets (``[N, D]``)."""
         return latent_loss(predictions, targets, self.loss_kind)
 
-    def step_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Predict the target tokens of the masked blocks from the context."""
+    def step_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Predict the target tokens of the masked blocks from the context. With the
+        batch's ``plan`` (:meth:`plan_step`) nothing here reads device memory."""
         images, context, target_idx = batch["image"], batch["context"], batch["targets"]
+        plan: StepPlan | None = batch.get("plan")
         targets = self.compute_targets(images, target_idx)
-        predictions = self.predict(images, context, target_idx)
-        valid = target_idx >= 0
-        predictions, targets = predictions[valid], targets[valid]  # [N, D], padding dropped
+        predictions = self.predict(images, context, target_idx, plan)
+        # [N, D]: the real target slots, padding dropped
+        rows = plan.target_rows if plan is not None else StepPlan.rows_of(target_idx)
+        predictions = predictions.flatten(0, -2).index_select(0, rows)
+        targets = targets.flatten(0, -2).index_select(0, rows)
         loss = self.compute_loss(predictions, targets)
         if self.keep_outputs:
             self.last_outputs.update(predictions=predictions.detach(), targets=targets.detach())
@@ -127,9 +184,12 @@ class JEPAModule(PretrainModule):
         if self.target_norm != "none":
             tokens = F.layer_norm(tokens, tokens.shape[-1:])
         picked = gather_tokens(tokens, targets)
-        if self.target_norm == "layer_batch":
-            flat = picked[targets >= 0]  # statistics over real targets, not padding
-            picked = (picked - flat.mean(0)) / (flat.std(0) + 1e-6)
+        if self.target_norm == "layer_batch":  # statistics over real targets, not padding
+            real = (targets >= 0).unsqueeze(-1).to(picked.dtype)  # [B, M, T, 1]
+            count = real.sum()
+            mean = (picked * real).sum((0, 1, 2)) / count
+            std = (((picked - mean) ** 2 * real).sum((0, 1, 2)) / (count - 1)).sqrt()
+            picked = (picked - mean) / (std + 1e-6)
         return picked
 
 

@@ -13,7 +13,13 @@ from torch import Tensor, nn
 from usjepa.errors import ConfigError
 from usjepa.models.checkpoint import load_state_dict_file, read_input_spec
 from usjepa.models.input_spec import InputSpec
-from usjepa.models.tokens import Checkpointing, gather_tokens, last_blocks, run_blocks
+from usjepa.models.tokens import (
+    Checkpointing,
+    TokenSet,
+    gather_tokens,
+    last_blocks,
+    run_blocks,
+)
 
 #: timm entry point whose defaults our keyword overrides replace; any size can be built.
 TIMM_ARCH = "vit_base_patch16_224"
@@ -103,7 +109,9 @@ class ViTEncoder(nn.Module):
         """Patches per image, ``grid_size ** 2``."""
         return self.grid_size * self.grid_size
 
-    def forward(self, images: Tensor, keep: Tensor | None = None) -> Tensor:
+    def forward(
+        self, images: Tensor, keep: Tensor | None = None, tokens: TokenSet | None = None
+    ) -> Tensor:
         """Encode images, optionally only the patch tokens listed in ``keep``.
 
         Args:
@@ -111,19 +119,24 @@ class ViTEncoder(nn.Module):
             keep: ``[B, K]`` long indices into the ``grid_size**2`` patches, or ``None`` for
                 all. Slots padded with :data:`~usjepa.models.tokens.PAD` are kept out of
                 attention; their output tokens are meaningless.
+            tokens: :meth:`token_set` of ``keep``, made on the host, so that nothing here
+                reads device memory (no host-device synchronisation); made here when
+                ``None``.
 
         Returns:
             ``[B, 1 + K, D]`` normalised tokens, the CLS token first.
         """
         x = self._embed(images, keep)
-        valid = None
-        if keep is not None:
-            prefix = torch.ones(
-                len(keep), self.num_prefix_tokens, dtype=torch.bool, device=keep.device
-            )
-            valid = torch.cat([prefix, keep >= 0], 1)
-        x = run_blocks(self.vit.blocks, x, valid, self.grad_checkpointing, self.pack_tokens)
+        if keep is not None and tokens is None:
+            tokens = self.token_set(keep)
+        x = run_blocks(self.vit.blocks, x, tokens, self.grad_checkpointing, self.pack_tokens)
         return self.vit.norm(x)
+
+    def token_set(self, keep: Tensor) -> TokenSet:
+        """The :class:`~usjepa.models.tokens.TokenSet` of the sequence ``forward`` runs for
+        ``keep [B, K]`` (the class token, then the kept patches)."""
+        prefix = torch.ones(len(keep), self.num_prefix_tokens, dtype=torch.bool, device=keep.device)
+        return TokenSet.of(torch.cat([prefix, keep >= 0], 1))
 
     def _embed(self, images: Tensor, keep: Tensor | None) -> Tensor:
         """Patch embedding + positions, optional token subset, CLS prepended: ``[B, 1+K, D]``."""

@@ -76,22 +76,22 @@ def packed_block(
 def run_packed(
     blocks: list[nn.Module],
     x: Tensor,
-    valid: Tensor,
+    rows: Tensor,
     mask: Tensor,
     recompute: dict[str, Any] | None,
 ) -> Tensor:
-    """``blocks`` over the real tokens (``valid [B, N]``) of ``x [B, N, D]``, attention
-    keyed by ``mask`` (:func:`usjepa.models.tokens.key_mask`); padded positions of the
-    result keep their input. ``recompute``: keyword arguments of
-    ``torch.utils.checkpoint.checkpoint`` to checkpoint each block with, or ``None``."""
+    """``blocks`` over the real tokens of ``x [B, N, D]`` (at the flat positions ``rows``,
+    :attr:`usjepa.models.tokens.TokenSet.rows`), attention keyed by ``mask``
+    (:func:`usjepa.models.tokens.key_mask`); padded positions of the result keep their
+    input. ``recompute``: keyword arguments of ``torch.utils.checkpoint.checkpoint`` to
+    checkpoint each block with, or ``None``."""
     b, n, d = x.shape
-    index = valid.reshape(-1).nonzero().squeeze(1)
     flat = x.reshape(b * n, d)
-    packed = flat.index_select(0, index)
+    packed = flat.index_select(0, rows)
     for block in blocks:
-        args = (block, packed, index, (b, n), mask)
+        args = (block, packed, rows, (b, n), mask)
         if recompute is None:
             packed = packed_block(*args)
         else:
             packed = torch.utils.checkpoint.checkpoint(packed_block, *args, **recompute)
-    return flat.index_copy(0, index, packed).view(b, n, d)
+    return flat.index_copy(0, rows, packed).view(b, n, d)

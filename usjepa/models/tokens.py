@@ -6,11 +6,16 @@ sets of one batch differ in length. They are stacked right-padded with :data:`PA
 padded tokens out of attention (:func:`key_mask`) and out of the loss (``index >= 0``).
 I-JEPA instead cuts every set to the batch's shortest, which on scan-region masks
 throws away most of an image's context (see ``docs/fidelity.md``).
+
+Whether a set is padded, and where its real tokens are, depends on the data. Read from
+device memory that costs a host-device synchronisation; a :class:`TokenSet` made on the
+host, before the batch moves to the device, carries both, so the step needs none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -66,6 +71,35 @@ def gather_tokens(tokens: Tensor, index: Tensor) -> Tensor:
     return out.reshape(*index.shape, tokens.shape[-1])
 
 
+@dataclass(frozen=True)
+class TokenSet:
+    """Which tokens of a padded ``[B, N]`` layout are real, with what running blocks over
+    them needs known without reading device memory.
+
+    Make it with :meth:`of` where ``valid`` lives on the host (the methods do, in
+    ``on_before_batch_transfer``); Lightning moves it with the batch (:meth:`to`).
+
+    Attributes:
+        valid: ``[B, N]`` boolean, True at real tokens.
+        rows: ``[N_real]`` flat positions of the real tokens in the ``B * N`` layout.
+        full: nothing is padded (a host bool).
+    """
+
+    valid: Tensor
+    rows: Tensor
+    full: bool
+
+    @classmethod
+    def of(cls, valid: Tensor) -> TokenSet:
+        """The token set of ``valid [B, N]`` (reads it: free on the host, a sync on a GPU)."""
+        return cls(valid, valid.reshape(-1).nonzero().squeeze(1), bool(valid.all()))
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> TokenSet:
+        """The same set with its tensors on ``device``."""
+        valid = self.valid.to(device, non_blocking=non_blocking)
+        return TokenSet(valid, self.rows.to(device, non_blocking=non_blocking), self.full)
+
+
 def key_mask(valid: Tensor) -> Tensor | None:
     """Attention mask ``[B, 1, 1, N]`` (True: attend) from a ``[B, N]`` validity map, or
     ``None`` when nothing is padded, so unpadded batches keep the fused SDPA path."""
@@ -77,17 +111,22 @@ def key_mask(valid: Tensor) -> Tensor | None:
 def run_blocks(
     blocks: Iterable[nn.Module],
     x: Tensor,
-    valid: Tensor | None,
+    valid: Tensor | TokenSet | None,
     checkpoint: bool | Checkpointing = False,
     pack: bool = True,
 ) -> Tensor:
     """Transformer ``blocks`` over ``x [B, N, D]`` with the padded keys (``valid [B, N]``
-    False) kept out of attention; unpadded inputs (or ``valid=None``) run the blocks as
-    they are. Padded inputs run their token-wise layers on the real tokens only
-    (:mod:`usjepa.models.packed`; padded positions of the result keep their input) unless
-    ``pack`` is False. ``checkpoint`` (a :data:`Checkpointing` mode; ``True`` is ``full``) trades
-    the activations kept for the backward pass against recomputation there."""
-    mask = None if valid is None else key_mask(valid)
+    False, or a :class:`TokenSet`) kept out of attention; unpadded inputs (or
+    ``valid=None``) run the blocks as they are. Padded inputs run their token-wise layers
+    on the real tokens only (:mod:`usjepa.models.packed`; padded positions of the result
+    keep their input) unless ``pack`` is False. Given a :class:`TokenSet`, nothing here
+    reads device memory. ``checkpoint`` (a :data:`Checkpointing` mode; ``True`` is
+    ``full``) trades the activations kept for the backward pass against recomputation
+    there."""
+    if isinstance(valid, TokenSet):
+        mask = None if valid.full else valid.valid[:, None, None, :]
+    else:
+        mask = None if valid is None else key_mask(valid)
     mode = checkpointing_mode(checkpoint) if torch.is_grad_enabled() else "none"
     recompute: dict[str, Any] = {"use_reentrant": False}
     if mode == "selective":
@@ -95,7 +134,8 @@ def run_blocks(
         recompute["respect_saved_tensors_hooks"] = True  # save_on_cpu etc. see them too
     blocks = list(blocks)
     if pack and mask is not None and valid is not None and all(map(packable, blocks)):
-        return run_packed(blocks, x, valid, mask, None if mode == "none" else recompute)
+        rows = valid.rows if isinstance(valid, TokenSet) else TokenSet.of(valid).rows
+        return run_packed(blocks, x, rows, mask, None if mode == "none" else recompute)
     kwargs: dict[str, Any] = {} if mask is None else {"attn_mask": mask}
     for block in blocks:
         if mode == "none":
