@@ -5,12 +5,17 @@ Settings of issue 13 (the comparison with stable-pretraining's SALT): ViT-S/16 s
 (scale 0.85-1.0) and four target blocks (0.15-0.2) on the 14 x 14 grid, a frozen teacher
 of the student's size, AdamW, CPU threads as given. Every variant runs in its own process
 (so peak memory is its own), on the same seeded batches, and reports images/s (median
-of the timed steps), GFLOP per image of one training step (``torch.utils.flop_counter``)
-and the process's peak resident memory.
+of the timed steps), GFLOP per image of one training step (``torch.utils.flop_counter``),
+the process's peak resident memory, and the host reads of device memory one step makes
+(:class:`usjepa.models.host_reads.HostReads`: each one a host-device synchronisation on a
+GPU). Batches are planned on the host as Lightning does it (``on_before_batch_transfer``)
+unless a row says otherwise. ``--repeats`` rounds run over the rows interleaved, so this
+machine's drift hits every row alike; each figure is the median of the rounds.
 
-    python benchmarks/fast_paths.py [--steps 4] [--threads 2]
+    python benchmarks/fast_paths.py [--steps 4] [--threads 2] [--repeats 2]
 
-Writes ``benchmarks/results/fast_paths.{csv,md}``.
+Writes ``benchmarks/results/fast_paths.{csv,md}`` and every run to
+``fast_paths_runs.csv``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import in_child
+from common import in_child, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -31,13 +36,16 @@ OUT = ROOT / "benchmarks" / "results"
 #: ``one_pass``, SALT ``teacher_dtype``, ``activation_checkpointing``, ``compile_blocks``,
 #: ``fused`` AdamW, ``no_grad_teacher`` (the teacher under no_grad, as before
 #: inference_mode), ``pack`` (False: padded tokens run through the blocks, as before
-#: ``usjepa.models.packed``)
+#: ``usjepa.models.packed``), ``plan`` (False: the batch is not planned on the host, so
+#: the step reads its index sets itself), ``math_attention`` (SDPA's math backend, the
+#: unfused softmax(QK^T)V, instead of the fused kernel); ``same_as``: the same code as
+#: another row, which is measured once and shown on both
 VARIANTS: dict[str, tuple[dict, str | None]] = {
     "per block (I-JEPA)": ({"one_pass": False}, None),
     "one pass": ({"one_pass": True}, "per block (I-JEPA)"),
     "one pass, teacher under no_grad": ({"one_pass": True, "no_grad_teacher": True}, None),
     "one pass, teacher under inference_mode": (
-        {"one_pass": True},
+        {"same_as": "one pass"},
         "one pass, teacher under no_grad",
     ),  # fmt: skip
     "one pass + bf16 teacher": ({"one_pass": True, "teacher_dtype": "bfloat16"}, "one pass"),
@@ -46,8 +54,20 @@ VARIANTS: dict[str, tuple[dict, str | None]] = {
         None,
     ),  # fmt: skip
     "one pass + bf16 teacher, real tokens only": (
-        {"one_pass": True, "teacher_dtype": "bfloat16"},
+        {"same_as": "one pass + bf16 teacher"},
         "one pass + bf16 teacher, padding through the blocks",
+    ),  # fmt: skip
+    "one pass + bf16 teacher, batch not planned on the host": (
+        {"one_pass": True, "teacher_dtype": "bfloat16", "plan": False},
+        None,
+    ),  # fmt: skip
+    "one pass + bf16 teacher, batch planned on the host": (
+        {"same_as": "one pass + bf16 teacher"},
+        "one pass + bf16 teacher, batch not planned on the host",
+    ),  # fmt: skip
+    "one pass + bf16 teacher + math attention": (
+        {"one_pass": True, "teacher_dtype": "bfloat16", "math_attention": True},
+        "one pass + bf16 teacher",
     ),  # fmt: skip
     "one pass + bf16 teacher + fused AdamW": (
         {"one_pass": True, "teacher_dtype": "bfloat16", "fused": True},
@@ -70,12 +90,16 @@ VARIANTS: dict[str, tuple[dict, str | None]] = {
 
 def measure(opts: dict, steps: int, threads: int, batch: int) -> dict:
     """Time ``steps`` SALT training steps in this process."""
+    import contextlib
+
     import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     from usjepa.masks import MultiBlockMaskGenerator
     from usjepa.methods import SALTModule
     from usjepa.models import JEPAPredictor, ViTEncoder
+    from usjepa.models.host_reads import HostReads
 
     class NoGradTeacher(SALTModule):  # the targets as computed before inference_mode
         @torch.no_grad()
@@ -100,17 +124,26 @@ def measure(opts: dict, steps: int, threads: int, batch: int) -> dict:
     warmup = 2 if opts.get("compile_blocks") else 1  # compiling is not a step's cost
     g = torch.Generator().manual_seed(0)
     batches = []
-    for _ in range(steps + warmup):
+    for _ in range(steps + warmup + 1):
         context, targets = masks(batch, g)
-        batches.append({"image": torch.randn(batch, 1, 224, 224, generator=g),
-                        "context": context, "targets": targets})  # fmt: skip
+        b = {"image": torch.randn(batch, 1, 224, 224, generator=g),
+             "context": context, "targets": targets}  # fmt: skip
+        batches.append(module.on_before_batch_transfer(b, 0) if opts.get("plan", True) else b)
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=opts.get("fused"))
 
-    def step(b: dict) -> None:
-        loss, _ = module.step_loss(b)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+    def attention() -> contextlib.AbstractContextManager:
+        if opts.get("math_attention"):
+            return sdpa_kernel(SDPBackend.MATH)
+        return contextlib.nullcontext()
+
+    def step(b: dict, watch: contextlib.AbstractContextManager | None = None) -> None:
+        with watch or contextlib.nullcontext():
+            with attention():
+                loss, _ = module.step_loss(b)
+            optimizer.zero_grad(set_to_none=True)
+            with attention():
+                loss.backward()
         optimizer.step()
 
     if opts.get("compile_blocks"):  # the flop counter cannot trace compiled blocks
@@ -123,14 +156,20 @@ def measure(opts: dict, steps: int, threads: int, batch: int) -> dict:
     for b in batches[1:warmup]:
         step(b)
     times = []
-    for b in batches[warmup:]:
+    for b in batches[warmup:-1]:
         start = time.perf_counter()
         step(b)
         times.append(time.perf_counter() - start)
+    # one more step, untimed: the host reads of its forward and backward pass (the
+    # optimiser is left out: on a GPU its step counters stay on the host, or fused
+    # AdamW keeps them on the device, and neither reads device memory)
+    reads = HostReads()
+    step(batches[-1], reads)
     return {
         "images_per_s": batch / statistics.median(times),
         "gflop_per_image": flops,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "host_reads_per_step": reads.count,
     }
 
 
@@ -140,6 +179,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="rounds over the rows (interleaved); medians"
+    )
     parser.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     if args.variant is not None:
@@ -147,13 +189,23 @@ def main() -> None:
         return
     import pandas as pd
 
+    runs = []
+    for round_ in range(args.repeats):
+        for name, (opts, _) in VARIANTS.items():
+            if "same_as" in opts:
+                continue
+            result = in_child(
+                __file__, variant=name, steps=args.steps, threads=args.threads, batch=args.batch
+            )
+            runs.append({"variant": name, "round": round_, **result})
+            print(runs[-1], flush=True)
+    pd.DataFrame(runs).to_csv(OUT / "fast_paths_runs.csv", index=False)
+    measured = {
+        r["variant"]: r for r in summarise(pd.DataFrame(runs), ["variant"]).to_dict("records")
+    }
     rows = []
-    for name in VARIANTS:
-        result = in_child(
-            __file__, variant=name, steps=args.steps, threads=args.threads, batch=args.batch
-        )
-        rows.append({"variant": name, **result})
-        print(rows[-1], flush=True)
+    for name, (opts, _) in VARIANTS.items():
+        rows.append({**measured[opts.get("same_as", name)], "variant": name})
     table = pd.DataFrame(rows)
     table.to_csv(OUT / "fast_paths.csv", index=False)
     lines = [
@@ -163,15 +215,20 @@ def main() -> None:
         "width 384 / depth 6 / 12 heads, 1 context block (0.85-1.0) and 4 target blocks "
         "(0.15-0.2) on 14 x 14 drawn per image, AdamW, CPU (AVX512-BF16), "
         f"{args.threads} threads; images/s is the median of {args.steps} timed steps, each "
-        "variant in its own process; each row is compared with the row named in its "
-        "'against' column. The rows 'one pass' and 'one pass, teacher under inference_mode' "
-        "run the same code, and so do 'one pass + bf16 teacher' and '..., real tokens "
-        "only': their differences are this machine's run-to-run noise. Unless a row says "
-        "otherwise, padded token sets run on their real tokens only. "
-        "Command: `python benchmarks/fast_paths.py`.",
+        f"variant in its own process, {args.repeats} rounds over the rows interleaved and "
+        "each figure the median of the rounds (the images/s range beside it; every run in "
+        "`fast_paths_runs.csv`); each row is compared with the row named in its 'against' "
+        "column. Rows that run the same code are measured once and shown twice: 'one pass' "
+        "and '..., teacher under inference_mode'; 'one pass + bf16 teacher', '..., real "
+        "tokens only' and '..., batch planned on the host'. Host reads: reads of device "
+        "memory in one step's forward and backward pass (on a GPU, each a host-device "
+        "synchronisation). Unless a row "
+        "says otherwise, padded token sets run on their real tokens only and batches are "
+        "planned on the host. Command: `python benchmarks/fast_paths.py`.",
         "",
-        "| variant | images/s | GFLOP/image | peak RSS (GB) | against | speed | FLOPs | memory |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | images/s | images/s, range | GFLOP/image | peak RSS (GB) | host reads "
+        "| against | speed | FLOPs | memory |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_name = {r["variant"]: r for r in rows}
     for r in rows:
@@ -184,7 +241,8 @@ def main() -> None:
         gf = r["gflop_per_image"]
         flops = f"{gf:.1f}" if gf == gf else "n/a"
         lines.append(
-            f"| {r['variant']} | {r['images_per_s']:.2f} | {flops} | {r['peak_rss_gb']:.2f} | "
+            f"| {r['variant']} | {r['images_per_s']:.2f} | {r['images_per_s_range']} | "
+            f"{flops} | {r['peak_rss_gb']:.2f} | {r['host_reads_per_step']:.0f} | "
             f"{base or '-'} | {' | '.join(ratios)} |"
         )
     (OUT / "fast_paths.md").write_text("\n".join(lines) + "\n")

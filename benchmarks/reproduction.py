@@ -72,7 +72,7 @@ def main() -> None:
     chosen = args.variants.split(",")
     if unknown := set(chosen) - set(VARIANTS):
         parser.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
-    work = Path(args.work)
+    work = Path(args.work).resolve()  # the CLI runs inside it
     work.mkdir(parents=True, exist_ok=True)
     quiet = ["--trainer.enable_progress_bar", "false"]
     minutes = {}

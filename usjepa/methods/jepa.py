@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,6 +18,12 @@ from usjepa.models.predictor import JEPAPredictor, PredictorPlan
 from usjepa.models.tokens import Checkpointing, TokenSet, checkpointing_mode, gather_tokens
 
 TargetNorm = Literal["layer", "layer_batch", "none"]
+
+# Lightning warns whenever a module with this hook is fitted with a DataModule, even one
+# without it (ours): the module's hook is the one meant, and it runs.
+warnings.filterwarnings(
+    "ignore", message="You have overridden `on_before_batch_transfer` in `LightningModule`"
+)
 
 
 @dataclass(frozen=True)
