@@ -117,3 +117,33 @@ def test_no_checkpoint_of_diverged_weights_is_written(tmp_path):
     assert not path.exists()
     trainer.save_checkpoint(path)  # once read, saving works again
     assert path.exists()
+
+
+def test_planned_mae_step_reads_nothing_and_changes_nothing():
+    from usjepa.masks import RandomMaskGenerator
+    from usjepa.methods import MAEModule
+    from usjepa.models import MAEDecoder
+
+    module = MAEModule(tiny_encoder(1), MAEDecoder(4, 32, 64, width=32, depth=1, num_heads=2))
+    batch = _batch(RandomMaskGenerator, n=4)
+    # pad both sets, as per-image draws of different sizes are
+    batch["context"] = torch.cat(
+        [batch["context"], torch.full_like(batch["context"][:, :2], -1)], 1
+    )
+    batch["targets"] = torch.cat(
+        [batch["targets"], torch.full_like(batch["targets"][..., :3], -1)], -1
+    )
+    with HostReads() as unplanned:
+        loss, _ = module.step_loss(dict(batch))
+        loss.backward()
+    grads = [p.grad.clone() for p in module.encoder.parameters()]
+    module.zero_grad()
+    planned_batch = module.on_before_batch_transfer(dict(batch), 0)
+    with HostReads() as planned:
+        planned_loss, _ = module.step_loss(planned_batch)
+        planned_loss.backward()
+    assert planned.count == 0, planned.ops
+    assert unplanned.count > 0
+    assert torch.equal(loss, planned_loss)
+    for before, p in zip(grads, module.encoder.parameters()):
+        assert torch.equal(before, p.grad)

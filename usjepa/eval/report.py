@@ -125,7 +125,8 @@ def write_few_shot(per_seed: pd.DataFrame, out_dir: Path, metric: str = "macro_f
     write_text(
         out_dir / "fewshot.md",
         f"Few-shot linear probe, test macro F1 (%), mean ± std over {n} seeds, by the share "
-        "of training patients labeled\n\n" + table.reset_index().to_markdown(index=False)
+        "of training patients labeled\n\n"
+        + table.reset_index().to_markdown(index=False)
         + f"\n\nLabeled training images (mean over seeds): {counts}.\n",
     )
     import matplotlib

@@ -19,8 +19,8 @@ from usjepa.models.tokens import Checkpointing, TokenSet, checkpointing_mode, ga
 
 TargetNorm = Literal["layer", "layer_batch", "none"]
 
-# Lightning warns whenever a module with this hook is fitted with a DataModule, even one
-# without it (ours): the module's hook is the one meant, and it runs.
+# Lightning warns whenever a module with this hook (the JEPA and MAE modules) is fitted
+# with a DataModule, even one without it (ours): the module's hook is meant, and it runs.
 warnings.filterwarnings(
     "ignore", message="You have overridden `on_before_batch_transfer` in `LightningModule`"
 )

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from usjepa.models.posembed import sincos_2d
 from usjepa.models.predictor import _init_weights
-from usjepa.models.tokens import gather_tokens, run_blocks
+from usjepa.models.tokens import TokenSet, gather_tokens, run_blocks
 
 
 class MAEDecoder(nn.Module):
@@ -45,7 +45,13 @@ class MAEDecoder(nn.Module):
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         self.apply(_init_weights)
 
-    def forward(self, visible: Tensor, visible_idx: Tensor, masked_idx: Tensor) -> Tensor:
+    def forward(
+        self,
+        visible: Tensor,
+        visible_idx: Tensor,
+        masked_idx: Tensor,
+        tokens: TokenSet | None = None,
+    ) -> Tensor:
         """Reconstruct masked patches.
 
         Args:
@@ -53,6 +59,8 @@ class MAEDecoder(nn.Module):
             visible_idx: ``[B, K]`` their patch indices.
             masked_idx: ``[B, T]`` patch indices to reconstruct.
             Both may be right-padded with ``-1`` (kept out of attention).
+            tokens: :meth:`token_set` of the two, made on the host so that nothing here
+                reads device memory; made here when ``None``.
 
         Returns:
             ``[B, T, patch_pixels]``.
@@ -60,9 +68,15 @@ class MAEDecoder(nn.Module):
         pos = self.pos.expand(len(visible), -1, -1)
         vis = self.embed(visible) + gather_tokens(pos, visible_idx)
         msk = self.mask_token + gather_tokens(pos, masked_idx)
-        valid = torch.cat([visible_idx >= 0, masked_idx >= 0], dim=1)
-        x = run_blocks(self.blocks, torch.cat([vis, msk], dim=1), valid)
+        if tokens is None:
+            tokens = self.token_set(visible_idx, masked_idx)
+        x = run_blocks(self.blocks, torch.cat([vis, msk], dim=1), tokens)
         return self.head(self.norm(x[:, vis.shape[1] :]))
+
+    @staticmethod
+    def token_set(visible_idx: Tensor, masked_idx: Tensor) -> TokenSet:
+        """The real tokens of the ``[visible | masked]`` sequence :meth:`forward` runs."""
+        return TokenSet.of(torch.cat([visible_idx >= 0, masked_idx >= 0], dim=1))
 
 
 def patchify(images: Tensor, patch_size: int) -> Tensor:
