@@ -20,6 +20,21 @@ def in_child(script: str, **flags: Any) -> dict[str, Any]:
     return json.loads(out[-1])
 
 
+def interleaved(
+    script: str, names: list[str], repeats: int, key: str, **flags: Any
+) -> list[dict[str, Any]]:
+    """Run every name of ``names`` in its own child (``--key name`` and ``flags``, see
+    :func:`in_child`) ``repeats`` rounds over, the rounds interleaved so that drift of the
+    machine hits every row alike. Returns one dict per run: ``key``, ``round`` and the
+    child's figures."""
+    runs = []
+    for round_ in range(repeats):
+        for name in names:
+            runs.append({key: name, "round": round_, **in_child(script, **{key: name}, **flags)})
+            print(runs[-1], flush=True)
+    return runs
+
+
 def summarise(runs: Any, by: list[str]) -> Any:
     """One row per ``by`` group of ``runs`` (a DataFrame with a ``round`` column, or one
     run per row): the medians over its rounds and its images/s range."""

@@ -27,7 +27,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import in_child, summarise
+from common import interleaved, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -189,16 +189,11 @@ def main() -> None:
         return
     import pandas as pd
 
-    runs = []
-    for round_ in range(args.repeats):
-        for name, (opts, _) in VARIANTS.items():
-            if "same_as" in opts:
-                continue
-            result = in_child(
-                __file__, variant=name, steps=args.steps, threads=args.threads, batch=args.batch
-            )
-            runs.append({"variant": name, "round": round_, **result})
-            print(runs[-1], flush=True)
+    names = [name for name, (opts, _) in VARIANTS.items() if "same_as" not in opts]
+    runs = interleaved(
+        __file__, names, args.repeats, "variant", steps=args.steps, threads=args.threads,
+        batch=args.batch,
+    )  # fmt: skip
     pd.DataFrame(runs).to_csv(OUT / "fast_paths_runs.csv", index=False)
     measured = {
         r["variant"]: r for r in summarise(pd.DataFrame(runs), ["variant"]).to_dict("records")

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import in_child, summarise
+from common import interleaved, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -293,16 +293,11 @@ def main() -> None:
                 row = ast.literal_eval(line)
                 if row["family"] not in families:
                     rows.append(row)
-    runs = []  # rounds interleave the rows, so drift of this machine hits every row alike
-    for round_ in range(args.repeats):
-        for name, (family, _, _) in ROWS.items():
-            if family not in families:
-                continue
-            result = in_child(
-                __file__, row=name, steps=args.steps, threads=args.threads, batch=args.batch
-            )
-            runs.append({"row": name, "round": round_, **result})
-            print(runs[-1], flush=True)
+    names = [name for name, (family, _, _) in ROWS.items() if family in families]
+    runs = interleaved(
+        __file__, names, args.repeats, "row", steps=args.steps, threads=args.threads,
+        batch=args.batch,
+    )  # fmt: skip
     pd.DataFrame(runs).to_csv(OUT / "peer_step_runs.csv", index=False)
     by = ["row", "family"]
     table = pd.concat([summarise(pd.DataFrame(rows), by), summarise(pd.DataFrame(runs), by)])

@@ -35,6 +35,28 @@ def test_host_reads_counts_what_a_gpu_would_wait_for():
     assert reads.ops == ["aten.index", "aten._local_scalar_dense", "aten.nonzero"]
 
 
+def _check_planned_against_unplanned(module, batch, trained):
+    """The planned step makes no host read, the unplanned one some; losses, extras and
+    the gradients of ``trained`` (a network of ``module``) are bit-identical."""
+    with HostReads() as unplanned:
+        loss, extras = module.step_loss(dict(batch))
+        loss.backward()
+    grads = [p.grad.clone() for p in trained.parameters()]
+    module.zero_grad()
+    planned_batch = module.on_before_batch_transfer(dict(batch), 0)
+    with HostReads() as planned:
+        planned_loss, planned_extras = module.step_loss(planned_batch)
+        planned_loss.backward()
+    assert planned.count == 0, planned.ops
+    assert unplanned.count > 0  # the same step without the plan waits on the device
+    assert torch.equal(loss, planned_loss)
+    for name, value in extras.items():
+        assert torch.equal(value, planned_extras[name]), name
+    for before, p in zip(grads, trained.parameters()):
+        assert torch.equal(before, p.grad)
+    return planned_batch["plan"]
+
+
 @pytest.mark.parametrize("one_pass", [False, True])
 @pytest.mark.parametrize("method", ["salt", "ijepa"])
 @pytest.mark.parametrize("target_norm", ["layer", "layer_batch"])
@@ -42,22 +64,8 @@ def test_planned_step_reads_nothing_and_changes_nothing(method, one_pass, target
     module = _module(method, one_pass, target_norm=target_norm)
     batch = _batch()
     assert (batch["context"] < 0).any()  # per-image draws: padded sets
-    with HostReads() as unplanned:
-        loss, extras = module.step_loss(dict(batch))
-        loss.backward()
-    grads = [p.grad.clone() for p in module.student.parameters()]
-    module.zero_grad()
-    planned_batch = module.on_before_batch_transfer(dict(batch), 0)
-    assert isinstance(planned_batch["plan"], StepPlan)
-    with HostReads() as planned:
-        planned_loss, planned_extras = module.step_loss(planned_batch)
-        planned_loss.backward()
-    assert planned.count == 0, planned.ops
-    assert unplanned.count > 0  # the same step without the plan waits on the device
-    assert torch.equal(loss, planned_loss)
-    assert torch.equal(extras["pred_std"], planned_extras["pred_std"])
-    for before, p in zip(grads, module.student.parameters()):
-        assert torch.equal(before, p.grad)
+    plan = _check_planned_against_unplanned(module, batch, module.student)
+    assert isinstance(plan, StepPlan)
 
 
 def test_layer_batch_targets_standardise_over_real_slots_only():
@@ -122,6 +130,7 @@ def test_no_checkpoint_of_diverged_weights_is_written(tmp_path):
 def test_planned_mae_step_reads_nothing_and_changes_nothing():
     from usjepa.masks import RandomMaskGenerator
     from usjepa.methods import MAEModule
+    from usjepa.methods.mae import MAEPlan
     from usjepa.models import MAEDecoder
 
     module = MAEModule(tiny_encoder(1), MAEDecoder(4, 32, 64, width=32, depth=1, num_heads=2))
@@ -133,17 +142,15 @@ def test_planned_mae_step_reads_nothing_and_changes_nothing():
     batch["targets"] = torch.cat(
         [batch["targets"], torch.full_like(batch["targets"][..., :3], -1)], -1
     )
-    with HostReads() as unplanned:
-        loss, _ = module.step_loss(dict(batch))
-        loss.backward()
-    grads = [p.grad.clone() for p in module.encoder.parameters()]
-    module.zero_grad()
-    planned_batch = module.on_before_batch_transfer(dict(batch), 0)
-    with HostReads() as planned:
-        planned_loss, _ = module.step_loss(planned_batch)
-        planned_loss.backward()
-    assert planned.count == 0, planned.ops
-    assert unplanned.count > 0
-    assert torch.equal(loss, planned_loss)
-    for before, p in zip(grads, module.encoder.parameters()):
-        assert torch.equal(before, p.grad)
+    plan = _check_planned_against_unplanned(module, batch, module.encoder)
+    assert isinstance(plan, MAEPlan)
+
+
+def test_a_plan_moves_whole_with_its_host_flags():
+    module = _module("salt", True)
+    plan = module.plan_step(*(_batch()[k] for k in ("context", "targets")))
+    moved = plan.to("meta")
+    tensors = [moved.target_rows, moved.student.valid, moved.student.rows]
+    tensors += [moved.predictor.tokens.rows, moved.predictor.union, moved.predictor.slot]
+    assert all(t.device.type == "meta" for t in tensors)
+    assert moved.student.full is plan.student.full and moved.predictor.tokens.full is False

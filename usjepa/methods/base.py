@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections import deque
 from collections.abc import Iterable
 from types import FrameType
@@ -19,6 +20,13 @@ from torch import Tensor, nn
 
 from usjepa.errors import UsjepaError
 from usjepa.methods.optim import SchedulerCallable, WarmupCosine, param_groups
+
+# The JEPA and MAE modules plan batches in on_before_batch_transfer. Lightning warns
+# whenever such a module is fitted with a DataModule, even one without the hook (ours):
+# the module's hook is the one meant, and it runs.
+warnings.filterwarnings(
+    "ignore", message="You have overridden `on_before_batch_transfer` in `LightningModule`"
+)
 
 
 class LossDiverged(UsjepaError, FloatingPointError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -15,21 +14,22 @@ from usjepa.losses import LossKind, latent_loss
 from usjepa.methods.base import PretrainModule
 from usjepa.models.encoder import ViTEncoder
 from usjepa.models.predictor import JEPAPredictor, PredictorPlan
-from usjepa.models.tokens import Checkpointing, TokenSet, checkpointing_mode, gather_tokens
+from usjepa.models.tokens import (
+    Checkpointing,
+    Movable,
+    TokenSet,
+    checkpointing_mode,
+    flat_rows,
+    gather_tokens,
+)
 
 TargetNorm = Literal["layer", "layer_batch", "none"]
 
-# Lightning warns whenever a module with this hook (the JEPA and MAE modules) is fitted
-# with a DataModule, even one without it (ours): the module's hook is meant, and it runs.
-warnings.filterwarnings(
-    "ignore", message="You have overridden `on_before_batch_transfer` in `LightningModule`"
-)
-
 
 @dataclass(frozen=True)
-class StepPlan:
+class StepPlan(Movable):
     """What a JEPA step derives from its batch's index sets alone (see
-    :meth:`JEPAModule.plan_step`); Lightning moves it with the batch (:meth:`to`).
+    :meth:`JEPAModule.plan_step`); Lightning moves it with the batch.
 
     Attributes:
         student: the student's :class:`~usjepa.models.tokens.TokenSet` (``None`` for a
@@ -41,20 +41,6 @@ class StepPlan:
     student: TokenSet | None
     predictor: PredictorPlan
     target_rows: Tensor
-
-    @staticmethod
-    def rows_of(targets: Tensor) -> Tensor:
-        """Flat positions of the real (not padded) slots of ``targets [B, M, T]``."""
-        return (targets >= 0).reshape(-1).nonzero().squeeze(1)
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> StepPlan:
-        """The same plan with its tensors on ``device``."""
-        student = None if self.student is None else self.student.to(device, non_blocking)
-        return StepPlan(
-            student,
-            self.predictor.to(device, non_blocking),
-            self.target_rows.to(device, non_blocking=non_blocking),
-        )
 
 
 class JEPAModule(PretrainModule):
@@ -136,7 +122,7 @@ class JEPAModule(PretrainModule):
         moves to the device (:meth:`on_before_batch_transfer`), it spares the device
         step every host-device synchronisation."""
         student = self.student.token_set(context) if hasattr(self.student, "token_set") else None
-        return StepPlan(student, self.predictor.plan(context, targets), StepPlan.rows_of(targets))
+        return StepPlan(student, self.predictor.plan(context, targets), flat_rows(targets >= 0))
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Add the batch's :class:`StepPlan` (``batch["plan"]``) while it is on the host."""
@@ -170,7 +156,7 @@ class JEPAModule(PretrainModule):
         targets = self.compute_targets(images, target_idx)
         predictions = self.predict(images, context, target_idx, plan)
         # [N, D]: the real target slots, padding dropped
-        rows = plan.target_rows if plan is not None else StepPlan.rows_of(target_idx)
+        rows = plan.target_rows if plan is not None else flat_rows(target_idx >= 0)
         predictions = predictions.flatten(0, -2).index_select(0, rows)
         targets = targets.flatten(0, -2).index_select(0, rows)
         loss = self.compute_loss(predictions, targets)

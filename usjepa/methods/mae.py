@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from usjepa.methods.base import PretrainModule
 from usjepa.models.decoder import MAEDecoder, patchify
 from usjepa.models.encoder import ViTEncoder
-from usjepa.models.tokens import TokenSet, gather_tokens
+from usjepa.models.tokens import Movable, TokenSet, flat_rows, gather_tokens
 
 
 class MAEModule(PretrainModule):
@@ -61,7 +60,7 @@ class MAEModule(PretrainModule):
         return MAEPlan(
             self.encoder.token_set(visible),
             self.decoder.token_set(visible, masked),
-            (masked >= 0).reshape(-1).nonzero().squeeze(1),
+            flat_rows(masked >= 0),
         )
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -96,9 +95,9 @@ class MAEModule(PretrainModule):
 
 
 @dataclass(frozen=True)
-class MAEPlan:
+class MAEPlan(Movable):
     """What an MAE step derives from its batch's index sets alone (see
-    :meth:`MAEModule.plan_step`); Lightning moves it with the batch (:meth:`to`).
+    :meth:`MAEModule.plan_step`); Lightning moves it with the batch.
 
     Attributes:
         encoder: the encoder's :class:`~usjepa.models.tokens.TokenSet`.
@@ -109,11 +108,3 @@ class MAEPlan:
     encoder: TokenSet
     decoder: TokenSet
     rows: Tensor
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> MAEPlan:
-        """The same plan with its tensors on ``device``."""
-        return MAEPlan(
-            self.encoder.to(device, non_blocking),
-            self.decoder.to(device, non_blocking),
-            self.rows.to(device, non_blocking=non_blocking),
-        )

@@ -82,7 +82,7 @@ def run_packed(
 ) -> Tensor:
     """``blocks`` over the real tokens of ``x [B, N, D]`` (at the flat positions ``rows``,
     :attr:`usjepa.models.tokens.TokenSet.rows`), attention keyed by ``mask``
-    (:func:`usjepa.models.tokens.key_mask`); padded positions of the result keep their
+    (``[B, 1, 1, N]``, True: attend); padded positions of the result keep their
     input. ``recompute``: keyword arguments of ``torch.utils.checkpoint.checkpoint`` to
     checkpoint each block with, or ``None``."""
     b, n, d = x.shape

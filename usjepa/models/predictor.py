@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from usjepa.models.posembed import sincos_2d
 from usjepa.models.tokens import (
     Checkpointing,
+    Movable,
     TokenSet,
     gather_tokens,
     pad_indices,
@@ -138,7 +139,7 @@ class JEPAPredictor(nn.Module):
 
 
 @dataclass(frozen=True)
-class PredictorPlan:
+class PredictorPlan(Movable):
     """The index-derived inputs of :meth:`JEPAPredictor.forward` (see
     :meth:`JEPAPredictor.plan`).
 
@@ -151,16 +152,6 @@ class PredictorPlan:
     tokens: TokenSet
     union: Tensor | None = None
     slot: Tensor | None = None
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> PredictorPlan:
-        """The same plan with its tensors on ``device``."""
-
-        def move(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.to(device, non_blocking=non_blocking)
-
-        return PredictorPlan(
-            self.tokens.to(device, non_blocking), move(self.union), move(self.slot)
-        )
 
 
 def union_indices(target_idx: Tensor, num_patches: int) -> tuple[Tensor, Tensor]:

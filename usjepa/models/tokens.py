@@ -3,7 +3,7 @@
 Mask generators give each image the context and target patches of its own draw, so the
 sets of one batch differ in length. They are stacked right-padded with :data:`PAD`
 (``-1``); a consumer gathers with the padding clamped to a real index and keeps the
-padded tokens out of attention (:func:`key_mask`) and out of the loss (``index >= 0``).
+padded tokens out of attention (a :class:`TokenSet`) and out of the loss (``index >= 0``).
 I-JEPA instead cuts every set to the batch's shortest, which on scan-region masks
 throws away most of an image's context (see ``docs/fidelity.md``).
 
@@ -15,7 +15,7 @@ host, before the batch moves to the device, carries both, so the step needs none
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 import torch
@@ -71,13 +71,33 @@ def gather_tokens(tokens: Tensor, index: Tensor) -> Tensor:
     return out.reshape(*index.shape, tokens.shape[-1])
 
 
+def flat_rows(mask: Tensor) -> Tensor:
+    """Flat positions ``[N_true]`` of the True entries of ``mask`` (row-major, the order
+    of ``t[mask]``)."""
+    return mask.reshape(-1).nonzero().squeeze(1)
+
+
+class Movable:
+    """``to(device)`` for a frozen dataclass of tensors (and of other ``Movable``s), which
+    Lightning then moves with the batch like a tensor; other fields stay as they are."""
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Any:
+        """The same object with its tensors on ``device``."""
+        moved = {}
+        for field in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            if isinstance(value, (Tensor, Movable)):
+                moved[field.name] = value.to(device, non_blocking=non_blocking)
+        return replace(self, **moved)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class TokenSet:
+class TokenSet(Movable):
     """Which tokens of a padded ``[B, N]`` layout are real, with what running blocks over
     them needs known without reading device memory.
 
     Make it with :meth:`of` where ``valid`` lives on the host (the methods do, in
-    ``on_before_batch_transfer``); Lightning moves it with the batch (:meth:`to`).
+    ``on_before_batch_transfer``); Lightning moves it with the batch.
 
     Attributes:
         valid: ``[B, N]`` boolean, True at real tokens.
@@ -92,50 +112,34 @@ class TokenSet:
     @classmethod
     def of(cls, valid: Tensor) -> TokenSet:
         """The token set of ``valid [B, N]`` (reads it: free on the host, a sync on a GPU)."""
-        return cls(valid, valid.reshape(-1).nonzero().squeeze(1), bool(valid.all()))
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> TokenSet:
-        """The same set with its tensors on ``device``."""
-        valid = self.valid.to(device, non_blocking=non_blocking)
-        return TokenSet(valid, self.rows.to(device, non_blocking=non_blocking), self.full)
-
-
-def key_mask(valid: Tensor) -> Tensor | None:
-    """Attention mask ``[B, 1, 1, N]`` (True: attend) from a ``[B, N]`` validity map, or
-    ``None`` when nothing is padded, so unpadded batches keep the fused SDPA path."""
-    if bool(valid.all()):
-        return None
-    return valid[:, None, None, :]
+        return cls(valid, flat_rows(valid), bool(valid.all()))
 
 
 def run_blocks(
     blocks: Iterable[nn.Module],
     x: Tensor,
-    valid: Tensor | TokenSet | None,
+    valid: TokenSet | Tensor | None,
     checkpoint: bool | Checkpointing = False,
     pack: bool = True,
 ) -> Tensor:
-    """Transformer ``blocks`` over ``x [B, N, D]`` with the padded keys (``valid [B, N]``
-    False, or a :class:`TokenSet`) kept out of attention; unpadded inputs (or
-    ``valid=None``) run the blocks as they are. Padded inputs run their token-wise layers
-    on the real tokens only (:mod:`usjepa.models.packed`; padded positions of the result
-    keep their input) unless ``pack`` is False. Given a :class:`TokenSet`, nothing here
-    reads device memory. ``checkpoint`` (a :data:`Checkpointing` mode; ``True`` is
-    ``full``) trades the activations kept for the backward pass against recomputation
-    there."""
-    if isinstance(valid, TokenSet):
-        mask = None if valid.full else valid.valid[:, None, None, :]
-    else:
-        mask = None if valid is None else key_mask(valid)
+    """Transformer ``blocks`` over ``x [B, N, D]`` with the padded keys kept out of
+    attention: ``valid`` is a :class:`TokenSet` (made on the host, so nothing here reads
+    device memory) or its ``[B, N]`` validity map; unpadded inputs (or ``valid=None``) run
+    the blocks as they are, on the fused SDPA path. Padded inputs run their token-wise
+    layers on the real tokens only (:mod:`usjepa.models.packed`; padded positions of the
+    result keep their input) unless ``pack`` is False. ``checkpoint`` (a
+    :data:`Checkpointing` mode; ``True`` is ``full``) trades the activations kept for the
+    backward pass against recomputation there."""
+    tokens = TokenSet.of(valid) if isinstance(valid, Tensor) else valid
+    mask = None if tokens is None or tokens.full else tokens.valid[:, None, None, :]
     mode = checkpointing_mode(checkpoint) if torch.is_grad_enabled() else "none"
     recompute: dict[str, Any] = {"use_reentrant": False}
     if mode == "selective":
         recompute["context_fn"] = _selective_context
         recompute["respect_saved_tensors_hooks"] = True  # save_on_cpu etc. see them too
     blocks = list(blocks)
-    if pack and mask is not None and valid is not None and all(map(packable, blocks)):
-        rows = valid.rows if isinstance(valid, TokenSet) else TokenSet.of(valid).rows
-        return run_packed(blocks, x, rows, mask, None if mode == "none" else recompute)
+    if pack and mask is not None and tokens is not None and all(map(packable, blocks)):
+        return run_packed(blocks, x, tokens.rows, mask, None if mode == "none" else recompute)
     kwargs: dict[str, Any] = {} if mask is None else {"attn_mask": mask}
     for block in blocks:
         if mode == "none":
