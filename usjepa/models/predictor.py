@@ -109,16 +109,18 @@ class JEPAPredictor(nn.Module):
             assert plan.union is not None and plan.slot is not None
             queries = self.mask_token + gather_tokens(pos, plan.union)
             x = torch.cat([ctx, queries], 1)
-            x = run_blocks(self.blocks, x, plan.tokens, self.grad_checkpointing, self.pack_tokens)
-            out = self.proj(self.norm(x[:, k:]))  # [B, U, out_dim]
+            x = run_blocks(
+                self.blocks, x, plan.tokens, self.grad_checkpointing, self.pack_tokens, k
+            )  # the queries only: the last block computes no context outputs
+            out = self.proj(self.norm(x))  # [B, U, out_dim]
             return gather_tokens(out, plan.slot)  # [B, M, T, out_dim], padded slots read slot 0
         tgt = self.mask_token + gather_tokens(pos, target_idx)  # [B, M, T, W]
         x = torch.cat([ctx.unsqueeze(1).expand(-1, m, -1, -1), tgt], dim=2)
         x = run_blocks(
             self.blocks, x.reshape(b * m, k + t, -1), plan.tokens,
-            self.grad_checkpointing, self.pack_tokens,
+            self.grad_checkpointing, self.pack_tokens, k,
         )  # fmt: skip
-        out = self.proj(self.norm(x[:, k:]))
+        out = self.proj(self.norm(x))
         return out.reshape(b, m, t, self.out_dim)
 
     def plan(self, context_idx: Tensor, target_idx: Tensor) -> PredictorPlan:

@@ -22,15 +22,17 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from usjepa.models.packed import packable, run_packed
+from usjepa.models.packed import block_forward, packable, run_packed
 
 #: index that marks a padded slot in a patch-index tensor.
 PAD = -1
 
 #: activation checkpointing of transformer blocks: ``none`` keeps every activation;
 #: ``full`` keeps only each block's input and runs the block again in the backward pass;
-#: ``selective`` keeps the outputs of the matmuls and of attention and recomputes the
-#: pointwise work between them (norms, GELU, residual adds): no matmul runs twice.
+#: ``selective`` keeps the matmuls' and attention's inputs and outputs and recomputes the
+#: pointwise work between them (norms, GELU): no matmul runs twice. On timm's standard
+#: blocks it is written out by hand (:mod:`usjepa.models.lean`); other blocks get
+#: ``torch.utils.checkpoint``'s selective policy (:data:`SAVED_OPS` kept).
 Checkpointing = Literal["none", "full", "selective"]
 
 _aten = torch.ops.aten
@@ -121,6 +123,7 @@ def run_blocks(
     valid: TokenSet | Tensor | None,
     checkpoint: bool | Checkpointing = False,
     pack: bool = True,
+    queries_from: int | None = None,
 ) -> Tensor:
     """Transformer ``blocks`` over ``x [B, N, D]`` with the padded keys kept out of
     attention: ``valid`` is a :class:`TokenSet` (made on the host, so nothing here reads
@@ -129,23 +132,39 @@ def run_blocks(
     layers on the real tokens only (:mod:`usjepa.models.packed`; padded positions of the
     result keep their input) unless ``pack`` is False. ``checkpoint`` (a
     :data:`Checkpointing` mode; ``True`` is ``full``) trades the activations kept for the
-    backward pass against recomputation there."""
+    backward pass against recomputation there. ``queries_from``: return only the
+    positions ``queries_from:`` (``[B, N - queries_from, D]``), which the last block then
+    computes alone (every token still gives it keys and values)."""
     tokens = TokenSet.of(valid) if isinstance(valid, Tensor) else valid
     mask = None if tokens is None or tokens.full else tokens.valid[:, None, None, :]
     mode = checkpointing_mode(checkpoint) if torch.is_grad_enabled() else "none"
-    recompute: dict[str, Any] = {"use_reentrant": False}
-    if mode == "selective":
-        recompute["context_fn"] = _selective_context
-        recompute["respect_saved_tensors_hooks"] = True  # save_on_cpu etc. see them too
     blocks = list(blocks)
-    if pack and mask is not None and tokens is not None and all(map(packable, blocks)):
-        return run_packed(blocks, x, tokens.rows, mask, None if mode == "none" else recompute)
+    plain = all(map(packable, blocks))
+    # selective on timm's own blocks: by hand (usjepa.models.lean), no checkpoint wrapper
+    lean = mode == "selective" and plain
+    recompute: dict[str, Any] | None = None
+    if mode == "full" or (mode == "selective" and not lean):
+        recompute = {"use_reentrant": False}
+        if mode == "selective":
+            recompute["context_fn"] = _selective_context
+            recompute["respect_saved_tensors_hooks"] = True  # save_on_cpu etc. see them too
+    if pack and mask is not None and tokens is not None and plain:
+        return run_packed(blocks, x, tokens.rows, mask, recompute, lean, queries_from)
     kwargs: dict[str, Any] = {} if mask is None else {"attn_mask": mask}
-    for block in blocks:
-        if mode == "none":
+    for i, block in enumerate(blocks):
+        last = queries_from if i == len(blocks) - 1 and plain else None
+        if lean or last is not None:
+            args = (block, x, mask, None, None, lean, last)
+            if recompute is None:
+                x = block_forward(*args)
+            else:
+                x = torch.utils.checkpoint.checkpoint(block_forward, *args, **recompute)
+        elif recompute is None:
             x = block(x, **kwargs)
         else:
             x = torch.utils.checkpoint.checkpoint(block, x, **recompute, **kwargs)
+    if queries_from is not None and not (plain and blocks):
+        x = x[:, queries_from:]
     return x
 
 
