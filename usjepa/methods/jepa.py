@@ -65,9 +65,10 @@ class JEPAModule(PretrainModule):
         activation_checkpointing: recompute student and predictor blocks in the backward
             pass instead of keeping their activations. ``full`` (or ``true``) keeps only
             each block's input: the step's memory falls most and its compute rises by
-            about one student and predictor forward. ``selective`` keeps the outputs of
-            the matmuls and of attention and recomputes only the pointwise work (norms,
-            GELU, residual adds): less saving, no matmul run twice. Measured in
+            about one student and predictor forward. ``selective`` keeps what the matmuls
+            and attention need and recomputes only the norms' and GELU's outputs (on
+            timm's blocks written out by hand, :mod:`usjepa.models.lean`): ten of the
+            sixteen token widths a block keeps, no matmul run twice. Measured in
             ``benchmarks/results/fast_paths.md``. The losses are unchanged.
         compile_blocks: compile every student and predictor block with ``torch.compile``
             (in place, so checkpoints keep their keys; dynamic shapes, since the number of

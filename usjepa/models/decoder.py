@@ -70,8 +70,9 @@ class MAEDecoder(nn.Module):
         msk = self.mask_token + gather_tokens(pos, masked_idx)
         if tokens is None:
             tokens = self.token_set(visible_idx, masked_idx)
-        x = run_blocks(self.blocks, torch.cat([vis, msk], dim=1), tokens)
-        return self.head(self.norm(x[:, vis.shape[1] :]))
+        # the masked positions only: the last block computes no visible outputs
+        x = run_blocks(self.blocks, torch.cat([vis, msk], 1), tokens, queries_from=vis.shape[1])
+        return self.head(self.norm(x))
 
     @staticmethod
     def token_set(visible_idx: Tensor, masked_idx: Tensor) -> TokenSet:
