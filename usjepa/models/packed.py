@@ -11,7 +11,11 @@ input.
 
 It applies to timm's standard ``Block`` and ``Attention`` (which ours use); other block
 types, a block compiled with ``torch.compile`` and stochastic depth in training (which
-drops per image) run padded.
+drops per image) run padded. :func:`block_forward`, which walks such a block step by
+step, also runs unpadded blocks where the step needs more than ``block(x)`` does: a
+last block that computes only the positions read (``queries_from``) and selective
+checkpointing written out by hand (``lean``, :mod:`usjepa.models.lean`). It always
+attends through ``F.scaled_dot_product_attention``, whatever the block's ``fused_attn``.
 """
 
 from __future__ import annotations
