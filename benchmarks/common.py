@@ -72,3 +72,60 @@ def matmul_peak(device: str = "cpu", dtype: Any = None, n: int = 2048, reps: int
         sync()
         times.append(time.perf_counter() - start)
     return 2 * n**3 / min(times) / 1e9
+
+
+def flop_counter() -> Any:
+    """A ``torch.utils.flop_counter.FlopCounterMode`` (no display) that also counts the
+    CPU's fused attention. torch has formulas for the CUDA SDPA kernels only, so on the
+    CPU ``aten._scaled_dot_product_flash_attention_for_cpu`` and its backward counted 0
+    FLOPs: the CUDA kernels' formulas (``QK^T`` and ``PV``, dense over every key, and
+    their gradients) are registered for them here."""
+    import torch
+    from torch.utils import flop_counter as fc
+
+    def forward(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
+        return int(fc.sdpa_flop_count(query, key, value))  # shapes, not tensors
+
+    def backward(grad: Any, query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
+        return int(fc.sdpa_backward_flop_count(grad, query, key, value))
+
+    aten = torch.ops.aten
+    return fc.FlopCounterMode(
+        display=False,
+        custom_mapping={
+            aten._scaled_dot_product_flash_attention_for_cpu: forward,
+            aten._scaled_dot_product_flash_attention_for_cpu_backward: backward,
+        },
+    )
+
+
+class TensorMemory:
+    """Peak bytes held by live tensors on the CPU while the context is open, from the
+    allocator's own record (``torch.profiler`` with ``profile_memory``): the CPU's analog
+    of ``torch.cuda.max_memory_allocated``. Unlike peak resident memory it leaves out the
+    interpreter and imported libraries and the heap that the C allocator keeps after
+    tensors are freed. Tensors made before the context opened and freed inside it count
+    negative, so open it before the models are built. ``peak`` (bytes) is set on exit."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+
+    def __enter__(self) -> TensorMemory:
+        from torch.profiler import ProfilerActivity, profile
+
+        self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        self._prof.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._prof.__exit__(*exc)
+        events = self._prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+        deltas = sorted(
+            (e.start_ns(), e.nbytes()) for e in events
+            if e.name() == "[memory]" and e.device_type().name == "CPU"
+        )  # fmt: skip
+        live = peak = 0
+        for _, nbytes in deltas:
+            live += nbytes
+            peak = max(peak, live)
+        self.peak = peak

@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common import in_child, summarise
+from common import flop_counter, in_child, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -124,7 +124,6 @@ def peer(corpus: Path, batch: int) -> tuple[Any, Iterator, Any]:
 def measure(row: str, corpus: Path, steps: int, warmup: int, batch: int) -> dict:
     """Time ``steps`` whole training iterations (batch wait included) of ``row``."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -136,7 +135,7 @@ def measure(row: str, corpus: Path, steps: int, warmup: int, batch: int) -> dict
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     waits, totals, flops = [], [], []
     for i in range(warmup + steps):
-        counter = FlopCounterMode(display=False) if i < warmup else None  # warm-up only
+        counter = flop_counter() if i < warmup else None  # warm-up only
         start = time.perf_counter()
         b = next(batches)
         got = time.perf_counter()

@@ -5,7 +5,8 @@ Settings of issue 13 (the comparison with stable-pretraining's SALT): ViT-S/16 s
 (scale 0.85-1.0) and four target blocks (0.15-0.2) on the 14 x 14 grid, a frozen teacher
 of the student's size, AdamW, CPU threads as given. Every variant runs in its own process
 (so peak memory is its own), on the same seeded batches, and reports images/s (median
-of the timed steps), GFLOP per image of one training step (``torch.utils.flop_counter``),
+of the timed steps), GFLOP per image of one training step (``torch.utils.flop_counter``,
+attention included), peak tensor memory (``common.TensorMemory``, in a run of its own),
 the process's peak resident memory, and the host reads of device memory one step makes
 (:class:`usjepa.models.host_reads.HostReads`: each one a host-device synchronisation on a
 GPU). Batches are planned on the host as Lightning does it (``on_before_batch_transfer``)
@@ -27,7 +28,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import interleaved, summarise
+from common import TensorMemory, flop_counter, in_child, interleaved, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -88,13 +89,13 @@ VARIANTS: dict[str, tuple[dict, str | None]] = {
 }
 
 
-def measure(opts: dict, steps: int, threads: int, batch: int) -> dict:
-    """Time ``steps`` SALT training steps in this process."""
+def measure(opts: dict, steps: int, threads: int, batch: int, memory: bool = False) -> dict:
+    """Time ``steps`` SALT training steps in this process; with ``memory``, run two steps
+    under :class:`common.TensorMemory` instead and return the peak tensor memory only."""
     import contextlib
 
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
 
     from usjepa.masks import MultiBlockMaskGenerator
     from usjepa.methods import SALTModule
@@ -107,6 +108,18 @@ def measure(opts: dict, steps: int, threads: int, batch: int) -> dict:
             return self._target_tokens(self.teacher, images, targets, self.teacher_layers)
 
     torch.set_num_threads(threads)
+    masks = MultiBlockMaskGenerator(
+        14, num_targets=4, context_scale=(0.85, 1.0), target_scale=(0.15, 0.2)
+    )
+    warmup = 2 if opts.get("compile_blocks") else 1  # compiling is not a step's cost
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(steps + warmup + 1):
+        context, targets = masks(batch, g)
+        batches.append({"image": torch.randn(batch, 1, 224, 224, generator=g),
+                        "context": context, "targets": targets})  # fmt: skip
+    tracker = TensorMemory() if memory else contextlib.nullcontext()
+    tracker.__enter__()  # the models, the optimiser state and two steps
     vit_s = {"img_size": 224, "patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 6}
     cls = NoGradTeacher if opts.get("no_grad_teacher") else SALTModule
     module = cls(
@@ -118,17 +131,8 @@ def measure(opts: dict, steps: int, threads: int, batch: int) -> dict:
         compile_blocks=opts.get("compile_blocks", False),
     )
     module.student.pack_tokens = module.predictor.pack_tokens = opts.get("pack", True)
-    masks = MultiBlockMaskGenerator(
-        14, num_targets=4, context_scale=(0.85, 1.0), target_scale=(0.15, 0.2)
-    )
-    warmup = 2 if opts.get("compile_blocks") else 1  # compiling is not a step's cost
-    g = torch.Generator().manual_seed(0)
-    batches = []
-    for _ in range(steps + warmup + 1):
-        context, targets = masks(batch, g)
-        b = {"image": torch.randn(batch, 1, 224, 224, generator=g),
-             "context": context, "targets": targets}  # fmt: skip
-        batches.append(module.on_before_batch_transfer(b, 0) if opts.get("plan", True) else b)
+    if opts.get("plan", True):
+        batches = [module.on_before_batch_transfer(b, 0) for b in batches]
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=opts.get("fused"))
 
@@ -146,11 +150,17 @@ def measure(opts: dict, steps: int, threads: int, batch: int) -> dict:
                 loss.backward()
         optimizer.step()
 
+    if memory:
+        step(batches[0])
+        step(batches[1])  # with the optimiser state and the last step's gradients held
+        tracker.__exit__(None, None, None)
+        assert isinstance(tracker, TensorMemory)
+        return {"peak_tensor_gb": tracker.peak / 1e9}
     if opts.get("compile_blocks"):  # the flop counter cannot trace compiled blocks
         step(batches[0])
         flops = float("nan")
     else:
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             step(batches[0])
         flops = counter.get_total_flops() / batch / 1e9
     for b in batches[1:warmup]:
@@ -183,9 +193,12 @@ def main() -> None:
         "--repeats", type=int, default=2, help="rounds over the rows (interleaved); medians"
     )
     parser.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # child process
+    parser.add_argument("--memory", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant is not None:
-        print(json.dumps(measure(VARIANTS[args.variant][0], args.steps, args.threads, args.batch)))
+        opts = VARIANTS[args.variant][0]
+        figures = measure(opts, args.steps, args.threads, args.batch, bool(args.memory))
+        print(json.dumps(figures))
         return
     import pandas as pd
 
@@ -194,6 +207,12 @@ def main() -> None:
         __file__, names, args.repeats, "variant", steps=args.steps, threads=args.threads,
         batch=args.batch,
     )  # fmt: skip
+    # the same allocations in every run of a variant: one tensor-memory pass each
+    tensor = {name: in_child(__file__, variant=name, memory=1, steps=args.steps,
+                             threads=args.threads, batch=args.batch)["peak_tensor_gb"]
+              for name in names}  # fmt: skip
+    for run in runs:
+        run["peak_tensor_gb"] = tensor[run["variant"]]
     pd.DataFrame(runs).to_csv(OUT / "fast_paths_runs.csv", index=False)
     measured = {
         r["variant"]: r for r in summarise(pd.DataFrame(runs), ["variant"]).to_dict("records")
@@ -221,23 +240,30 @@ def main() -> None:
         "says otherwise, padded token sets run on their real tokens only and batches are "
         "planned on the host. Command: `python benchmarks/fast_paths.py`.",
         "",
-        "| variant | images/s | images/s, range | GFLOP/image | peak RSS (GB) | host reads "
-        "| against | speed | FLOPs | memory |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "GFLOP/image: one training step, `torch.utils.flop_counter` with the CPU's fused "
+        "attention counted too. Peak tensor memory: the most bytes held by live tensors "
+        "from building the models to the end of the second step, from the CPU allocator's "
+        "record (`common.TensorMemory`, one untimed run per variant); peak RSS also holds "
+        "the interpreter, the imported libraries and the heap the C allocator keeps.",
+        "",
+        "| variant | images/s | images/s, range | GFLOP/image | peak tensor memory (GB) | "
+        "peak RSS (GB) | host reads | against | speed | FLOPs | tensor memory | RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_name = {r["variant"]: r for r in rows}
     for r in rows:
         base = VARIANTS[r["variant"]][1]
-        ratios = ["", "", ""]
+        keys = ("images_per_s", "gflop_per_image", "peak_tensor_gb", "peak_rss_gb")
+        ratios = [""] * len(keys)
         if base is not None:
             b = by_name[base]
-            ratios = [f"{r[k] / b[k]:.2f}x" if r[k] == r[k] else "n/a"
-                      for k in ("images_per_s", "gflop_per_image", "peak_rss_gb")]  # fmt: skip
+            ratios = [f"{r[k] / b[k]:.2f}x" if r[k] == r[k] else "n/a" for k in keys]
         gf = r["gflop_per_image"]
         flops = f"{gf:.1f}" if gf == gf else "n/a"
         lines.append(
             f"| {r['variant']} | {r['images_per_s']:.2f} | {r['images_per_s_range']} | "
-            f"{flops} | {r['peak_rss_gb']:.2f} | {r['host_reads_per_step']:.0f} | "
+            f"{flops} | {r['peak_tensor_gb']:.2f} | {r['peak_rss_gb']:.2f} | "
+            f"{r['host_reads_per_step']:.0f} | "
             f"{base or '-'} | {' | '.join(ratios)} |"
         )
     (OUT / "fast_paths.md").write_text("\n".join(lines) + "\n")

@@ -32,7 +32,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from common import matmul_peak
+from common import flop_counter, matmul_peak
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -76,7 +76,6 @@ def build(opts: dict[str, Any]) -> Any:
 def measure(opts: dict[str, Any], steps: int, batch: int) -> dict[str, Any]:
     import torch
     from lightning.fabric.utilities.apply_func import move_data_to_device
-    from torch.utils.flop_counter import FlopCounterMode
 
     from usjepa.masks import MultiBlockMaskGenerator
 
@@ -107,7 +106,7 @@ def measure(opts: dict[str, Any], steps: int, batch: int) -> dict[str, Any]:
 
     flops = float("nan")
     if not opts.get("compile_blocks"):
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             step(batches[0])
         flops = counter.get_total_flops() / batch
     for b in batches[1:3]:

@@ -16,8 +16,10 @@ batch (the peers share one draw across the batch): the peer gets the same contex
 the union of the same target blocks.
 
 Reported per row: images/s (median of the timed steps), GFLOP per image of one training
-step (``torch.utils.flop_counter``, the first step, which is also the warm-up), peak
-resident memory of the process, and the resident memory once the models are built.
+step (``torch.utils.flop_counter``, attention included, the first step, which is also a
+warm-up), peak tensor memory (the most bytes held by live tensors from building the
+models to the end of the second step, ``common.TensorMemory``), peak resident memory of
+the process, and the resident memory once the models are built.
 
     python benchmarks/peer_step.py [--steps 6] [--threads 2] [--rows salt] [--repeats 3]
 
@@ -28,6 +30,7 @@ interleaved rounds) and ``peer_step_runs.csv`` (every run of this sitting).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -37,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import interleaved, summarise
+from common import TensorMemory, flop_counter, in_child, interleaved, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -199,45 +202,51 @@ def peer_ijepa(opts: dict[str, Any]) -> tuple[Any, Callable[[Any, Any, Any], Any
     return model, loss
 
 
-def measure(row: str, steps: int, threads: int, batch: int) -> dict[str, Any]:
-    """Time ``steps`` training steps of ``row`` in this process."""
+def measure(row: str, steps: int, threads: int, batch: int, memory: bool) -> dict[str, Any]:
+    """Time ``steps`` training steps of ``row`` in this process; with ``memory``, run two
+    steps under :class:`common.TensorMemory` instead (the profiler's own buffers would
+    swell the resident memory of a timed run) and return the peak tensor memory only."""
     import lightly.models.modules  # noqa: F401  (every row imports the same libraries)
     import stable_pretraining.methods.salt  # noqa: F401
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     import usjepa.methods  # noqa: F401
 
     torch.set_num_threads(threads)
     family, builder, opts = ROWS[row]
-    torch.manual_seed(0)
-    model, loss_fn = globals()[builder](opts)
     chans = 3 if builder.startswith("peer") else opts.get("in_chans", 1)
-    masks = draw_masks(steps + 1, batch)
+    masks = draw_masks(steps + 2, batch)
     g = torch.Generator().manual_seed(1)
-    images = [torch.randn(batch, chans, 224, 224, generator=g) for _ in range(steps + 1)]
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
-    ema = getattr(model, "after_step", None)
-    if family == "ijepa" and ema is None:  # ours: the module's own EMA update
+    images = [torch.randn(batch, chans, 224, 224, generator=g) for _ in range(steps + 2)]
+    torch.manual_seed(0)
+    tracker = TensorMemory() if memory else contextlib.nullcontext()
+    with tracker:  # models, optimiser state and two steps
+        model, loss_fn = globals()[builder](opts)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=1e-4)
+        ema = getattr(model, "after_step", None)
+        if family == "ijepa" and ema is None:  # ours: the module's own EMA update
 
-        def ema() -> None:
-            model.update_target(0.996)
+            def ema() -> None:
+                model.update_target(0.996)
 
-    def step(i: int) -> None:
-        with torch.autocast("cpu", torch.bfloat16, enabled=bool(opts.get("amp"))):
-            loss = loss_fn(images[i], *masks[i])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if ema is not None:
-            ema()
+        def step(i: int) -> None:
+            with torch.autocast("cpu", torch.bfloat16, enabled=bool(opts.get("amp"))):
+                loss = loss_fn(images[i], *masks[i])
+            optimizer.zero_grad(set_to_none=True)  # Lightning's order: the step, then this
+            loss.backward()
+            optimizer.step()
+            if ema is not None:
+                ema()
 
-    built_rss = rss_gb()
-    with FlopCounterMode(display=False) as counter:
-        step(0)  # also the warm-up
+        built_rss = rss_gb()
+        with flop_counter() as counter:
+            step(0)  # also a warm-up
+        step(1)  # a step with the optimiser state and the last step's gradients held
+    if isinstance(tracker, TensorMemory):
+        return {"peak_tensor_gb": tracker.peak / 1e9}
     times = []
-    for i in range(1, steps + 1):
+    for i in range(2, steps + 2):
         start = time.perf_counter()
         step(i)
         times.append(time.perf_counter() - start)
@@ -271,9 +280,11 @@ def main() -> None:
         "--repeats", type=int, default=3, help="rounds over the rows (interleaved); medians"
     )
     parser.add_argument("--row", default=None, help=argparse.SUPPRESS)  # child process
+    parser.add_argument("--memory", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row is not None:
-        print(json.dumps(measure(args.row, args.steps, args.threads, args.batch)))
+        figures = measure(args.row, args.steps, args.threads, args.batch, bool(args.memory))
+        print(json.dumps(figures))
         return
     try:
         import lightly  # noqa: F401
@@ -298,13 +309,19 @@ def main() -> None:
         __file__, names, args.repeats, "row", steps=args.steps, threads=args.threads,
         batch=args.batch,
     )  # fmt: skip
+    # the same allocations in every run of a row: one tensor-memory pass per row
+    tensor = {name: in_child(__file__, row=name, memory=1, steps=args.steps,
+                             threads=args.threads, batch=args.batch)["peak_tensor_gb"]
+              for name in names}  # fmt: skip
+    for run in runs:
+        run["peak_tensor_gb"] = tensor[run["row"]]
     pd.DataFrame(runs).to_csv(OUT / "peer_step_runs.csv", index=False)
     by = ["row", "family"]
     table = pd.concat([summarise(pd.DataFrame(rows), by), summarise(pd.DataFrame(runs), by)])
     table = table.reset_index(drop=True)
     peer = {f: table[table.row == PEERS[f]].iloc[0] for f in set(table.family)}
     for col, key in (("speed", "images_per_s"), ("flops", "gflop_per_image"),
-                     ("memory", "peak_rss_gb")):  # fmt: skip
+                     ("memory", "peak_rss_gb"), ("tensor_memory", "peak_tensor_gb")):  # fmt: skip
         table[f"{col}_vs_peer"] = [r[key] / peer[r.family][key] for _, r in table.iterrows()]
     table.to_csv(OUT / "peer_step.csv", index=False)
     settings = {"threads": args.threads, "batch": args.batch, "timed_steps": args.steps,
@@ -325,6 +342,15 @@ def main() -> None:
         "Command: `python benchmarks/peer_step.py`. Rows in bf16 autocast (Lightning's "
         "`bf16-mixed`) are compared with the peer in bf16 autocast.",
         "",
+        "GFLOP/image: one training step, `torch.utils.flop_counter` with the CPU's fused "
+        "attention counted too (`benchmarks/common.py`). Peak tensor memory: the most bytes "
+        "held by live tensors from building the models to the end of the second step (the "
+        "optimiser state and the last step's gradients held), from the CPU allocator's "
+        "record, the CPU's analog of `torch.cuda.max_memory_allocated`. Peak RSS: the "
+        "process's peak resident memory, which also holds the interpreter and every "
+        "imported library (the 'models built' column less the models) and the heap the C "
+        "allocator keeps after tensors are freed.",
+        "",
     ]
     if args.reuse:
         lines += [
@@ -334,17 +360,18 @@ def main() -> None:
             "",
         ]
     lines += [
-        "| row | images/s | images/s, range | GFLOP/image | peak RSS (GB) | "
-        "RSS, models built (GB) | speed vs peer | FLOPs vs peer | memory vs peer |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| row | images/s | images/s, range | GFLOP/image | peak tensor memory (GB) | "
+        "peak RSS (GB) | RSS, models built (GB) | speed vs peer | FLOPs vs peer | "
+        "tensor memory vs peer | RSS vs peer |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
         rng = r.get("images_per_s_range")
         lines.append(
             f"| {r.row} | {r.images_per_s:.2f} | {rng if isinstance(rng, str) else '-'} | "
-            f"{r.gflop_per_image:.1f} | "
+            f"{r.gflop_per_image:.1f} | {r.peak_tensor_gb:.2f} | "
             f"{r.peak_rss_gb:.2f} | {r.built_rss_gb:.2f} | {r.speed_vs_peer:.2f}x | "
-            f"{r.flops_vs_peer:.2f}x | {r.memory_vs_peer:.2f}x |"
+            f"{r.flops_vs_peer:.2f}x | {r.tensor_memory_vs_peer:.2f}x | {r.memory_vs_peer:.2f}x |"
         )
     (OUT / "peer_step.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -8,7 +8,8 @@ predictor (width 384, depth 6, 12 heads; the recipe's is deeper), SALT's frozen 
 of the student's size (in fp32 like everything else, so one matmul peak applies); MAE
 with 75 % random masking and the recipe's decoder (width 512, depth 8, 16 heads). AdamW.
 Reported: images/s (median of the timed steps), GFLOP per image of a training step
-(``torch.utils.flop_counter``; matmuls and attention), achieved GFLOP/s, MFU (achieved
+(``torch.utils.flop_counter``; matmuls and attention, the CPU's fused attention counted by
+``common.flop_counter``), achieved GFLOP/s, MFU (achieved
 over the fp32 matmul peak, a 2048 x 2048 ``torch.mm`` on the same threads) and peak
 resident memory. ``benchmarks/gpu_step.py`` is the GPU
 counterpart.
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import in_child, matmul_peak
+from common import flop_counter, in_child, matmul_peak
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -64,7 +65,6 @@ def build(method: str, size: str) -> tuple[Any, Any]:
 def measure(method: str, size: str, steps: int, batch: int, threads: int) -> dict[str, Any]:
     """Time ``steps`` training steps of ``method`` at ``size`` in this process."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -87,7 +87,7 @@ def measure(method: str, size: str, steps: int, batch: int, threads: int) -> dic
         if ema is not None:
             ema(0.996)
 
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         step(batches[0])  # also the warm-up
     times = []
     for b in batches[1:]:
