@@ -10,13 +10,15 @@ with 75 % random masking and the recipe's decoder (width 512, depth 8, 16 heads)
 Reported: images/s (median of the timed steps), GFLOP per image of a training step
 (``torch.utils.flop_counter``; matmuls and attention, the CPU's fused attention counted by
 ``common.flop_counter``), achieved GFLOP/s, MFU (achieved
-over the fp32 matmul peak, a 2048 x 2048 ``torch.mm`` on the same threads) and peak
-resident memory. ``benchmarks/gpu_step.py`` is the GPU
+over the fp32 matmul peak, a 2048 x 2048 ``torch.mm`` on the same threads, measured in
+the row's process right after its timed steps) and peak resident memory;
+``--repeats`` rounds over the rows, interleaved, medians. ``benchmarks/gpu_step.py`` is the GPU
 counterpart.
 
-    python benchmarks/step_suite.py [--steps 3] [--batch 8] [--threads 2]
+    python benchmarks/step_suite.py [--steps 3] [--batch 8] [--threads 2] [--repeats 2]
 
-Writes ``benchmarks/results/step_suite.{csv,md,json}``.
+Writes ``benchmarks/results/step_suite.{csv,md,json}`` and every run to
+``step_suite_runs.csv``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import flop_counter, in_child, matmul_peak
+from common import flop_counter, interleaved, matmul_peak, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -94,13 +96,19 @@ def measure(method: str, size: str, steps: int, batch: int, threads: int) -> dic
         start = time.perf_counter()
         step(b)
         times.append(time.perf_counter() - start)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    # the machine's rate right after the steps (not before: the matmul's large buffers
+    # would change how the C allocator serves the step, and so its resident memory)
+    peak = matmul_peak()
     ips = batch / statistics.median(times)
     gflop = counter.get_total_flops() / batch / 1e9
     return {
         "images_per_s": ips,
         "gflop_per_image": gflop,
         "achieved_gflops": ips * gflop,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "matmul_peak_gflops": peak,
+        "mfu": ips * gflop / peak,
+        "peak_rss_gb": rss,
         "trainable_params_m": sum(p.numel() for p in params) / 1e6,
     }
 
@@ -110,6 +118,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="rounds over the rows (interleaved); medians"
+    )
     parser.add_argument("--row", default=None, help=argparse.SUPPRESS)  # child: method|size
     args = parser.parse_args()
     if args.row is not None:
@@ -117,27 +128,22 @@ def main() -> None:
         print(json.dumps(measure(method, size, args.steps, args.batch, args.threads)))
         return
     import pandas as pd
-    import torch
 
-    torch.set_num_threads(args.threads)
-    peak = matmul_peak()
-    print(f"fp32 matmul peak on {args.threads} threads: {peak:.0f} GFLOP/s", flush=True)
-    rows = []
-    for size in SIZES:
-        for method in METHODS:
-            result = in_child(
-                __file__, row=f"{method}|{size}", steps=args.steps, batch=args.batch,
-                threads=args.threads,
-            )  # fmt: skip
-            rows.append({"method": method, "size": size, **result})
-            rows[-1]["mfu"] = rows[-1]["achieved_gflops"] / peak
-            print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
+    names = [f"{method}|{size}" for size in SIZES for method in METHODS]
+    runs = interleaved(
+        __file__, names, args.repeats, "row", steps=args.steps, batch=args.batch,
+        threads=args.threads,
+    )  # fmt: skip
+    table = summarise(pd.DataFrame(runs), ["row"])
+    table[["method", "size"]] = table.row.str.split("|", expand=True)
+    table = table.drop(columns="row")
+    rows = table.to_dict("records")
     table.to_csv(OUT / "step_suite.csv", index=False)
+    pd.DataFrame(runs).to_csv(OUT / "step_suite_runs.csv", index=False)
     (OUT / "step_suite.json").write_text(
-        json.dumps({"matmul_peak_gflops": peak, "threads": args.threads, "rows": rows}, indent=1)
-        + "\n"
+        json.dumps({"threads": args.threads, "rows": rows}, indent=1) + "\n"
     )
+    peaks = table.matmul_peak_gflops
     lines = [
         "# Training steps on the CPU: SALT, I-JEPA and the stage-1 MAE at three sizes",
         "",
@@ -146,18 +152,24 @@ def main() -> None:
         "(0.15-0.2), one-pass predictor 384 / 6 / 12 heads (SALT: frozen fp32 teacher of "
         "the student's size; I-JEPA: EMA target encoder); MAE: 75 % random masking, decoder "
         f"512 / 8 / 16 heads. images/s is the median of {args.steps} timed steps; each row "
-        f"in its own process. MFU: achieved GFLOP/s over the measured fp32 matmul peak of "
-        f"{peak:.0f} GFLOP/s (2048 x 2048 `torch.mm`, same threads, same run). "
+        f"in its own process, {args.repeats} rounds over the rows interleaved, each figure "
+        "the median of the rounds (the images/s range beside it; every run in "
+        "`step_suite_runs.csv`). GFLOP/image: `torch.utils.flop_counter`, the CPU's fused "
+        "attention counted too. MFU: achieved GFLOP/s over the fp32 matmul peak (2048 x "
+        "2048 `torch.mm`, same threads, best of 10) measured in the row's own process right "
+        "after its timed steps, so that the machine's drift hits both alike; the peaks "
+        f"ranged from {peaks.min():.0f} to {peaks.max():.0f} GFLOP/s. "
         "Command: `python benchmarks/step_suite.py`.",
         "",
-        "| method | size | images/s | GFLOP/image | GFLOP/s | MFU | peak RSS (GB) | "
-        "trainable params (M) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | size | images/s | images/s, range | GFLOP/image | GFLOP/s | matmul peak "
+        "(GFLOP/s) | MFU | peak RSS (GB) | trainable params (M) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table.itertuples():
         lines.append(
-            f"| {r.method} | {r.size} | {r.images_per_s:.2f} | {r.gflop_per_image:.1f} | "
-            f"{r.achieved_gflops:.0f} | {r.mfu:.0%} | {r.peak_rss_gb:.2f} | "
+            f"| {r.method} | {r.size} | {r.images_per_s:.2f} | {r.images_per_s_range} | "
+            f"{r.gflop_per_image:.1f} | {r.achieved_gflops:.0f} | "
+            f"{r.matmul_peak_gflops:.0f} | {r.mfu:.0%} | {r.peak_rss_gb:.2f} | "
             f"{r.trainable_params_m:.1f} |"
         )
     (OUT / "step_suite.md").write_text("\n".join(lines) + "\n")
