@@ -72,3 +72,23 @@ def test_what_runs_padded():
     blocks, x, _ = _padded()
     full = torch.ones(3, 10, dtype=torch.bool)
     torch.testing.assert_close(run_blocks(blocks, x, full), run_blocks(blocks, x, None))
+
+
+@pytest.mark.parametrize("checkpoint", ["none", "selective"])
+def test_unfused_blocks_keep_their_unfused_attention(checkpoint, monkeypatch):
+    """A block with timm's ``fused_attn`` off (``TIMM_FUSED_ATTN=0``) attends unfused on
+    every path the block is walked by hand: packed, lean and queries-only."""
+    blocks, x, valid = _padded()
+    for b in blocks:
+        b.attn.fused_attn = False
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the fused kernel ran for a block with fused_attn off")
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", refuse)
+    padded = run_blocks(blocks, x, valid, checkpoint, pack=False)
+    packed = run_blocks(blocks, x, valid, checkpoint, pack=True)
+    torch.testing.assert_close(packed[valid], padded[valid], atol=1e-5, rtol=1e-5)
+    tail = run_blocks(blocks, x, valid, checkpoint, pack=True, queries_from=4)
+    real = valid[:, 4:]
+    torch.testing.assert_close(tail[real], padded[:, 4:][real], atol=1e-5, rtol=1e-5)

@@ -14,8 +14,9 @@ types, a block compiled with ``torch.compile`` and stochastic depth in training 
 drops per image) run padded. :func:`block_forward`, which walks such a block step by
 step, also runs unpadded blocks where the step needs more than ``block(x)`` does: a
 last block that computes only the positions read (``queries_from``) and selective
-checkpointing written out by hand (``lean``, :mod:`usjepa.models.lean`). It always
-attends through ``F.scaled_dot_product_attention``, whatever the block's ``fused_attn``.
+checkpointing written out by hand (``lean``, :mod:`usjepa.models.lean`). It attends the
+way the block would: through ``F.scaled_dot_product_attention``, or with timm's
+``fused_attn`` off (``TIMM_FUSED_ATTN=0``) through the unfused softmax(QK^T)V.
 """
 
 from __future__ import annotations
@@ -100,8 +101,14 @@ def block_forward(
         x = x[:, queries_from:]
         gate = None if gate is None else gate[:, queries_from:]
         n -= queries_from
-    drop = attn.attn_drop.p if attn.training else 0.0
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
+    if getattr(attn, "fused_attn", True):
+        drop = attn.attn_drop.p if attn.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
+    else:  # the block's unfused path (timm's fused_attn=False, e.g. TIMM_FUSED_ATTN=0)
+        scores = (q * attn.scale) @ k.transpose(-2, -1)
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        out = attn.attn_drop(scores.softmax(-1)) @ v
     out = out.transpose(1, 2).reshape(b * n, heads * head_dim)
     out = out.view(b, n, -1) if index is None else out.index_select(0, index)
     out = getattr(attn, "norm", nn.Identity())(out)
