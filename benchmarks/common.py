@@ -35,6 +35,17 @@ def interleaved(
     return runs
 
 
+def tensor_memory_pass(script: str, names: list[str], key: str, **flags: Any) -> dict[str, float]:
+    """Peak tensor memory (GB) of every name of ``names``: one child each, run as
+    ``--key name --memory 1`` and ``flags`` (see :func:`in_child`), which prints its
+    ``peak_tensor_gb``. One pass is enough: a row's allocations repeat exactly from run to
+    run."""
+    return {
+        name: in_child(script, **{key: name}, memory=1, **flags)["peak_tensor_gb"]
+        for name in names
+    }
+
+
 def summarise(runs: Any, by: list[str]) -> Any:
     """One row per ``by`` group of ``runs`` (a DataFrame with a ``round`` column, or one
     run per row): the medians over its rounds and its images/s range."""

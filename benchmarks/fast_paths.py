@@ -28,7 +28,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import TensorMemory, flop_counter, in_child, interleaved, summarise
+from common import TensorMemory, flop_counter, interleaved, summarise, tensor_memory_pass
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -207,10 +207,9 @@ def main() -> None:
         __file__, names, args.repeats, "variant", steps=args.steps, threads=args.threads,
         batch=args.batch,
     )  # fmt: skip
-    # the same allocations in every run of a variant: one tensor-memory pass each
-    tensor = {name: in_child(__file__, variant=name, memory=1, steps=args.steps,
-                             threads=args.threads, batch=args.batch)["peak_tensor_gb"]
-              for name in names}  # fmt: skip
+    tensor = tensor_memory_pass(
+        __file__, names, "variant", steps=args.steps, threads=args.threads, batch=args.batch
+    )
     for run in runs:
         run["peak_tensor_gb"] = tensor[run["variant"]]
     pd.DataFrame(runs).to_csv(OUT / "fast_paths_runs.csv", index=False)

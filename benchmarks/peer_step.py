@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import TensorMemory, flop_counter, in_child, interleaved, summarise
+from common import TensorMemory, flop_counter, interleaved, summarise, tensor_memory_pass
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -309,10 +309,9 @@ def main() -> None:
         __file__, names, args.repeats, "row", steps=args.steps, threads=args.threads,
         batch=args.batch,
     )  # fmt: skip
-    # the same allocations in every run of a row: one tensor-memory pass per row
-    tensor = {name: in_child(__file__, row=name, memory=1, steps=args.steps,
-                             threads=args.threads, batch=args.batch)["peak_tensor_gb"]
-              for name in names}  # fmt: skip
+    tensor = tensor_memory_pass(
+        __file__, names, "row", steps=args.steps, threads=args.threads, batch=args.batch
+    )
     for run in runs:
         run["peak_tensor_gb"] = tensor[run["row"]]
     pd.DataFrame(runs).to_csv(OUT / "peer_step_runs.csv", index=False)
