@@ -12,7 +12,6 @@ from torch import Tensor, nn
 
 from usjepa.losses import LossKind, latent_loss
 from usjepa.methods.base import PretrainModule
-from usjepa.models import onednn
 from usjepa.models.encoder import ViTEncoder
 from usjepa.models.predictor import JEPAPredictor, PredictorPlan
 from usjepa.models.tokens import (
@@ -75,12 +74,6 @@ class JEPAModule(PretrainModule):
             (in place, so checkpoints keep their keys; dynamic shapes, since the number of
             context and target tokens changes from batch to batch). On CPU it is not
             faster (``benchmarks/results/fast_paths.md``); meant for GPUs.
-        cpu_linear: ``onednn`` runs the linear layers' forward and input-gradient matmuls
-            through oneDNN when they run on the CPU outside autocast
-            (:mod:`usjepa.models.onednn`; faster than torch's default BLAS on the CPUs
-            measured in ``benchmarks/results/fast_paths.md``; the same products, up to
-            float rounding); a frozen teacher's layers too. ``torch`` (default) leaves them
-            to ``F.linear``. Other devices are never affected.
         **kwargs: ``optimizer``, ``scheduler`` and ``weight_decay``, see
             :class:`~usjepa.methods.base.PretrainModule`.
     """
@@ -93,18 +86,9 @@ class JEPAModule(PretrainModule):
         target_norm: TargetNorm = "layer",
         activation_checkpointing: bool | Checkpointing = False,
         compile_blocks: bool = False,
-        cpu_linear: Literal["torch", "onednn"] = "torch",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if cpu_linear not in ("torch", "onednn"):
-            raise ValueError(f"cpu_linear={cpu_linear!r}; choose torch or onednn")
-        if cpu_linear == "onednn" and not onednn.available():
-            raise ValueError(
-                "cpu_linear=onednn: this torch build has no oneDNN linear op "
-                "(torch.backends.mkldnn); set cpu_linear: torch"
-            )
-        self.cpu_linear = cpu_linear
         if predictor.grid_size != student.grid_size or predictor.in_dim != student.embed_dim:
             raise ValueError(
                 f"predictor (grid {predictor.grid_size}, in_dim {predictor.in_dim}) does not "
@@ -112,9 +96,6 @@ class JEPAModule(PretrainModule):
                 "predictor.grid_size = img_size // patch_size and in_dim = embed_dim"
             )
         self.student, self.predictor = student, predictor
-        if cpu_linear == "onednn":
-            onednn.use_onednn(student)
-            onednn.use_onednn(predictor)
         mode = checkpointing_mode(activation_checkpointing)
         student.grad_checkpointing = predictor.grad_checkpointing = mode
         if compile_blocks:
@@ -268,7 +249,7 @@ class SALTModule(JEPAModule):
             ``null`` (default) leaves the teacher as loaded. Either way the teacher runs
             under ``torch.inference_mode``.
         **kwargs: ``loss``, ``target_norm``, ``activation_checkpointing``,
-            ``compile_blocks``, ``cpu_linear`` (see :class:`JEPAModule`) and the
+            ``compile_blocks`` (see :class:`JEPAModule`) and the
             optimisation settings (see :class:`~usjepa.methods.base.PretrainModule`).
     """
 
@@ -297,8 +278,6 @@ class SALTModule(JEPAModule):
         self.teacher_dtype = None if teacher_dtype is None else getattr(torch, teacher_dtype)
         if self.teacher_dtype is not None:
             self.teacher.to(self.teacher_dtype)
-        if self.cpu_linear == "onednn":
-            onednn.use_onednn(self.teacher)
         #: affine map from the batch's standardisation to the teacher's (set in setup)
         self.teacher_input: tuple[float, float] = (1.0, 0.0)
 

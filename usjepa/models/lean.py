@@ -11,8 +11,7 @@ block keeps ten widths instead of sixteen and runs the same matmuls. Gradients a
 autograd's up to float rounding (the same ops, in the same dtypes; ``tests/models``).
 
 Under autocast the linear layer runs in the autocast dtype, as ``F.linear`` would, and
-its gradients come back in the parameters' dtypes. A :class:`~usjepa.models.onednn.OneDNNLinear`
-layer keeps its oneDNN products here too.
+its gradients come back in the parameters' dtypes.
 """
 
 from __future__ import annotations
@@ -24,8 +23,6 @@ import torch.nn.functional as F
 from timm.layers import LayerNorm as TimmLayerNorm
 from torch import Tensor, nn
 
-from usjepa.models import onednn
-
 _aten = torch.ops.aten
 
 
@@ -35,17 +32,15 @@ def _linear_backward(
     weight: Tensor,
     bias_dtype: torch.dtype | None,
     needs: tuple[bool, ...],
-    use_onednn: bool = False,
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """Gradients of ``F.linear(inp, weight, bias)`` for the output gradient ``grad``,
     computed in ``grad``'s dtype (the one the forward matmul ran in) and returned in the
     parameters' dtypes; ``bias_dtype`` is ``None`` without a bias; ``needs``: (input,
-    weight, bias); ``use_onednn``: the input gradient from :func:`onednn.input_grad`."""
+    weight, bias)."""
     flat_grad = grad.reshape(-1, grad.shape[-1])
     grad_in = grad_w = grad_b = None
     if needs[0]:
-        weight_g = weight.to(grad.dtype)
-        grad_in = onednn.input_grad(grad, weight_g) if use_onednn else grad.matmul(weight_g)
+        grad_in = grad.matmul(weight.to(grad.dtype))
     if needs[1]:
         grad_w = flat_grad.t().mm(inp.reshape(-1, inp.shape[-1]).to(grad.dtype))
         grad_w = grad_w.to(weight.dtype)
@@ -66,13 +61,11 @@ class _NormLinear(torch.autograd.Function):
         eps: float,
         weight: Tensor,
         bias: Tensor | None,
-        use_onednn: bool,
     ) -> Tensor:
         normed = _aten.native_layer_norm(x, [x.shape[-1]], norm_w, norm_b, eps)[0]
         ctx.save_for_backward(x, norm_w, norm_b, weight)
         ctx.eps, ctx.bias_dtype = eps, None if bias is None else bias.dtype
-        ctx.use_onednn = use_onednn
-        return (onednn.linear if use_onednn else F.linear)(normed, weight, bias)
+        return F.linear(normed, weight, bias)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -83,7 +76,7 @@ class _NormLinear(torch.autograd.Function):
         n = ctx.needs_input_grad
         need_normed = n[0] or n[1] or n[2]
         grad_normed, grad_w, grad_b = _linear_backward(
-            grad, normed, weight, ctx.bias_dtype, (need_normed, n[4], n[5]), ctx.use_onednn
+            grad, normed, weight, ctx.bias_dtype, (need_normed, n[4], n[5])
         )
         grad_x = grad_nw = grad_nb = None
         if grad_normed is not None:
@@ -91,7 +84,7 @@ class _NormLinear(torch.autograd.Function):
                 grad_normed.to(x.dtype), x, shape, mean, rstd, norm_w, norm_b,
                 [n[0], n[1] and norm_w is not None, n[2] and norm_b is not None],
             )  # fmt: skip
-        return grad_x, grad_nw, grad_nb, None, grad_w, grad_b, None
+        return grad_x, grad_nw, grad_nb, None, grad_w, grad_b
 
 
 class _GeluLinear(torch.autograd.Function):
@@ -99,18 +92,11 @@ class _GeluLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any,
-        h: Tensor,
-        approximate: str,
-        weight: Tensor,
-        bias: Tensor | None,
-        use_onednn: bool,
+        ctx: Any, h: Tensor, approximate: str, weight: Tensor, bias: Tensor | None
     ) -> Tensor:
         ctx.save_for_backward(h, weight)
         ctx.approximate, ctx.bias_dtype = approximate, None if bias is None else bias.dtype
-        ctx.use_onednn = use_onednn
-        product = onednn.linear if use_onednn else F.linear
-        return product(F.gelu(h, approximate=approximate), weight, bias)
+        return F.linear(F.gelu(h, approximate=approximate), weight, bias)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -118,12 +104,12 @@ class _GeluLinear(torch.autograd.Function):
         n = ctx.needs_input_grad
         act = F.gelu(h, approximate=ctx.approximate)
         grad_act, grad_w, grad_b = _linear_backward(
-            grad, act, weight, ctx.bias_dtype, (n[0], n[2], n[3]), ctx.use_onednn
+            grad, act, weight, ctx.bias_dtype, (n[0], n[2], n[3])
         )
         grad_h = None
         if grad_act is not None:
             grad_h = _aten.gelu_backward(grad_act.to(h.dtype), h, approximate=ctx.approximate)
-        return grad_h, None, grad_w, grad_b, None
+        return grad_h, None, grad_w, grad_b
 
 
 def norm_linear(norm: nn.Module, linear: nn.Module, x: Tensor, lean: bool) -> Tensor:
@@ -132,18 +118,16 @@ def norm_linear(norm: nn.Module, linear: nn.Module, x: Tensor, lean: bool) -> Te
     if not (lean and torch.is_grad_enabled() and leanable_norm(norm, linear)):
         return linear(norm(x))
     ln: Any = norm
-    use = type(linear) is onednn.OneDNNLinear
-    return _NormLinear.apply(x, ln.weight, ln.bias, ln.eps, linear.weight, linear.bias, use)
+    return _NormLinear.apply(x, ln.weight, ln.bias, ln.eps, linear.weight, linear.bias)
 
 
 def gelu_linear(act: nn.Module, linear: nn.Module, h: Tensor, lean: bool) -> Tensor:
     """``linear(act(h))``; ``lean`` (with a ``GELU`` and a ``Linear``) keeps ``h`` for the
     backward pass and not ``act(h)``."""
-    if not (lean and torch.is_grad_enabled() and type(act) is nn.GELU and _linear(linear)):
+    if not (lean and torch.is_grad_enabled() and type(act) is nn.GELU):
         return linear(act(h))
     gelu: Any = act
-    use = type(linear) is onednn.OneDNNLinear
-    return _GeluLinear.apply(h, gelu.approximate, linear.weight, linear.bias, use)
+    return _GeluLinear.apply(h, gelu.approximate, linear.weight, linear.bias)
 
 
 def leanable_norm(norm: nn.Module, linear: nn.Module) -> bool:
@@ -154,13 +138,8 @@ def leanable_norm(norm: nn.Module, linear: nn.Module) -> bool:
         type(norm) in _LAYER_NORMS
         and not getattr(norm, "_fast_norm", False)
         and len(getattr(norm, "normalized_shape", ())) == 1
-        and _linear(linear)
+        and type(linear) is nn.Linear
     )
-
-
-def _linear(layer: nn.Module) -> bool:
-    """A plain linear layer (torch's, or ours through oneDNN)."""
-    return type(layer) in (nn.Linear, onednn.OneDNNLinear)
 
 
 _LAYER_NORMS = (nn.LayerNorm, TimmLayerNorm)
