@@ -60,29 +60,49 @@ def summarise(runs: Any, by: list[str]) -> Any:
     return medians
 
 
-def matmul_peak(device: str = "cpu", dtype: Any = None, n: int = 2048, reps: int = 10) -> float:
+def matmul_peak(
+    device: str = "cpu", dtype: Any = None, n: int = 2048, reps: int = 10, backend: str = "torch"
+) -> float:
     """Measured GFLOP/s of an ``n x n`` matmul on ``device`` (the best of ``reps``; on CPU
-    with the threads torch is set to)."""
+    with the threads torch is set to). ``backend``: ``torch`` (``torch.mm``, the BLAS torch
+    was built with, MKL in the x86 wheels) or ``onednn`` (the oneDNN linear op torch also
+    ships, CPU only; see :func:`cpu_matmul_peak`)."""
     import torch
 
     dtype = dtype or torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
 
+    def product() -> Any:
+        if backend == "onednn":
+            return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [None], "none")
+        return a @ b
+
     def sync() -> None:
         if device == "cuda":
             torch.cuda.synchronize()
 
     for _ in range(3):
-        a @ b
+        product()
     sync()
     times = []
     for _ in range(reps):
         start = time.perf_counter()
-        a @ b
+        product()
         sync()
         times.append(time.perf_counter() - start)
     return 2 * n**3 / min(times) / 1e9
+
+
+def cpu_matmul_peak(dtype: Any = None) -> float:
+    """The CPU's matmul peak as torch can reach it: the better of ``torch.mm`` and oneDNN's
+    linear op, so that a roofline is not set by one library's kernel."""
+    import torch
+
+    peaks = [matmul_peak(dtype=dtype)]
+    if torch.backends.mkldnn.is_available():
+        peaks.append(matmul_peak(dtype=dtype, backend="onednn"))
+    return max(peaks)
 
 
 def flop_counter() -> Any:

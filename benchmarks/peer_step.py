@@ -19,7 +19,12 @@ Reported per row: images/s (median of the timed steps), GFLOP per image of one t
 step (``torch.utils.flop_counter``, attention included, the first step, which is also a
 warm-up), peak tensor memory (the most bytes held by live tensors from building the
 models to the end of the second step, ``common.TensorMemory``), peak resident memory of
-the process, and the resident memory once the models are built.
+the process, and the resident memory once the models are built. Beside them, the row's
+roofline: the images/s it would reach if every counted FLOP ran at the matmul peak of
+its precision, fp32 and bf16 peaks measured in the row's own process right after its
+timed steps (``common.cpu_matmul_peak``: the better of ``torch.mm`` and oneDNN); a bf16
+teacher's FLOPs are counted apart for it.
+The share of the roofline a row reaches says how much speed is left at its FLOPs.
 
     python benchmarks/peer_step.py [--steps 6] [--threads 2] [--rows salt] [--repeats 3]
 
@@ -40,7 +45,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import TensorMemory, flop_counter, interleaved, summarise, tensor_memory_pass
+from common import (
+    TensorMemory,
+    cpu_matmul_peak,
+    flop_counter,
+    interleaved,
+    summarise,
+    tensor_memory_pass,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -250,17 +262,59 @@ def measure(row: str, steps: int, threads: int, batch: int, memory: bool) -> dic
         start = time.perf_counter()
         step(i)
         times.append(time.perf_counter() - start)
+    gflop = counter.get_total_flops() / batch / 1e9
+    bf16_gflop = gflop if opts.get("amp") else 0.0  # autocast: every product in bf16
+    if opts.get("teacher_dtype") == "bfloat16":  # only the frozen teacher runs in bf16
+        with flop_counter() as teacher_counter:
+            model.compute_targets(images[0], masks[0][1])
+        bf16_gflop = teacher_counter.get_total_flops() / batch / 1e9
+    peak_fp32, peak_bf16 = cpu_matmul_peak(), cpu_matmul_peak(torch.bfloat16)
+    roofline = 1 / ((gflop - bf16_gflop) / peak_fp32 + bf16_gflop / peak_bf16)
     targets = masks[0][1][0]
     return {
         "family": family,
         "images_per_s": batch / statistics.median(times),
-        "gflop_per_image": counter.get_total_flops() / batch / 1e9,
+        "gflop_per_image": gflop,
+        "bf16_gflop_per_image": bf16_gflop,
+        "matmul_peak_fp32_gflops": peak_fp32,
+        "matmul_peak_bf16_gflops": peak_bf16,
+        "roofline_images_per_s": roofline,
+        "of_roofline": batch / statistics.median(times) / roofline,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
         "built_rss_gb": built_rss,
         "context_tokens": int(masks[0][0].shape[1]),
         "target_tokens": int((targets >= 0).sum()),
         "trainable_params_m": sum(p.numel() for p in params) / 1e6,
     }
+
+
+def roofline_note(table: Any, peer: dict[str, Any]) -> str:
+    """The roofline paragraph of the report, from the measured figures: the peaks seen,
+    and what share of each of our SALT rows' rooflines 1.2x the fp32 peer's speed is."""
+    lo32, hi32 = table.matmul_peak_fp32_gflops.min(), table.matmul_peak_fp32_gflops.max()
+    lo16, hi16 = table.matmul_peak_bf16_gflops.min(), table.matmul_peak_bf16_gflops.max()
+    text = (
+        "Roofline: the images/s a row would reach if every counted FLOP ran at the matmul "
+        "peak of its precision (a 2048 x 2048 matmul, the faster of `torch.mm` and "
+        "oneDNN's linear op, measured in the row's own process right after its timed "
+        f"steps: fp32 {lo32:.0f}-{hi32:.0f} GFLOP/s, bf16 "
+        f"{lo16:.0f}-{hi16:.0f} GFLOP/s over the rows). Under bf16 autocast every FLOP is "
+        "put at the bf16 peak; with a bf16 teacher, the teacher's FLOPs (counted apart) "
+        "are."
+    )
+    if "salt" in peer:
+        target = 1.2 * peer["salt"].images_per_s
+        ours = table[(table.family == "salt") & (table.row != PEERS["salt"])]
+        needs = "; ".join(
+            f"{r.row}: {target / r.roofline_images_per_s:.0%} (it reaches {r.of_roofline:.0%})"
+            for _, r in ours.iterrows()
+        )
+        text += (
+            f" The fp32 SALT peer reaches {peer['salt'].of_roofline:.0%} of its roofline. "
+            f"1.2x its images/s ({target:.2f}) is this share of each of our SALT rows' "
+            f"rooflines: {needs}."
+        )
+    return text
 
 
 def main() -> None:
@@ -278,6 +332,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--repeats", type=int, default=3, help="rounds over the rows (interleaved); medians"
+    )
+    parser.add_argument(
+        "--from-runs",
+        default=None,
+        help="a runs CSV written by this script (peer_step_runs.csv): rebuild the tables "
+        "from its runs of the rows the script has now, measuring nothing",
     )
     parser.add_argument("--row", default=None, help=argparse.SUPPRESS)  # child process
     parser.add_argument("--memory", type=int, default=0, help=argparse.SUPPRESS)
@@ -305,16 +365,21 @@ def main() -> None:
                 if row["family"] not in families:
                     rows.append(row)
     names = [name for name, (family, _, _) in ROWS.items() if family in families]
-    runs = interleaved(
-        __file__, names, args.repeats, "row", steps=args.steps, threads=args.threads,
-        batch=args.batch,
-    )  # fmt: skip
-    tensor = tensor_memory_pass(
-        __file__, names, "row", steps=args.steps, threads=args.threads, batch=args.batch
-    )
-    for run in runs:
-        run["peak_tensor_gb"] = tensor[run["row"]]
-    pd.DataFrame(runs).to_csv(OUT / "peer_step_runs.csv", index=False)
+    if args.from_runs:  # the same tables from recorded runs (rows since removed left out)
+        recorded = pd.read_csv(args.from_runs)
+        runs = recorded[recorded.row.isin(names)].to_dict("records")
+        args.repeats = int(recorded["round"].max()) + 1
+    else:
+        runs = interleaved(
+            __file__, names, args.repeats, "row", steps=args.steps, threads=args.threads,
+            batch=args.batch,
+        )  # fmt: skip
+        tensor = tensor_memory_pass(
+            __file__, names, "row", steps=args.steps, threads=args.threads, batch=args.batch
+        )
+        for run in runs:
+            run["peak_tensor_gb"] = tensor[run["row"]]
+        pd.DataFrame(runs).to_csv(OUT / "peer_step_runs.csv", index=False)
     by = ["row", "family"]
     table = pd.concat([summarise(pd.DataFrame(rows), by), summarise(pd.DataFrame(runs), by)])
     table = table.reset_index(drop=True)
@@ -351,6 +416,8 @@ def main() -> None:
         "allocator keeps after tensors are freed.",
         "",
     ]
+    if "roofline_images_per_s" in table:
+        lines += [roofline_note(table, peer), ""]
     if args.reuse:
         lines += [
             "Families run in this sitting: " + ", ".join(sorted(families)) + "; the other "
@@ -358,19 +425,28 @@ def main() -> None:
             "ratios, from one run).",
             "",
         ]
+    if args.from_runs:
+        lines += [
+            f"Rebuilt by `--from-runs` from the runs recorded in `{Path(args.from_runs).name}`, "
+            "measuring nothing; runs there of rows the script no longer has are left out of "
+            "these tables.",
+            "",
+        ]
     lines += [
         "| row | images/s | images/s, range | GFLOP/image | peak tensor memory (GB) | "
         "peak RSS (GB) | RSS, models built (GB) | speed vs peer | FLOPs vs peer | "
-        "tensor memory vs peer | RSS vs peer |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "tensor memory vs peer | RSS vs peer | roofline images/s | of roofline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
         rng = r.get("images_per_s_range")
+        roof, share = r.get("roofline_images_per_s"), r.get("of_roofline")
         lines.append(
             f"| {r.row} | {r.images_per_s:.2f} | {rng if isinstance(rng, str) else '-'} | "
             f"{r.gflop_per_image:.1f} | {r.peak_tensor_gb:.2f} | "
             f"{r.peak_rss_gb:.2f} | {r.built_rss_gb:.2f} | {r.speed_vs_peer:.2f}x | "
-            f"{r.flops_vs_peer:.2f}x | {r.tensor_memory_vs_peer:.2f}x | {r.memory_vs_peer:.2f}x |"
+            f"{r.flops_vs_peer:.2f}x | {r.tensor_memory_vs_peer:.2f}x | {r.memory_vs_peer:.2f}x | "
+            + ("- | - |" if roof != roof or roof is None else f"{roof:.2f} | {share:.0%} |")
         )
     (OUT / "peer_step.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
