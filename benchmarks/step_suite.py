@@ -10,8 +10,9 @@ with 75 % random masking and the recipe's decoder (width 512, depth 8, 16 heads)
 Reported: images/s (median of the timed steps), GFLOP per image of a training step
 (``torch.utils.flop_counter``; matmuls and attention, the CPU's fused attention counted by
 ``common.flop_counter``), achieved GFLOP/s, MFU (achieved
-over the fp32 matmul peak, a 2048 x 2048 ``torch.mm`` on the same threads, measured in
-the row's process right after its timed steps) and peak resident memory;
+over the fp32 matmul peak, a 2048 x 2048 matmul on the same threads, the faster of
+``torch.mm`` and oneDNN (``common.cpu_matmul_peak``), measured in the row's process
+right after its timed steps) and peak resident memory;
 ``--repeats`` rounds over the rows, interleaved, medians. ``benchmarks/gpu_step.py`` is the GPU
 counterpart.
 
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import flop_counter, interleaved, matmul_peak, summarise
+from common import cpu_matmul_peak, flop_counter, interleaved, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -99,7 +100,7 @@ def measure(method: str, size: str, steps: int, batch: int, threads: int) -> dic
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     # the machine's rate right after the steps (not before: the matmul's large buffers
     # would change how the C allocator serves the step, and so its resident memory)
-    peak = matmul_peak()
+    peak = cpu_matmul_peak()
     ips = batch / statistics.median(times)
     gflop = counter.get_total_flops() / batch / 1e9
     return {
@@ -156,8 +157,9 @@ def main() -> None:
         "the median of the rounds (the images/s range beside it; every run in "
         "`step_suite_runs.csv`). GFLOP/image: `torch.utils.flop_counter`, the CPU's fused "
         "attention counted too. MFU: achieved GFLOP/s over the fp32 matmul peak (2048 x "
-        "2048 `torch.mm`, same threads, best of 10) measured in the row's own process right "
-        "after its timed steps, so that the machine's drift hits both alike; the peaks "
+        "2048, same threads, best of 10, the faster of `torch.mm` and oneDNN's linear op) "
+        "measured in the row's own process right after its timed steps, so that the "
+        "machine's drift hits both alike; the peaks "
         f"ranged from {peaks.min():.0f} to {peaks.max():.0f} GFLOP/s. "
         "Command: `python benchmarks/step_suite.py`.",
         "",
