@@ -35,29 +35,21 @@ def interleaved(
     return runs
 
 
-def tensor_memory_pass(script: str, names: list[str], key: str, **flags: Any) -> dict[str, float]:
-    """Peak tensor memory (GB) of every name of ``names``: one child each, run as
-    ``--key name --memory 1`` and ``flags`` (see :func:`in_child`), which prints its
-    ``peak_tensor_gb``. One pass is enough: a row's allocations repeat exactly from run to
-    run."""
-    return {
+def interleaved_with_memory(
+    script: str, names: list[str], repeats: int, key: str, **flags: Any
+) -> list[dict[str, Any]]:
+    """:func:`interleaved`, then one untimed child per name run as ``--key name --memory 1``
+    and ``flags``, which prints its ``peak_tensor_gb``; every run gets its name's figure.
+    One memory pass is enough: a row's allocations repeat exactly from run to run, and the
+    profiler that reads them would swell a timed run's resident memory."""
+    runs = interleaved(script, names, repeats, key, **flags)
+    tensor = {
         name: in_child(script, **{key: name}, memory=1, **flags)["peak_tensor_gb"]
         for name in names
     }
-
-
-def summarise(runs: Any, by: list[str]) -> Any:
-    """One row per ``by`` group of ``runs`` (a DataFrame with a ``round`` column, or one
-    run per row): the medians over its rounds and its images/s range."""
-    if runs.empty:
-        return runs
-    spread = runs.groupby(by[0], sort=False).images_per_s.agg(["min", "max"])
-    medians = runs.groupby(by, sort=False).median(numeric_only=True)
-    medians = medians.drop(columns="round", errors="ignore").reset_index()
-    medians["images_per_s_range"] = [
-        f"{spread.loc[r, 'min']:.2f}-{spread.loc[r, 'max']:.2f}" for r in medians[by[0]]
-    ]
-    return medians
+    for run in runs:
+        run["peak_tensor_gb"] = tensor[run[key]]
+    return runs
 
 
 def matmul_peak(

@@ -28,7 +28,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import TensorMemory, flop_counter, interleaved, summarise, tensor_memory_pass
+from common import TensorMemory, flop_counter, interleaved_with_memory, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -203,15 +203,10 @@ def main() -> None:
     import pandas as pd
 
     names = [name for name, (opts, _) in VARIANTS.items() if "same_as" not in opts]
-    runs = interleaved(
+    runs = interleaved_with_memory(
         __file__, names, args.repeats, "variant", steps=args.steps, threads=args.threads,
         batch=args.batch,
     )  # fmt: skip
-    tensor = tensor_memory_pass(
-        __file__, names, "variant", steps=args.steps, threads=args.threads, batch=args.batch
-    )
-    for run in runs:
-        run["peak_tensor_gb"] = tensor[run["variant"]]
     pd.DataFrame(runs).to_csv(OUT / "fast_paths_runs.csv", index=False)
     measured = {
         r["variant"]: r for r in summarise(pd.DataFrame(runs), ["variant"]).to_dict("records")

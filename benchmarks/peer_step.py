@@ -49,9 +49,8 @@ from common import (
     TensorMemory,
     cpu_matmul_peak,
     flop_counter,
-    interleaved,
+    interleaved_with_memory,
     summarise,
-    tensor_memory_pass,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -370,15 +369,10 @@ def main() -> None:
         runs = recorded[recorded.row.isin(names)].to_dict("records")
         args.repeats = int(recorded["round"].max()) + 1
     else:
-        runs = interleaved(
+        runs = interleaved_with_memory(
             __file__, names, args.repeats, "row", steps=args.steps, threads=args.threads,
             batch=args.batch,
         )  # fmt: skip
-        tensor = tensor_memory_pass(
-            __file__, names, "row", steps=args.steps, threads=args.threads, batch=args.batch
-        )
-        for run in runs:
-            run["peak_tensor_gb"] = tensor[run["row"]]
         pd.DataFrame(runs).to_csv(OUT / "peer_step_runs.csv", index=False)
     by = ["row", "family"]
     table = pd.concat([summarise(pd.DataFrame(rows), by), summarise(pd.DataFrame(runs), by)])
@@ -446,7 +440,7 @@ def main() -> None:
             f"{r.gflop_per_image:.1f} | {r.peak_tensor_gb:.2f} | "
             f"{r.peak_rss_gb:.2f} | {r.built_rss_gb:.2f} | {r.speed_vs_peer:.2f}x | "
             f"{r.flops_vs_peer:.2f}x | {r.tensor_memory_vs_peer:.2f}x | {r.memory_vs_peer:.2f}x | "
-            + ("- | - |" if roof != roof or roof is None else f"{roof:.2f} | {share:.0%} |")
+            + ("- | - |" if pd.isna(roof) else f"{roof:.2f} | {share:.0%} |")
         )
     (OUT / "peer_step.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -38,3 +38,29 @@ def test_tensor_memory_is_the_peak_of_live_tensors() -> None:
         c = torch.empty(250, 1000)  # 1 MB, after 4 MB were freed
     assert memory.peak == 6_000_000
     assert b.numel() and c.numel()
+
+
+def test_interleaved_with_memory_gives_every_run_its_rows_memory(tmp_path: Path) -> None:
+    """Timed rounds come first and interleaved; then one memory child per row, whose
+    figure every run of that row carries."""
+    from common import interleaved_with_memory
+
+    log = tmp_path / "calls.txt"
+    child = tmp_path / "child.py"
+    child.write_text(
+        "import argparse, json\n"
+        "p = argparse.ArgumentParser()\n"
+        "p.add_argument('--row'); p.add_argument('--memory', type=int, default=0)\n"
+        "p.add_argument('--steps', type=int)\n"
+        "a = p.parse_args()\n"
+        f"open({str(log)!r}, 'a').write(f'{{a.row}} {{a.memory}} {{a.steps}}\\n')\n"
+        "size = {'a': 1.5, 'b': 2.5}[a.row]\n"
+        "print(json.dumps({'peak_tensor_gb': size} if a.memory else {'images_per_s': 1.0}))\n"
+    )
+    runs = interleaved_with_memory(str(child), ["a", "b"], 2, "row", steps=3)
+    assert [(r["row"], r["round"], r["peak_tensor_gb"]) for r in runs] == [
+        ("a", 0, 1.5), ("b", 0, 2.5), ("a", 1, 1.5), ("b", 1, 2.5)
+    ]
+    assert log.read_text().split("\n")[:-1] == [
+        "a 0 3", "b 0 3", "a 0 3", "b 0 3", "a 1 3", "b 1 3"
+    ]
