@@ -52,6 +52,20 @@ def interleaved_with_memory(
     return runs
 
 
+def summarise(runs: Any, by: list[str]) -> Any:
+    """One row per ``by`` group of ``runs`` (a DataFrame with a ``round`` column, or one
+    run per row): the medians over its rounds and its images/s range."""
+    if runs.empty:
+        return runs
+    spread = runs.groupby(by[0], sort=False).images_per_s.agg(["min", "max"])
+    medians = runs.groupby(by, sort=False).median(numeric_only=True)
+    medians = medians.drop(columns="round", errors="ignore").reset_index()
+    medians["images_per_s_range"] = [
+        f"{spread.loc[r, 'min']:.2f}-{spread.loc[r, 'max']:.2f}" for r in medians[by[0]]
+    ]
+    return medians
+
+
 def matmul_peak(
     device: str = "cpu", dtype: Any = None, n: int = 2048, reps: int = 10, backend: str = "torch"
 ) -> float:
