@@ -213,10 +213,14 @@ def peer_ijepa(opts: dict[str, Any]) -> tuple[Any, Callable[[Any, Any, Any], Any
     return model, loss
 
 
-def measure(row: str, steps: int, threads: int, batch: int, memory: bool) -> dict[str, Any]:
-    """Time ``steps`` training steps of ``row`` in this process; with ``memory``, run two
-    steps under :class:`common.TensorMemory` instead (the profiler's own buffers would
-    swell the resident memory of a timed run) and return the peak tensor memory only."""
+def measure(
+    row: str, steps: int, threads: int, batch: int, memory: bool, warmup: int = 4
+) -> dict[str, Any]:
+    """Time ``steps`` training steps of ``row`` in this process after ``warmup`` untimed
+    ones (at least two: the first is counted for FLOPs, the second holds the optimiser
+    state); with ``memory``, run the first two under :class:`common.TensorMemory` instead
+    (the profiler's own buffers would swell the resident memory of a timed run) and return
+    the peak tensor memory only."""
     import lightly.models.modules  # noqa: F401  (every row imports the same libraries)
     import stable_pretraining.methods.salt  # noqa: F401
     import torch
@@ -226,9 +230,10 @@ def measure(row: str, steps: int, threads: int, batch: int, memory: bool) -> dic
     torch.set_num_threads(threads)
     family, builder, opts = ROWS[row]
     chans = 3 if builder.startswith("peer") else opts.get("in_chans", 1)
-    masks = draw_masks(steps + 2, batch)
+    warmup = max(warmup, 2)
+    masks = draw_masks(steps + warmup, batch)
     g = torch.Generator().manual_seed(1)
-    images = [torch.randn(batch, chans, 224, 224, generator=g) for _ in range(steps + 2)]
+    images = [torch.randn(batch, chans, 224, 224, generator=g) for _ in range(steps + warmup)]
     torch.manual_seed(0)
     tracker = TensorMemory() if memory else contextlib.nullcontext()
     with tracker:  # models, optimiser state and two steps
@@ -256,11 +261,15 @@ def measure(row: str, steps: int, threads: int, batch: int, memory: bool) -> dic
         step(1)  # a step with the optimiser state and the last step's gradients held
     if isinstance(tracker, TensorMemory):
         return {"peak_tensor_gb": tracker.peak / 1e9}
+    for i in range(2, warmup):  # the C allocator's heap still grows in these (page faults)
+        step(i)
     times = []
-    for i in range(2, steps + 2):
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for i in range(warmup, steps + warmup):
         start = time.perf_counter()
         step(i)
         times.append(time.perf_counter() - start)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     gflop = counter.get_total_flops() / batch / 1e9
     bf16_gflop = gflop if opts.get("amp") else 0.0  # autocast: every product in bf16
     if opts.get("teacher_dtype") == "bfloat16":  # only the frozen teacher runs in bf16
@@ -281,6 +290,7 @@ def measure(row: str, steps: int, threads: int, batch: int, memory: bool) -> dic
         "of_roofline": batch / statistics.median(times) / roofline,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
         "built_rss_gb": built_rss,
+        "timed_page_faults_per_step": faults / steps,
         "context_tokens": int(masks[0][0].shape[1]),
         "target_tokens": int((targets >= 0).sum()),
         "trainable_params_m": sum(p.numel() for p in params) / 1e6,
@@ -318,7 +328,10 @@ def roofline_note(table: Any, peer: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per run")
+    parser.add_argument(
+        "--warmup", type=int, default=4, help="untimed steps before them (at least 2)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument(
@@ -342,7 +355,9 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row is not None:
-        figures = measure(args.row, args.steps, args.threads, args.batch, bool(args.memory))
+        figures = measure(
+            args.row, args.steps, args.threads, args.batch, bool(args.memory), args.warmup
+        )
         print(json.dumps(figures))
         return
     try:
@@ -370,8 +385,8 @@ def main() -> None:
         args.repeats = int(recorded["round"].max()) + 1
     else:
         runs = interleaved_with_memory(
-            __file__, names, args.repeats, "row", steps=args.steps, threads=args.threads,
-            batch=args.batch,
+            __file__, names, args.repeats, "row", steps=args.steps, warmup=args.warmup,
+            threads=args.threads, batch=args.batch,
         )  # fmt: skip
         pd.DataFrame(runs).to_csv(OUT / "peer_step_runs.csv", index=False)
     by = ["row", "family"]
@@ -383,6 +398,7 @@ def main() -> None:
         table[f"{col}_vs_peer"] = [r[key] / peer[r.family][key] for _, r in table.iterrows()]
     table.to_csv(OUT / "peer_step.csv", index=False)
     settings = {"threads": args.threads, "batch": args.batch, "timed_steps": args.steps,
+                "warmup_steps": args.warmup,
                 "model": "ViT-S/16 224 px", "predictor": PRED}  # fmt: skip
     (OUT / "peer_step.json").write_text(
         json.dumps({"settings": settings, "rows": table.to_dict("records")}, indent=1)
@@ -393,7 +409,9 @@ def main() -> None:
         f"ViT-S/16 at 224 px, batch {args.batch}, predictor width 384 / depth 6 / 12 heads, "
         "1 context block (0.85-1.0) and 4 target blocks (0.15-0.2), the same masks for both "
         f"sides, AdamW, CPU, {args.threads} threads; images/s is the median of "
-        f"{args.steps} timed steps; every row in its own process with the same imports; "
+        f"{args.steps} timed steps after {max(args.warmup, 2)} untimed ones (the C "
+        "allocator's heap grows through the first few steps; the page faults per timed "
+        "step are in a column); every row in its own process with the same imports; "
         f"{args.repeats} rounds over the rows, interleaved, each figure the median of the "
         "rounds (its images/s range over the rounds beside it; every run in "
         "`peer_step_runs.csv`). "
@@ -429,18 +447,21 @@ def main() -> None:
     lines += [
         "| row | images/s | images/s, range | GFLOP/image | peak tensor memory (GB) | "
         "peak RSS (GB) | RSS, models built (GB) | speed vs peer | FLOPs vs peer | "
-        "tensor memory vs peer | RSS vs peer | roofline images/s | of roofline |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "tensor memory vs peer | RSS vs peer | roofline images/s | of roofline | "
+        "page faults / timed step |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
         rng = r.get("images_per_s_range")
         roof, share = r.get("roofline_images_per_s"), r.get("of_roofline")
+        faults = r.get("timed_page_faults_per_step", float("nan"))
         lines.append(
             f"| {r.row} | {r.images_per_s:.2f} | {rng if isinstance(rng, str) else '-'} | "
             f"{r.gflop_per_image:.1f} | {r.peak_tensor_gb:.2f} | "
             f"{r.peak_rss_gb:.2f} | {r.built_rss_gb:.2f} | {r.speed_vs_peer:.2f}x | "
             f"{r.flops_vs_peer:.2f}x | {r.tensor_memory_vs_peer:.2f}x | {r.memory_vs_peer:.2f}x | "
             + ("- | - |" if pd.isna(roof) else f"{roof:.2f} | {share:.0%} |")
+            + (" - |" if pd.isna(faults) else f" {faults:,.0f} |")
         )
     (OUT / "peer_step.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
