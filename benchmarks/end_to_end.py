@@ -20,7 +20,7 @@ Settings of issue 13: ViT-S/16 at 224 px, batch 16, predictor width 384 / depth 
 row runs in its own process. Needs the peer (``make bench-peers``); run with
 ``.venv-bench/bin/python``.
 
-    .venv-bench/bin/python benchmarks/end_to_end.py [--steps 12] [--warmup 3]
+    .venv-bench/bin/python benchmarks/end_to_end.py [--steps 12] [--warmup 4] [--repeats 4]
 
 Writes ``benchmarks/results/end_to_end.{csv,md}`` (medians over ``--repeats`` interleaved
 rounds) and ``end_to_end_runs.csv`` (every run).
@@ -160,10 +160,10 @@ def measure(row: str, corpus: Path, steps: int, warmup: int, batch: int) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--frames", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=2, help="rounds over the rows")
+    parser.add_argument("--repeats", type=int, default=4, help="rounds over the rows")
     parser.add_argument("--work", default=str(ROOT / ".cache" / "bench_end_to_end"))
     parser.add_argument("--row", default=None, help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
