@@ -4,19 +4,22 @@ imports are its own), medians over interleaved rounds, a measured matmul peak.""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from typing import Any
 
 
-def in_child(script: str, **flags: Any) -> dict[str, Any]:
-    """Run ``python script --flag value ...`` (``flag_name`` becomes ``--flag-name``) and
-    return the JSON object the child prints on its last line."""
+def in_child(script: str, env: dict[str, str] | None = None, **flags: Any) -> dict[str, Any]:
+    """Run ``python script --flag value ...`` (``flag_name`` becomes ``--flag-name``), with
+    ``env`` added to this process's environment, and return the JSON object the child
+    prints on its last line."""
     command = [sys.executable, script]
     for name, value in flags.items():
         command += [f"--{name.replace('_', '-')}", str(value)]
-    out = subprocess.check_output(command, text=True).strip().splitlines()
+    child_env = {**os.environ, **env} if env else None
+    out = subprocess.check_output(command, text=True, env=child_env).strip().splitlines()
     return json.loads(out[-1])
 
 
