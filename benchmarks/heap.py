@@ -18,7 +18,7 @@ A sampling thread reads the process's RSS and glibc's ``mallinfo2`` every few
 milliseconds through the timed steps; the sample with the highest RSS gives the heap's
 split at the peak: bytes in use, free bytes glibc keeps inside its heap, mapped blocks.
 All three settings are environment variables read when the process starts, so they are
-the user's to set (``docs`` and the README say so), not the library's.
+the user's to set (``docs/troubleshooting.md`` says how), not the library's.
 
     .venv-bench/bin/python benchmarks/heap.py [--repeats 2] [--steps 8]
 
@@ -133,9 +133,7 @@ def main() -> None:
     for round_ in range(args.repeats):
         for setting, env in SETTINGS.items():
             for row in (OURS, PEER):
-                figures = in_child(
-                    __file__, env=env, row=row, steps=args.steps, warmup=args.warmup
-                )
+                figures = in_child(__file__, env=env, row=row, steps=args.steps, warmup=args.warmup)
                 runs.append({"row": row, "setting": setting, "round": round_, **figures})
                 print(runs[-1], flush=True)
     frame = pd.DataFrame(runs)
