@@ -59,10 +59,18 @@ def test_interleaved_with_memory_gives_every_run_its_rows_memory(tmp_path: Path)
     )
     runs = interleaved_with_memory(str(child), ["a", "b"], 2, "row", steps=3)
     assert [(r["row"], r["round"], r["peak_tensor_gb"]) for r in runs] == [
-        ("a", 0, 1.5), ("b", 0, 2.5), ("a", 1, 1.5), ("b", 1, 2.5)
+        ("a", 0, 1.5),
+        ("b", 0, 2.5),
+        ("a", 1, 1.5),
+        ("b", 1, 2.5),
     ]
     assert log.read_text().split("\n")[:-1] == [
-        "a 0 3", "b 0 3", "a 0 3", "b 0 3", "a 1 3", "b 1 3"
+        "a 0 3",
+        "b 0 3",
+        "a 0 3",
+        "b 0 3",
+        "a 1 3",
+        "b 1 3",
     ]
 
 
@@ -101,3 +109,21 @@ def test_benchmark_scripts_import_only_what_their_siblings_define() -> None:
                     if a.name not in defined
                 ]
     assert not missing, missing
+
+
+def test_every_benchmark_script_imports() -> None:
+    """Each script under ``benchmarks/`` imports cleanly (one child process, so their
+    module names stay out of this one); the peers they compare with load lazily."""
+    import subprocess
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    names = sorted(p.stem for p in folder.glob("*.py"))
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *names],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
