@@ -37,6 +37,8 @@ from common import flop_counter, matmul_peak
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 VIT_B = {"img_size": 224, "patch_size": 16, "embed_dim": 768, "depth": 12, "num_heads": 12}
+#: SALT's predictor for ViT-B/16
+PRED_B = {"width": 384, "depth": 12, "num_heads": 16}
 
 #: row -> options (method, one_pass, teacher_dtype, fused, checkpointing, compile)
 ROWS: dict[str, dict[str, Any]] = {
@@ -51,52 +53,77 @@ ROWS: dict[str, dict[str, Any]] = {
 }
 
 
-def build(opts: dict[str, Any]) -> Any:
+def build(
+    opts: dict[str, Any], vit: dict[str, Any] | None = None, pred: dict[str, Any] | None = None
+) -> Any:
+    """The row's module: ViT-B/16 and SALT's predictor unless ``vit`` and ``pred`` say
+    otherwise (the tests build every row small)."""
     from usjepa.methods import IJEPAModule, SALTModule
     from usjepa.models import JEPAPredictor, ViTEncoder
+
+    vit, pred = vit or VIT_B, pred or PRED_B
+    grid, dim = vit["img_size"] // vit["patch_size"], vit["embed_dim"]
 
     common = {
         "activation_checkpointing": opts.get("activation_checkpointing", False),
         "compile_blocks": opts.get("compile_blocks", False),
     }
-    predictor = JEPAPredictor(
-        14, 768, 768, width=384, depth=12, num_heads=16, one_pass=opts.get("one_pass", True)
-    )
+    predictor = JEPAPredictor(grid, dim, dim, **pred, one_pass=opts.get("one_pass", True))
     if opts["method"] == "ijepa":
-        return IJEPAModule(ViTEncoder(**VIT_B, init_seed=0), predictor, **common)
+        return IJEPAModule(ViTEncoder(**vit, init_seed=0), predictor, **common)
     return SALTModule(
-        ViTEncoder(**VIT_B, init_seed=0),
+        ViTEncoder(**vit, init_seed=0),
         predictor,
-        ViTEncoder(**VIT_B, init_seed=1),
+        ViTEncoder(**vit, init_seed=1),
         teacher_dtype=opts.get("teacher_dtype", "bfloat16"),
         **common,
     )
 
 
-def measure(opts: dict[str, Any], steps: int, batch: int) -> dict[str, Any]:
+def measure(
+    opts: dict[str, Any],
+    steps: int,
+    batch: int,
+    device: str = "cuda",
+    vit: dict[str, Any] | None = None,
+    pred: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Time one row; ``device="cpu"`` (with small ``vit`` and ``pred``) runs the same code
+    path without the CUDA-only figures (syncs, peak memory), so the tests can check every
+    row before a GPU is at hand."""
     import torch
     from lightning.fabric.utilities.apply_func import move_data_to_device
 
     from usjepa.masks import MultiBlockMaskGenerator
 
+    cuda = device == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
     torch.manual_seed(0)
-    module = build(opts).cuda()
+    vit = vit or VIT_B
+    size = vit["img_size"]
+    module = build(opts, vit, pred).to(device)
     masks = MultiBlockMaskGenerator(
-        14, num_targets=4, context_scale=(0.85, 1.0), target_scale=(0.15, 0.2)
-    )
+        size // vit["patch_size"], num_targets=4, context_scale=(0.85, 1.0),
+        target_scale=(0.15, 0.2),
+    )  # fmt: skip
     g = torch.Generator().manual_seed(0)
     batches = []
     for _ in range(steps + 3):
         context, targets = masks(batch, g)
-        host = {"image": torch.randn(batch, 1, 224, 224), "context": context, "targets": targets}
+        image = torch.randn(batch, 1, size, size)
+        host = {"image": image, "context": context, "targets": targets}
         if opts.get("plan", True):  # what Lightning does before moving a batch
             host = module.on_before_batch_transfer(host, 0)
-        batches.append(move_data_to_device(host, "cuda"))
+        batches.append(move_data_to_device(host, device))
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=opts.get("fused", True))
 
     def step(b: dict[str, Any]) -> None:
-        with torch.autocast("cuda", torch.bfloat16):
+        with torch.autocast(device, torch.bfloat16):
             loss, _ = module.step_loss(b)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -111,25 +138,27 @@ def measure(opts: dict[str, Any], steps: int, batch: int) -> dict[str, Any]:
         flops = counter.get_total_flops() / batch
     for b in batches[1:3]:
         step(b)
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        step(batches[3])
-        torch.cuda.set_sync_debug_mode("default")
-    syncs = sum("synchroniz" in str(w.message) for w in caught)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    sync()
+    syncs = float("nan")
+    if cuda:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            step(batches[3])
+            torch.cuda.set_sync_debug_mode("default")
+        syncs = sum("synchroniz" in str(w.message) for w in caught)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for b in batches[3:]:
         step(b)
-    torch.cuda.synchronize()
+    sync()
     per_step = (time.perf_counter() - start) / steps
     return {
         "images_per_s": batch / per_step,
         "gflop_per_image": flops / 1e9,
         "achieved_tflops": flops * batch / per_step / 1e12,
-        "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9,
+        "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if cuda else float("nan"),
         "syncs_per_step": syncs,
     }
 
