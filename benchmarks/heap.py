@@ -15,7 +15,8 @@ its own process, rounds interleaved:
   faulted in again, page by page, when next allocated.
 
 A sampling thread reads the process's RSS and glibc's ``mallinfo2`` every few
-milliseconds through the timed steps; the sample with the highest RSS gives the heap's
+milliseconds through the whole run (models built, untimed and timed steps, and the
+matmul peak ``peer_step`` measures after them); the sample with the highest RSS gives the heap's
 split at the peak: bytes in use, free bytes glibc keeps inside its heap, mapped blocks.
 All three settings are environment variables read when the process starts, so they are
 the user's to set (``docs/troubleshooting.md`` says how), not the library's.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import resource
 import sys
 import threading
 import time
@@ -78,7 +80,7 @@ class HeapSampler(threading.Thread):
     def rss_gb() -> float:
         """This process's resident memory now (in :data:`GB`)."""
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096 / GB
+            return int(f.read().split()[1]) * resource.getpagesize() / GB
 
     def run(self) -> None:
         """Sample until :meth:`stop`."""
@@ -107,7 +109,7 @@ def child(row: str, steps: int, warmup: int) -> dict[str, Any]:
 
     sampler = HeapSampler()
     sampler.start()
-    figures = peer_step.measure(row, steps, 2, 16, False, warmup)
+    figures = peer_step.measure(row, steps, threads=2, batch=16, memory=False, warmup=warmup)
     peak = sampler.stop()
     keep = ("images_per_s", "peak_rss_gb", "built_rss_gb", "timed_page_faults_per_step")
     return {**{k: figures[k] for k in keep}, **{f"at_peak_{k}": v for k, v in peak.items()}}
@@ -158,7 +160,8 @@ def main() -> None:
         f"checkpointing beside stable-pretraining's fp32 step, each row and setting in its "
         f"own process with the same imports; {args.repeats} interleaved rounds, medians "
         "(every run in `heap_runs.csv`). At the peak: RSS and glibc's `mallinfo2` sampled "
-        "every 5 ms through the timed steps, the sample with the highest RSS (heap in use: "
+        "every 5 ms through the whole run (models built, steps, the matmul peak measured after "
+        "them), the sample with the highest RSS (heap in use: "
         "bytes handed out; heap free: bytes glibc keeps in its heap after they were freed, "
         "still resident; mapped blocks: blocks given their own mapping). Settings: "
         "`default` (none), `THP` (`THP_MEM_ALLOC_ENABLE=1`), `mmap 1 MB` "

@@ -26,7 +26,7 @@ timed steps (``common.cpu_matmul_peak``: the better of ``torch.mm`` and oneDNN);
 teacher's FLOPs are counted apart for it.
 The share of the roofline a row reaches says how much speed is left at its FLOPs.
 
-    python benchmarks/peer_step.py [--steps 6] [--threads 2] [--rows salt] [--repeats 3]
+    python benchmarks/peer_step.py [--steps 8] [--warmup 4] [--rows salt] [--repeats 3]
 
 Writes ``benchmarks/results/peer_step.{csv,md,json}`` (medians over ``--repeats``
 interleaved rounds) and ``peer_step_runs.csv`` (every run of this sitting).
@@ -291,6 +291,8 @@ def measure(
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
         "built_rss_gb": built_rss,
         "timed_page_faults_per_step": faults / steps,
+        "timed_steps": steps,
+        "warmup_steps": warmup,
         "context_tokens": int(masks[0][0].shape[1]),
         "target_tokens": int((targets >= 0).sum()),
         "trainable_params_m": sum(p.numel() for p in params) / 1e6,
@@ -383,6 +385,8 @@ def main() -> None:
         recorded = pd.read_csv(args.from_runs)
         runs = recorded[recorded.row.isin(names)].to_dict("records")
         args.repeats = int(recorded["round"].max()) + 1
+        args.steps = int(recorded["timed_steps"].iloc[0])  # as the runs were recorded
+        args.warmup = int(recorded["warmup_steps"].iloc[0])
     else:
         runs = interleaved_with_memory(
             __file__, names, args.repeats, "row", steps=args.steps, warmup=args.warmup,

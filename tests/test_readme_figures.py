@@ -13,6 +13,7 @@ percentage also matches a fraction (``48 %`` matches ``0.479``).
 
 from __future__ import annotations
 
+import csv
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -39,12 +40,10 @@ def _result_numbers() -> dict[str, set[Decimal]]:
     return held
 
 
-def _numbers(text: str, csv: bool) -> set[Decimal]:
+def _numbers(text: str, is_csv: bool) -> set[Decimal]:
     """The numbers in a results file's text; a CSV's cell by cell, so that ``2,5.44``
     (a round, then a rate) reads as 2 and 5.44, not as 25.44."""
-    import csv as csv_module
-
-    cells = [c for row in csv_module.reader(text.splitlines()) for c in row] if csv else [text]
+    cells = [c for row in csv.reader(text.splitlines()) for c in row] if is_csv else [text]
     return {Decimal(n.replace(",", "")) for cell in cells for n in NUMBER.findall(cell)}
 
 
@@ -113,7 +112,7 @@ def test_matching_rules() -> None:
     other = {"benchmarks/results/b.md": {Decimal(1)}, "benchmarks/results/c.md": {Decimal("3.7")}}
     assert unsourced(cited, other) == ["3.7 in '## B'"]
     # a CSV is read cell by cell: the round column does not run into the next figure
-    assert _numbers("row,round,rate\nours,2,5.444\n", csv=True) == {2, Decimal("5.444")}
+    assert _numbers("row,round,rate\nours,2,5.444\n", is_csv=True) == {2, Decimal("5.444")}
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
