@@ -5,10 +5,25 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
 from typing import Any
+
+#: bytes in the GB of every memory column of the benchmarks
+GB = 1e9
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far (GB; Linux gives ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB
+
+
+def rss_gb() -> float:
+    """This process's resident memory now (GB), from ``/proc/self/statm``."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / GB
 
 
 def in_child(script: str, env: dict[str, str] | None = None, **flags: Any) -> dict[str, Any]:

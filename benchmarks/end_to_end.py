@@ -31,13 +31,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import resource
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common import flop_counter, in_child, summarise
+from common import flop_counter, in_child, peak_rss_gb, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -141,9 +140,9 @@ def measure(row: str, corpus: Path, steps: int, warmup: int, batch: int) -> dict
         got = time.perf_counter()
         with counter or contextlib.nullcontext():
             loss = loss_fn(b)
-            optimizer.zero_grad(set_to_none=True)
             loss.backward()
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # as both libraries do (peer_step.py)
         if counter is not None:
             flops.append(counter.get_total_flops() / batch / 1e9)
         else:
@@ -153,7 +152,7 @@ def measure(row: str, corpus: Path, steps: int, warmup: int, batch: int) -> dict
         "images_per_s": batch * steps / sum(totals),
         "data_wait_share": sum(waits) / sum(totals),
         "gflop_per_image": sum(flops) / len(flops),
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "peak_rss_gb": peak_rss_gb(),
     }
 
 

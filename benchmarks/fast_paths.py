@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import time
 from pathlib import Path
 
-from common import TensorMemory, flop_counter, interleaved_with_memory, summarise
+from common import TensorMemory, flop_counter, interleaved_with_memory, peak_rss_gb, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -145,10 +144,10 @@ def measure(opts: dict, steps: int, threads: int, batch: int, memory: bool = Fal
         with watch or contextlib.nullcontext():
             with attention():
                 loss, _ = module.step_loss(b)
-            optimizer.zero_grad(set_to_none=True)
             with attention():
                 loss.backward()
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # as PretrainModule.optimizer_step does
 
     if memory:
         step(batches[0])
@@ -178,7 +177,7 @@ def measure(opts: dict, steps: int, threads: int, batch: int, memory: bool = Fal
     return {
         "images_per_s": batch / statistics.median(times),
         "gflop_per_image": flops,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "peak_rss_gb": peak_rss_gb(),
         "host_reads_per_step": reads.count,
     }
 

@@ -125,9 +125,9 @@ def measure(
     def step(b: dict[str, Any]) -> None:
         with torch.autocast(device, torch.bfloat16):
             loss, _ = module.step_loss(b)
-        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # as PretrainModule.optimizer_step does
         if opts["method"] == "ijepa":
             module.update_target(0.996)
 

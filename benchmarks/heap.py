@@ -4,7 +4,7 @@ allocator settings do to it, for our SALT step and stable-pretraining's.
 ``peer_step.py`` finds our SALT step with selective checkpointing at about three
 quarters of the peer's peak tensor memory but only about nine tenths of its peak RSS.
 This script runs the same two rows (same settings, imports and timed steps, through
-``peer_step.measure``) under three settings of the C allocator, each row and setting in
+``peer_step.measure``) under four settings of the C allocator, each row and setting in
 its own process, rounds interleaved:
 
 * ``default``: glibc's malloc as it comes (freed blocks stay in its heap);
@@ -12,13 +12,16 @@ its own process, rounds interleaved:
   2 MB and more to 2 MB and asks the kernel for transparent huge pages for them;
 * ``mmap 1 MB``: ``MALLOC_MMAP_THRESHOLD_=1048576``, every block of 1 MB or more its own
   mapping, handed back to the kernel when freed (so RSS follows live tensors) and
-  faulted in again, page by page, when next allocated.
+  faulted in again, page by page, when next allocated;
+* ``mmap 16 MB``: the same for blocks of 16 MB and more only (a ViT-S step's largest
+  activations, its MLP's hidden layer), fixed: glibc's own threshold starts at 128 KiB
+  and rises to the largest block freed so far, so without it these stay in the heap too.
 
 A sampling thread reads the process's RSS and glibc's ``mallinfo2`` every few
 milliseconds through the whole run (models built, untimed and timed steps, and the
 matmul peak ``peer_step`` measures after them); the sample with the highest RSS gives the heap's
 split at the peak: bytes in use, free bytes glibc keeps inside its heap, mapped blocks.
-All three settings are environment variables read when the process starts, so they are
+All the settings are environment variables read when the process starts, so they are
 the user's to set (``docs/troubleshooting.md`` says how), not the library's.
 
     .venv-bench/bin/python benchmarks/heap.py [--repeats 2] [--steps 8]
@@ -31,25 +34,22 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import resource
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from common import in_child
+from common import GB, in_child, rss_gb
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 OURS = "usjepa SALT, one pass, bf16 teacher, selective checkpointing"
 PEER = "stable-pretraining SALT"
-#: bytes per "GB" in this file: 10^6 KiB, the unit of ``peer_step``'s RSS columns (which
-#: divide ``ru_maxrss``, in KiB, by 10^6), so the figures compare with them directly
-GB = 1024 * 1e6
 SETTINGS: dict[str, dict[str, str]] = {
     "default": {},
     "THP": {"THP_MEM_ALLOC_ENABLE": "1"},
+    "mmap 16 MB": {"MALLOC_MMAP_THRESHOLD_": str(16 * 2**20)},
     "mmap 1 MB": {"MALLOC_MMAP_THRESHOLD_": "1048576"},
 }
 
@@ -76,16 +76,10 @@ class HeapSampler(threading.Thread):
         self.peak: dict[str, float] = {"rss_gb": 0.0}
         self._done = threading.Event()
 
-    @staticmethod
-    def rss_gb() -> float:
-        """This process's resident memory now (in :data:`GB`)."""
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize() / GB
-
     def run(self) -> None:
         """Sample until :meth:`stop`."""
         while not self._done.is_set():
-            rss = self.rss_gb()
+            rss = rss_gb()
             if rss > self.peak["rss_gb"]:
                 info = self._mallinfo()
                 self.peak = {
@@ -165,8 +159,8 @@ def main() -> None:
         "bytes handed out; heap free: bytes glibc keeps in its heap after they were freed, "
         "still resident; mapped blocks: blocks given their own mapping). Settings: "
         "`default` (none), `THP` (`THP_MEM_ALLOC_ENABLE=1`), `mmap 1 MB` "
-        "(`MALLOC_MMAP_THRESHOLD_=1048576`). GB here are 10^6 KiB (1.024 x 10^9 bytes), "
-        "the unit of `peer_step.md`'s RSS columns. Command: `.venv-bench/bin/python "
+        "(`MALLOC_MMAP_THRESHOLD_=1048576`), `mmap 16 MB` (`MALLOC_MMAP_THRESHOLD_=16777216`). "
+        "GB: 10^9 bytes, as in `peer_step.md`. Command: `.venv-bench/bin/python "
         "benchmarks/heap.py`.",
         "",
         "| row | setting | images/s | images/s, range | speed vs default | peak RSS (GB) | "

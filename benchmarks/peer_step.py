@@ -46,10 +46,13 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    GB,
     TensorMemory,
     cpu_matmul_peak,
     flop_counter,
     interleaved_with_memory,
+    peak_rss_gb,
+    rss_gb,
     summarise,
 )
 
@@ -76,6 +79,17 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "ours_salt",
         {"one_pass": True, "teacher_dtype": "bfloat16", "activation_checkpointing": "selective"},
     ),
+    "usjepa SALT, one pass, bf16 teacher, selective checkpointing, gradients kept until "
+    "the next backward": (
+        "salt",
+        "ours_salt",
+        {
+            "one_pass": True,
+            "teacher_dtype": "bfloat16",
+            "activation_checkpointing": "selective",
+            "keep_grads": True,
+        },
+    ),
     "stable-pretraining SALT": ("salt", "peer_salt", {}),
     "usjepa SALT, one pass, bf16 autocast": (
         "salt_amp",
@@ -92,14 +106,6 @@ PEERS = {
     "salt_amp": "stable-pretraining SALT, bf16 autocast",
     "ijepa": "lightly I-JEPA (timm)",
 }
-
-
-def rss_gb() -> float:
-    """Current resident memory of this process (GB)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1e6
-    return float("nan")
 
 
 def draw_masks(steps: int, batch: int) -> list[tuple[Any, Any]]:
@@ -249,16 +255,20 @@ def measure(
         def step(i: int) -> None:
             with torch.autocast("cpu", torch.bfloat16, enabled=bool(opts.get("amp"))):
                 loss = loss_fn(images[i], *masks[i])
-            optimizer.zero_grad(set_to_none=True)  # Lightning's order: the step, then this
+            if opts.get("keep_grads"):  # Lightning's own order: freed after the next forward
+                optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            # both libraries free the gradients right after the update: stable-pretraining
+            # in its training_step, ours in PretrainModule.optimizer_step
+            optimizer.zero_grad(set_to_none=True)
             if ema is not None:
                 ema()
 
         built_rss = rss_gb()
         with flop_counter() as counter:
             step(0)  # also a warm-up
-        step(1)  # a step with the optimiser state and the last step's gradients held
+        step(1)  # a step with the optimiser state held
     if isinstance(tracker, TensorMemory):
         return {"peak_tensor_gb": tracker.peak / 1e9}
     for i in range(2, warmup):  # the C allocator's heap still grows in these (page faults)
@@ -288,7 +298,7 @@ def measure(
         "matmul_peak_bf16_gflops": peak_bf16,
         "roofline_images_per_s": roofline,
         "of_roofline": batch / statistics.median(times) / roofline,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "peak_rss_gb": peak_rss_gb(),
         "built_rss_gb": built_rss,
         "timed_page_faults_per_step": faults / steps,
         "timed_steps": steps,
@@ -383,6 +393,9 @@ def main() -> None:
     names = [name for name, (family, _, _) in ROWS.items() if family in families]
     if args.from_runs:  # the same tables from recorded runs (rows since removed left out)
         recorded = pd.read_csv(args.from_runs)
+        if "gb_bytes" not in recorded:  # runs before 2026-11-29 gave RSS in 10^6 KiB
+            for col in ("peak_rss_gb", "built_rss_gb"):
+                recorded[col] *= 1024 * 1e6 / GB
         runs = recorded[recorded.row.isin(names)].to_dict("records")
         args.repeats = int(recorded["round"].max()) + 1
         args.steps = int(recorded["timed_steps"].iloc[0])  # as the runs were recorded
@@ -392,7 +405,8 @@ def main() -> None:
             __file__, names, args.repeats, "row", steps=args.steps, warmup=args.warmup,
             threads=args.threads, batch=args.batch,
         )  # fmt: skip
-        pd.DataFrame(runs).to_csv(OUT / "peer_step_runs.csv", index=False)
+        frame = pd.DataFrame(runs).assign(gb_bytes=GB)  # the unit of every GB column
+        frame.to_csv(OUT / "peer_step_runs.csv", index=False)
     by = ["row", "family"]
     table = pd.concat([summarise(pd.DataFrame(rows), by), summarise(pd.DataFrame(runs), by)])
     table = table.reset_index(drop=True)
@@ -425,11 +439,17 @@ def main() -> None:
         "GFLOP/image: one training step, `torch.utils.flop_counter` with the CPU's fused "
         "attention counted too (`benchmarks/common.py`). Peak tensor memory: the most bytes "
         "held by live tensors from building the models to the end of the second step (the "
-        "optimiser state and the last step's gradients held), from the CPU allocator's "
+        "optimiser state held), from the CPU allocator's "
         "record, the CPU's analog of `torch.cuda.max_memory_allocated`. Peak RSS: the "
         "process's peak resident memory, which also holds the interpreter and every "
         "imported library (the 'models built' column less the models) and the heap the C "
-        "allocator keeps after tensors are freed.",
+        "allocator keeps after tensors are freed. GB: 10^9 bytes.",
+        "",
+        "Every row steps as both SALT libraries train: forward, backward, update, then the "
+        "gradients freed (stable-pretraining's `training_step`; ours, "
+        "`PretrainModule.optimizer_step`). The row 'gradients kept until the next "
+        "backward' frees them where Lightning's own loop does, after the next step's "
+        "forward pass, as our module did before: the before/after of that change.",
         "",
     ]
     if "roofline_images_per_s" in table:

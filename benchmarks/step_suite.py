@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from common import cpu_matmul_peak, flop_counter, interleaved, summarise
+from common import cpu_matmul_peak, flop_counter, interleaved, peak_rss_gb, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -84,9 +83,9 @@ def measure(method: str, size: str, steps: int, batch: int, threads: int) -> dic
 
     def step(b: dict[str, Any]) -> None:
         loss = module.step_loss(b)[0]
-        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # as PretrainModule.optimizer_step does
         if ema is not None:
             ema(0.996)
 
@@ -97,7 +96,7 @@ def measure(method: str, size: str, steps: int, batch: int, threads: int) -> dic
         start = time.perf_counter()
         step(b)
         times.append(time.perf_counter() - start)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    rss = peak_rss_gb()
     # the machine's rate right after the steps (not before: the matmul's large buffers
     # would change how the C allocator serves the step, and so its resident memory)
     peak = cpu_matmul_peak()

@@ -217,6 +217,24 @@ def test_ijepa_ema_moves_once_per_optimiser_step_under_accumulation(tmp_path):
     assert moved == [False, True, False, True, False, True]  # 6 micro-batches, 3 steps
 
 
+def test_gradients_are_freed_after_each_optimiser_step_but_kept_while_accumulating(tmp_path):
+    held = []  # at each micro-batch's start: does any trainable parameter hold a gradient?
+
+    class Spy(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            held.append(any(p.grad is not None for p in pl_module.student.parameters()))
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            held.append("step")
+
+    trainer = _quiet_trainer(tmp_path, max_steps=2, callbacks=[Spy()], accumulate_grad_batches=2)
+    batches = [_batch(seed=i) for i in range(4)]
+    trainer.fit(_salt(), DataLoader(_Batches(batches), batch_size=None))
+    # the second micro-batch of each step accumulates onto the first one's gradients;
+    # the next step's forward starts with none held
+    assert held == [False, True, "step", False, True, "step"]
+
+
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     module = _salt()
     bad = _batch()

@@ -191,6 +191,24 @@ class PretrainModule(L.LightningModule):
         decays = [g["weight_decay"] for g in self.trainer.optimizers[0].param_groups]
         self.log("train/weight_decay", max(decays), batch_size=len(batch["image"]))
 
+    def optimizer_step(
+        self,
+        epoch: int,
+        batch_idx: int,
+        optimizer: Any,
+        optimizer_closure: Any = None,
+    ) -> None:
+        """Step the optimiser, then free the gradients at once (``set_to_none``).
+
+        Lightning zeroes them inside the next step's closure, after that step's forward
+        pass, so the whole forward would run with last step's gradients still held: one
+        more copy of the trainable weights at the step's peak (about 0.13 GB for ViT-S and
+        its predictor; ``benchmarks/results/peer_step.md``). Only a step that moved the
+        weights frees them, so gradient accumulation is untouched; callbacks that read
+        gradients do so in ``on_before_optimizer_step``, which runs before this."""
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        optimizer.zero_grad(set_to_none=True)
+
     def trainable_modules(self) -> Iterable[nn.Module]:
         """Modules whose parameters the optimiser updates (frozen parts are left out)."""
         return [self]
