@@ -259,9 +259,10 @@ def measure(
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            # both libraries free the gradients right after the update: stable-pretraining
-            # in its training_step, ours in PretrainModule.optimizer_step
-            optimizer.zero_grad(set_to_none=True)
+            if not opts.get("keep_grads"):
+                # both libraries free the gradients right after the update: stable-pretraining
+                # in its training_step, ours in PretrainModule.optimizer_step
+                optimizer.zero_grad(set_to_none=True)
             if ema is not None:
                 ema()
 

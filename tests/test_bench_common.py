@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from common import TensorMemory, flop_counter  # noqa: E402
+from common import TensorMemory, flop_counter, peak_rss_gb, rss_gb  # noqa: E402
 
 
 def test_flop_counter_counts_cpu_fused_attention() -> None:
@@ -38,6 +38,26 @@ def test_tensor_memory_is_the_peak_of_live_tensors() -> None:
         c = torch.empty(250, 1000)  # 1 MB, after 4 MB were freed
     assert memory.peak == 6_000_000
     assert b.numel() and c.numel()
+
+
+def test_resident_memory_is_in_gb_of_ten_to_the_nine_bytes() -> None:
+    """Both readings in 10^9 bytes: the kernel's own kB (KiB) figures, converted, agree;
+    memory touched now shows in both."""
+
+    def status_gb(field: str) -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024 / 1e9
+        raise AssertionError(field)
+
+    before = rss_gb()
+    block = torch.ones(50_000_000, dtype=torch.uint8)  # 0.05 GB, every page touched
+    now, kernel_now = rss_gb(), status_gb("VmRSS")
+    assert abs(now - kernel_now) < 0.005
+    assert now - before > 0.045
+    assert abs(peak_rss_gb() - status_gb("VmHWM")) < 0.005
+    assert peak_rss_gb() >= now - 0.005
+    assert block.numel()
 
 
 def test_interleaved_with_memory_gives_every_run_its_rows_memory(tmp_path: Path) -> None:
