@@ -300,6 +300,7 @@ def measure(
         "roofline_images_per_s": roofline,
         "of_roofline": batch / statistics.median(times) / roofline,
         "peak_rss_gb": peak_rss_gb(),
+        "gb_bytes": GB,  # the unit of the GB figures (older runs: 10^6 KiB, and no such key)
         "built_rss_gb": built_rss,
         "timed_page_faults_per_step": faults / steps,
         "timed_steps": steps,
@@ -308,6 +309,17 @@ def measure(
         "target_tokens": int((targets >= 0).sum()),
         "trainable_params_m": sum(p.numel() for p in params) / 1e6,
     }
+
+
+def in_gb(run: dict[str, Any]) -> dict[str, Any]:
+    """A recorded run with its RSS figures in :data:`common.GB`: runs recorded before
+    2026-11-29 have no ``gb_bytes`` and gave them in 10^6 KiB."""
+    unit = run.get("gb_bytes")
+    if unit is None or unit != unit:  # absent, or NaN in a CSV that mixes both
+        unit = 1024 * 1e6
+    scale = unit / GB
+    return {**run, "gb_bytes": GB, "peak_rss_gb": run["peak_rss_gb"] * scale,
+            "built_rss_gb": run["built_rss_gb"] * scale}  # fmt: skip
 
 
 def roofline_note(table: Any, peer: dict[str, Any]) -> str:
@@ -390,14 +402,11 @@ def main() -> None:
             if line.startswith("{'row'"):
                 row = ast.literal_eval(line)
                 if row["family"] not in families:
-                    rows.append(row)
+                    rows.append(in_gb(row))
     names = [name for name, (family, _, _) in ROWS.items() if family in families]
     if args.from_runs:  # the same tables from recorded runs (rows since removed left out)
         recorded = pd.read_csv(args.from_runs)
-        if "gb_bytes" not in recorded:  # runs before 2026-11-29 gave RSS in 10^6 KiB
-            for col in ("peak_rss_gb", "built_rss_gb"):
-                recorded[col] *= 1024 * 1e6 / GB
-        runs = recorded[recorded.row.isin(names)].to_dict("records")
+        runs = [in_gb(r) for r in recorded[recorded.row.isin(names)].to_dict("records")]
         args.repeats = int(recorded["round"].max()) + 1
         args.steps = int(recorded["timed_steps"].iloc[0])  # as the runs were recorded
         args.warmup = int(recorded["warmup_steps"].iloc[0])
@@ -406,8 +415,7 @@ def main() -> None:
             __file__, names, args.repeats, "row", steps=args.steps, warmup=args.warmup,
             threads=args.threads, batch=args.batch,
         )  # fmt: skip
-        frame = pd.DataFrame(runs).assign(gb_bytes=GB)  # the unit of every GB column
-        frame.to_csv(OUT / "peer_step_runs.csv", index=False)
+        pd.DataFrame(runs).to_csv(OUT / "peer_step_runs.csv", index=False)
     by = ["row", "family"]
     table = pd.concat([summarise(pd.DataFrame(rows), by), summarise(pd.DataFrame(runs), by)])
     table = table.reset_index(drop=True)
