@@ -27,7 +27,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import TensorMemory, flop_counter, interleaved_with_memory, peak_rss_gb, summarise
+from common import GB, TensorMemory, flop_counter, interleaved_with_memory, peak_rss_gb, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -154,7 +154,7 @@ def measure(opts: dict, steps: int, threads: int, batch: int, memory: bool = Fal
         step(batches[1])  # with the optimiser state and the last step's gradients held
         tracker.__exit__(None, None, None)
         assert isinstance(tracker, TensorMemory)
-        return {"peak_tensor_gb": tracker.peak / 1e9}
+        return {"peak_tensor_gb": tracker.peak / GB}
     if opts.get("compile_blocks"):  # the flop counter cannot trace compiled blocks
         step(batches[0])
         flops = float("nan")

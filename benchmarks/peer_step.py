@@ -237,6 +237,7 @@ def measure(
     family, builder, opts = ROWS[row]
     chans = 3 if builder.startswith("peer") else opts.get("in_chans", 1)
     warmup = max(warmup, 2)
+    keep_grads = bool(opts.get("keep_grads"))
     masks = draw_masks(steps + warmup, batch)
     g = torch.Generator().manual_seed(1)
     images = [torch.randn(batch, chans, 224, 224, generator=g) for _ in range(steps + warmup)]
@@ -255,13 +256,14 @@ def measure(
         def step(i: int) -> None:
             with torch.autocast("cpu", torch.bfloat16, enabled=bool(opts.get("amp"))):
                 loss = loss_fn(images[i], *masks[i])
-            if opts.get("keep_grads"):  # Lightning's own order: freed after the next forward
+            # both libraries free the gradients right after the update (stable-pretraining
+            # in its training_step, ours in PretrainModule.optimizer_step); keep_grads
+            # frees them where Lightning's own loop does, after the next forward
+            if keep_grads:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if not opts.get("keep_grads"):
-                # both libraries free the gradients right after the update: stable-pretraining
-                # in its training_step, ours in PretrainModule.optimizer_step
+            if not keep_grads:
                 optimizer.zero_grad(set_to_none=True)
             if ema is not None:
                 ema()
@@ -271,7 +273,7 @@ def measure(
             step(0)  # also a warm-up
         step(1)  # a step with the optimiser state held
     if isinstance(tracker, TensorMemory):
-        return {"peak_tensor_gb": tracker.peak / 1e9}
+        return {"peak_tensor_gb": tracker.peak / GB}
     for i in range(2, warmup):  # the C allocator's heap still grows in these (page faults)
         step(i)
     times = []
