@@ -1,5 +1,6 @@
 """The demo pipeline through the real CLI, on tiny settings, in a scratch folder."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +198,60 @@ def test_probe_models_and_tasks_by_name(tmp_path):
     assert "task_a" in table and "task_b" in table
     assert list((tmp_path / "out/tensorboard").glob("events.out.tfevents*"))
     assert (tmp_path / "out/probe_table.png").exists()
+
+
+def test_process_defaults_keep_the_users_own_settings():
+    from usjepa.__main__ import PROCESS_DEFAULTS, apply_process_defaults
+
+    env: dict[str, str] = {}
+    apply_process_defaults(env)
+    assert env == PROCESS_DEFAULTS
+    env = {"THP_MEM_ALLOC_ENABLE": "0"}
+    apply_process_defaults(env)
+    assert env["THP_MEM_ALLOC_ENABLE"] == "0"
+
+
+def _thp_on_request() -> bool:
+    """The kernel gives transparent huge pages to the memory that asks (``madvise``), so
+    asking is what shows (under ``always`` every large mapping gets them, under ``never``
+    none does)."""
+    path = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    return path.exists() and "[madvise]" in path.read_text()
+
+
+@pytest.mark.skipif(not _thp_on_request(), reason="transparent huge pages are not on request")
+def test_the_command_puts_large_cpu_tensors_in_huge_pages():
+    """Set before torch's import (as ``python -m usjepa`` does), the default reaches
+    PyTorch's allocator; set after its first CPU tensor, it would not (PyTorch reads the
+    variable once, at its first CPU allocation)."""
+    probe = (
+        "import sys\n"
+        "from usjepa.__main__ import apply_process_defaults\n"
+        "if sys.argv[1] == 'before': apply_process_defaults()\n"
+        "import torch\n"
+        "if sys.argv[1] == 'after':\n"
+        "    torch.zeros(1)\n"
+        "    apply_process_defaults()\n"
+        "x = torch.ones(8 << 20)\n"  # 32 MB
+        "start, end = x.data_ptr(), x.data_ptr() + 4 * x.numel()\n"
+        "huge, inside = 0, False\n"
+        "for line in open('/proc/self/smaps'):\n"
+        "    head = line.split()[0]\n"
+        "    if '-' in head and not head.endswith(':'):\n"
+        "        lo, hi = (int(v, 16) for v in head.split('-'))\n"
+        "        inside = lo < end and start < hi\n"
+        "    elif inside and head == 'AnonHugePages:':\n"
+        "        huge += int(line.split()[1])\n"
+        "print(huge)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+
+    def huge_kb(when):
+        out = subprocess.run(
+            [sys.executable, "-c", probe, when], capture_output=True, text=True, env=env
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        return int(out.stdout.split()[-1])
+
+    assert huge_kb("before") >= 2048
+    assert huge_kb("after") == 0
