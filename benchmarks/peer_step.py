@@ -219,22 +219,40 @@ def peer_ijepa(opts: dict[str, Any]) -> tuple[Any, Callable[[Any, Any, Any], Any
     return model, loss
 
 
+#: the library each builder needs (``measure(..., own_imports=True)`` imports only it)
+LIBRARIES = {
+    "ours_salt": "usjepa.methods",
+    "ours_ijepa": "usjepa.methods",
+    "peer_salt": "stable_pretraining.methods.salt",
+    "peer_ijepa": "lightly.models.modules",
+}
+
+
 def measure(
-    row: str, steps: int, threads: int, batch: int, memory: bool, warmup: int = 4
+    row: str,
+    steps: int,
+    threads: int,
+    batch: int,
+    memory: bool,
+    warmup: int = 4,
+    own_imports: bool = False,
 ) -> dict[str, Any]:
     """Time ``steps`` training steps of ``row`` in this process after ``warmup`` untimed
     ones (at least two: the first is counted for FLOPs, the second holds the optimiser
     state); with ``memory``, run the first two under :class:`common.TensorMemory` instead
     (the profiler's own buffers would swell the resident memory of a timed run) and return
-    the peak tensor memory only."""
-    import lightly.models.modules  # noqa: F401  (every row imports the same libraries)
-    import stable_pretraining.methods.salt  # noqa: F401
+    the peak tensor memory only. Every row imports the three libraries first, so the
+    import baseline of the resident memory is the same in each; ``own_imports`` imports
+    only the row's own library, as a user of that library alone would."""
+    import importlib
+
+    family, builder, opts = ROWS[row]
+    for library in {LIBRARIES[builder]} if own_imports else sorted(set(LIBRARIES.values())):
+        importlib.import_module(library)
+    imported_rss = rss_gb()
     import torch
 
-    import usjepa.methods  # noqa: F401
-
     torch.set_num_threads(threads)
-    family, builder, opts = ROWS[row]
     chans = 3 if builder.startswith("peer") else opts.get("in_chans", 1)
     warmup = max(warmup, 2)
     keep_grads = bool(opts.get("keep_grads"))
@@ -303,7 +321,9 @@ def measure(
         "of_roofline": batch / statistics.median(times) / roofline,
         "peak_rss_gb": peak_rss_gb(),
         "gb_bytes": GB,  # the unit of the GB figures (older runs: 10^6 KiB, and no such key)
+        "imported_rss_gb": imported_rss,
         "built_rss_gb": built_rss,
+        "own_imports": own_imports,
         "timed_page_faults_per_step": faults / steps,
         "timed_steps": steps,
         "warmup_steps": warmup,
