@@ -8,9 +8,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from tests.conftest import tiny_encoder, tiny_predictor
-from tests.methods.test_config import _Batches
-from usjepa.callbacks import CollapseMonitor, MaskImages, ThroughputMonitor
+from tests.methods.test_config import _Batches, _fit
+from usjepa.callbacks import CollapseMonitor, MaskImages, ReleaseHostMemory, ThroughputMonitor
 from usjepa.callbacks.collapse import indicators, rankme
+from usjepa.callbacks.host_memory import _glibc_trim
 from usjepa.callbacks.monitors import overlay_masks
 from usjepa.methods import SALTModule
 
@@ -153,3 +154,28 @@ def test_online_probe_without_its_task_warns_and_stays_off(tmp_path):
     with pytest.warns(UserWarning, match="OnlineProbe: no task at .*not_built"):
         trainer.fit(module, DataLoader(_Batches(2), batch_size=None))
     assert trainer.global_step == 2 and probe.images is None and not probe.last
+
+
+def _rss_bytes() -> int:
+    import resource
+    from pathlib import Path
+
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
+
+
+@pytest.mark.skipif(_glibc_trim() is None, reason="the C library is not glibc")
+def test_release_host_memory_hands_freed_heap_pages_back(tmp_path):
+    # every other 64 KiB block freed: holes in the heap that glibc cannot cut off its top
+    blocks = [torch.ones(16 * 1024) for _ in range(800)]
+    del blocks[::2]
+    before = _rss_bytes()
+    ReleaseHostMemory(every_n_steps=1)._trim(0)
+    assert before - _rss_bytes() > 15_000_000  # of the 26 MB freed
+    assert len(blocks) == 400
+
+    callback = ReleaseHostMemory(every_n_steps=2)
+    module = SALTModule(tiny_encoder(0), tiny_predictor(), tiny_encoder(1))
+    _fit(module, tmp_path, steps=6, callbacks=[callback])
+    assert callback.trims == 3
+    with pytest.raises(ValueError, match="every_n_steps=0"):
+        ReleaseHostMemory(every_n_steps=0)
