@@ -3,8 +3,9 @@
 Runs the step fast paths (``fast_paths.py``), small-corpus speed (``small_corpus.py``),
 loading from disk (``loading.py``), probe timings (``probe_speed.py``) and the CPU step
 suite at three sizes (``step_suite.py``); the side-by-sides with stable-pretraining and
-lightly (``peer_step.py``, ``end_to_end.py``, ``heap.py``) when ``.venv-bench`` exists (``make
-bench-peers`` builds it); the GPU benchmark (``gpu_step.py``) when CUDA is present.
+lightly (``peer_step.py``, ``end_to_end.py``, ``heap.py``, ``long_run_rss.py``) when
+``.venv-bench`` exists (``make bench-peers`` builds it); the GPU benchmark
+(``gpu_step.py``) when CUDA is present.
 Each writes its own CSV and Markdown under ``benchmarks/results/``; this script adds
 ``suite.json`` (what ran, how long, exit status, result files) and ``suite.md`` (the
 Markdown tables of this run, one after the other).
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 BENCH_PY = ROOT / ".venv-bench" / "bin" / "python"
 #: the scripts that import the public implementations (the ``[bench]`` extra's venv)
-PEERS = ("peer_step", "end_to_end", "heap")
+PEERS = ("peer_step", "end_to_end", "heap", "long_run_rss")
 
 #: script -> the Markdown file it writes
 SCRIPTS = {
@@ -37,6 +38,7 @@ SCRIPTS = {
     "peer_step": "peer_step.md",
     "end_to_end": "end_to_end.md",
     "heap": "heap.md",
+    "long_run_rss": "long_run_rss.md",
     "gpu_step": "gpu_step.md",
 }
 

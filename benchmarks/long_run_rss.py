@@ -1,0 +1,183 @@
+"""Resident memory over a longer CPU run: how far it creeps past the first steps, and
+what ``usjepa.callbacks.ReleaseHostMemory`` (glibc's ``malloc_trim``) buys back.
+
+``peer_step.py`` and ``heap.py`` read the peak RSS over 12 steps. Every step draws new
+masks, so its token counts, and the sizes of its tensors, differ from the last; glibc
+keeps the freed blocks and the heap's span grows for many steps. This script runs the
+SALT step of ``peer_step.py`` (ViT-S/16, batch 16, 2 threads, our one-pass step with the
+bf16 teacher and selective checkpointing, stable-pretraining's fp32 step) for
+``--steps`` steps, each row in its own process importing only its own library, and
+records the RSS after every step and the peak RSS of the whole run. Rows: each library
+under the default allocator and under ``THP_MEM_ALLOC_ENABLE=1`` (which ``python -m
+usjepa`` sets), and ours with the trim after every 10th step and after every step.
+
+    .venv-bench/bin/python benchmarks/long_run_rss.py [--steps 48]
+
+Writes ``benchmarks/results/long_run_rss.{csv,md,png}`` (the PNG: RSS after each step)
+and ``long_run_rss_steps.csv`` (every step of every row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common import GB, in_child, peak_rss_gb, rss_gb
+
+OUT = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+OURS = "usjepa SALT, one pass, bf16 teacher, selective checkpointing"
+PEER = "stable-pretraining SALT"
+THP = {"THP_MEM_ALLOC_ENABLE": "1"}
+#: label -> (peer_step row, environment, trim every n steps or 0)
+ROWS: dict[str, tuple[str, dict[str, str], int]] = {
+    "usjepa, default allocator": (OURS, {}, 0),
+    "usjepa, THP": (OURS, THP, 0),
+    "usjepa, THP, trim every 10 steps": (OURS, THP, 10),
+    "usjepa, THP, trim every step": (OURS, THP, 1),
+    "stable-pretraining, default allocator": (PEER, {}, 0),
+    "stable-pretraining, THP": (PEER, THP, 0),
+}
+WARMUP = 4
+
+
+def child(label: str, steps: int) -> dict[str, Any]:
+    """Run ``label``'s row for ``steps`` steps in this process."""
+    import peer_step
+
+    row, _, every = ROWS[label]
+    family, builder, opts = peer_step.ROWS[row]
+    import importlib
+
+    importlib.import_module(peer_step.LIBRARIES[builder])
+    import torch
+
+    torch.set_num_threads(2)
+    chans = 3 if builder.startswith("peer") else 1
+    masks = peer_step.draw_masks(steps, 16)
+    g = torch.Generator().manual_seed(1)
+    images = [torch.randn(16, chans, 224, 224, generator=g) for _ in range(4)]
+    torch.manual_seed(0)
+    model, loss_fn = getattr(peer_step, builder)(opts)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    trim = None
+    if every:
+        from usjepa.callbacks import ReleaseHostMemory
+
+        trim = ReleaseHostMemory(every)._trim
+    times, after = [], []
+    for i in range(steps):
+        start = time.perf_counter()
+        loss_fn(images[i % 4], *masks[i]).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if trim is not None and (i + 1) % every == 0:
+            trim(0)
+        times.append(time.perf_counter() - start)
+        after.append(rss_gb())
+    return {
+        "images_per_s": 16 / statistics.median(times[WARMUP:]),
+        "peak_rss_gb": peak_rss_gb(),
+        "rss_after_steps_gb": after,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=48)
+    parser.add_argument("--label", default=None, help=argparse.SUPPRESS)  # child process
+    args = parser.parse_args()
+    if args.label is not None:
+        print(json.dumps(child(args.label, args.steps)))
+        return
+    try:
+        import stable_pretraining  # noqa: F401
+    except ImportError as err:
+        sys.exit(f"long_run_rss: {err.name} is not installed; run `make bench-peers`")
+    import pandas as pd
+
+    runs, steps = [], []
+    for label, (_, env, _) in ROWS.items():
+        figures = in_child(__file__, env=env, label=label, steps=args.steps)
+        after = figures.pop("rss_after_steps_gb")
+        steps += [{"row": label, "step": i + 1, "rss_gb": v} for i, v in enumerate(after)]
+        quarter = max(1, args.steps // 4)
+        runs.append(
+            {
+                "row": label,
+                **figures,
+                f"rss_after_step_{quarter}_gb": after[quarter - 1],
+                "rss_after_last_step_gb": after[-1],
+                "max_rss_after_a_step_gb": max(after),
+            }
+        )
+        print(runs[-1], flush=True)
+    table, per_step = pd.DataFrame(runs), pd.DataFrame(steps)
+    base = table.set_index("row")
+    table["speed_vs_own_untrimmed"] = [
+        r.images_per_s / base.loc["usjepa, THP", "images_per_s"] if "trim" in r.row else 1.0
+        for _, r in table.iterrows()
+    ]
+    table["peak_rss_vs_peer_default"] = (
+        table.peak_rss_gb / base.loc["stable-pretraining, default allocator", "peak_rss_gb"]
+    )
+    table.to_csv(OUT / "long_run_rss.csv", index=False)
+    per_step.to_csv(OUT / "long_run_rss_steps.csv", index=False)
+    plot(per_step, OUT / "long_run_rss.png")
+    quarter = max(1, args.steps // 4)
+    lines = [
+        "# Resident memory over a longer CPU run",
+        "",
+        f"The SALT step of `peer_step.py` (ViT-S/16, batch 16, 2 threads; ours one-pass "
+        f"with the bf16 teacher and selective checkpointing, stable-pretraining's fp32), "
+        f"{args.steps} steps with a new mask draw each, each row in its own process "
+        "importing only its own library; one run per row. Peak RSS: the whole run's "
+        "(`VmHWM`); RSS after a step: sampled once the step's update is done. THP: "
+        "`THP_MEM_ALLOC_ENABLE=1` (set by `python -m usjepa`). Trim: "
+        "`usjepa.callbacks.ReleaseHostMemory` (glibc's `malloc_trim(0)`). Speed of a "
+        f"trimmed row against `usjepa, THP` (images/s: median of steps {WARMUP + 1}-"
+        f"{args.steps}). GB: 10^9 bytes. Every step in `long_run_rss_steps.csv`, drawn "
+        "in `long_run_rss.png`. Command: `.venv-bench/bin/python "
+        "benchmarks/long_run_rss.py`.",
+        "",
+        f"| row | images/s | speed vs untrimmed | peak RSS (GB) | peak RSS vs the peer's "
+        f"default | RSS after step {quarter} (GB) | RSS after step {args.steps} (GB) | "
+        "most RSS after a step (GB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in table.iterrows():
+        lines.append(
+            f"| {r.row} | {r.images_per_s:.2f} | {r.speed_vs_own_untrimmed:.2f}x | "
+            f"{r.peak_rss_gb:.2f} | {r.peak_rss_vs_peer_default:.2f}x | "
+            f"{r[f'rss_after_step_{quarter}_gb']:.2f} | {r.rss_after_last_step_gb:.2f} | "
+            f"{r.max_rss_after_a_step_gb:.2f} |"
+        )
+    (OUT / "long_run_rss.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def plot(per_step: Any, path: Path) -> None:
+    """RSS after each step, one line per row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for row, frame in per_step.groupby("row", sort=False):
+        ax.plot(frame.step, frame.rss_gb, label=row, linestyle="--" if "stable" in row else "-")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"RSS after the step (GB of {GB:.0e} bytes)")
+    ax.set_title("ViT-S/16 SALT step on 2 CPU threads")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
