@@ -50,7 +50,7 @@ def child(label: str, steps: int) -> dict[str, Any]:
     import peer_step
 
     row, _, every = ROWS[label]
-    family, builder, opts = peer_step.ROWS[row]
+    _, builder, opts = peer_step.ROWS[row]
     import importlib
 
     importlib.import_module(peer_step.LIBRARIES[builder])
@@ -64,19 +64,19 @@ def child(label: str, steps: int) -> dict[str, Any]:
     torch.manual_seed(0)
     model, loss_fn = getattr(peer_step, builder)(opts)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    trim = None
-    if every:
+    release = None
+    if every:  # the callback's own hook, as a Trainer would call it after each batch
         from usjepa.callbacks import ReleaseHostMemory
 
-        trim = ReleaseHostMemory(every)._trim
+        release = ReleaseHostMemory(every)
     times, after = [], []
     for i in range(steps):
         start = time.perf_counter()
         loss_fn(images[i % 4], *masks[i]).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if trim is not None and (i + 1) % every == 0:
-            trim(0)
+        if release is not None:
+            release.on_train_batch_end(None, model, None, None, i)  # type: ignore[arg-type]
         times.append(time.perf_counter() - start)
         after.append(rss_gb())
     return {
@@ -100,12 +100,12 @@ def main() -> None:
         sys.exit(f"long_run_rss: {err.name} is not installed; run `make bench-peers`")
     import pandas as pd
 
+    quarter = max(1, args.steps // 4)
     runs, steps = [], []
     for label, (_, env, _) in ROWS.items():
         figures = in_child(__file__, env=env, label=label, steps=args.steps)
         after = figures.pop("rss_after_steps_gb")
         steps += [{"row": label, "step": i + 1, "rss_gb": v} for i, v in enumerate(after)]
-        quarter = max(1, args.steps // 4)
         runs.append(
             {
                 "row": label,
@@ -128,7 +128,6 @@ def main() -> None:
     table.to_csv(OUT / "long_run_rss.csv", index=False)
     per_step.to_csv(OUT / "long_run_rss_steps.csv", index=False)
     plot(per_step, OUT / "long_run_rss.png")
-    quarter = max(1, args.steps // 4)
     lines = [
         "# Resident memory over a longer CPU run",
         "",

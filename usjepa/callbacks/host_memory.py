@@ -54,8 +54,13 @@ class ReleaseHostMemory(Callback):
         batch_idx: int,
     ) -> None:
         """Trim after every ``every_n_steps``-th batch of a run on the CPU."""
-        if self._trim is None or pl_module.device.type != "cpu":
-            return
-        if (batch_idx + 1) % self.every_n_steps == 0:
-            self._trim(0)
-            self.trims += 1
+        if pl_module.device.type == "cpu" and (batch_idx + 1) % self.every_n_steps == 0:
+            self.release()
+
+    def release(self) -> bool:
+        """Trim now; False where the C library has no ``malloc_trim``."""
+        if self._trim is None:
+            return False
+        self._trim(0)
+        self.trims += 1
+        return True
