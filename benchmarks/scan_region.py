@@ -10,6 +10,15 @@ against the analytic mask. Speed is frames per second on one core (OpenCV and to
 limited to one thread), measured in the same run as a plain threshold + convex hull
 baseline, so the ratio is robust to machine load.
 
+Real phased-array cardiac frames (optional, ``--phased DIR``): the 2-D views of the
+TTE47 reference gallery (echocardiograms from Imperial College Healthcare NHS Trust,
+published with the dataset card at github.com/thrive-centre/thrive-centre.github.io,
+``assets/images/datasets/TTE47``). They are not committed (the gallery states no licence
+of its own), so they are read from a checkout of that repository; their ground truth is
+ours, one sector per frame in ``benchmarks/data/tte47_sectors.csv`` (see
+``benchmarks/data/README.md``). Frames are converted to grayscale and resized to 256 x 256
+like the committed fixtures.
+
 ``--tag`` names the run (``before`` / ``after`` a change); ``scan_region.md`` shows every
 tag whose CSV is in the results folder, side by side. Writes
 ``benchmarks/results/scan_region_<tag>.csv`` and ``scan_region.md``.
@@ -26,12 +35,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from usjepa.data.scan_region import detect_scan_region, iou
+from usjepa.data.scan_region import detect_scan_region, iou, sector_mask
 from usjepa.data.synthetic import draw_patient, render_frame
 from usjepa.data.synthetic.geometry import GEOMETRY_KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "tests/fixtures/real_scans"
+SECTORS = ROOT / "benchmarks/data/tte47_sectors.csv"
 
 
 def baseline(frame: np.ndarray) -> np.ndarray:
@@ -57,6 +67,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--tag", default="after", help="run name (before / after a change)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results"))
+    parser.add_argument(
+        "--phased",
+        default=None,
+        help="folder holding the TTE47 gallery's PNGs (assets/images/datasets/TTE47 of a "
+        "thrive-centre.github.io checkout): adds the real phased-array cardiac rows",
+    )
     ns = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -67,6 +83,10 @@ def main() -> None:
         truth = cv2.imread(str(REAL / r["mask"]), cv2.IMREAD_GRAYSCALE)
         rows.append(_score(f"real {r.geometry}", r.frame, image, truth))
         frames.append(image)
+    if ns.phased is not None:
+        for image, truth, name in phased_frames(Path(ns.phased), ns.size):
+            rows.append(_score("real phased_sector (TTE47 gallery)", name, image, truth))
+            frames.append(image)
     for kind in GEOMETRY_KINDS:
         for i in range(ns.frames):
             rng = np.random.default_rng([2026, i, len(kind)])
@@ -82,6 +102,38 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / f"scan_region_{ns.tag}.csv", index=False)
     write_summary(out)
+
+
+def phased_frames(folder: Path, size: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """``(frame, ground truth, file)`` of every frame in ``tte47_sectors.csv``, both at
+    ``size`` x ``size`` (the frame by area interpolation, its sector drawn at the frame's
+    own size and resized by nearest neighbour)."""
+    out = []
+    for _, r in pd.read_csv(SECTORS).iterrows():
+        path = folder / r.file
+        colour = cv2.imread(str(path))
+        if colour is None:
+            raise SystemExit(f"scan_region: cannot read {path}; --phased needs the TTE47 PNGs")
+        if colour.shape[:2] != (r.height, r.width):
+            raise SystemExit(
+                f"scan_region: {path} is {colour.shape[:2]}, but its sector was drawn on "
+                f"{(r.height, r.width)}; use the gallery at the commit in benchmarks/data"
+            )
+        gray = cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)
+        truth = sector_mask(
+            gray.shape,
+            (r.apex_x, r.apex_y),
+            (r.angle_left, r.angle_right),
+            (r.radius_inner, r.radius_outer),
+        )
+        out.append(
+            (
+                cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA),
+                cv2.resize(truth, (size, size), interpolation=cv2.INTER_NEAREST),
+                str(r.file),
+            )
+        )
+    return out
 
 
 def _score(kind: str, frame: str, image: np.ndarray, truth: np.ndarray) -> dict:
@@ -104,9 +156,13 @@ def write_summary(out: Path) -> None:
         "# Scan-region detection per image type",
         "",
         "IoU against ground truth: real frames from `tests/fixtures/real_scans` (masks we "
-        "drew, see its SOURCE.md), synthetic frames against the generator's analytic mask. "
+        "drew, see its SOURCE.md), real phased-array cardiac frames from the TTE47 gallery "
+        "(not committed; sectors we drew, `benchmarks/data/tte47_sectors.csv`, see "
+        "`benchmarks/data/README.md`; rows present only in runs given `--phased`), "
+        "synthetic frames against the generator's analytic mask. "
         "p5 is the 5th percentile over frames; the bar is p5 >= 0.95 per type and >= 1,000 "
-        "frames/s per core at 256 px. Command: `python benchmarks/scan_region.py --tag <run>`.",
+        "frames/s per core at 256 px. Command: `python benchmarks/scan_region.py --tag <run> "
+        "[--phased DIR]`.",
         "",
         "| image type | frames | "
         + " | ".join(f"{t}: IoU p5 / mean / min" for t in tags)

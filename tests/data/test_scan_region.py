@@ -10,6 +10,7 @@ from usjepa.data.scan_region import (
     detect_scan_region_clip,
     iou,
     patch_cover,
+    sector_mask,
 )
 from usjepa.data.synthetic import draw_patient, render_frame
 from usjepa.data.synthetic.geometry import GEOMETRY_KINDS
@@ -91,3 +92,23 @@ def test_dark_inside_is_region_not_background():
     )
     assert ((frame > 8) & (truth > 0)).sum() / (truth > 0).sum() < 0.6, name
     assert iou(detect_scan_region(frame), truth) > 0.94, name
+
+
+def test_sector_mask_draws_the_wedge_it_is_given():
+    mask = sector_mask((400, 600), apex=(300, 20), angles=(-30, 45), radii=(50, 300)) > 0
+    # area of the annular sector, 75 of 360 degrees, within 1 %
+    expected = 75 / 360 * np.pi * (300**2 - 50**2)
+    assert abs(mask.sum() / expected - 1) < 0.01
+
+    def at(angle: float, dist: float) -> bool:
+        rad = np.radians(angle)  # from straight down, positive to the right
+        return bool(mask[round(20 + dist * np.cos(rad)), round(300 + dist * np.sin(rad))])
+
+    assert at(0, 200) and at(-28, 200) and at(43, 200)
+    assert not at(-33, 200) and not at(48, 200)  # beyond the left and right edges
+    assert not at(0, 40) and not at(0, 310)  # nearer than the inner, beyond the outer radius
+    # an apex above the frame (a zoomed view): the annulus crosses the frame
+    zoomed = sector_mask((100, 100), apex=(50, -200), angles=(-20, 20), radii=(210, 290))
+    assert zoomed[5, 50] == 0 and zoomed[15, 50] == 255 and zoomed[95:].max() == 0
+    with pytest.raises(ValueError, match="angles"):
+        sector_mask((10, 10), (5, 0), (30, -30), (0, 5))

@@ -152,6 +152,42 @@ def _cut_above_face(mask: np.ndarray, core: np.ndarray, tol: float) -> None:
     mask[:, span] = np.where(rows < edge[None, :], 0, mask[:, span])
 
 
+def sector_mask(
+    shape: tuple[int, int],
+    apex: tuple[float, float],
+    angles: tuple[float, float],
+    radii: tuple[float, float],
+) -> np.ndarray:
+    """Mask of a known sector (a phased array's wedge, or an annular sector when the
+    near field is cut): pixels within ``radii`` of ``apex`` whose direction from it lies
+    between the two edge ``angles``. For a fixed acquisition geometry, where the scanner's
+    sector is known rather than detected, and for drawing ground truth.
+
+    Args:
+        shape: ``(height, width)`` of the frame.
+        apex: ``(x, y)`` of the sector's apex in pixels; it may lie outside the frame.
+        angles: ``(left, right)`` edge directions in degrees from straight down,
+            negative towards the image's left (a symmetric 90 degree sector: ``(-45, 45)``).
+        radii: ``(inner, outer)`` distance from the apex in pixels (``inner`` 0 for a
+            wedge that starts at its apex).
+
+    Returns:
+        ``[H, W]`` uint8 mask, 255 inside.
+    """
+    (left, right), (inner, outer) = angles, radii
+    if not -180 < left < right < 180 or not 0 <= inner < outer:
+        raise ValueError(
+            f"sector angles {angles} must rise from left to right within (-180, 180) and "
+            f"radii {radii} must satisfy 0 <= inner < outer"
+        )
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    dx, dy = cols - apex[0], rows - apex[1]
+    direction = np.degrees(np.arctan2(dx, dy))  # 0 straight down, positive to the right
+    dist = np.hypot(dx, dy)
+    inside = (direction >= left) & (direction <= right) & (dist >= inner) & (dist <= outer)
+    return inside.astype(np.uint8) * 255
+
+
 def patch_cover(mask: np.ndarray, grid: int) -> np.ndarray:
     """Share of scan-region pixels in each cell of a ``grid x grid`` patch grid: area
     interpolation of a binary uint8 mask (0 outside, 255 inside, as ``usjepa data build``
