@@ -42,6 +42,13 @@ from usjepa.data.synthetic.geometry import GEOMETRY_KINDS
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / "tests/fixtures/real_scans"
 SECTORS = ROOT / "benchmarks/data/tte47_sectors.csv"
+#: what each recorded run measured
+TAGS = {
+    "before": "the intensity-based detector",
+    "after": "the geometric detector (convex hull, mirrored, cut at a convex face)",
+    "sector": "the same with a phased array's sector redrawn from its sides and a part "
+    "beside the region's columns (a colour bar) left out",
+}
 
 
 def baseline(frame: np.ndarray) -> np.ndarray:
@@ -154,6 +161,8 @@ def write_summary(out: Path) -> None:
     tags = sorted(runs, key=lambda t: (t != "before", t))
     lines = [
         "# Scan-region detection per image type",
+        "",
+        "Runs: " + "; ".join(f"`{t}`: {TAGS.get(t, 'a run of this script')}" for t in tags) + ".",
         "",
         "IoU against ground truth: real frames from `tests/fixtures/real_scans` (masks we "
         "drew, see its SOURCE.md), real phased-array cardiac frames from the TTE47 gallery "

@@ -112,3 +112,43 @@ def test_sector_mask_draws_the_wedge_it_is_given():
     assert zoomed[5, 50] == 0 and zoomed[15, 50] == 255 and zoomed[95:].max() == 0
     with pytest.raises(ValueError, match="angles"):
         sector_mask((10, 10), (5, 0), (30, -30), (0, 5))
+
+
+def _phased_frame(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([seed, 11])
+    return render_frame(draw_patient(256, rng, "phased"), 0, rng)
+
+
+def test_dim_far_corners_of_a_phased_sector_stay_inside():
+    """A phased sector whose far corners are too dim to count as signal is redrawn whole
+    from its sides, as on real echocardiograms (the hull alone cuts the corners off)."""
+    for seed in range(4):
+        image, truth = _phased_frame(seed)
+        rows, cols = np.nonzero(truth)
+        apex_row = rows.min()
+        depth = rows.max() - apex_row
+        # black out the sector's lower left and right quarters: the dim far field
+        dim = image.copy()
+        low = np.zeros_like(truth, bool)
+        low[apex_row + depth // 2 :] = True
+        side = np.abs(np.arange(256) - cols.mean()) > 0.25 * (cols.max() - cols.min())
+        dim[low & side[None, :]] = 0
+        corners = (truth > 0) & low & side[None, :]
+        found = detect_scan_region(dim) > 0
+        assert found[corners].mean() > 0.9, seed
+        assert iou(found, truth) > 0.93, seed
+
+
+def test_a_colour_bar_beside_the_sector_stays_out():
+    """A tall bar at the frame's side (a colour scale with its labels) is no part of the
+    region cut off by a shadow: the region keeps to its own columns."""
+    image, truth = _phased_frame(0)
+    # the sector fills the frame's width: widen the frame to make room for the bar
+    bar, wide_truth = np.zeros((256, 320), np.uint8), np.zeros((256, 320), np.uint8)
+    bar[:, :256], wide_truth[:, :256] = image, truth
+    width = int(0.15 * (truth > 0).sum() / 120) + 1  # a seventh of the sector's area
+    x0 = int(np.flatnonzero(truth.any(0)).max()) + 3
+    bar[20:140, x0 : x0 + width] = 200
+    found = detect_scan_region(bar)
+    assert found[20:140, x0 + 4 :].max() == 0
+    assert iou(found, wide_truth) > 0.93

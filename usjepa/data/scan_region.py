@@ -9,14 +9,18 @@ image. So:
 
 1. signal: blur (speckle nulls stop being holes) and a low threshold (dim deep tissue
    counts), opened with a kernel wider than any overlay stroke (text, rulers, ECG);
-2. the largest component (with any other large part a shadow cut off), opened again
+2. the largest component (with any other large part within its columns: a part a
+   shadow cut off; a colour bar beside the region is no such part), opened again
    with a twice wider kernel so that thin overlays glued to its edge (a grey-scale bar,
    a depth ruler, an ECG baseline) fall off; the hull below spans the component within
    one stroke of that core, so a sector's narrow apex stays;
 3. its convex hull, together with the hull mirrored about the probe's axis (the middle
    of the face, whose near field is bright): scanners display sectors symmetric, so a
    side lost to a rib shadow is restored from the other side;
-4. the face: where the component's top edge, between its two highest points, is a
+4. a phased array's sector: where the hull's top is narrow and its sides meet just
+   above it, the sector is redrawn from those sides out to the region's deepest point,
+   so that its dim far corners and the apex the opening blunted come back;
+5. else the face: where the component's top edge, between its two highest points, is a
    concave arc (a convex probe), what lies above a robust quadratic through it is cut.
 
 Clips: pixels of static overlays do not change over time, scan data does, so the
@@ -90,6 +94,10 @@ def _region(signal: np.ndarray, stroke: int | None, grow: int, symmetric: bool) 
     # column above a dark band, say); overlays are small once opened
     areas = np.bincount(labels.ravel(), minlength=n)[1:]
     big = 1 + np.flatnonzero(areas >= 0.1 * areas.max())
+    if len(big) > 1:  # a part beside the region's columns is no shadow: a colour bar, say
+        main = 1 + int(areas.argmax())
+        columns = (labels == main).any(0)
+        big = np.array([b for b in big if b == main or _within(labels == b, columns)])
     if len(big) == 1:
         component = np.asarray(cv2.compare(labels, np.full_like(labels, big[0]), cv2.CMP_EQ))
     else:
@@ -102,6 +110,7 @@ def _region(signal: np.ndarray, stroke: int | None, grow: int, symmetric: bool) 
     support = cv2.bitwise_and(component, cv2.dilate(core, _square(k)))
     contours, _ = cv2.findContours(support, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     points = np.concatenate(contours).reshape(-1, 2)
+    own = points  # before mirroring: a steered sector is not symmetric
     if symmetric:
         top = points[:, 1].min()
         face = points[points[:, 1] <= top + max(2, int(0.03 * h)), 0]
@@ -116,10 +125,72 @@ def _region(signal: np.ndarray, stroke: int | None, grow: int, symmetric: bool) 
         # a frame cropped to a linear array's image: the rectangle below its top edge
         mask[rows[0] :] = 255
         return mask if grow <= 0 else np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
-    _cut_above_face(mask, core, tol=0.02 * h)
+    if not _complete_sector(mask, own):
+        _cut_above_face(mask, core, tol=0.02 * h)
     if grow > 0:  # the blur spread the region by about half its width on every side
         mask = np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
     return mask
+
+
+def _within(part: np.ndarray, columns: np.ndarray) -> bool:
+    """Whether most of ``part``'s columns are among ``columns`` (bool per image column)."""
+    mine = part.any(0)
+    return bool((mine & columns).sum() >= 0.5 * mine.sum())
+
+
+def _complete_sector(mask: np.ndarray, points: np.ndarray) -> bool:
+    """Redraw a phased array's sector whole (in place); False when the region is no sector.
+
+    ``points``: the region's outline, before any mirroring. A hull of them whose top is
+    narrow, and whose sides meet just above it, is a sector (the opening has blunted its
+    apex; a convex array's sides meet far above its wide face). Its far corners are often
+    too dim to count as signal, so the hull cuts them off: the sector is redrawn from the
+    hull's two sides (straight lines through its upper half, which meet at the apex) out
+    to the outline's deepest point between them.
+    """
+    hull = np.zeros_like(mask)
+    cv2.fillConvexPoly(hull, cv2.convexHull(points.astype(np.int32)), 255)
+    rows = np.flatnonzero(hull.any(1))
+    height = rows[-1] - rows[0] if len(rows) else 0
+    if height < 16:
+        return False
+    widths = np.count_nonzero(hull, axis=1)
+    if widths[rows[0] + 2] > 0.3 * widths.max():
+        return False  # a wide top: a linear or convex array's face
+    ys = np.arange(rows[0] + height // 10, rows[0] + height // 2)
+    inside = hull[ys] > 0
+    left = inside.argmax(1).astype(np.float64)
+    right = (hull.shape[1] - 1 - inside[:, ::-1].argmax(1)).astype(np.float64)
+    (a_left, b_left), (a_right, b_right) = np.polyfit(ys, left, 1), np.polyfit(ys, right, 1)
+    if a_right - a_left <= 0.05:  # sides that do not open downwards
+        return False
+    apex_y = (b_right - b_left) / (a_left - a_right)
+    apex_x = a_left * apex_y + b_left
+    if not rows[0] - 0.35 * height <= apex_y <= rows[0] + 2:
+        return False  # sides that meet far above the top: a convex array's virtual apex
+    left_deg, right_deg = np.degrees(np.arctan(a_left)), np.degrees(np.arctan(a_right))
+    dx, dy = points[:, 0] - apex_x, points[:, 1] - apex_y
+    direction = np.degrees(np.arctan2(dx, dy))
+    between = (direction >= left_deg) & (direction <= right_deg)
+    if not between.any():
+        return False
+    depth = float(np.hypot(dx, dy)[between].max())
+    # OpenCV's angles run clockwise from the +x axis; ours from straight down
+    scale = 16  # OpenCV's sub-pixel drawing: coordinates in 1/16 px
+    mask[:] = 0
+    cv2.ellipse(
+        mask,
+        (int(round(apex_x * scale)), int(round(apex_y * scale))),
+        (int(round(depth * scale)), int(round(depth * scale))),
+        0,
+        90 - right_deg,
+        90 - left_deg,
+        255,
+        -1,
+        cv2.LINE_8,
+        4,
+    )
+    return True
 
 
 def _cut_above_face(mask: np.ndarray, core: np.ndarray, tol: float) -> None:
