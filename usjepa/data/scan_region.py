@@ -17,9 +17,9 @@ image. So:
 3. its convex hull, together with the hull mirrored about the probe's axis (the middle
    of the face, whose near field is bright): scanners display sectors symmetric, so a
    side lost to a rib shadow is restored from the other side;
-4. a phased array's sector: where the hull's top is narrow and its sides meet just
-   above it, the sector is redrawn from those sides out to the region's deepest point,
-   so that its dim far corners and the apex the opening blunted come back;
+4. a phased array's sector: where the hull's top is narrow and its sides meet above it
+   (within half its height), the sector is redrawn from those sides out to the region's
+   deepest point, so that its dim far corners and the apex the opening blunted come back;
 5. else the face: where the component's top edge, between its two highest points, is a
    concave arc (a convex probe), what lies above a robust quadratic through it is cut.
 
@@ -142,8 +142,8 @@ def _complete_sector(mask: np.ndarray, points: np.ndarray) -> bool:
     """Redraw a phased array's sector whole (in place); False when the region is no sector.
 
     ``points``: the region's outline, before any mirroring. A hull of them whose top is
-    narrow, and whose sides meet just above it, is a sector (the opening has blunted its
-    apex; a convex array's sides meet far above its wide face). Its far corners are often
+    narrow, and whose sides meet above it within half its height, is a sector (the
+    opening has blunted its apex; a convex array's face is wide). Its far corners are often
     too dim to count as signal, so the hull cuts them off: the sector is redrawn from the
     hull's two sides (straight lines through its upper half, which meet at the apex) out
     to the outline's deepest point between them.
@@ -166,8 +166,8 @@ def _complete_sector(mask: np.ndarray, points: np.ndarray) -> bool:
         return False
     apex_y = (b_right - b_left) / (a_left - a_right)
     apex_x = a_left * apex_y + b_left
-    if not rows[0] - 0.35 * height <= apex_y <= rows[0] + 2:
-        return False  # sides that meet far above the top: a convex array's virtual apex
+    if not rows[0] - 0.5 * height <= apex_y <= rows[0] + 2:
+        return False  # sides that meet far above the top: no sector's apex
     left_deg, right_deg = np.degrees(np.arctan(a_left)), np.degrees(np.arctan(a_right))
     dx, dy = points[:, 0] - apex_x, points[:, 1] - apex_y
     direction = np.degrees(np.arctan2(dx, dy))
