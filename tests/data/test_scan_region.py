@@ -110,6 +110,10 @@ def test_sector_mask_draws_the_wedge_it_is_given():
     # an apex above the frame (a zoomed view): the annulus crosses the frame
     zoomed = sector_mask((100, 100), apex=(50, -200), angles=(-20, 20), radii=(210, 290))
     assert zoomed[5, 50] == 0 and zoomed[15, 50] == 255 and zoomed[95:].max() == 0
+    # wider than a half turn: everything but the 110 degrees straight up
+    wide = sector_mask((201, 201), apex=(100, 100), angles=(-120, 130), radii=(0, 90)) > 0
+    assert abs(wide.sum() / (250 / 360 * np.pi * 90**2) - 1) < 0.01
+    assert wide[100, 20] and wide[100, 180] and not wide[20, 100]
     with pytest.raises(ValueError, match="angles"):
         sector_mask((10, 10), (5, 0), (30, -30), (0, 5))
 

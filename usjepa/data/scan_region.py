@@ -175,21 +175,7 @@ def _complete_sector(mask: np.ndarray, points: np.ndarray) -> bool:
     if not between.any():
         return False
     depth = float(np.hypot(dx, dy)[between].max())
-    # OpenCV's angles run clockwise from the +x axis; ours from straight down
-    scale = 16  # OpenCV's sub-pixel drawing: coordinates in 1/16 px
-    mask[:] = 0
-    cv2.ellipse(
-        mask,
-        (int(round(apex_x * scale)), int(round(apex_y * scale))),
-        (int(round(depth * scale)), int(round(depth * scale))),
-        0,
-        90 - right_deg,
-        90 - left_deg,
-        255,
-        -1,
-        cv2.LINE_8,
-        4,
-    )
+    mask[:] = sector_mask(mask.shape, (apex_x, apex_y), (left_deg, right_deg), (0.0, depth))
     return True
 
 
@@ -251,11 +237,16 @@ def sector_mask(
             f"sector angles {angles} must rise from left to right within (-180, 180) and "
             f"radii {radii} must satisfy 0 <= inner < outer"
         )
-    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
-    dx, dy = cols - apex[0], rows - apex[1]
-    direction = np.degrees(np.arctan2(dx, dy))  # 0 straight down, positive to the right
-    dist = np.hypot(dx, dy)
-    inside = (direction >= left) & (direction <= right) & (dist >= inner) & (dist <= outer)
+    # pixel centres tested exactly, by cross products with the two edge directions
+    # (direction (sin a, cos a) for an angle a from straight down)
+    dx = np.arange(shape[1], dtype=np.float64)[None, :] - apex[0]
+    dy = np.arange(shape[0], dtype=np.float64)[:, None] - apex[1]
+    (sl, cl), (sr, cr) = [(np.sin(np.radians(a)), np.cos(np.radians(a))) for a in (left, right)]
+    past_left = sl * dy - cl * dx <= 1e-9  # right of the left edge (on it counts)
+    before_right = dx * cr - dy * sr <= 1e-9  # left of the right edge
+    wedge = past_left & before_right if right - left <= 180 else past_left | before_right
+    dist2 = dx * dx + dy * dy
+    inside = wedge & (dist2 >= inner * inner) & (dist2 <= outer * outer)
     return inside.astype(np.uint8) * 255
 
 
