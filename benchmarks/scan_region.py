@@ -48,6 +48,8 @@ TAGS = {
     "after": "the geometric detector (convex hull, mirrored, cut at a convex face)",
     "sector": "the same with a phased array's sector redrawn from its sides and a part "
     "beside the region's columns (a colour bar) left out",
+    "threshold": "the same with signal from two grey levels above the frame's black (at "
+    "most 6, the old fixed level) and a sector's sides fitted through rows 10-40 % of it",
 }
 
 

@@ -156,3 +156,17 @@ def test_a_colour_bar_beside_the_sector_stays_out():
     found = detect_scan_region(bar)
     assert found[20:140, x0 + 4 :].max() == 0
     assert iou(found, wide_truth) > 0.93
+
+
+def test_dim_sides_of_a_sector_count_as_region():
+    """Tissue along a real sector's edges is often a few grey levels above black: it is
+    signal, so the sides (and the apex they meet at) are found where the scanner drew
+    them, not where bright tissue ends. A fixed threshold of 6 loses the dim bands."""
+    rng = np.random.default_rng(4)
+    truth = sector_mask((256, 256), apex=(128, 16), angles=(-40, 40), radii=(0, 225))
+    bright = sector_mask((256, 256), apex=(128, 16), angles=(-22, 22), radii=(0, 225))
+    speckle = rng.gamma(2.0, 0.5, truth.shape)  # mean 1
+    image = np.where(bright > 0, 60 * speckle, np.where(truth > 0, 5 * speckle, 0))
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    assert iou(detect_scan_region(image, threshold=6), truth) < 0.8  # the old default
+    assert iou(detect_scan_region(image), truth) > 0.95

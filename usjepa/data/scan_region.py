@@ -35,7 +35,7 @@ import numpy as np
 
 def detect_scan_region(
     frame: np.ndarray,
-    threshold: int = 6,
+    threshold: int | None = None,
     blur: int = 5,
     stroke: int | None = None,
     symmetric: bool = True,
@@ -44,8 +44,10 @@ def detect_scan_region(
 
     Args:
         frame: ``[H, W]`` uint8 grayscale (colour frames: convert first).
-        threshold: grey level above which blurred pixels count as signal; low, because
-            deep tissue in a dim fan is barely above the black background.
+        threshold: grey level above which blurred pixels count as signal. Default: two
+            levels above the frame's black (the 1st percentile of the blurred frame), at
+            most 6; low, because deep tissue in a dim fan and a sector's dim edges are
+            barely above the black background.
         blur: box-blur size that bridges speckle nulls.
         stroke: opening kernel size; overlay strokes thinner than this vanish. Defaults
             to about 3.5 % of the short side (9 px at 256 px).
@@ -60,6 +62,9 @@ def detect_scan_region(
             f"{frame.shape} {frame.dtype}; convert with cv2.cvtColor first"
         )
     smooth = cv2.blur(frame, (blur, blur))
+    if threshold is None:
+        black = int(np.percentile(smooth[::4, ::4], 1))
+        threshold = min(6, black + 2)
     signal = cv2.threshold(smooth, threshold, 255, cv2.THRESH_BINARY)[1]
     return _region(signal, stroke, blur // 2, symmetric)
 
@@ -145,8 +150,8 @@ def _complete_sector(mask: np.ndarray, points: np.ndarray) -> bool:
     narrow, and whose sides meet above it within half its height, is a sector (the
     opening has blunted its apex; a convex array's face is wide). Its far corners are often
     too dim to count as signal, so the hull cuts them off: the sector is redrawn from the
-    hull's two sides (straight lines through its upper half, which meet at the apex) out
-    to the outline's deepest point between them.
+    hull's two sides (straight lines through rows 10-40 % of its height, above the far
+    corners; they meet at the apex) out to the outline's deepest point between them.
     """
     hull = np.zeros_like(mask)
     cv2.fillConvexPoly(hull, cv2.convexHull(points.astype(np.int32)), 255)
@@ -157,7 +162,7 @@ def _complete_sector(mask: np.ndarray, points: np.ndarray) -> bool:
     widths = np.count_nonzero(hull, axis=1)
     if widths[rows[0] + 2] > 0.3 * widths.max():
         return False  # a wide top: a linear or convex array's face
-    ys = np.arange(rows[0] + height // 10, rows[0] + height // 2)
+    ys = np.arange(rows[0] + height // 10, rows[0] + (2 * height) // 5)
     inside = hull[ys] > 0
     left = inside.argmax(1).astype(np.float64)
     right = (hull.shape[1] - 1 - inside[:, ::-1].argmax(1)).astype(np.float64)
