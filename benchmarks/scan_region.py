@@ -19,6 +19,13 @@ ours, one sector per frame in ``benchmarks/data/tte47_sectors.csv`` (see
 ``benchmarks/data/README.md``). Frames are converted to grayscale and resized to 256 x 256
 like the committed fixtures.
 
+A cropped breast set (optional, ``--busi DIR``): BUSI (Al-Dhabyani et al. 2020, 780
+frames; not committed, e.g. ``data/<class>/images`` of
+github.com/yirutsai/Breast-ultrasound-dataset), where the issue first saw the detector
+leave cysts and shadows out. Its frames are cropped to the scan image, so the figure is
+the share of each frame the region keeps; there is no drawn ground truth (a few frames
+are cropped inside a fan and rightly keep less).
+
 ``--tag`` names the run (``before`` / ``after`` a change); ``scan_region.md`` shows every
 tag whose CSV is in the results folder, side by side. Writes
 ``benchmarks/results/scan_region_<tag>.csv`` and ``scan_region.md``.
@@ -40,6 +47,7 @@ from usjepa.data.synthetic import draw_patient, render_frame
 from usjepa.data.synthetic.geometry import GEOMETRY_KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
+BUSI = "real breast_cropped (BUSI): share kept"
 REAL = ROOT / "tests/fixtures/real_scans"
 SECTORS = ROOT / "benchmarks/data/tte47_sectors.csv"
 #: what each recorded run measured
@@ -48,8 +56,9 @@ TAGS = {
     "after": "the geometric detector (convex hull, mirrored, cut at a convex face)",
     "sector": "the same with a phased array's sector redrawn from its sides and a part "
     "beside the region's columns (a colour bar) left out",
-    "threshold": "the same with signal from two grey levels above the frame's black (at "
-    "most 6, the old fixed level) and a sector's sides fitted through rows 10-40 % of it",
+    "dim": "the same with signal from two grey levels above the frame's black (at most 6, "
+    "the old fixed level), a sector's sides fitted through rows 10-40 % of it, and a "
+    "cropped frame kept to its bottom where only dark data (no black padding) lies below",
 }
 
 
@@ -82,6 +91,12 @@ def main() -> None:
         help="folder holding the TTE47 gallery's PNGs (assets/images/datasets/TTE47 of a "
         "thrive-centre.github.io checkout): adds the real phased-array cardiac rows",
     )
+    parser.add_argument(
+        "--busi",
+        default=None,
+        help="folder holding BUSI's images (any depth; masks beside them are skipped): adds "
+        "the share of each cropped breast frame that the detected region keeps",
+    )
     ns = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -96,6 +111,10 @@ def main() -> None:
         for image, truth, name in phased_frames(Path(ns.phased), ns.size):
             rows.append(_score("real phased_sector (TTE47 gallery)", name, image, truth))
             frames.append(image)
+    if ns.busi is not None:
+        for image, name in cropped_frames(Path(ns.busi), ns.size):
+            kept = float((detect_scan_region(image) > 0).mean())
+            rows.append({"type": BUSI, "frame": name, "kept": kept})
     for kind in GEOMETRY_KINDS:
         for i in range(ns.frames):
             rng = np.random.default_rng([2026, i, len(kind)])
@@ -145,6 +164,24 @@ def phased_frames(folder: Path, size: int) -> list[tuple[np.ndarray, np.ndarray,
     return out
 
 
+def cropped_frames(folder: Path, size: int) -> list[tuple[np.ndarray, str]]:
+    """Every image under ``folder`` (lesion masks skipped), grayscale, ``size`` square."""
+    paths = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in {".png", ".jpg", ".jpeg"} and "mask" not in p.name.lower()
+    )
+    if not paths:
+        raise SystemExit(f"scan_region: no images under {folder}; --busi needs BUSI's images")
+    out = []
+    for path in paths:
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            raise SystemExit(f"scan_region: cannot read {path}")
+        out.append((cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA), path.name))
+    return out
+
+
 def _score(kind: str, frame: str, image: np.ndarray, truth: np.ndarray) -> dict:
     return {
         "type": kind,
@@ -181,6 +218,7 @@ def write_summary(out: Path) -> None:
         "|---|---|" + "---|" * len(tags) + "---|",
     ]
     last = runs[tags[-1]]
+    last = last[last["type"] != BUSI]
     for kind, group in last.groupby("type", sort=False):
         cells = []
         for t in tags:
@@ -200,6 +238,25 @@ def write_summary(out: Path) -> None:
         f" ratio {runs[t]['fps'].iloc[0] / runs[t]['fps_baseline'].iloc[0]:.2f})"
         for t in tags
     ]
+    kept = {t: r[r["type"] == BUSI]["kept"] for t, r in runs.items() if "kept" in r}
+    kept = {t: k for t, k in kept.items() if len(k)}
+    if kept:
+        lines += [
+            "",
+            "A cropped breast set (BUSI, Al-Dhabyani et al. 2020; not committed, rows only in "
+            "runs given `--busi`): the share of each frame inside the detected region. Its "
+            "frames are cropped to the scan image, so nearly all should keep everything; a "
+            "frame cropped inside a fan keeps less, rightly (its black corners are no scan). "
+            "The issue found a frame keeping 29 % and 5 % of frames under 70 %.",
+            "",
+            "| run | frames | share kept: p5 / mean / min | frames under 0.7 | under 0.9 |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t} | {len(k)} | {k.quantile(0.05):.3f} / {k.mean():.3f} / {k.min():.3f} | "
+            f"{(k < 0.7).sum()} | {(k < 0.9).sum()} |"
+            for t, k in kept.items()
+        ]
     (out / "scan_region.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -170,3 +170,17 @@ def test_dim_sides_of_a_sector_count_as_region():
     image = np.clip(image, 0, 255).astype(np.uint8)
     assert iou(detect_scan_region(image, threshold=6), truth) < 0.8  # the old default
     assert iou(detect_scan_region(image), truth) > 0.95
+
+
+def test_a_cropped_frame_keeps_its_dark_far_field():
+    """A frame cropped to a linear array's image (a breast set's) whose deep third is
+    barely above black: it is scan data to the frame's bottom. Black padding is not."""
+    rng = np.random.default_rng(7)
+    speckle = rng.gamma(2.0, 0.5, (256, 256))
+    image = np.clip(np.where(np.arange(256)[:, None] < 170, 70 * speckle, 2 * speckle), 0, 255)
+    image = np.maximum(image, 1).astype(np.uint8)  # a dim far field: every pixel above 0
+    assert (detect_scan_region(image) > 0).mean() > 0.99
+    padded = image.copy()
+    padded[170:] = 0  # the same frame above a screen's black padding
+    found = detect_scan_region(padded) > 0
+    assert found[:160].mean() > 0.99 and found[180:].max() == 0

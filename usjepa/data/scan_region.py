@@ -16,7 +16,10 @@ image. So:
    one stroke of that core, so a sector's narrow apex stays;
 3. its convex hull, together with the hull mirrored about the probe's axis (the middle
    of the face, whose near field is bright): scanners display sectors symmetric, so a
-   side lost to a rib shadow is restored from the other side;
+   side lost to a rib shadow is restored from the other side; a hull whose top spans the
+   frame's width is a frame cropped to a linear array's image: everything below its top
+   edge, down to the frame's bottom where that is reached or where only live rows (nearly
+   every pixel above 0: a dark far field, not a screen's black padding) lie below;
 4. a phased array's sector: where the hull's top is narrow and its sides meet above it
    (within half its height), the sector is redrawn from those sides out to the region's
    deepest point, so that its dim far corners and the apex the opening blunted come back;
@@ -66,7 +69,10 @@ def detect_scan_region(
         black = int(np.percentile(smooth[::4, ::4], 1))
         threshold = min(6, black + 2)
     signal = cv2.threshold(smooth, threshold, 255, cv2.THRESH_BINARY)[1]
-    return _region(signal, stroke, blur // 2, symmetric)
+    # rows where nearly every pixel is above 0: scan data, however dark (a cropped
+    # frame's far field), not a screen's black padding
+    live = np.count_nonzero(frame, axis=1) >= 0.9 * frame.shape[1]
+    return _region(signal, stroke, blur // 2, symmetric, live)
 
 
 def detect_scan_region_clip(
@@ -84,9 +90,16 @@ def _square(size: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
 
 
-def _region(signal: np.ndarray, stroke: int | None, grow: int, symmetric: bool) -> np.ndarray:
-    """Steps 2-4 of the module docstring on a 0/255 signal map; ``grow`` px of blur
-    spill are taken off the result."""
+def _region(
+    signal: np.ndarray,
+    stroke: int | None,
+    grow: int,
+    symmetric: bool,
+    live: np.ndarray | None = None,
+) -> np.ndarray:
+    """Steps 2-5 of the module docstring on a 0/255 signal map; ``grow`` px of blur
+    spill are taken off the result. ``live``: per row, whether it holds data however
+    dark (a cropped frame's far field below the signal)."""
     h, w = signal.shape
     k = stroke or max(3, int(round(min(h, w) * 0.035)) | 1)
     mask = np.zeros((h, w), np.uint8)
@@ -126,8 +139,10 @@ def _region(signal: np.ndarray, stroke: int | None, grow: int, symmetric: bool) 
     cv2.fillConvexPoly(mask, cv2.convexHull(points.astype(np.int32)), 255)
     rows = np.flatnonzero(mask.any(1))
     first = mask[rows[0]] > 0
-    if first[: k // 2 + 1].any() and first[-(k // 2 + 1) :].any() and rows[-1] >= h - k:
-        # a frame cropped to a linear array's image: the rectangle below its top edge
+    deep = rows[-1] >= h - k or (live is not None and bool(live[rows[-1] + 1 :].all()))
+    if first[: k // 2 + 1].any() and first[-(k // 2 + 1) :].any() and deep:
+        # a frame cropped to a linear array's image: the rectangle below its top edge, to
+        # the frame's bottom when that is reached or only dark data lies below
         mask[rows[0] :] = 255
         return mask if grow <= 0 else np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
     if not _complete_sector(mask, own):
