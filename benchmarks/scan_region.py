@@ -16,7 +16,8 @@ published with the dataset card at github.com/thrive-centre/thrive-centre.github
 ``assets/images/datasets/TTE47``). They are not committed (the gallery states no licence
 of its own), so they are read from a checkout of that repository; their ground truth is
 ours, one sector per frame in ``benchmarks/data/tte47_sectors.csv`` (see
-``benchmarks/data/README.md``). Frames are converted to grayscale and resized to 256 x 256
+``benchmarks/data/README.md``), and four of them also against sectors placed by hand
+(``tte47_sectors_hand.csv``). Frames are converted to grayscale and resized to 256 x 256
 like the committed fixtures.
 
 A cropped breast set (optional, ``--busi DIR``): BUSI (Al-Dhabyani et al. 2020, 780
@@ -50,12 +51,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BUSI = "real breast_cropped (BUSI): share kept"
 REAL = ROOT / "tests/fixtures/real_scans"
 SECTORS = ROOT / "benchmarks/data/tte47_sectors.csv"
+HAND = ROOT / "benchmarks/data/tte47_sectors_hand.csv"  # four of them placed by hand
 #: what each recorded run measured
 TAGS = {
     "before": "the intensity-based detector",
     "after": "the geometric detector (convex hull, mirrored, cut at a convex face)",
     "sector": "the same with a phased array's sector redrawn from its sides and a part "
-    "beside the region's columns (a colour bar) left out",
+    "beside the region's columns (a colour bar) left out (re-run on its commit, 64f97e0, "
+    "with this script, for the hand-placed and BUSI rows)",
     "dim": "the same with signal from two grey levels above the frame's black (at most 6, "
     "the old fixed level), a sector's sides fitted through rows 10-40 % of it, and a "
     "cropped frame kept to its bottom where only dark data (no black padding) lies below",
@@ -111,6 +114,8 @@ def main() -> None:
         for image, truth, name in phased_frames(Path(ns.phased), ns.size):
             rows.append(_score("real phased_sector (TTE47 gallery)", name, image, truth))
             frames.append(image)
+        for image, truth, name in phased_frames(Path(ns.phased), ns.size, HAND):
+            rows.append(_score("real phased_sector, hand-placed sectors", name, image, truth))
     if ns.busi is not None:
         for image, name in cropped_frames(Path(ns.busi), ns.size):
             kept = float((detect_scan_region(image) > 0).mean())
@@ -132,12 +137,14 @@ def main() -> None:
     write_summary(out)
 
 
-def phased_frames(folder: Path, size: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
-    """``(frame, ground truth, file)`` of every frame in ``tte47_sectors.csv``, both at
+def phased_frames(
+    folder: Path, size: int, table: Path = SECTORS
+) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """``(frame, ground truth, file)`` of every frame in ``table``, both at
     ``size`` x ``size`` (the frame by area interpolation, its sector drawn at the frame's
     own size and resized by nearest neighbour)."""
     out = []
-    for _, r in pd.read_csv(SECTORS).iterrows():
+    for _, r in pd.read_csv(table).iterrows():
         path = folder / r.file
         colour = cv2.imread(str(path))
         if colour is None:
@@ -197,7 +204,8 @@ def write_summary(out: Path) -> None:
         p.stem.removeprefix("scan_region_"): pd.read_csv(p)
         for p in sorted(out.glob("scan_region_*.csv"))
     }
-    tags = sorted(runs, key=lambda t: (t != "before", t))
+    order = list(TAGS)  # the order the runs were made in, then any others
+    tags = sorted(runs, key=lambda t: (order.index(t) if t in order else len(order), t))
     lines = [
         "# Scan-region detection per image type",
         "",
@@ -206,11 +214,12 @@ def write_summary(out: Path) -> None:
         "IoU against ground truth: real frames from `tests/fixtures/real_scans` (masks we "
         "drew, see its SOURCE.md), real phased-array cardiac frames from the TTE47 gallery "
         "(not committed; sectors we drew, `benchmarks/data/tte47_sectors.csv`, see "
-        "`benchmarks/data/README.md`; rows present only in runs given `--phased`), "
+        "`benchmarks/data/README.md`; four of them also against sectors placed by hand; rows "
+        "present only in runs given `--phased`), "
         "synthetic frames against the generator's analytic mask. "
         "p5 is the 5th percentile over frames; the bar is p5 >= 0.95 per type and >= 1,000 "
         "frames/s per core at 256 px. Command: `python benchmarks/scan_region.py --tag <run> "
-        "[--phased DIR]`.",
+        "[--phased DIR] [--busi DIR]`.",
         "",
         "| image type | frames | "
         + " | ".join(f"{t}: IoU p5 / mean / min" for t in tags)
@@ -255,7 +264,7 @@ def write_summary(out: Path) -> None:
         lines += [
             f"| {t} | {len(k)} | {k.quantile(0.05):.3f} / {k.mean():.3f} / {k.min():.3f} | "
             f"{(k < 0.7).sum()} | {(k < 0.9).sum()} |"
-            for t, k in kept.items()
+            for t, k in ((t, kept[t]) for t in tags if t in kept)
         ]
     (out / "scan_region.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -65,14 +65,11 @@ def detect_scan_region(
             f"{frame.shape} {frame.dtype}; convert with cv2.cvtColor first"
         )
     smooth = cv2.blur(frame, (blur, blur))
-    if threshold is None:
-        black = int(np.percentile(smooth[::4, ::4], 1))
-        threshold = min(6, black + 2)
+    if threshold is None:  # the 1st percentile of a subsample, from its histogram
+        counts = np.bincount(smooth[::4, ::4].ravel(), minlength=256).cumsum()
+        threshold = min(6, int(np.searchsorted(counts, 0.01 * counts[-1])) + 2)
     signal = cv2.threshold(smooth, threshold, 255, cv2.THRESH_BINARY)[1]
-    # rows where nearly every pixel is above 0: scan data, however dark (a cropped
-    # frame's far field), not a screen's black padding
-    live = np.count_nonzero(frame, axis=1) >= 0.9 * frame.shape[1]
-    return _region(signal, stroke, blur // 2, symmetric, live)
+    return _region(signal, stroke, blur // 2, symmetric, frame)
 
 
 def detect_scan_region_clip(
@@ -95,11 +92,11 @@ def _region(
     stroke: int | None,
     grow: int,
     symmetric: bool,
-    live: np.ndarray | None = None,
+    frame: np.ndarray | None = None,
 ) -> np.ndarray:
     """Steps 2-5 of the module docstring on a 0/255 signal map; ``grow`` px of blur
-    spill are taken off the result. ``live``: per row, whether it holds data however
-    dark (a cropped frame's far field below the signal)."""
+    spill are taken off the result. ``frame``: the grey frame, whose rows below the
+    signal tell a cropped frame's dark far field from black padding."""
     h, w = signal.shape
     k = stroke or max(3, int(round(min(h, w) * 0.035)) | 1)
     mask = np.zeros((h, w), np.uint8)
@@ -139,8 +136,7 @@ def _region(
     cv2.fillConvexPoly(mask, cv2.convexHull(points.astype(np.int32)), 255)
     rows = np.flatnonzero(mask.any(1))
     first = mask[rows[0]] > 0
-    deep = rows[-1] >= h - k or (live is not None and bool(live[rows[-1] + 1 :].all()))
-    if first[: k // 2 + 1].any() and first[-(k // 2 + 1) :].any() and deep:
+    if first[: k // 2 + 1].any() and first[-(k // 2 + 1) :].any() and _deep(rows[-1], h, k, frame):
         # a frame cropped to a linear array's image: the rectangle below its top edge, to
         # the frame's bottom when that is reached or only dark data lies below
         mask[rows[0] :] = 255
@@ -150,6 +146,18 @@ def _region(
     if grow > 0:  # the blur spread the region by about half its width on every side
         mask = np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
     return mask
+
+
+def _deep(bottom: int, h: int, k: int, frame: np.ndarray | None) -> bool:
+    """Whether a region ending at row ``bottom`` reaches the frame's bottom: within a
+    stroke of it, or with only live rows below (nearly every pixel above 0: scan data,
+    however dark, not a screen's black padding)."""
+    if bottom >= h - k:
+        return True
+    if frame is None:
+        return False
+    below = frame[bottom + 1 :]
+    return bool((np.count_nonzero(below, axis=1) >= 0.9 * frame.shape[1]).all())
 
 
 def _within(part: np.ndarray, columns: np.ndarray) -> bool:
