@@ -247,8 +247,8 @@ def write_summary(out: Path) -> None:
         f" ratio {runs[t]['fps'].iloc[0] / runs[t]['fps_baseline'].iloc[0]:.2f})"
         for t in tags
     ]
-    kept = {t: r[r["type"] == BUSI]["kept"] for t, r in runs.items() if "kept" in r}
-    kept = {t: k for t, k in kept.items() if len(k)}
+    kept = {t: runs[t].loc[runs[t]["type"] == BUSI, "kept"] for t in tags if "kept" in runs[t]}
+    kept = {t: k for t, k in kept.items() if len(k)}  # runs without --busi
     if kept:
         lines += [
             "",
@@ -264,7 +264,7 @@ def write_summary(out: Path) -> None:
         lines += [
             f"| {t} | {len(k)} | {k.quantile(0.05):.3f} / {k.mean():.3f} / {k.min():.3f} | "
             f"{(k < 0.7).sum()} | {(k < 0.9).sum()} |"
-            for t, k in ((t, kept[t]) for t in tags if t in kept)
+            for t, k in kept.items()
         ]
     (out / "scan_region.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -48,9 +48,9 @@ def detect_scan_region(
     Args:
         frame: ``[H, W]`` uint8 grayscale (colour frames: convert first).
         threshold: grey level above which blurred pixels count as signal. Default: two
-            levels above the frame's black (the 1st percentile of the blurred frame), at
-            most 6; low, because deep tissue in a dim fan and a sector's dim edges are
-            barely above the black background.
+            levels above the frame's black (the 1st percentile of the blurred frame,
+            read on every 4th row and column), at most 6; low, because deep tissue in a
+            dim fan and a sector's dim edges are barely above the black background.
         blur: box-blur size that bridges speckle nulls.
         stroke: opening kernel size; overlay strokes thinner than this vanish. Defaults
             to about 3.5 % of the short side (9 px at 256 px).
@@ -65,7 +65,7 @@ def detect_scan_region(
             f"{frame.shape} {frame.dtype}; convert with cv2.cvtColor first"
         )
     smooth = cv2.blur(frame, (blur, blur))
-    if threshold is None:  # the 1st percentile of a subsample, from its histogram
+    if threshold is None:  # the subsample's 1st percentile, from its histogram
         counts = np.bincount(smooth[::4, ::4].ravel(), minlength=256).cumsum()
         threshold = min(6, int(np.searchsorted(counts, 0.01 * counts[-1])) + 2)
     signal = cv2.threshold(smooth, threshold, 255, cv2.THRESH_BINARY)[1]
@@ -156,8 +156,7 @@ def _deep(bottom: int, h: int, k: int, frame: np.ndarray | None) -> bool:
         return True
     if frame is None:
         return False
-    below = frame[bottom + 1 :]
-    return bool((np.count_nonzero(below, axis=1) >= 0.9 * frame.shape[1]).all())
+    return bool((np.count_nonzero(frame[bottom + 1 :], axis=1) >= 0.9 * frame.shape[1]).all())
 
 
 def _within(part: np.ndarray, columns: np.ndarray) -> bool:
