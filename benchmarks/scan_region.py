@@ -3,7 +3,10 @@
 Real frames: ``tests/fixtures/real_scans`` (lung videos under CC BY licences, 2 frames
 per clip, 256 px), each scored against the mask we drew for its clip, grouped by image
 type: convex fans (many with rib shadows reaching the fan's sides and floor), convex
-frames cropped inside the fan, and linear frames cropped to the array's image. Synthetic
+frames cropped inside the fan, and linear frames cropped to the array's image; and
+``tests/fixtures/fetal_hc18`` (30 obstetric frames of HC18, CC BY 4.0, short side 256 px):
+convex abdominal fans zoomed so that the frame cuts them, some steered, with black
+anonymisation boxes, each against the region we drew from its full-size frame. Synthetic
 frames: for each probe geometry (convex, linear, phased), ``--frames`` frames at 256 px
 with all overlays (text, ruler, grey bar, ECG, calipers) and every lesion class, scored
 against the analytic mask. Speed is frames per second on one core (OpenCV and torch
@@ -43,6 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from usjepa.data.ingest.builder import resize_short
 from usjepa.data.scan_region import detect_scan_region, iou, sector_mask
 from usjepa.data.synthetic import draw_patient, render_frame
 from usjepa.data.synthetic.geometry import GEOMETRY_KINDS
@@ -50,8 +54,12 @@ from usjepa.data.synthetic.geometry import GEOMETRY_KINDS
 ROOT = Path(__file__).resolve().parents[1]
 BUSI = "real breast_cropped (BUSI): share kept"
 REAL = ROOT / "tests/fixtures/real_scans"
+FETAL = ROOT / "tests/fixtures/fetal_hc18"  # convex abdominal: fetal heads (HC18)
 SECTORS = ROOT / "benchmarks/data/tte47_sectors.csv"
 HAND = ROOT / "benchmarks/data/tte47_sectors_hand.csv"  # four of them placed by hand
+PHASED = "real phased_sector (TTE47 gallery)"
+PHASED_HAND = "real phased_sector, hand-placed sectors"
+STRETCHED = "stretched to a square"
 #: what each recorded run measured
 TAGS = {
     "before": "the intensity-based detector",
@@ -62,6 +70,15 @@ TAGS = {
     "dim": "the same with signal from two grey levels above the frame's black (at most 6, "
     "the old fixed level), a sector's sides fitted through rows 10-40 % of it, and a "
     "cropped frame kept to its bottom where only dark data (no black padding) lies below",
+    "aspect": "the same detector, with TTE47's 4:3 frames also resized as `usjepa data build` "
+    "resizes (short side 256, aspect kept), and stretched frames also detected at the "
+    "stretch given (`aspect=`); earlier runs scored only the frames stretched to a square; "
+    "the first run with the HC18 fetal frames",
+    "face": "a convex face found as the longest shallow run of the region's top edge (so a "
+    "face the frame cuts off, or one off the frame's middle, is still cut along its arc), "
+    "and a fan mirrored only where the frame cuts its top flat and no face is in view (a "
+    "steered fan, or one whose face is in view, keeps its own sides); edges the frame's "
+    "border makes are not mirrored",
 }
 
 
@@ -104,18 +121,25 @@ def main() -> None:
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     rows, frames = [], []
-    index = pd.read_csv(REAL / "index.csv")
-    for _, r in index.iterrows():
-        image = cv2.imread(str(REAL / r.frame), cv2.IMREAD_GRAYSCALE)
-        truth = cv2.imread(str(REAL / r["mask"]), cv2.IMREAD_GRAYSCALE)
-        rows.append(_score(f"real {r.geometry}", r.frame, image, truth))
-        frames.append(image)
-    if ns.phased is not None:
-        for image, truth, name in phased_frames(Path(ns.phased), ns.size):
-            rows.append(_score("real phased_sector (TTE47 gallery)", name, image, truth))
+    for folder in (REAL, FETAL):
+        for _, r in pd.read_csv(folder / "index.csv").iterrows():
+            image = cv2.imread(str(folder / r.frame), cv2.IMREAD_GRAYSCALE)
+            truth = cv2.imread(str(folder / r["mask"]), cv2.IMREAD_GRAYSCALE)
+            rows.append(_score(f"real {r.geometry}", r.frame, image, truth))
             frames.append(image)
-        for image, truth, name in phased_frames(Path(ns.phased), ns.size, HAND):
-            rows.append(_score("real phased_sector, hand-placed sectors", name, image, truth))
+    if ns.phased is not None:
+        folder = Path(ns.phased)
+        for image, truth, name, _ in phased_frames(folder, ns.size):
+            rows.append(_score(f"{PHASED}, aspect kept", name, image, truth))
+            frames.append(image)
+        for image, truth, name, _ in phased_frames(folder, ns.size, HAND):
+            rows.append(_score(f"{PHASED_HAND}, aspect kept", name, image, truth))
+        for image, truth, name, aspect in phased_frames(folder, ns.size, stretch=True):
+            rows.append(_score(f"{PHASED}, {STRETCHED}", name, image, truth))
+            given = f"{PHASED}, {STRETCHED}, aspect given"
+            rows.append(_score(given, name, image, truth, aspect))
+        for image, truth, name, _ in phased_frames(folder, ns.size, HAND, stretch=True):
+            rows.append(_score(f"{PHASED_HAND}, {STRETCHED}", name, image, truth))
     if ns.busi is not None:
         for image, name in cropped_frames(Path(ns.busi), ns.size):
             kept = float((detect_scan_region(image) > 0).mean())
@@ -138,11 +162,14 @@ def main() -> None:
 
 
 def phased_frames(
-    folder: Path, size: int, table: Path = SECTORS
-) -> list[tuple[np.ndarray, np.ndarray, str]]:
-    """``(frame, ground truth, file)`` of every frame in ``table``, both at
-    ``size`` x ``size`` (the frame by area interpolation, its sector drawn at the frame's
-    own size and resized by nearest neighbour)."""
+    folder: Path, size: int, table: Path = SECTORS, stretch: bool = False
+) -> list[tuple[np.ndarray, np.ndarray, str, float]]:
+    """``(frame, ground truth, file, aspect)`` of every frame in ``table``: resized as
+    ``usjepa data build`` does (short side ``size``, aspect ratio kept), or with
+    ``stretch`` to ``size`` x ``size`` (their 4:3 frames squashed, as the committed
+    fixtures are; ``aspect`` is then the stretch, width over height of what one pixel
+    shows). The frame by area interpolation, its sector drawn at the frame's own size and
+    resized by nearest neighbour."""
     out = []
     for _, r in pd.read_csv(table).iterrows():
         path = folder / r.file
@@ -161,11 +188,18 @@ def phased_frames(
             (r.angle_left, r.angle_right),
             (r.radius_inner, r.radius_outer),
         )
+        if stretch:
+            image = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+        else:
+            image = resize_short(gray, size)
+        shape = (image.shape[1], image.shape[0])
+        aspect = (gray.shape[1] / shape[0]) / (gray.shape[0] / shape[1])
         out.append(
             (
-                cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA),
-                cv2.resize(truth, (size, size), interpolation=cv2.INTER_NEAREST),
+                image,
+                cv2.resize(truth, shape, interpolation=cv2.INTER_NEAREST),
                 str(r.file),
+                aspect,
             )
         )
     return out
@@ -189,11 +223,13 @@ def cropped_frames(folder: Path, size: int) -> list[tuple[np.ndarray, str]]:
     return out
 
 
-def _score(kind: str, frame: str, image: np.ndarray, truth: np.ndarray) -> dict:
+def _score(
+    kind: str, frame: str, image: np.ndarray, truth: np.ndarray, aspect: float = 1.0
+) -> dict:
     return {
         "type": kind,
         "frame": frame,
-        "iou": iou(detect_scan_region(image), truth),
+        "iou": iou(detect_scan_region(image, aspect=aspect), truth),
         "iou_baseline": iou(baseline(image), truth),
     }
 
@@ -211,8 +247,9 @@ def write_summary(out: Path) -> None:
         "",
         "Runs: " + "; ".join(f"`{t}`: {TAGS.get(t, 'a run of this script')}" for t in tags) + ".",
         "",
-        "IoU against ground truth: real frames from `tests/fixtures/real_scans` (masks we "
-        "drew, see its SOURCE.md), real phased-array cardiac frames from the TTE47 gallery "
+        "IoU against ground truth: real frames from `tests/fixtures/real_scans` and "
+        "`tests/fixtures/fetal_hc18` (masks we drew, see their SOURCE.md), real "
+        "phased-array cardiac frames from the TTE47 gallery "
         "(not committed; sectors we drew, `benchmarks/data/tte47_sectors.csv`, see "
         "`benchmarks/data/README.md`; four of them also against sectors placed by hand; rows "
         "present only in runs given `--phased`), "

@@ -62,15 +62,20 @@ def test_occupancy_and_input_checks():
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real_scans"
 
 
-def _real(geometry: str | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    index = pd.read_csv(REAL / "index.csv")
+FETAL = REAL.parent / "fetal_hc18"
+
+
+def _real(
+    geometry: str | None = None, folder: Path = REAL
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    index = pd.read_csv(folder / "index.csv")
     if geometry:
         index = index[index.geometry == geometry]
     return [
         (
             row.frame,
-            cv2.imread(str(REAL / row.frame), cv2.IMREAD_GRAYSCALE),
-            cv2.imread(str(REAL / row["mask"]), cv2.IMREAD_GRAYSCALE),
+            cv2.imread(str(folder / row.frame), cv2.IMREAD_GRAYSCALE),
+            cv2.imread(str(folder / row["mask"]), cv2.IMREAD_GRAYSCALE),
         )
         for _, row in index.iterrows()
     ]
@@ -83,6 +88,19 @@ def test_real_scans_keep_shadows_and_dark_tissue_inside(geometry):
     scores = {name: iou(detect_scan_region(frame), truth) for name, frame, truth in _real(geometry)}
     values = np.array(list(scores.values()))
     assert np.percentile(values, 5) >= 0.95, sorted(scores.items(), key=lambda kv: kv[1])[:5]
+
+
+def test_real_fetal_fans_keep_their_own_shape():
+    """Real obstetric frames (tests/fixtures/fetal_hc18, HC18, CC BY 4.0) against regions we
+    drew: convex fans zoomed until the frame cuts them, some steered (their sides at
+    unequal angles), with black boxes over the data. The face is cut along its arc even
+    where it is off the frame's middle, and a fan whose face is in view is not mirrored."""
+    frames = _real(folder=FETAL)
+    scores = {name: iou(detect_scan_region(frame), truth) for name, frame, truth in frames}
+    values = np.array(list(scores.values()))
+    assert len(values) == 30
+    assert np.percentile(values, 5) >= 0.95, sorted(scores.items(), key=lambda kv: kv[1])[:5]
+    assert values.min() > 0.9  # the old mirror rule took one fan to 0.77
 
 
 def test_dark_inside_is_region_not_background():
@@ -184,3 +202,24 @@ def test_a_cropped_frame_keeps_its_dark_far_field():
     padded[170:] = 0  # the same frame above a screen's black padding
     found = detect_scan_region(padded) > 0
     assert found[:160].mean() > 0.99 and found[180:].max() == 0
+
+
+def test_a_stretched_frame_is_detected_at_its_pixel_aspect():
+    """A sector frame stretched to a square bends its circular floor into an ellipse:
+    given the stretch, the region is found at square pixels and resized back."""
+    truth = sector_mask((300, 400), apex=(200, 12), angles=(-42, 42), radii=(0, 270))
+    rng = np.random.default_rng(5)
+    image = np.where(truth > 0, np.clip(40 * rng.gamma(2.0, 0.5, truth.shape), 0, 255), 0)
+    image[truth > 0] = np.maximum(image[truth > 0], 4)  # dim far field: a few levels up
+    dark = sector_mask((300, 400), apex=(200, 12), angles=(-42, 42), radii=(170, 270)) > 0
+    side = np.abs(np.arange(400)[None, :] - 200) > 70
+    image[dark & side] = 3  # far corners barely above black: the floor must be drawn
+    frame = image.astype(np.uint8)
+    squash = cv2.resize(frame, (256, 256), interpolation=cv2.INTER_AREA)
+    squash_truth = cv2.resize(truth, (256, 256), interpolation=cv2.INTER_NEAREST)
+    assert iou(detect_scan_region(frame), truth) > 0.95
+    given = iou(detect_scan_region(squash, aspect=(400 / 256) / (300 / 256)), squash_truth)
+    assert given > 0.95
+    assert given > iou(detect_scan_region(squash), squash_truth)
+    with pytest.raises(ValueError, match="aspect"):
+        detect_scan_region(frame, aspect=0)

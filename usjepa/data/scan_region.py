@@ -14,17 +14,25 @@ image. So:
    with a twice wider kernel so that thin overlays glued to its edge (a grey-scale bar,
    a depth ruler, an ECG baseline) fall off; the hull below spans the component within
    one stroke of that core, so a sector's narrow apex stays;
-3. its convex hull, together with the hull mirrored about the probe's axis (the middle
-   of the face, whose near field is bright): scanners display sectors symmetric, so a
-   side lost to a rib shadow is restored from the other side; a hull whose top spans the
-   frame's width is a frame cropped to a linear array's image: everything below its top
-   edge, down to the frame's bottom where that is reached or where only live rows (nearly
-   every pixel above 0: a dark far field, not a screen's black padding) lie below;
+3. its convex hull; where the frame cuts a fan's top flat and no face is in view, together
+   with the hull mirrored about the probe's axis (the middle of that top edge): scanners
+   display fans symmetric, so a side lost to a rib shadow is restored from the other
+   side (edges the frame's border makes are not mirrored, and a fan whose face is in
+   view keeps its own sides: some are steered, their sides at unequal angles); a hull
+   whose top spans the frame's width is a frame cropped to a linear array's image:
+   everything below its top edge, down to the frame's bottom where that is reached or
+   where only live rows (nearly every pixel above 0: a dark far field, not a screen's
+   black padding) lie below;
 4. a phased array's sector: where the hull's top is narrow and its sides meet above it
    (within half its height), the sector is redrawn from those sides out to the region's
    deepest point, so that its dim far corners and the apex the opening blunted come back;
-5. else the face: where the component's top edge, between its two highest points, is a
-   concave arc (a convex probe), what lies above a robust quadratic through it is cut.
+5. else the face: where the component's top edge holds a concave arc (the longest run
+   of columns where it is shallow; a fan's sides are steeper), what lies above a robust
+   quadratic through it is cut, also where the frame cuts the arc off or it lies off the
+   frame's middle.
+
+Frames must show square pixels (as scanned, or resized keeping their aspect ratio): a
+frame stretched to another shape is detected at the ``aspect`` it was stretched by.
 
 Clips: pixels of static overlays do not change over time, scan data does, so the
 temporal standard deviation gives the signal of step 1.
@@ -42,6 +50,7 @@ def detect_scan_region(
     blur: int = 5,
     stroke: int | None = None,
     symmetric: bool = True,
+    aspect: float = 1.0,
 ) -> np.ndarray:
     """Scan-region mask of one grayscale frame.
 
@@ -54,7 +63,14 @@ def detect_scan_region(
         blur: box-blur size that bridges speckle nulls.
         stroke: opening kernel size; overlay strokes thinner than this vanish. Defaults
             to about 3.5 % of the short side (9 px at 256 px).
-        symmetric: restore a side of a sector lost to shadow from the other side.
+        symmetric: restore a side of a fan lost to shadow from the other side, where the
+            frame cuts the fan's top flat and no face is in view.
+        aspect: the width over the height of what one pixel shows. 1 for a frame as the
+            scanner displayed it, or resized keeping its aspect ratio (as ``usjepa data
+            build`` does): a sector's floor is then a circle about its apex. A frame
+            stretched to another shape bends that circle into an ellipse; give the stretch
+            (an 800 x 600 frame resized to 256 x 256: ``(800 / 256) / (600 / 256)``, 1.33)
+            and the frame is detected at square pixels and the mask resized back.
 
     Returns:
         ``[H, W]`` uint8 mask, 255 inside the scan region.
@@ -64,6 +80,14 @@ def detect_scan_region(
             f"detect_scan_region needs a [H, W] uint8 frame, got "
             f"{frame.shape} {frame.dtype}; convert with cv2.cvtColor first"
         )
+    if not 0.1 <= aspect <= 10:
+        raise ValueError(f"aspect {aspect} is no pixel shape; give width / height in [0.1, 10]")
+    if abs(aspect - 1.0) > 0.01:  # back to square pixels, and the mask back to the frame
+        h, w = frame.shape
+        wide = max(8, round(w * aspect))
+        square = cv2.resize(frame, (wide, h), interpolation=cv2.INTER_AREA)
+        mask = detect_scan_region(square, threshold, blur, stroke, symmetric)
+        return np.asarray(cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST))
     smooth = cv2.blur(frame, (blur, blur))
     if threshold is None:  # the subsample's 1st percentile, from its histogram
         counts = np.bincount(smooth[::4, ::4].ravel(), minlength=256).cumsum()
@@ -126,12 +150,18 @@ def _region(
     contours, _ = cv2.findContours(support, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     points = np.concatenate(contours).reshape(-1, 2)
     own = points  # before mirroring: a steered sector is not symmetric
-    if symmetric:
-        top = points[:, 1].min()
+    arc = _face_arc(core, tol=0.02 * h)
+    top = points[:, 1].min()
+    if symmetric and (arc is None or arc[2] is None) and top <= grow + 1:
+        # a fan whose top the frame cuts flat: no face in view to give its shape
         face = points[points[:, 1] <= top + max(2, int(0.03 * h)), 0]
         axis = (int(face.min()) + int(face.max())) / 2.0
-        mirrored = points.copy()
-        mirrored[:, 0] = np.clip(np.round(2 * axis - points[:, 0]), 0, w - 1)
+        # the region's own edges only: where the frame's border cuts it is no edge to
+        # mirror (a fan cropped on one side would gain a straight side on the other)
+        x, y = points[:, 0], points[:, 1]
+        edge = points[(x > 1) & (x < w - 2) & (y > 1) & (y < h - 2)]
+        mirrored = edge.copy()
+        mirrored[:, 0] = np.clip(np.round(2 * axis - edge[:, 0]), 0, w - 1)
         points = np.concatenate([points, mirrored])
     cv2.fillConvexPoly(mask, cv2.convexHull(points.astype(np.int32)), 255)
     rows = np.flatnonzero(mask.any(1))
@@ -141,8 +171,8 @@ def _region(
         # the frame's bottom when that is reached or only dark data lies below
         mask[rows[0] :] = 255
         return mask if grow <= 0 else np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
-    if not _complete_sector(mask, own):
-        _cut_above_face(mask, core, tol=0.02 * h)
+    if not _complete_sector(mask, own) and arc is not None:
+        _cut_above_face(mask, arc[0], arc[1])
     if grow > 0:  # the blur spread the region by about half its width on every side
         mask = np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
     return mask
@@ -206,31 +236,57 @@ def _complete_sector(mask: np.ndarray, points: np.ndarray) -> bool:
     return True
 
 
-def _cut_above_face(mask: np.ndarray, core: np.ndarray, tol: float) -> None:
-    """Cut what lies above a convex probe's face (in place).
+def _face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, float | None] | None:
+    """A convex probe's face: the concave arc along the region's top edge.
 
-    The face runs between the component's two highest points; when the top edge there is
-    a concave arc (deepest mid-face), a quadratic is fitted to it, with columns whose
-    edge a dark near field pushes down trimmed once, and the mask above it is cleared.
-    A flat (linear, cropped) or pointed (phased) top is left to the hull.
+    The face is the longest run of columns where the top edge is shallow (rising at most
+    one row per column; a fan's sides are steeper); columns where the frame's top row cuts
+    the arc off are part of the run but not of the fit. A robust quadratic is fitted to
+    the rest (columns whose edge a dark near field pushes down trimmed once).
+
+    Returns:
+        ``(columns, quadratic, vertex)``: the run's columns, the quadratic's coefficients
+        (``np.polyfit`` order), and the column of the arc's deepest point, the probe's
+        axis (None where the arc is too flat or its vertex lies outside the run to tell);
+        None where the top edge holds no concave arc (a linear, cropped or phased top).
     """
     columns = core.T  # one row per image column: contiguous per-column scans
     present = np.flatnonzero(columns.max(1) > 0)
     if len(present) < 8:
-        return
+        return None
     top = columns[present].argmax(1).astype(np.float64)
-    near = np.flatnonzero(top <= top.min() + tol)
-    lo, hi = near[0], near[-1]
-    if hi - lo < 8:
-        return
-    x, y = present[lo : hi + 1].astype(np.float64), top[lo : hi + 1]
-    coef = np.polyfit(x, y, 2)
-    keep = y <= np.polyval(coef, x) + tol
-    if 8 <= keep.sum() < len(x):
-        coef = np.polyfit(x[keep], y[keep], 2)
+    slope = np.abs(np.gradient(top)) if len(top) > 1 else np.zeros_like(top)
+    smooth = np.convolve(slope, np.ones(5) / 5, mode="same")
+    shallow = (smooth <= 1.0) & np.concatenate([[True], np.diff(present) == 1])
+    # the longest run of shallow, adjacent columns
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], shallow.astype(np.int8), [0]])))
+    starts, ends = edges[::2], edges[1::2]
+    if not len(starts):
+        return None
+    longest = int(np.argmax(ends - starts))
+    lo, hi = starts[longest], ends[longest]
+    if hi - lo < max(8, 0.15 * len(present)):
+        return None
+    x, y = present[lo:hi].astype(np.float64), top[lo:hi]
+    fit = y > 0  # the frame's top row: an arc cut off there
+    if fit.sum() < 8:
+        return None
+    x_fit, y_fit = x[fit], y[fit]
+    coef = np.polyfit(x_fit, y_fit, 2)
+    keep = y_fit <= np.polyval(coef, x_fit) + tol
+    if 8 <= keep.sum() < len(x_fit):
+        coef = np.polyfit(x_fit[keep], y_fit[keep], 2)
     if coef[0] >= 0:  # not an arc bulging into the image
-        return
-    span = np.arange(present[lo], present[hi] + 1)
+        return None
+    deepest = float(-coef[1] / (2 * coef[0]))
+    sag = np.polyval(coef, deepest) - np.polyval(coef, np.array([x[0], x[-1]])).min()
+    vertex = deepest if x[0] <= deepest <= x[-1] and sag >= max(3.0, tol) else None
+    return np.arange(present[lo], present[hi - 1] + 1), coef, vertex
+
+
+def _cut_above_face(mask: np.ndarray, span: np.ndarray, coef: np.ndarray) -> None:
+    """Clear what lies above a convex probe's face (in place): in the face's columns
+    ``span``, every row above the quadratic ``coef`` fitted to it."""
     edge = np.floor(np.polyval(coef, span)).astype(np.int64) - 1
     rows = np.arange(mask.shape[0])[:, None]
     mask[:, span] = np.where(rows < edge[None, :], 0, mask[:, span])
