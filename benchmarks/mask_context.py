@@ -68,7 +68,11 @@ def real_masks(corpus: Path, n: int, seed: int = 0) -> tuple[list[np.ndarray], l
     rows = manifest.groupby("source_path").head(8).sample(frac=1.0, random_state=seed)
     rows = rows.head(n)
     masks = [cv2.imread(str(corpus / p), cv2.IMREAD_GRAYSCALE) > 0 for p in rows.scan_mask]
-    kinds = [p.split("/")[1] if "/" in p else "?" for p in rows.source_path]
+    # the set, and for POCUS its probe (its folders are named after it)
+    kinds = [
+        f"{d} {p.split('/')[1]}" if d == "POCUS" and p.count("/") >= 2 else str(d)
+        for d, p in zip(rows.dataset, rows.source_path)
+    ]
     return masks, kinds
 
 
@@ -187,7 +191,7 @@ def main() -> None:
     lines = [
         "# Context and targets kept per image: batch cut (before) against padding (after)",
         "",
-        f"Frames: {len(real)} real (POCUS lung videos and images, probes {kinds}) and "
+        f"Frames: {len(real)} real (by set and, for POCUS, probe: {kinds}) and "
         f"{ns.synthetic} synthetic (convex, linear, phased), shuffled together, in batches "
         f"of {BATCH}. Valid patches: at least half the patch inside the scan mask. "
         "Command: `python benchmarks/mask_context.py --corpus <built corpus>`.",
