@@ -20,8 +20,10 @@ published with the dataset card at github.com/thrive-centre/thrive-centre.github
 of its own), so they are read from a checkout of that repository; their ground truth is
 ours, one sector per frame in ``benchmarks/data/tte47_sectors.csv`` (see
 ``benchmarks/data/README.md``), and four of them also against sectors placed by hand
-(``tte47_sectors_hand.csv``). Frames are converted to grayscale and resized to 256 x 256
-like the committed fixtures.
+(``tte47_sectors_hand.csv``). Frames are converted to grayscale and resized twice: short
+side 256 px with the aspect ratio kept, as ``usjepa data build`` resizes, and stretched to
+256 x 256 like the committed lung fixtures, the latter scored with and without
+``aspect=`` (the stretch).
 
 A cropped breast set (optional, ``--busi DIR``): BUSI (Al-Dhabyani et al. 2020, 780
 frames; not committed, e.g. ``data/<class>/images`` of

@@ -152,7 +152,7 @@ def _region(
     own = points  # before mirroring: a steered sector is not symmetric
     arc = _face_arc(core, tol=0.02 * h)
     top = points[:, 1].min()
-    if symmetric and (arc is None or arc[2] is None) and top <= grow + 1:
+    if symmetric and (arc is None or not arc[2]) and top <= grow + 1:
         # a fan whose top the frame cuts flat: no face in view to give its shape
         face = points[points[:, 1] <= top + max(2, int(0.03 * h)), 0]
         axis = (int(face.min()) + int(face.max())) / 2.0
@@ -236,7 +236,7 @@ def _complete_sector(mask: np.ndarray, points: np.ndarray) -> bool:
     return True
 
 
-def _face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, float | None] | None:
+def _face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """A convex probe's face: the concave arc along the region's top edge.
 
     The face is the longest run of columns where the top edge is shallow (rising at most
@@ -245,17 +245,18 @@ def _face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, flo
     the rest (columns whose edge a dark near field pushes down trimmed once).
 
     Returns:
-        ``(columns, quadratic, vertex)``: the run's columns, the quadratic's coefficients
-        (``np.polyfit`` order), and the column of the arc's deepest point, the probe's
-        axis (None where the arc is too flat or its vertex lies outside the run to tell);
-        None where the top edge holds no concave arc (a linear, cropped or phased top).
+        ``(columns, quadratic, curved)``: the run's columns, the quadratic's
+        coefficients (``np.polyfit`` order), and whether the arc is a face in view (its
+        deepest point within the run, sagging at least ``tol`` and 3 px below its ends;
+        a nearly flat top is no face to read the fan's shape from); None where the top
+        edge holds no concave arc (a linear, cropped or phased top).
     """
     columns = core.T  # one row per image column: contiguous per-column scans
     present = np.flatnonzero(columns.max(1) > 0)
     if len(present) < 8:
         return None
     top = columns[present].argmax(1).astype(np.float64)
-    slope = np.abs(np.gradient(top)) if len(top) > 1 else np.zeros_like(top)
+    slope = np.abs(np.gradient(top))
     smooth = np.convolve(slope, np.ones(5) / 5, mode="same")
     shallow = (smooth <= 1.0) & np.concatenate([[True], np.diff(present) == 1])
     # the longest run of shallow, adjacent columns
@@ -280,8 +281,8 @@ def _face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, flo
         return None
     deepest = float(-coef[1] / (2 * coef[0]))
     sag = np.polyval(coef, deepest) - np.polyval(coef, np.array([x[0], x[-1]])).min()
-    vertex = deepest if x[0] <= deepest <= x[-1] and sag >= max(3.0, tol) else None
-    return np.arange(present[lo], present[hi - 1] + 1), coef, vertex
+    curved = bool(x[0] <= deepest <= x[-1] and sag >= max(3.0, tol))
+    return np.arange(present[lo], present[hi - 1] + 1), coef, curved
 
 
 def _cut_above_face(mask: np.ndarray, span: np.ndarray, coef: np.ndarray) -> None:
