@@ -62,7 +62,8 @@ def plot_curves(
 
     fig, ax = plt.subplots(figsize=size)
     for rows, style in curves:
-        ax.errorbar(rows["minutes"], rows["mean"], yerr=rows["std"], marker="o", capsize=3, **style)
+        style = {"marker": "o", "capsize": 3, **style}
+        ax.errorbar(rows["minutes"], rows["mean"], yerr=rows["std"], **style)
     mean, std = random_f1
     ax.axhline(mean, color="grey", ls=":" if std is not None else "--", label="random init")
     if std is not None:

@@ -162,11 +162,9 @@ def calibrate(stage: str, ns: argparse.Namespace, work: Path) -> float:
 
 
 def train(stage: str, minutes: float, ns: argparse.Namespace, work: Path) -> None:
-    if ns.steps_per_minute.get(stage):
-        rate = ns.steps_per_minute[stage]
-    else:
-        rate = calibrate(stage, ns, work)
-    steps = max(10, int(rate * minutes))
+    steps = getattr(ns, f"{stage}_steps", None)
+    if not steps:
+        steps = max(10, int(calibrate(stage, ns, work) * minutes))
     hours, mins = divmod(int(round(minutes + 1)), 60)  # +1: the clock binds only if slow
     cmds = {
         f"{stage}_{arm}": command(
@@ -245,6 +243,7 @@ def report(work: Path, out: Path, ns: argparse.Namespace) -> None:
     summary["stage"] = summary["model"].map(lambda m: meta[m][0])
     summary["arm"] = summary["model"].map(lambda m: meta[m][1])
     summary["minutes"] = summary["model"].map(lambda m: meta[m][2])
+    summary["pretrain_seed"] = ns.seed
     summary = summary.sort_values(["arm", "stage", "minutes"])
     out.mkdir(parents=True, exist_ok=True)
     summary.to_csv(out / "real_reproduction.csv", index=False)
@@ -278,6 +277,90 @@ def report(work: Path, out: Path, ns: argparse.Namespace) -> None:
     )
 
 
+def replicates(dirs: list[str], out: Path) -> None:
+    """The runs in ``dirs`` (each a ``--out`` of this script, one pretraining seed each)
+    side by side: each arm's encoders at the end of each stage and at their best snapshot,
+    per seed and averaged over the seeds, and the USrc-minus-plain gap per seed. Writes
+    ``<out>/seeds.{csv,md,png}``."""
+    runs = []
+    for d in dirs:
+        frame = pd.read_csv(ROOT / d / "real_reproduction.csv")
+        if "pretrain_seed" not in frame:
+            raise SystemExit(f"{d}/real_reproduction.csv has no pretrain_seed column")
+        runs.append(frame)
+    rows = []
+    for frame in runs:
+        seed = int(frame["pretrain_seed"].iloc[0])
+        rnd = frame[frame["stage"] == "random_init"].iloc[0]
+        rows.append(
+            {"pretrain_seed": seed, "arm": "-", "stage": "random_init", "encoder": "-",
+             "minutes": 0.0, "mean": rnd["mean"], "std": rnd["std"]}
+        )  # fmt: skip
+        for (arm, stage), group in frame[frame["arm"] != "-"].groupby(["arm", "stage"]):
+            for label, row in (
+                ("end", group.loc[group["minutes"].idxmax()]),
+                ("best snapshot", group.loc[group["mean"].idxmax()]),
+            ):
+                rows.append(
+                    {"pretrain_seed": seed, "arm": arm, "stage": stage, "encoder": label,
+                     "minutes": row["minutes"], "mean": row["mean"], "std": row["std"]}
+                )  # fmt: skip
+    table = pd.DataFrame(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "seeds.csv", index=False)
+    seeds = sorted(table["pretrain_seed"].unique())
+    wide = table.pivot_table(
+        index=["arm", "stage", "encoder"], columns="pretrain_seed", values="mean", sort=False
+    )
+    spread = table.pivot_table(
+        index=["arm", "stage", "encoder"], columns="pretrain_seed", values="std", sort=False
+    )
+    head = " | ".join(f"seed {s}" for s in seeds)
+    lines = [
+        f"Macro F1 (%) on `busi`, mean ± std over 5 probe seeds, for {len(seeds)} pretraining "
+        f"seeds ({', '.join(str(s) for s in seeds)}); `over seeds`: the mean of the seeds' "
+        "means ± their std. Runs: " + ", ".join(f"`{d}`" for d in dirs) + ".",
+        "",
+        f"| masks | stage | encoder | {head} | over seeds |",
+        "|---|---|---|" + "---|" * (len(seeds) + 1),
+    ]
+    for key, means in wide.iterrows():
+        cells = " | ".join(f"{means[s]:.1f} ± {spread.loc[key, s]:.1f}" for s in seeds)
+        lines.append(
+            f"| {key[0]} | {key[1]} | {key[2]} | {cells} | "
+            f"{means.mean():.1f} ± {means.std(ddof=1):.1f} |"
+        )
+    lines += ["", "USrc minus plain, per pretraining seed (F1 points; over seeds: mean ± std):", ""]
+    lines += [f"| stage | encoder | {head} | over seeds |", "|---|---|" + "---|" * (len(seeds) + 1)]
+    for stage in ("teacher", "student"):
+        for label in ("end", "best snapshot"):
+            gap = wide.loc[("usrc", stage, label)] - wide.loc[("plain", stage, label)]
+            cells = " | ".join(f"{gap[s]:+.1f}" for s in seeds)
+            lines.append(
+                f"| {stage} | {label} | {cells} | {gap.mean():+.1f} ± {gap.std(ddof=1):.1f} |"
+            )
+    (out / "seeds.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    curves = []
+    for frame, marker in zip(runs, "osd^v"):
+        seed = int(frame["pretrain_seed"].iloc[0])
+        for arm in ARMS:
+            rows_ = frame[(frame["arm"] == arm) & (frame["stage"] == "student")]
+            style = {"ls": {"usrc": "-", "plain": "--"}[arm], "marker": marker,
+                     "color": {"usrc": "tab:blue", "plain": "tab:red"}[arm],
+                     "label": f"student ({arm}), seed {seed}"}  # fmt: skip
+            curves.append((rows_, style))
+    rnd = table[table["stage"] == "random_init"]["mean"]
+    plot_curves(
+        curves,
+        (float(rnd.mean()), None),
+        "cumulative pretraining minutes per arm (1 CPU thread each)",
+        "linear-probe macro F1 (%) on busi",
+        out / "seeds.png",
+        size=(7, 4.5),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--manifest", default="/data/corpus_real/manifest_clean.parquet")
@@ -289,14 +372,37 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=5)
     parser.add_argument("--threads", type=int, default=1, help="per arm")
     parser.add_argument("--calib-minutes", type=float, default=1.5)
-    parser.add_argument("--seed", type=int, default=0)
+    for stage in STAGES:
+        parser.add_argument(
+            f"--{stage}-steps",
+            type=int,
+            help=f"the {stage} stage's step budget (default: calibrated); a replicate with "
+            "another --seed passes the budgets of the run it repeats",
+        )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed_everything of both stages: mask draws, crops, sampling order and the "
+        "predictor's and decoder's initialisation; the encoders keep the recipe's init_seed",
+    )
     parser.add_argument("--seeds", default="[0, 1, 2, 3, 4]")
     parser.add_argument("--work", default="runs/bench_real")
     parser.add_argument("--out", default="benchmarks/results/real_reproduction")
-    parser.add_argument("--stage", choices=["all", "teacher", "student", "probe"], default="all")
+    parser.add_argument(
+        "--stage", choices=["all", "teacher", "student", "probe", "seeds"], default="all"
+    )
+    parser.add_argument(
+        "--replicates",
+        nargs="+",
+        default=[],
+        help="with --stage seeds: the --out folders of runs with different --seed",
+    )
     ns = parser.parse_args()
-    ns.steps_per_minute = {}
     work, out = ROOT / ns.work, ROOT / ns.out
+    if ns.stage == "seeds":
+        replicates(ns.replicates, out)
+        return
     if ns.stage in ("all", "teacher"):
         train("teacher", ns.teacher_minutes, ns, work)
     if ns.stage in ("all", "student"):
