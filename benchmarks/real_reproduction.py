@@ -286,7 +286,10 @@ def replicates(dirs: list[str], out: Path) -> None:
     for d in dirs:
         frame = pd.read_csv(ROOT / d / "real_reproduction.csv")
         if "pretrain_seed" not in frame:
-            raise SystemExit(f"{d}/real_reproduction.csv has no pretrain_seed column")
+            raise SystemExit(
+                f"{d}/real_reproduction.csv has no pretrain_seed column (written before "
+                "reports carried one): add the column with the run's --seed"
+            )
         runs.append(frame)
     rows = []
     for frame in runs:
@@ -401,6 +404,8 @@ def main() -> None:
     ns = parser.parse_args()
     work, out = ROOT / ns.work, ROOT / ns.out
     if ns.stage == "seeds":
+        if not ns.replicates:
+            raise SystemExit("--stage seeds needs --replicates: the --out folders of the runs")
         replicates(ns.replicates, out)
         return
     if ns.stage in ("all", "teacher"):
