@@ -312,15 +312,15 @@ def replicates(dirs: list[str], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "seeds.csv", index=False)
     seeds = sorted(table["pretrain_seed"].unique())
-    wide = table.pivot_table(
-        index=["arm", "stage", "encoder"], columns="pretrain_seed", values="mean", sort=False
-    )
-    spread = table.pivot_table(
-        index=["arm", "stage", "encoder"], columns="pretrain_seed", values="std", sort=False
-    )
+    pivot = table.pivot_table(
+        index=["arm", "stage", "encoder"], columns="pretrain_seed", values=["mean", "std"],
+        sort=False,
+    )  # fmt: skip
+    wide, spread = pivot["mean"], pivot["std"]
+    task = runs[0]["task"].iloc[0]
     head = " | ".join(f"seed {s}" for s in seeds)
     lines = [
-        f"Macro F1 (%) on `busi`, mean ± std over 5 probe seeds, for {len(seeds)} pretraining "
+        f"Macro F1 (%) on `{task}`, mean ± std over 5 probe seeds, for {len(seeds)} pretraining "
         f"seeds ({', '.join(str(s) for s in seeds)}); `over seeds`: the mean of the seeds' "
         "means ± their std. Runs: " + ", ".join(f"`{d}`" for d in dirs) + ".",
         "",
@@ -358,7 +358,7 @@ def replicates(dirs: list[str], out: Path) -> None:
         curves,
         (float(rnd.mean()), None),
         "cumulative pretraining minutes per arm (1 CPU thread each)",
-        "linear-probe macro F1 (%) on busi",
+        f"linear-probe macro F1 (%) on {task}",
         out / "seeds.png",
         size=(7, 4.5),
     )
