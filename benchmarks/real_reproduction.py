@@ -16,7 +16,11 @@ both arms together; ``max_time`` stops a stage that runs slow. Encoder snapshots
 written every ``--every`` minutes. Minutes on the x axis are cumulative per arm: the
 student's curve starts where its teacher's training ended.
 
-Writes ``<out>/real_reproduction.{csv,md,png}`` and keeps the run in ``--work``.
+Writes ``<out>/real_reproduction.{csv,md,png}`` (with each snapshot's validation F1, the
+mean over probe seeds, in ``val_mean``) and the probe's ``probe_per_seed.csv``, and keeps
+the run in ``--work``. ``--stage report`` rewrites them from ``--work`` without probing;
+``--stage seeds`` puts several runs' ``--out`` folders side by side, each arm at the end
+of each stage and at the snapshot with the best validation F1 (its test F1 reported).
 
     python benchmarks/real_reproduction.py --manifest /data/corpus_real/manifest_clean.parquet \\
         --shards /data/shards_real --task /data/tasks/busi
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -37,6 +42,8 @@ from f1_curves import plot_curves, probe_snapshots, table_lines, usjepa_command
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = "benchmarks/results/real_pipeline"
 ARMS = ("usrc", "plain")
+#: the row of each arm and stage at the snapshot its validation F1 chooses
+BEST = "best on validation"
 STAGES = {
     "teacher": ("experiments/recipe/teacher_stage1_vitb16.yaml", f"{SMALL}/small_cpu_stage1.yaml"),
     "student": ("experiments/recipe/salt_vitb16.yaml", f"{SMALL}/small_cpu.yaml"),
@@ -244,8 +251,10 @@ def report(work: Path, out: Path, ns: argparse.Namespace) -> None:
     summary["arm"] = summary["model"].map(lambda m: meta[m][1])
     summary["minutes"] = summary["model"].map(lambda m: meta[m][2])
     summary["pretrain_seed"] = ns.seed
-    summary = summary.sort_values(["arm", "stage", "minutes"])
     out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(work / "probe" / "probe_per_seed.csv", out / "probe_per_seed.csv")
+    summary["val_mean"] = summary["model"].map(val_means(out))
+    summary = summary.sort_values(["arm", "stage", "minutes"])
     summary.to_csv(out / "real_reproduction.csv", index=False)
     rnd = summary[summary["stage"] == "random_init"].iloc[0]
     task = Path(ns.task).name
@@ -277,11 +286,24 @@ def report(work: Path, out: Path, ns: argparse.Namespace) -> None:
     )
 
 
+def val_means(folder: Path) -> pd.Series:
+    """Each model's validation macro F1 (%), the mean over the probe seeds, from
+    ``folder/probe_per_seed.csv``: what a snapshot is chosen on (its test F1 is reported)."""
+    path = folder / "probe_per_seed.csv"
+    if not path.is_file():
+        raise SystemExit(
+            f"{path} is missing: the probe's per-seed file (val_macro_f1) chooses each arm's "
+            "best snapshot; rerun the run's report (--stage report) to write it"
+        )
+    per_seed = pd.read_csv(path)
+    return per_seed.groupby("model")["val_macro_f1"].mean() * 100
+
+
 def replicates(dirs: list[str], out: Path) -> None:
     """The runs in ``dirs`` (each a ``--out`` of this script, one pretraining seed each)
-    side by side: each arm's encoders at the end of each stage and at their best snapshot,
-    per seed and averaged over the seeds, and the USrc-minus-plain gap per seed. Writes
-    ``<out>/seeds.{csv,md,png}``."""
+    side by side: each arm's encoders at the end of each stage and at the snapshot with the
+    best validation F1 (:func:`val_means`), per seed and averaged over the seeds, and the
+    USrc-minus-plain gap per seed. Writes ``<out>/seeds.{csv,md,png}``."""
     runs = []
     for d in dirs:
         frame = pd.read_csv(ROOT / d / "real_reproduction.csv")
@@ -290,6 +312,8 @@ def replicates(dirs: list[str], out: Path) -> None:
                 f"{d}/real_reproduction.csv has no pretrain_seed column (written before "
                 "reports carried one): add the column with the run's --seed"
             )
+        if "val_mean" not in frame:  # reports written before they carried it
+            frame["val_mean"] = frame["model"].map(val_means(ROOT / d))
         runs.append(frame)
     rows = []
     for frame in runs:
@@ -302,11 +326,12 @@ def replicates(dirs: list[str], out: Path) -> None:
         for (arm, stage), group in frame[frame["arm"] != "-"].groupby(["arm", "stage"]):
             for label, row in (
                 ("end", group.loc[group["minutes"].idxmax()]),
-                ("best snapshot", group.loc[group["mean"].idxmax()]),
+                (BEST, group.loc[group["val_mean"].idxmax()]),
             ):
                 rows.append(
                     {"pretrain_seed": seed, "arm": arm, "stage": stage, "encoder": label,
-                     "minutes": row["minutes"], "mean": row["mean"], "std": row["std"]}
+                     "minutes": row["minutes"], "mean": row["mean"], "std": row["std"],
+                     "val_mean": row["val_mean"]}
                 )  # fmt: skip
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
@@ -322,7 +347,10 @@ def replicates(dirs: list[str], out: Path) -> None:
     lines = [
         f"Macro F1 (%) on `{task}`, mean ± std over 5 probe seeds, for {len(seeds)} pretraining "
         f"seeds ({', '.join(str(s) for s in seeds)}); `over seeds`: the mean of the seeds' "
-        "means ± their std. Runs: " + ", ".join(f"`{d}`" for d in dirs) + ".",
+        "means ± their std. `best on validation`: the arm's snapshot with the highest "
+        "validation macro F1 (mean over the probe seeds), its test F1 reported. Runs: "
+        + ", ".join(f"`{d}`" for d in dirs)
+        + ".",
         "",
         f"| masks | stage | encoder | {head} | over seeds |",
         "|---|---|---|" + "---|" * (len(seeds) + 1),
@@ -336,7 +364,7 @@ def replicates(dirs: list[str], out: Path) -> None:
     lines += ["", "USrc minus plain, per pretraining seed (F1 points; over seeds: mean ± std):", ""]
     lines += [f"| stage | encoder | {head} | over seeds |", "|---|---|" + "---|" * (len(seeds) + 1)]
     for stage in ("teacher", "student"):
-        for label in ("end", "best snapshot"):
+        for label in ("end", BEST):
             gap = wide.loc[("usrc", stage, label)] - wide.loc[("plain", stage, label)]
             cells = " | ".join(f"{gap[s]:+.1f}" for s in seeds)
             lines.append(
@@ -393,7 +421,9 @@ def main() -> None:
     parser.add_argument("--work", default="runs/bench_real")
     parser.add_argument("--out", default="benchmarks/results/real_reproduction")
     parser.add_argument(
-        "--stage", choices=["all", "teacher", "student", "probe", "seeds"], default="all"
+        "--stage",
+        choices=["all", "teacher", "student", "probe", "report", "seeds"],
+        default="all",
     )
     parser.add_argument(
         "--replicates",
@@ -414,6 +444,7 @@ def main() -> None:
         train("student", ns.student_minutes, ns, work)
     if ns.stage in ("all", "probe"):
         probe(work, ns)
+    if ns.stage in ("all", "probe", "report"):
         report(work, out, ns)
 
 

@@ -13,40 +13,63 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from real_reproduction import replicates  # noqa: E402
 
 
-def _run(folder: Path, seed: int, shift: float) -> str:
-    """A run's ``real_reproduction.csv``: two snapshots per arm and stage; the plain
-    student's best snapshot is not its last."""
-    rows = [("random_init", "-", "random_init", 0.0, 40.0)]
+def _run(folder: Path, seed: int, shift: float, val_in_report: bool = True) -> str:
+    """A run's ``real_reproduction.csv``: two snapshots per arm and stage. Validation and
+    test disagree on the students: the plain student's best test F1 is at its first
+    snapshot but its best validation F1 at its last, the USrc student's the other way
+    round. Without ``val_in_report`` the validation F1 is only in ``probe_per_seed.csv``
+    (two probe seeds), as in reports written before they carried ``val_mean``."""
+    rows = [("random_init", "-", "random_init", 0.0, 40.0, 45.0)]
     for arm, base in (("usrc", 50.0), ("plain", 48.0)):
+        early, late = (70.0, 60.0) if arm == "usrc" else (60.0, 70.0)
         rows += [
-            (f"teacher_{arm}/a", arm, "teacher", 5.0, base - 2),
-            (f"teacher_{arm}/encoder", arm, "teacher", 20.0, base),
-            (f"student_{arm}/a", arm, "student", 30.0, base + (6 if arm == "plain" else 1)),
-            (f"student_{arm}/encoder", arm, "student", 60.0, base + 3),
+            (f"teacher_{arm}/a", arm, "teacher", 5.0, base - 2, 50.0),
+            (f"teacher_{arm}/encoder", arm, "teacher", 20.0, base, 55.0),
+            (f"student_{arm}/a", arm, "student", 30.0, base + (6 if arm == "plain" else 1), early),
+            (f"student_{arm}/encoder", arm, "student", 60.0, base + 3, late),
         ]
-    frame = pd.DataFrame(rows, columns=["model", "arm", "stage", "minutes", "mean"])
+    frame = pd.DataFrame(rows, columns=["model", "arm", "stage", "minutes", "mean", "val_mean"])
     frame["mean"] += shift
     frame["std"], frame["task"], frame["count"], frame["pretrain_seed"] = 2.0, "busi", 5, seed
     folder.mkdir(parents=True)
+    if not val_in_report:
+        per_seed = pd.concat(  # probe seeds at val_mean -/+ 1 point, as fractions
+            [frame[["model"]].assign(seed=s, val_macro_f1=(frame["val_mean"] + d) / 100)
+             for s, d in ((0, -1.0), (1, 1.0))]
+        )  # fmt: skip
+        per_seed.to_csv(folder / "probe_per_seed.csv", index=False)
+        frame = frame.drop(columns="val_mean")
     frame.to_csv(folder / "real_reproduction.csv", index=False)
     return str(folder)
 
 
-def test_seeds_table_reads_each_run_end_best_and_gap(tmp_path: Path) -> None:
-    runs = [_run(tmp_path / "s0", 0, 0.0), _run(tmp_path / "s1", 1, 4.0)]
+def test_seeds_table_reads_each_run_end_best_on_validation_and_gap(tmp_path: Path) -> None:
+    runs = [_run(tmp_path / "s0", 0, 0.0), _run(tmp_path / "s1", 1, 4.0, val_in_report=False)]
     replicates(runs, tmp_path / "out")
     table = pd.read_csv(tmp_path / "out" / "seeds.csv")
     pick = table.set_index(["pretrain_seed", "arm", "stage", "encoder"])
     assert pick.loc[(1, "plain", "student", "end"), "mean"] == 55.0
     assert pick.loc[(1, "plain", "student", "end"), "minutes"] == 60.0
-    assert pick.loc[(0, "plain", "student", "best snapshot"), "mean"] == 54.0
-    assert pick.loc[(0, "usrc", "student", "best snapshot"), "minutes"] == 60.0
+    # chosen on validation, not on test: the plain student's last snapshot (51, not 54),
+    # the USrc student's first (51, not 53); seed 1's validation F1 from the per-seed file
+    for seed, shift in ((0, 0.0), (1, 4.0)):
+        best = pick.loc[(seed, "plain", "student", "best on validation")]
+        assert (best["mean"], best["minutes"], best["val_mean"]) == (51.0 + shift, 60.0, 70.0)
+        best = pick.loc[(seed, "usrc", "student", "best on validation")]
+        assert (best["mean"], best["minutes"]) == (51.0 + shift, 30.0)
     text = (tmp_path / "out" / "seeds.md").read_text()
     # over seeds: the mean of the two seeds' means (53 and 57) and their std
     assert "| usrc | student | end | 53.0 ± 2.0 | 57.0 ± 2.0 | 55.0 ± 2.8 |" in text
     assert "| student | end | +2.0 | +2.0 | +2.0 ± 0.0 |" in text
-    assert "| student | best snapshot | -1.0 | -1.0 | -1.0 ± 0.0 |" in text
+    assert "| student | best on validation | +0.0 | +0.0 | +0.0 ± 0.0 |" in text
     assert (tmp_path / "out" / "seeds.png").stat().st_size > 0
+
+
+def test_seeds_table_names_a_missing_validation_file(tmp_path: Path) -> None:
+    folder = _run(tmp_path / "s0", 0, 0.0, val_in_report=False)
+    (Path(folder) / "probe_per_seed.csv").unlink()
+    with pytest.raises(SystemExit, match="probe_per_seed.csv is missing"):
+        replicates([folder], tmp_path / "out")
 
 
 def test_seeds_table_refuses_a_run_without_its_seed(tmp_path: Path) -> None:
