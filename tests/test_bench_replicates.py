@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import real_reproduction  # noqa: E402
 from real_reproduction import replicates  # noqa: E402
 
 
@@ -78,3 +80,38 @@ def test_seeds_table_refuses_a_run_without_its_seed(tmp_path: Path) -> None:
     frame.to_csv(folder / "real_reproduction.csv", index=False)
     with pytest.raises(SystemExit, match="no pretrain_seed column"):
         replicates([str(folder)], tmp_path / "out")
+
+
+def _ns(**over: object) -> argparse.Namespace:
+    base = dict(
+        manifest="m.parquet", shards="shards", task="/tasks/busi", seed=1, init_seed=None,
+        work="runs/x", img_size=128, every=5.0, threads=1, teacher_steps=None,
+        student_steps=None,
+    )  # fmt: skip
+    return argparse.Namespace(**{**base, **over})
+
+
+def _flag(cmd: list[str], name: str) -> str | None:
+    return cmd[cmd.index(name) + 1] if name in cmd else None
+
+
+def test_init_seed_reaches_the_encoder_each_stage_trains(tmp_path: Path) -> None:
+    teacher = real_reproduction.command("teacher", "usrc", _ns(init_seed=7), tmp_path, [])
+    student = real_reproduction.command("student", "plain", _ns(init_seed=7), tmp_path, [])
+    assert _flag(teacher, "--model.init_args.encoder.init_args.init_seed") == "7"
+    assert _flag(student, "--model.init_args.student.init_args.init_seed") == "7"
+    assert _flag(student, "--seed_everything") == "1"
+    recipe = real_reproduction.command("student", "plain", _ns(), tmp_path, [])
+    assert not any(part.endswith(".init_seed") for part in recipe)  # the recipe's own
+
+
+def test_a_given_step_budget_loosens_the_clock(tmp_path: Path, monkeypatch) -> None:
+    seen: dict[str, list[str]] = {}
+    monkeypatch.setattr(real_reproduction, "side_by_side", lambda cmds, *a: seen.update(cmds))
+    monkeypatch.setattr(real_reproduction, "calibrate", lambda *a: 100.0)  # steps/min
+    real_reproduction.train("student", 40, _ns(), tmp_path)  # calibrated: the minutes bind
+    assert _flag(seen["student_usrc"], "--trainer.max_steps") == "4000"
+    assert _flag(seen["student_usrc"], "--trainer.max_time") == "00:00:41:00"
+    real_reproduction.train("student", 40, _ns(student_steps=13813), tmp_path)
+    assert _flag(seen["student_plain"], "--trainer.max_steps") == "13813"
+    assert _flag(seen["student_plain"], "--trainer.max_time") == "00:01:01:00"
