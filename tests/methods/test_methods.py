@@ -361,3 +361,32 @@ def test_selective_checkpointing_keeps_less_and_runs_no_matmul_twice():
     assert flops["selective"] == flops["none"] < flops["full"], flops
     with pytest.raises(ValueError, match="activation_checkpointing"):
         _salt(activation_checkpointing="some")
+
+
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_fused_adamw_is_clipped_under_bf16_mixed(tmp_path, algorithm):
+    """Lightning refuses to clip for a fused optimiser under any mixed precision; under
+    bf16-mixed (no gradient scaler) the module clips as under full precision."""
+    seen = []  # per step: the largest gradient norm or entry the optimiser stepped with
+
+    class Recording(torch.optim.AdamW):
+        def step(self, closure=None):
+            loss = None
+            if closure is not None:  # Lightning's closure: forward, backward, clipping
+                with torch.enable_grad():
+                    loss = closure()
+            grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+            if algorithm == "norm":
+                seen.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+            else:
+                seen.append(max(float(g.abs().max()) for g in grads))
+            super().step()
+            return loss
+
+    module = _salt(optimizer=functools.partial(Recording, lr=1e-3, fused=True))
+    trainer = _quiet_trainer(
+        tmp_path, max_steps=2, precision="bf16-mixed", gradient_clip_val=1e-3,
+        gradient_clip_algorithm=algorithm,
+    )  # fmt: skip
+    trainer.fit(module, DataLoader(_Batches([_batch(seed=i) for i in range(2)]), batch_size=None))
+    assert len(seen) == 2 and all(0 < v <= 1e-3 * (1 + 1e-4) for v in seen), seen

@@ -15,6 +15,8 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.core.mixins import HyperparametersMixin
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
+from lightning.pytorch.utilities import GradClipAlgorithmType
 from lightning.pytorch.utilities.parsing import collect_init_args
 from torch import Tensor, nn
 
@@ -208,6 +210,27 @@ class PretrainModule(L.LightningModule):
         gradients do so in ``on_before_optimizer_step``, which runs before this."""
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         optimizer.zero_grad(set_to_none=True)
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: Any,
+        gradient_clip_val: int | float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip as Lightning does, and also for a fused optimiser under ``bf16-mixed``.
+
+        Lightning's mixed-precision plugin refuses to clip for any optimiser that unscales
+        its gradients inside ``step`` (fused AdamW), because under ``16-mixed`` the
+        gradients it would clip are still scaled. ``bf16-mixed`` has no gradient scaler:
+        the gradients are the true ones, so they are clipped as under full precision
+        (Lightning's own norm or value clipping). ``16-mixed`` keeps Lightning's check."""
+        plugin = self.trainer.precision_plugin
+        fused = getattr(optimizer, "_step_supports_amp_scaling", False)
+        if gradient_clip_val and fused and type(plugin) is MixedPrecision and plugin.scaler is None:
+            algorithm = GradClipAlgorithmType(gradient_clip_algorithm or "norm")
+            Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def trainable_modules(self) -> Iterable[nn.Module]:
         """Modules whose parameters the optimiser updates (frozen parts are left out)."""
