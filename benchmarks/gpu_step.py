@@ -5,7 +5,8 @@ Ready for a machine with one CUDA GPU; runs whole in well under 5 minutes. ViT-B
 (0.85-1.0) and 4 target blocks (0.15-0.2) drawn per image, AdamW, bf16 autocast (the
 recipe's ``bf16-mixed``). Rows, each timed over ``--steps`` steps after warm-up:
 
-- SALT, one pass, frozen bf16 teacher, fused AdamW (the recipe's fast paths);
+- SALT, one pass, frozen bf16 teacher, fused AdamW (every fast path on; the GPU recipes set
+  only the one-pass predictor, the rest are switches: README, "Speed and memory switches");
 - the same with the fp32 teacher, with the per-block predictor, with the for-each
   AdamW, with activation checkpointing, with compiled blocks, with batches not planned on
   the host (``JEPAModule.on_before_batch_transfer``: without it the step reads its index
@@ -42,7 +43,7 @@ PRED_B = {"width": 384, "depth": 12, "num_heads": 16}
 
 #: row -> options (method, one_pass, teacher_dtype, fused, checkpointing, compile)
 ROWS: dict[str, dict[str, Any]] = {
-    "SALT, recipe fast paths": {"method": "salt"},
+    "SALT, all fast paths": {"method": "salt"},
     "SALT, fp32 teacher": {"method": "salt", "teacher_dtype": None},
     "SALT, per-block predictor": {"method": "salt", "one_pass": False},
     "SALT, for-each AdamW": {"method": "salt", "fused": False},

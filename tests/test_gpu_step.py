@@ -30,7 +30,7 @@ def test_every_gpu_row_steps_on_the_cpu(row: str) -> None:
 def test_rows_default_to_vit_b16_and_a_bf16_teacher() -> None:
     import torch
 
-    module = gpu_step.build(gpu_step.ROWS["SALT, recipe fast paths"])
+    module = gpu_step.build(gpu_step.ROWS["SALT, all fast paths"])
     params = sum(p.numel() for p in module.student.parameters())
     assert 85e6 < params < 87e6  # ViT-B/16
     assert module.teacher_dtype == torch.bfloat16
