@@ -97,7 +97,9 @@ def test_unknown_command_prints_usage():
 
 @pytest.mark.slow
 def test_ddp_and_bf16_are_trainer_flags(tmp_path):
-    """Two CPU processes under DDP (gloo) with bf16 autocast, through the real CLI."""
+    """Two CPU processes under DDP (gloo) with bf16 autocast, through the real CLI, with
+    the README's speed and memory switches on: fused AdamW (the demo clips gradients),
+    the bf16 teacher and selective activation checkpointing."""
     _run(["pretrain", "--config", str(ROOT / "experiments/demo/teacher_mae.yaml"), *TINY], tmp_path)
     proc = _run(
         [
@@ -113,11 +115,20 @@ def test_ddp_and_bf16_are_trainer_flags(tmp_path):
             "ddp",
             "--trainer.precision",
             "bf16-mixed",
+            "--model.init_args.optimizer.init_args.fused",
+            "true",
+            "--model.init_args.teacher_dtype",
+            "bfloat16",
+            "--model.init_args.activation_checkpointing",
+            "selective",
         ],
         tmp_path,
     )
     out = proc.stdout + proc.stderr
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out
+    saved = sorted((tmp_path / "runs/demo/salt").glob("version_*/config.yaml"))[-1].read_text()
+    assert "fused: true" in saved and "gradient_clip_val: 1.0" in saved
+    assert "teacher_dtype: bfloat16" in saved and "activation_checkpointing: selective" in saved
     assert (tmp_path / "runs/demo/salt/encoder.safetensors").exists()
 
 
