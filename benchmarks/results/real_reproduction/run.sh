@@ -35,7 +35,11 @@ for SEED in 1 2; do
     --seed $SEED --teacher-steps 10626 --student-steps 13813 --work runs/bench_real_seed$SEED \
     --out benchmarks/results/real_reproduction/seed$SEED"
 done
-# 5. the three seeds side by side: seeds.{csv,md,png} (best snapshots chosen on validation)
+# 5. a replicate with the encoders' initialisation varied too: seed 3, init seed 3
+make bench BENCH=real_reproduction ARGS="--teacher-minutes 20 --student-minutes 40 --every 5 \
+  --seed 3 --init-seed 3 --teacher-steps 10626 --student-steps 13813 \
+  --work runs/bench_real_seed3 --out benchmarks/results/real_reproduction/seed3"
+# 6. the four runs side by side: seeds.{csv,md,png} (best snapshots chosen on validation)
 make bench BENCH=real_reproduction ARGS="--stage seeds --replicates \
   benchmarks/results/real_reproduction benchmarks/results/real_reproduction/seed1 \
-  benchmarks/results/real_reproduction/seed2"
+  benchmarks/results/real_reproduction/seed2 benchmarks/results/real_reproduction/seed3"
