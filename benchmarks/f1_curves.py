@@ -52,6 +52,7 @@ def plot_curves(
     ylabel: str,
     path: Path,
     size: tuple[float, float] = (6, 4),
+    legend_outside: bool = False,
 ) -> None:
     """One error-bar curve per ``(rows, matplotlib style)``, random init as a grey line
     (with its std band when given), saved as PNG."""
@@ -70,6 +71,9 @@ def plot_curves(
         ax.axhspan(mean - std, mean + std, color="grey", alpha=0.15)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
+    if legend_outside:  # many curves: the legend beside the axes, not over the data
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

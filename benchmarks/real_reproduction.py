@@ -397,7 +397,8 @@ def replicates(dirs: list[str], out: Path) -> None:
         "cumulative pretraining minutes per arm (1 CPU thread each)",
         f"linear-probe macro F1 (%) on {task}",
         out / "seeds.png",
-        size=(7, 4.5),
+        size=(9, 4.5),
+        legend_outside=True,
     )
 
 
