@@ -262,7 +262,7 @@ def report(work: Path, out: Path, ns: argparse.Namespace) -> None:
     summary["pretrain_seed"] = ns.seed
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(work / "probe" / "probe_per_seed.csv", out / "probe_per_seed.csv")
-    summary["val_mean"] = summary["model"].map(val_means(out))
+    summary["val_mean"] = summary["model"].map(val_means(out / "probe_per_seed.csv"))
     summary = summary.sort_values(["arm", "stage", "minutes"])
     summary.to_csv(out / "real_reproduction.csv", index=False)
     rnd = summary[summary["stage"] == "random_init"].iloc[0]
@@ -295,16 +295,10 @@ def report(work: Path, out: Path, ns: argparse.Namespace) -> None:
     )
 
 
-def val_means(folder: Path) -> pd.Series:
-    """Each model's validation macro F1 (%), the mean over the probe seeds, from
-    ``folder/probe_per_seed.csv``: what a snapshot is chosen on (its test F1 is reported)."""
-    path = folder / "probe_per_seed.csv"
-    if not path.is_file():
-        raise SystemExit(
-            f"{path} is missing: the probe's per-seed file (val_macro_f1) chooses each arm's "
-            "best snapshot; rerun the run's report (--stage report) to write it"
-        )
-    per_seed = pd.read_csv(path)
+def val_means(per_seed_csv: Path) -> pd.Series:
+    """Each model's validation macro F1 (%), the mean over the probe seeds of the probe's
+    per-seed file: what a snapshot is chosen on (its test F1 is reported)."""
+    per_seed = pd.read_csv(per_seed_csv)
     return per_seed.groupby("model")["val_macro_f1"].mean() * 100
 
 
@@ -316,13 +310,13 @@ def replicates(dirs: list[str], out: Path) -> None:
     runs = []
     for d in dirs:
         frame = pd.read_csv(ROOT / d / "real_reproduction.csv")
-        if "pretrain_seed" not in frame:
-            raise SystemExit(
-                f"{d}/real_reproduction.csv has no pretrain_seed column (written before "
-                "reports carried one): add the column with the run's --seed"
-            )
-        if "val_mean" not in frame:  # reports written before they carried it
-            frame["val_mean"] = frame["model"].map(val_means(ROOT / d))
+        for column in ("pretrain_seed", "val_mean"):
+            if column not in frame:
+                raise SystemExit(
+                    f"{d}/real_reproduction.csv has no {column} column (written before "
+                    "reports carried one): rewrite it with --stage report and the run's "
+                    "--seed, --work and --out"
+                )
         runs.append(frame)
     rows = []
     for frame in runs:

@@ -15,12 +15,11 @@ import real_reproduction  # noqa: E402
 from real_reproduction import replicates  # noqa: E402
 
 
-def _run(folder: Path, seed: int, shift: float, val_in_report: bool = True) -> str:
+def _run(folder: Path, seed: int, shift: float) -> str:
     """A run's ``real_reproduction.csv``: two snapshots per arm and stage. Validation and
     test disagree on the students: the plain student's best test F1 is at its first
     snapshot but its best validation F1 at its last, the USrc student's the other way
-    round. Without ``val_in_report`` the validation F1 is only in ``probe_per_seed.csv``
-    (two probe seeds), as in reports written before they carried ``val_mean``."""
+    round."""
     rows = [("random_init", "-", "random_init", 0.0, 40.0, 45.0)]
     for arm, base in (("usrc", 50.0), ("plain", 48.0)):
         early, late = (70.0, 60.0) if arm == "usrc" else (60.0, 70.0)
@@ -34,26 +33,19 @@ def _run(folder: Path, seed: int, shift: float, val_in_report: bool = True) -> s
     frame["mean"] += shift
     frame["std"], frame["task"], frame["count"], frame["pretrain_seed"] = 2.0, "busi", 5, seed
     folder.mkdir(parents=True)
-    if not val_in_report:
-        per_seed = pd.concat(  # probe seeds at val_mean -/+ 1 point, as fractions
-            [frame[["model"]].assign(seed=s, val_macro_f1=(frame["val_mean"] + d) / 100)
-             for s, d in ((0, -1.0), (1, 1.0))]
-        )  # fmt: skip
-        per_seed.to_csv(folder / "probe_per_seed.csv", index=False)
-        frame = frame.drop(columns="val_mean")
     frame.to_csv(folder / "real_reproduction.csv", index=False)
     return str(folder)
 
 
 def test_seeds_table_reads_each_run_end_best_on_validation_and_gap(tmp_path: Path) -> None:
-    runs = [_run(tmp_path / "s0", 0, 0.0), _run(tmp_path / "s1", 1, 4.0, val_in_report=False)]
+    runs = [_run(tmp_path / "s0", 0, 0.0), _run(tmp_path / "s1", 1, 4.0)]
     replicates(runs, tmp_path / "out")
     table = pd.read_csv(tmp_path / "out" / "seeds.csv")
     pick = table.set_index(["pretrain_seed", "arm", "stage", "encoder"])
     assert pick.loc[(1, "plain", "student", "end"), "mean"] == 55.0
     assert pick.loc[(1, "plain", "student", "end"), "minutes"] == 60.0
     # chosen on validation, not on test: the plain student's last snapshot (51, not 54),
-    # the USrc student's first (51, not 53); seed 1's validation F1 from the per-seed file
+    # the USrc student's first (51, not 53)
     for seed, shift in ((0, 0.0), (1, 4.0)):
         best = pick.loc[(seed, "plain", "student", "best on validation")]
         assert (best["mean"], best["minutes"], best["val_mean"]) == (51.0 + shift, 60.0, 70.0)
@@ -67,19 +59,22 @@ def test_seeds_table_reads_each_run_end_best_on_validation_and_gap(tmp_path: Pat
     assert (tmp_path / "out" / "seeds.png").stat().st_size > 0
 
 
-def test_seeds_table_names_a_missing_validation_file(tmp_path: Path) -> None:
-    folder = _run(tmp_path / "s0", 0, 0.0, val_in_report=False)
-    (Path(folder) / "probe_per_seed.csv").unlink()
-    with pytest.raises(SystemExit, match="probe_per_seed.csv is missing"):
-        replicates([folder], tmp_path / "out")
-
-
-def test_seeds_table_refuses_a_run_without_its_seed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("column", ["pretrain_seed", "val_mean"])
+def test_seeds_table_refuses_a_run_written_before_its_columns(tmp_path: Path, column) -> None:
     folder = Path(_run(tmp_path / "s0", 0, 0.0))
-    frame = pd.read_csv(folder / "real_reproduction.csv").drop(columns="pretrain_seed")
+    frame = pd.read_csv(folder / "real_reproduction.csv").drop(columns=column)
     frame.to_csv(folder / "real_reproduction.csv", index=False)
-    with pytest.raises(SystemExit, match="no pretrain_seed column"):
+    with pytest.raises(SystemExit, match=f"no {column} column.*--stage report"):
         replicates([str(folder)], tmp_path / "out")
+
+
+def test_report_takes_validation_means_over_probe_seeds(tmp_path: Path) -> None:
+    per_seed = pd.DataFrame(
+        {"model": ["a", "a", "b"], "seed": [0, 1, 0], "val_macro_f1": [0.5, 0.6, 0.7]}
+    )
+    per_seed.to_csv(tmp_path / "probe_per_seed.csv", index=False)
+    means = real_reproduction.val_means(tmp_path / "probe_per_seed.csv")
+    assert means["a"] == pytest.approx(55.0) and means["b"] == pytest.approx(70.0)
 
 
 def _ns(**over: object) -> argparse.Namespace:

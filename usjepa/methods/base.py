@@ -223,10 +223,13 @@ class PretrainModule(L.LightningModule):
         its gradients inside ``step`` (fused AdamW), because under ``16-mixed`` the
         gradients it would clip are still scaled. ``bf16-mixed`` has no gradient scaler:
         the gradients are the true ones, so they are clipped as under full precision
-        (Lightning's own norm or value clipping). ``16-mixed`` keeps Lightning's check."""
+        (Lightning's own norm or value clipping). ``16-mixed`` keeps Lightning's check, and
+        other plugins (FSDP's, DeepSpeed's) their own clipping: only the plain
+        ``MixedPrecision`` plugin is matched."""
         plugin = self.trainer.precision_plugin
-        fused = getattr(optimizer, "_step_supports_amp_scaling", False)
-        if gradient_clip_val and fused and type(plugin) is MixedPrecision and plugin.scaler is None:
+        unscales_in_step = getattr(optimizer, "_step_supports_amp_scaling", False)  # fused
+        plain_bf16 = type(plugin) is MixedPrecision and plugin.scaler is None
+        if gradient_clip_val and unscales_in_step and plain_bf16:
             algorithm = GradClipAlgorithmType(gradient_clip_algorithm or "norm")
             Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)
             return
