@@ -23,30 +23,9 @@ import torch.nn.functional as F
 from timm.layers import LayerNorm as TimmLayerNorm
 from torch import Tensor, nn
 
+from usjepa.models.cpu_matmul import linear, linear_grads, run_linear
+
 _aten = torch.ops.aten
-
-
-def _linear_backward(
-    grad: Tensor,
-    inp: Tensor,
-    weight: Tensor,
-    bias_dtype: torch.dtype | None,
-    needs: tuple[bool, ...],
-) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """Gradients of ``F.linear(inp, weight, bias)`` for the output gradient ``grad``,
-    computed in ``grad``'s dtype (the one the forward matmul ran in) and returned in the
-    parameters' dtypes; ``bias_dtype`` is ``None`` without a bias; ``needs``: (input,
-    weight, bias)."""
-    flat_grad = grad.reshape(-1, grad.shape[-1])
-    grad_in = grad_w = grad_b = None
-    if needs[0]:
-        grad_in = grad.matmul(weight.to(grad.dtype))
-    if needs[1]:
-        grad_w = flat_grad.t().mm(inp.reshape(-1, inp.shape[-1]).to(grad.dtype))
-        grad_w = grad_w.to(weight.dtype)
-    if bias_dtype is not None and needs[2]:
-        grad_b = flat_grad.sum(0).to(bias_dtype)
-    return grad_in, grad_w, grad_b
 
 
 class _NormLinear(torch.autograd.Function):
@@ -65,7 +44,7 @@ class _NormLinear(torch.autograd.Function):
         normed = _aten.native_layer_norm(x, [x.shape[-1]], norm_w, norm_b, eps)[0]
         ctx.save_for_backward(x, norm_w, norm_b, weight)
         ctx.eps, ctx.bias_dtype = eps, None if bias is None else bias.dtype
-        return F.linear(normed, weight, bias)
+        return linear(normed, weight, bias)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -75,7 +54,7 @@ class _NormLinear(torch.autograd.Function):
         normed, mean, rstd = _aten.native_layer_norm(x, shape, norm_w, norm_b, ctx.eps)
         n = ctx.needs_input_grad
         need_normed = n[0] or n[1] or n[2]
-        grad_normed, grad_w, grad_b = _linear_backward(
+        grad_normed, grad_w, grad_b = linear_grads(
             grad, normed, weight, ctx.bias_dtype, (need_normed, n[4], n[5])
         )
         grad_x = grad_nw = grad_nb = None
@@ -96,14 +75,14 @@ class _GeluLinear(torch.autograd.Function):
     ) -> Tensor:
         ctx.save_for_backward(h, weight)
         ctx.approximate, ctx.bias_dtype = approximate, None if bias is None else bias.dtype
-        return F.linear(F.gelu(h, approximate=approximate), weight, bias)
+        return linear(F.gelu(h, approximate=approximate), weight, bias)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         h, weight = ctx.saved_tensors
         n = ctx.needs_input_grad
         act = F.gelu(h, approximate=ctx.approximate)
-        grad_act, grad_w, grad_b = _linear_backward(
+        grad_act, grad_w, grad_b = linear_grads(
             grad, act, weight, ctx.bias_dtype, (n[0], n[2], n[3])
         )
         grad_h = None
@@ -116,7 +95,7 @@ def norm_linear(norm: nn.Module, linear: nn.Module, x: Tensor, lean: bool) -> Te
     """``linear(norm(x))``; ``lean`` (with a ``LayerNorm`` and a ``Linear``) keeps ``x``
     for the backward pass and not ``norm(x)``."""
     if not (lean and torch.is_grad_enabled() and leanable_norm(norm, linear)):
-        return linear(norm(x))
+        return run_linear(linear, norm(x))
     ln: Any = norm
     return _NormLinear.apply(x, ln.weight, ln.bias, ln.eps, linear.weight, linear.bias)
 
@@ -125,7 +104,7 @@ def gelu_linear(act: nn.Module, linear: nn.Module, h: Tensor, lean: bool) -> Ten
     """``linear(act(h))``; ``lean`` (with a ``GELU`` and a ``Linear``) keeps ``h`` for the
     backward pass and not ``act(h)``."""
     if not (lean and torch.is_grad_enabled() and type(act) is nn.GELU):
-        return linear(act(h))
+        return run_linear(linear, act(h))
     gelu: Any = act
     return _GeluLinear.apply(h, gelu.approximate, linear.weight, linear.bias)
 

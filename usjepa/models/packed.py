@@ -29,6 +29,7 @@ from timm.layers import Mlp
 from timm.models.vision_transformer import Attention, Block
 from torch import Tensor, nn
 
+from usjepa.models.cpu_matmul import run_linear
 from usjepa.models.lean import gelu_linear, norm_linear
 
 
@@ -114,7 +115,7 @@ def block_forward(
     out = getattr(attn, "norm", nn.Identity())(out)
     if gate is not None:
         out = out * gate
-    out = attn.proj_drop(attn.proj(out))
+    out = attn.proj_drop(run_linear(attn.proj, out))
     x = x + blk.drop_path1(blk.ls1(out))
     mlp = blk.mlp
     if type(mlp) is Mlp and not _acts_on(mlp.drop1) and type(mlp.norm) is nn.Identity:

@@ -22,6 +22,7 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
+from usjepa.models import cpu_matmul
 from usjepa.models.packed import block_forward, packable, run_packed
 
 #: index that marks a padded slot in a patch-index tensor.
@@ -151,9 +152,12 @@ def run_blocks(
     if pack and mask is not None and tokens is not None and plain:
         return run_packed(blocks, x, tokens.rows, mask, recompute, lean, queries_from)
     kwargs: dict[str, Any] = {} if mask is None else {"attn_mask": mask}
+    # timm's blocks walked step by step also run their linear layers through oneDNN on
+    # CPUs where that is faster (usjepa.models.cpu_matmul)
+    stepwise = lean or (plain and cpu_matmul.uses_onednn(x))
     for i, block in enumerate(blocks):
         last = queries_from if i == len(blocks) - 1 and plain else None
-        if lean or last is not None:
+        if stepwise or last is not None:
             args = (block, x, mask, None, None, lean, last)
             if recompute is None:
                 x = block_forward(*args)
