@@ -69,25 +69,41 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "ours_salt",
         {"one_pass": True, "teacher_dtype": "bfloat16"},
     ),
-    "usjepa SALT, one pass, bf16 teacher, activation checkpointing": (
-        "salt",
-        "ours_salt",
-        {"one_pass": True, "teacher_dtype": "bfloat16", "activation_checkpointing": True},
-    ),
     "usjepa SALT, one pass, bf16 teacher, selective checkpointing": (
         "salt",
         "ours_salt",
         {"one_pass": True, "teacher_dtype": "bfloat16", "activation_checkpointing": "selective"},
     ),
-    "usjepa SALT, one pass, bf16 teacher, selective checkpointing, gradients kept until "
-    "the next backward": (
+    "usjepa SALT, one pass, oneDNN matmuls": (
+        "salt",
+        "ours_salt",
+        {"one_pass": True, "cpu_matmul": "onednn"},
+    ),
+    "usjepa SALT, one pass, bf16 teacher, oneDNN matmuls": (
+        "salt",
+        "ours_salt",
+        {"one_pass": True, "teacher_dtype": "bfloat16", "cpu_matmul": "onednn"},
+    ),
+    "usjepa SALT, one pass, bf16 teacher, selective checkpointing, oneDNN matmuls": (
         "salt",
         "ours_salt",
         {
             "one_pass": True,
             "teacher_dtype": "bfloat16",
             "activation_checkpointing": "selective",
-            "keep_grads": True,
+            "cpu_matmul": "onednn",
+        },
+    ),
+    "usjepa SALT, one pass, bf16 teacher, selective checkpointing, oneDNN matmuls, heap "
+    "trimmed after every step": (
+        "salt",
+        "ours_salt",
+        {
+            "one_pass": True,
+            "teacher_dtype": "bfloat16",
+            "activation_checkpointing": "selective",
+            "cpu_matmul": "onednn",
+            "trim": True,
         },
     ),
     "stable-pretraining SALT": ("salt", "peer_salt", {}),
@@ -99,6 +115,11 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "stable-pretraining SALT, bf16 autocast": ("salt_amp", "peer_salt", {"amp": True}),
     "usjepa I-JEPA, per block": ("ijepa", "ours_ijepa", {"one_pass": False}),
     "usjepa I-JEPA, one pass": ("ijepa", "ours_ijepa", {"one_pass": True}),
+    "usjepa I-JEPA, one pass, oneDNN matmuls": (
+        "ijepa",
+        "ours_ijepa",
+        {"one_pass": True, "cpu_matmul": "onednn"},
+    ),
     "lightly I-JEPA (timm)": ("ijepa", "peer_ijepa", {}),
 }
 PEERS = {
@@ -256,6 +277,15 @@ def measure(
     chans = 3 if builder.startswith("peer") else opts.get("in_chans", 1)
     warmup = max(warmup, 2)
     keep_grads = bool(opts.get("keep_grads"))
+    if builder.startswith("ours"):  # torch's BLAS unless the row says oneDNN
+        from usjepa.models import cpu_matmul
+
+        cpu_matmul.set_backend(opts.get("cpu_matmul", "blas"))
+    release = None
+    if opts.get("trim"):  # what usjepa.callbacks.ReleaseHostMemory(every_n_steps=1) calls
+        import ctypes
+
+        release = ctypes.CDLL("libc.so.6").malloc_trim
     masks = draw_masks(steps + warmup, batch)
     g = torch.Generator().manual_seed(1)
     images = [torch.randn(batch, chans, 224, 224, generator=g) for _ in range(steps + warmup)]
@@ -285,6 +315,8 @@ def measure(
                 optimizer.zero_grad(set_to_none=True)
             if ema is not None:
                 ema()
+            if release is not None:
+                release(0)
 
         built_rss = rss_gb()
         with flop_counter() as counter:
@@ -478,9 +510,14 @@ def main() -> None:
         "",
         "Every row steps as both SALT libraries train: forward, backward, update, then the "
         "gradients freed (stable-pretraining's `training_step`; ours, "
-        "`PretrainModule.optimizer_step`). The row 'gradients kept until the next "
-        "backward' frees them where Lightning's own loop does, after the next step's "
-        "forward pass, as our module did before: the before/after of that change.",
+        "`PretrainModule.optimizer_step`).",
+        "",
+        "Our rows run their fp32 linear layers in torch's BLAS (MKL in these wheels, "
+        "torch's own path and our default) unless they say 'oneDNN matmuls' "
+        "(`USJEPA_CPU_MATMUL=onednn`, `usjepa.models.cpu_matmul`); each such row and the "
+        "row without those words are the before/after of that path. The peers run torch's "
+        "BLAS. 'Heap trimmed after every step': glibc's `malloc_trim(0)` after each "
+        "update, as `usjepa.callbacks.ReleaseHostMemory(every_n_steps=1)` does.",
         "",
     ]
     if "roofline_images_per_s" in table:

@@ -1,8 +1,9 @@
 """``make bench``: the performance suite, one script after the other, then one summary.
 
-Runs the step fast paths (``fast_paths.py``), small-corpus speed (``small_corpus.py``),
-loading from disk (``loading.py``), probe timings (``probe_speed.py``) and the CPU step
-suite at three sizes (``step_suite.py``); the side-by-sides with stable-pretraining and
+Runs the step fast paths (``fast_paths.py``), the CPU's matmul libraries side by side
+(``cpu_matmul.py``), small-corpus speed (``small_corpus.py``), loading from disk
+(``loading.py``), probe timings (``probe_speed.py``) and the CPU step suite at three
+sizes (``step_suite.py``); the side-by-sides with stable-pretraining and
 lightly (``peer_step.py``, ``end_to_end.py``, ``heap.py``, ``long_run_rss.py``) when
 ``.venv-bench`` exists (``make bench-peers`` builds it); the GPU benchmark
 (``gpu_step.py``) when CUDA is present.
@@ -31,6 +32,7 @@ PEERS = ("peer_step", "end_to_end", "heap", "long_run_rss")
 #: script -> the Markdown file it writes
 SCRIPTS = {
     "fast_paths": "fast_paths.md",
+    "cpu_matmul": "cpu_matmul.md",
     "small_corpus": "small_corpus.md",
     "loading": "loading.md",
     "probe_speed": "probe_speed.md",
