@@ -111,6 +111,7 @@ def test_mode_from_the_environment_and_a_bad_mode(monkeypatch):
 def test_primitive_cache_capped_on_import():
     # set on import unless the environment chose a capacity (then left as it is)
     assert os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+    assert os.environ.get("LRU_CACHE_CAPACITY")
 
 
 @needs_onednn

@@ -21,13 +21,17 @@ torch's own path, bit for bit), ``onednn``, or ``auto``: time one product of eac
 keep oneDNN only when it is at least :data:`AUTO_MARGIN` times faster, so a CPU where
 both are alike (Intel's) keeps torch's path.
 
-oneDNN keeps the primitives it builds for each product shape in a cache of 1,024 by
-default; a JEPA step's token counts change with every mask draw, so that cache would fill
-with primitives of shapes never seen again (about 0.3 GB on ViT-S/16 after a dozen steps).
-Importing this module caps it at :data:`PRIMITIVE_CACHE` unless
-``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is set (oneDNN reads it when it builds its first
-primitive, so this holds when usjepa is imported before anything runs on oneDNN). It
-also registers the oneDNN op's FLOPs with ``torch.utils.flop_counter``.
+oneDNN keeps what it builds for each product shape in two caches of 1,024 entries by
+default, its own primitive cache and the one of torch's oneDNN bindings (ideep); a JEPA
+step's token counts change with every mask draw, so both fill with entries for shapes
+never seen again (on the ViT-S/16 SALT step, 24 steps with THP: a peak RSS of 3.21 GB
+with both at 1,024, 2.78 with the primitive cache at 32, 2.27 with ideep's at 16 too, at
+the same speed). Importing this module caps them at :data:`PRIMITIVE_CACHE` and
+:data:`IDEEP_CACHE` unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` and
+``LRU_CACHE_CAPACITY`` are set (both are read when the first product is built, so this
+holds when usjepa is imported before anything runs on oneDNN; it applies to torch's other
+oneDNN ops, bf16 products and convolutions, too). It also registers the oneDNN op's
+FLOPs with ``torch.utils.flop_counter``.
 """
 
 from __future__ import annotations
@@ -49,8 +53,11 @@ MODES = ("auto", "onednn", "blas")
 AUTO_MARGIN = 1.25
 #: the oneDNN primitive cache's capacity set on import unless the environment sets one
 PRIMITIVE_CACHE = 32
+#: the capacity of the cache of torch's oneDNN bindings (ideep), set likewise
+IDEEP_CACHE = 16
 
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(PRIMITIVE_CACHE))
+os.environ.setdefault("LRU_CACHE_CAPACITY", str(IDEEP_CACHE))
 
 
 def _register_flops() -> None:
