@@ -9,7 +9,9 @@ bf16 teacher and selective checkpointing, stable-pretraining's fp32 step) for
 ``--steps`` steps, each row in its own process importing only its own library, and
 records the RSS after every step and the peak RSS of the whole run. Rows: each library
 under the default allocator and under ``THP_MEM_ALLOC_ENABLE=1`` (which ``python -m
-usjepa`` sets), and ours with the trim after every 10th step and after every step.
+usjepa`` sets), ours with the trim after every 10th step and after every step, and ours
+with its linear layers in oneDNN (``USJEPA_CPU_MATMUL=onednn``) under THP, untrimmed and
+trimmed after every step.
 
     .venv-bench/bin/python benchmarks/long_run_rss.py [--steps 48]
 
@@ -31,6 +33,7 @@ from common import GB, in_child, peak_rss_gb, rss_gb
 
 OUT = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 OURS = "usjepa SALT, one pass, bf16 teacher, selective checkpointing"
+OURS_ONEDNN = OURS + ", oneDNN matmuls"
 PEER = "stable-pretraining SALT"
 THP = {"THP_MEM_ALLOC_ENABLE": "1"}
 #: label -> (peer_step row, environment, trim every n steps or 0)
@@ -39,6 +42,8 @@ ROWS: dict[str, tuple[str, dict[str, str], int]] = {
     "usjepa, THP": (OURS, THP, 0),
     "usjepa, THP, trim every 10 steps": (OURS, THP, 10),
     "usjepa, THP, trim every step": (OURS, THP, 1),
+    "usjepa, oneDNN matmuls, THP": (OURS_ONEDNN, THP, 0),
+    "usjepa, oneDNN matmuls, THP, trim every step": (OURS_ONEDNN, THP, 1),
     "stable-pretraining, default allocator": (PEER, {}, 0),
     "stable-pretraining, THP": (PEER, THP, 0),
 }
@@ -55,6 +60,11 @@ def child(label: str, steps: int) -> dict[str, Any]:
 
     importlib.import_module(peer_step.LIBRARIES[builder])
     import torch
+
+    if builder.startswith("ours"):  # torch's BLAS unless the row says oneDNN
+        from usjepa.models import cpu_matmul
+
+        cpu_matmul.set_backend(opts.get("cpu_matmul", "blas"))
 
     torch.set_num_threads(2)
     chans = 3 if builder.startswith("peer") else 1
@@ -118,13 +128,13 @@ def main() -> None:
         print(runs[-1], flush=True)
     table, per_step = pd.DataFrame(runs), pd.DataFrame(steps)
     base = table.set_index("row")
-    table["speed_vs_own_untrimmed"] = [
-        r.images_per_s / base.loc["usjepa, THP", "images_per_s"] if "trim" in r.row else 1.0
+    table["speed_vs_own_untrimmed"] = [  # against the same row untrimmed
+        r.images_per_s / base.loc[r.row.split(", trim")[0], "images_per_s"]
         for _, r in table.iterrows()
     ]
-    table["peak_rss_vs_peer_default"] = (
-        table.peak_rss_gb / base.loc["stable-pretraining, default allocator", "peak_rss_gb"]
-    )
+    peer = base.loc["stable-pretraining, default allocator"]
+    table["speed_vs_peer_default"] = table.images_per_s / peer.images_per_s
+    table["peak_rss_vs_peer_default"] = table.peak_rss_gb / peer.peak_rss_gb
     table.to_csv(OUT / "long_run_rss.csv", index=False)
     per_step.to_csv(OUT / "long_run_rss_steps.csv", index=False)
     plot(per_step, OUT / "long_run_rss.png")
@@ -137,21 +147,23 @@ def main() -> None:
         "importing only its own library; one run per row. Peak RSS: the whole run's "
         "(`VmHWM`); RSS after a step: sampled once the step's update is done. THP: "
         "`THP_MEM_ALLOC_ENABLE=1` (set by `python -m usjepa`). Trim: "
-        "`usjepa.callbacks.ReleaseHostMemory` (glibc's `malloc_trim(0)`). Speed of a "
-        f"trimmed row against `usjepa, THP` (images/s: median of steps {WARMUP + 1}-"
-        f"{args.steps}). GB: 10^9 bytes. Every step in `long_run_rss_steps.csv`, drawn "
-        "in `long_run_rss.png`. Command: `.venv-bench/bin/python "
-        "benchmarks/long_run_rss.py`.",
+        "`usjepa.callbacks.ReleaseHostMemory` (glibc's `malloc_trim(0)`). oneDNN matmuls: "
+        "`USJEPA_CPU_MATMUL=onednn` (`usjepa.models.cpu_matmul`); the other rows of ours "
+        "run torch's BLAS, as the peer does. Speed of a trimmed row against the same row "
+        f"untrimmed (images/s: median of steps {WARMUP + 1}-{args.steps}). GB: 10^9 "
+        "bytes. Every step in `long_run_rss_steps.csv`, drawn in `long_run_rss.png`. "
+        "Command: `.venv-bench/bin/python benchmarks/long_run_rss.py`.",
         "",
-        f"| row | images/s | speed vs untrimmed | peak RSS (GB) | peak RSS vs the peer's "
-        f"default | RSS after step {quarter} (GB) | RSS after step {args.steps} (GB) | "
-        "most RSS after a step (GB) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| row | images/s | speed vs untrimmed | speed vs the peer's default | peak RSS (GB) "
+        f"| peak RSS vs the peer's default | RSS after step {quarter} (GB) | RSS after step "
+        f"{args.steps} (GB) | most RSS after a step (GB) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
         lines.append(
             f"| {r.row} | {r.images_per_s:.2f} | {r.speed_vs_own_untrimmed:.2f}x | "
-            f"{r.peak_rss_gb:.2f} | {r.peak_rss_vs_peer_default:.2f}x | "
+            f"{r.speed_vs_peer_default:.2f}x | {r.peak_rss_gb:.2f} | "
+            f"{r.peak_rss_vs_peer_default:.2f}x | "
             f"{r[f'rss_after_step_{quarter}_gb']:.2f} | {r.rss_after_last_step_gb:.2f} | "
             f"{r.max_rss_after_a_step_gb:.2f} |"
         )

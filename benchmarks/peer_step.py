@@ -419,7 +419,8 @@ def main() -> None:
     parser.add_argument(
         "--reuse",
         default=None,
-        help="a previous run's output: its rows of the families not run now go in the table",
+        help="a previous run's output, or its runs file (peer_step_runs.csv): its rows of "
+        "the families not run now go in the table",
     )
     parser.add_argument(
         "--repeats", type=int, default=3, help="rounds over the rows (interleaved); medians"
@@ -449,7 +450,10 @@ def main() -> None:
 
     families = set(args.rows.split(","))
     rows = []
-    if args.reuse:  # each family's rows (and so its ratios) still come from one run
+    if args.reuse and args.reuse.endswith(".csv"):  # a runs file (peer_step_runs.csv)
+        prior = pd.read_csv(args.reuse)
+        rows += [in_gb(r) for r in prior[~prior.family.isin(families)].to_dict("records")]
+    elif args.reuse:  # each family's rows (and so its ratios) still come from one run
         import ast
 
         for line in Path(args.reuse).read_text().splitlines():
@@ -525,8 +529,8 @@ def main() -> None:
     if args.reuse:
         lines += [
             "Families run in this sitting: " + ", ".join(sorted(families)) + "; the other "
-            "families' rows come from the run before it (each family's rows, and so its "
-            "ratios, from one run).",
+            f"families' rows come from the run before it (`{Path(args.reuse).name}`; each "
+            "family's rows, and so its ratios, from one run).",
             "",
         ]
     if args.from_runs:
