@@ -61,10 +61,7 @@ def child(label: str, steps: int) -> dict[str, Any]:
     importlib.import_module(peer_step.LIBRARIES[builder])
     import torch
 
-    if builder.startswith("ours"):  # torch's BLAS unless the row says oneDNN
-        from usjepa.models import cpu_matmul
-
-        cpu_matmul.set_backend(opts.get("cpu_matmul", "blas"))
+    peer_step.select_matmul(builder, opts)
 
     torch.set_num_threads(2)
     chans = 3 if builder.startswith("peer") else 1

@@ -74,38 +74,6 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "ours_salt",
         {"one_pass": True, "teacher_dtype": "bfloat16", "activation_checkpointing": "selective"},
     ),
-    "usjepa SALT, one pass, oneDNN matmuls": (
-        "salt",
-        "ours_salt",
-        {"one_pass": True, "cpu_matmul": "onednn"},
-    ),
-    "usjepa SALT, one pass, bf16 teacher, oneDNN matmuls": (
-        "salt",
-        "ours_salt",
-        {"one_pass": True, "teacher_dtype": "bfloat16", "cpu_matmul": "onednn"},
-    ),
-    "usjepa SALT, one pass, bf16 teacher, selective checkpointing, oneDNN matmuls": (
-        "salt",
-        "ours_salt",
-        {
-            "one_pass": True,
-            "teacher_dtype": "bfloat16",
-            "activation_checkpointing": "selective",
-            "cpu_matmul": "onednn",
-        },
-    ),
-    "usjepa SALT, one pass, bf16 teacher, selective checkpointing, oneDNN matmuls, heap "
-    "trimmed after every step": (
-        "salt",
-        "ours_salt",
-        {
-            "one_pass": True,
-            "teacher_dtype": "bfloat16",
-            "activation_checkpointing": "selective",
-            "cpu_matmul": "onednn",
-            "trim": True,
-        },
-    ),
     "stable-pretraining SALT": ("salt", "peer_salt", {}),
     "usjepa SALT, one pass, bf16 autocast": (
         "salt_amp",
@@ -115,13 +83,25 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "stable-pretraining SALT, bf16 autocast": ("salt_amp", "peer_salt", {"amp": True}),
     "usjepa I-JEPA, per block": ("ijepa", "ours_ijepa", {"one_pass": False}),
     "usjepa I-JEPA, one pass": ("ijepa", "ours_ijepa", {"one_pass": True}),
-    "usjepa I-JEPA, one pass, oneDNN matmuls": (
-        "ijepa",
-        "ours_ijepa",
-        {"one_pass": True, "cpu_matmul": "onednn"},
-    ),
     "lightly I-JEPA (timm)": ("ijepa", "peer_ijepa", {}),
 }
+#: our oneDNN rows: each SALT / I-JEPA row above with its fp32 linear layers in oneDNN
+#: (``USJEPA_CPU_MATMUL=onednn``), and the fastest-memory one with the heap trimmed too
+_ONEDNN = {"cpu_matmul": "onednn"}
+for _name in [
+    "usjepa SALT, one pass",
+    "usjepa SALT, one pass, bf16 teacher",
+    "usjepa I-JEPA, one pass",
+    "usjepa SALT, one pass, bf16 teacher, selective checkpointing",  # last: trimmed below
+]:
+    _family, _builder, _opts = ROWS[_name]
+    ROWS[f"{_name}, oneDNN matmuls"] = (_family, _builder, {**_opts, **_ONEDNN})
+_family, _builder, _opts = ROWS[f"{_name}, oneDNN matmuls"]
+ROWS[f"{_name}, oneDNN matmuls, heap trimmed after every step"] = (
+    _family,
+    _builder,
+    {**_opts, "trim": True},
+)
 PEERS = {
     "salt": "stable-pretraining SALT",
     "salt_amp": "stable-pretraining SALT, bf16 autocast",
@@ -240,6 +220,14 @@ def peer_ijepa(opts: dict[str, Any]) -> tuple[Any, Callable[[Any, Any, Any], Any
     return model, loss
 
 
+def select_matmul(builder: str, opts: dict[str, Any]) -> None:
+    """Our rows' fp32 linear layers in torch's BLAS unless the row says oneDNN."""
+    if builder.startswith("ours"):
+        from usjepa.models import cpu_matmul
+
+        cpu_matmul.set_backend(opts.get("cpu_matmul", "blas"))
+
+
 #: the library each builder needs (``measure(..., own_imports=True)`` imports only it)
 LIBRARIES = {
     "ours_salt": "usjepa.methods",
@@ -277,10 +265,7 @@ def measure(
     chans = 3 if builder.startswith("peer") else opts.get("in_chans", 1)
     warmup = max(warmup, 2)
     keep_grads = bool(opts.get("keep_grads"))
-    if builder.startswith("ours"):  # torch's BLAS unless the row says oneDNN
-        from usjepa.models import cpu_matmul
-
-        cpu_matmul.set_backend(opts.get("cpu_matmul", "blas"))
+    select_matmul(builder, opts)
     release = None
     if opts.get("trim"):  # what usjepa.callbacks.ReleaseHostMemory(every_n_steps=1) calls
         import ctypes

@@ -1,19 +1,20 @@
 """Linear layers on the CPU through oneDNN rather than the BLAS torch was built with.
 
-torch's x86 wheels run ``F.linear`` and ``torch.mm`` in fp32 through MKL. MKL picks its
-fastest kernels on Intel CPUs only: on an AMD EPYC with AVX-512 (our build machines) its
-fp32 matmul reaches about 215 GFLOP/s on 2 threads, while oneDNN, which torch ships too
-(``torch.ops.mkldnn._linear_pointwise``, the op torch's own compiler emits for CPU
-linear layers), reaches 460-520 for the same products (``benchmarks/results/fast_paths.md``).
-The transformer blocks' linear layers are most of a ViT training step, so there the
-step runs about 1.5x faster.
+torch's x86 wheels run ``F.linear`` and ``torch.mm`` in fp32 through MKL, which keeps its
+fastest kernels for Intel CPUs: on an AMD EPYC with AVX-512 (our build machines) the
+products of a ViT-S block ran at a median 224 GFLOP/s on 2 threads through MKL and 491
+through oneDNN, which torch ships too (``torch.ops.mkldnn._linear_pointwise``, the op
+torch's own compiler emits for CPU linear layers; ``benchmarks/results/cpu_matmul.md``).
+The blocks' linear layers are most of a ViT training step, so there the step runs about
+1.5x faster (``benchmarks/results/peer_step.md``). bf16 products already run in oneDNN.
 
 :func:`linear` is ``F.linear`` for fp32 tensors on the CPU outside autocast, computed by
 oneDNN, its backward too (input gradient and weight gradient as oneDNN products); every
 other case (GPU, bf16, autocast, a CPU without oneDNN) is ``F.linear`` itself. Results
 agree with ``F.linear`` up to float rounding (another summation order). The blocks of
-:mod:`usjepa.models.packed` and :mod:`usjepa.models.lean` call it, so every encoder,
-predictor and teacher built on timm's blocks uses it.
+:mod:`usjepa.models.packed` and :mod:`usjepa.models.lean` call it, so every timm block
+run through :func:`usjepa.models.tokens.run_blocks` (our encoders, predictor and their
+teachers) uses it.
 
 Which library runs is decided once per process (:func:`backend`): the environment
 variable ``USJEPA_CPU_MATMUL`` (or :func:`set_backend`) says ``blas`` (the default:
