@@ -11,12 +11,14 @@ records the RSS after every step and the peak RSS of the whole run. Rows: each l
 under the default allocator and under ``THP_MEM_ALLOC_ENABLE=1`` (which ``python -m
 usjepa`` sets), ours with the trim after every 10th step and after every step, and ours
 with its linear layers in oneDNN (``USJEPA_CPU_MATMUL=onednn``) under THP, untrimmed and
-trimmed after every step.
+trimmed after every 10th step and after every step. ``--repeats`` interleaved rounds over
+the rows; every ratio is taken within a round, then its median and range over rounds.
 
-    .venv-bench/bin/python benchmarks/long_run_rss.py [--steps 48]
+    .venv-bench/bin/python benchmarks/long_run_rss.py [--steps 48] [--repeats 3]
 
-Writes ``benchmarks/results/long_run_rss.{csv,md,png}`` (the PNG: RSS after each step)
-and ``long_run_rss_steps.csv`` (every step of every row).
+Writes ``benchmarks/results/long_run_rss.{csv,md,png}`` (the PNG: RSS after each step of
+the first round), ``long_run_rss_runs.csv`` (every run) and ``long_run_rss_steps.csv``
+(every step of every run).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ OUT = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 OURS = "usjepa SALT, one pass, bf16 teacher, selective checkpointing"
 OURS_ONEDNN = OURS + ", oneDNN matmuls"
 PEER = "stable-pretraining SALT"
+PEER_DEFAULT = "stable-pretraining, default allocator"
 THP = {"THP_MEM_ALLOC_ENABLE": "1"}
 #: label -> (peer_step row, environment, trim every n steps or 0)
 ROWS: dict[str, tuple[str, dict[str, str], int]] = {
@@ -43,6 +46,7 @@ ROWS: dict[str, tuple[str, dict[str, str], int]] = {
     "usjepa, THP, trim every 10 steps": (OURS, THP, 10),
     "usjepa, THP, trim every step": (OURS, THP, 1),
     "usjepa, oneDNN matmuls, THP": (OURS_ONEDNN, THP, 0),
+    "usjepa, oneDNN matmuls, THP, trim every 10 steps": (OURS_ONEDNN, THP, 10),
     "usjepa, oneDNN matmuls, THP, trim every step": (OURS_ONEDNN, THP, 1),
     "stable-pretraining, default allocator": (PEER, {}, 0),
     "stable-pretraining, THP": (PEER, THP, 0),
@@ -96,6 +100,7 @@ def child(label: str, steps: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=48)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds over the rows")
     parser.add_argument("--label", default=None, help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     if args.label is not None:
@@ -109,58 +114,99 @@ def main() -> None:
 
     quarter = max(1, args.steps // 4)
     runs, steps = [], []
-    for label, (_, env, _) in ROWS.items():
-        figures = in_child(__file__, env=env, label=label, steps=args.steps)
-        after = figures.pop("rss_after_steps_gb")
-        steps += [{"row": label, "step": i + 1, "rss_gb": v} for i, v in enumerate(after)]
-        runs.append(
-            {
-                "row": label,
-                **figures,
-                f"rss_after_step_{quarter}_gb": after[quarter - 1],
-                "rss_after_last_step_gb": after[-1],
-                "max_rss_after_a_step_gb": max(after),
-            }
-        )
-        print(runs[-1], flush=True)
-    table, per_step = pd.DataFrame(runs), pd.DataFrame(steps)
-    base = table.set_index("row")
-    table["speed_vs_own_untrimmed"] = [  # against the same row untrimmed
-        r.images_per_s / base.loc[r.row.split(", trim")[0], "images_per_s"]
-        for _, r in table.iterrows()
-    ]
-    peer = base.loc["stable-pretraining, default allocator"]
-    table["speed_vs_peer_default"] = table.images_per_s / peer.images_per_s
-    table["peak_rss_vs_peer_default"] = table.peak_rss_gb / peer.peak_rss_gb
+    for round_ in range(args.repeats):  # interleaved: drift of the machine hits every row
+        for label, (_, env, _) in ROWS.items():
+            figures = in_child(__file__, env=env, label=label, steps=args.steps)
+            after = figures.pop("rss_after_steps_gb")
+            steps += [
+                {"row": label, "round": round_, "step": i + 1, "rss_gb": v}
+                for i, v in enumerate(after)
+            ]
+            runs.append(
+                {
+                    "row": label,
+                    "round": round_,
+                    **figures,
+                    f"rss_after_step_{quarter}_gb": after[quarter - 1],
+                    "rss_after_last_step_gb": after[-1],
+                    "max_rss_after_a_step_gb": max(after),
+                }
+            )
+            print(runs[-1], flush=True)
+    frame, per_step = pd.DataFrame(runs), pd.DataFrame(steps)
+    table = ratios(frame)
+    frame.to_csv(OUT / "long_run_rss_runs.csv", index=False)
     table.to_csv(OUT / "long_run_rss.csv", index=False)
     per_step.to_csv(OUT / "long_run_rss_steps.csv", index=False)
     plot(per_step, OUT / "long_run_rss.png")
+    write_markdown(table, args.steps, args.repeats, quarter)
+
+
+def ratios(frame: Any) -> Any:
+    """One row per label: medians over the rounds, and each ratio taken within a round
+    (against the peer's default run, or the same row untrimmed, of that round), its median
+    and range over the rounds."""
+    import pandas as pd
+
+    peer = frame[frame.row == PEER_DEFAULT].set_index("round")
+    rows = []
+    for label, runs in frame.groupby("row", sort=False):
+        runs = runs.set_index("round")
+        own = frame[frame.row == label.split(", trim")[0]].set_index("round")
+        within = {
+            "speed_vs_own_untrimmed": runs.images_per_s / own.images_per_s,
+            "speed_vs_peer_default": runs.images_per_s / peer.images_per_s,
+            "peak_rss_vs_peer_default": runs.peak_rss_gb / peer.peak_rss_gb,
+        }
+        row = {"row": label, "rounds": len(runs)}
+        row.update(runs.drop(columns="row").median(numeric_only=True).to_dict())
+        for name, values in [("images_per_s", runs.images_per_s), ("peak_rss_gb", runs.peak_rss_gb),
+                             *within.items()]:  # fmt: skip
+            row[name] = values.median()
+            row[f"{name}_min"], row[f"{name}_max"] = values.min(), values.max()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_markdown(table: Any, steps: int, repeats: int, quarter: int) -> None:
+    """``long_run_rss.md`` from the per-label table of :func:`ratios`."""
+
+    def spread(r: Any, name: str, unit: str = "") -> str:
+        low, high = r[f"{name}_min"], r[f"{name}_max"]
+        return f"{r[name]:.2f}{unit} ({low:.2f}-{high:.2f}{unit})"
+
     lines = [
         "# Resident memory over a longer CPU run",
         "",
         f"The SALT step of `peer_step.py` (ViT-S/16, batch 16, 2 threads; ours one-pass "
         f"with the bf16 teacher and selective checkpointing, stable-pretraining's fp32), "
-        f"{args.steps} steps with a new mask draw each, each row in its own process "
-        "importing only its own library; one run per row. Peak RSS: the whole run's "
+        f"{steps} steps with a new mask draw each, each row in its own process "
+        f"importing only its own library; {repeats} interleaved rounds over the rows, each "
+        "figure the median of the rounds with its range over them in brackets; every ratio "
+        "is taken within a round (ours against the peer's run of the same round) before the "
+        "median. Peak RSS: the whole run's "
         "(`VmHWM`); RSS after a step: sampled once the step's update is done. THP: "
         "`THP_MEM_ALLOC_ENABLE=1` (set by `python -m usjepa`). Trim: "
-        "`usjepa.callbacks.ReleaseHostMemory` (glibc's `malloc_trim(0)`). oneDNN matmuls: "
+        "`usjepa.callbacks.ReleaseHostMemory` (glibc's `malloc_trim(0)`; every 10 steps is "
+        "its default). oneDNN matmuls: "
         "`USJEPA_CPU_MATMUL=onednn` (`usjepa.models.cpu_matmul`); the other rows of ours "
         "run torch's BLAS, as the peer does. Speed of a trimmed row against the same row "
-        f"untrimmed (images/s: median of steps {WARMUP + 1}-{args.steps}). GB: 10^9 "
-        "bytes. Every step in `long_run_rss_steps.csv`, drawn in `long_run_rss.png`. "
+        f"untrimmed (images/s: median of steps {WARMUP + 1}-{steps}). GB: 10^9 "
+        "bytes. Every run in `long_run_rss_runs.csv`, every step of every run in "
+        "`long_run_rss_steps.csv`, the first round's steps drawn in `long_run_rss.png`. "
         "Command: `.venv-bench/bin/python benchmarks/long_run_rss.py`.",
         "",
         f"| row | images/s | speed vs untrimmed | speed vs the peer's default | peak RSS (GB) "
         f"| peak RSS vs the peer's default | RSS after step {quarter} (GB) | RSS after step "
-        f"{args.steps} (GB) | most RSS after a step (GB) |",
+        f"{steps} (GB) | most RSS after a step (GB) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
         lines.append(
-            f"| {r.row} | {r.images_per_s:.2f} | {r.speed_vs_own_untrimmed:.2f}x | "
-            f"{r.speed_vs_peer_default:.2f}x | {r.peak_rss_gb:.2f} | "
-            f"{r.peak_rss_vs_peer_default:.2f}x | "
+            f"| {r.row} | {spread(r, 'images_per_s')} | "
+            f"{spread(r, 'speed_vs_own_untrimmed', 'x')} | "
+            f"{spread(r, 'speed_vs_peer_default', 'x')} | {spread(r, 'peak_rss_gb')} | "
+            f"{spread(r, 'peak_rss_vs_peer_default', 'x')} | "
             f"{r[f'rss_after_step_{quarter}_gb']:.2f} | {r.rss_after_last_step_gb:.2f} | "
             f"{r.max_rss_after_a_step_gb:.2f} |"
         )
@@ -176,7 +222,8 @@ def plot(per_step: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for row, frame in per_step.groupby("row", sort=False):
+    first = per_step[per_step["round"] == per_step["round"].min()]
+    for row, frame in first.groupby("row", sort=False):
         ax.plot(frame.step, frame.rss_gb, label=row, linestyle="--" if "stable" in row else "-")
     ax.set_xlabel("training step")
     ax.set_ylabel(f"RSS after the step (GB of {GB:.0e} bytes)")
