@@ -43,20 +43,36 @@ OUT = ROOT / "benchmarks" / "results"
 VIT_S = {"img_size": 224, "patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 6}
 PRED = {"width": 384, "depth": 6, "num_heads": 12}
 BLOCKS = {"num_targets": 4, "context_scale": (0.85, 1.0), "target_scale": (0.15, 0.2)}
+#: our CPU fast paths: selective activation checkpointing and oneDNN linear layers
+FAST = {"activation_checkpointing": "selective", "cpu_matmul": "onednn"}
 ROWS = {
     "usjepa (USrc masks)": {"side": "ours", "scan_region": True},
     "usjepa (masks over the whole frame)": {"side": "ours", "scan_region": False},
+    "usjepa (USrc masks), selective checkpointing, oneDNN matmuls": {
+        "side": "ours",
+        "scan_region": True,
+        **FAST,
+    },
+    "usjepa (masks over the whole frame), selective checkpointing, oneDNN matmuls": {
+        "side": "ours",
+        "scan_region": False,
+        **FAST,
+    },
     "stable-pretraining (image folder)": {"side": "peer"},
 }
 PEER = "stable-pretraining (image folder)"
 
 
-def ours(corpus: Path, batch: int, scan_region: bool) -> tuple[Any, Iterator, Any]:
-    """Our DataModule's training batches and the SALT step on them."""
+def ours(corpus: Path, batch: int, opts: dict[str, Any]) -> tuple[Any, Iterator, Any]:
+    """Our DataModule's training batches and the SALT step on them; linear layers in
+    torch's BLAS unless ``opts`` says oneDNN."""
     from usjepa.data import CorpusDataModule
     from usjepa.masks import MultiBlockMaskGenerator
     from usjepa.methods import SALTModule
-    from usjepa.models import JEPAPredictor, ViTEncoder
+    from usjepa.models import JEPAPredictor, ViTEncoder, cpu_matmul
+
+    cpu_matmul.set_backend(opts.get("cpu_matmul", "blas"))
+    scan_region = bool(opts["scan_region"])
 
     data = CorpusDataModule(
         str(corpus / "manifest.parquet"),
@@ -70,6 +86,7 @@ def ours(corpus: Path, batch: int, scan_region: bool) -> tuple[Any, Iterator, An
         JEPAPredictor(14, 384, 384, **PRED, one_pass=True),
         ViTEncoder(**VIT_S, in_chans=1, init_seed=1),
         teacher_dtype="bfloat16",
+        activation_checkpointing=opts.get("activation_checkpointing", False),
     )
 
     def batches() -> Iterator:
@@ -128,7 +145,7 @@ def measure(row: str, corpus: Path, steps: int, warmup: int, batch: int) -> dict
     torch.manual_seed(0)
     opts = ROWS[row]
     if opts["side"] == "ours":
-        model, batches, loss_fn = ours(corpus, batch, bool(opts["scan_region"]))
+        model, batches, loss_fn = ours(corpus, batch, opts)
     else:
         model, batches, loss_fn = peer(corpus, batch)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -201,16 +218,20 @@ def main() -> None:
         f"shown (every run in `end_to_end_runs.csv`); images/s over {args.steps} whole "
         f"iterations (waiting for the batch included) after {args.warmup} warm-up "
         "iterations, whose mean is the GFLOP/image (masks differ per batch); each row in "
-        "its own process. Ours: one-pass predictor, bf16 teacher. "
+        "its own process. Ours: one-pass predictor, bf16 teacher; its linear layers in "
+        "torch's BLAS (as the peer's) unless the row says oneDNN matmuls "
+        "(`USJEPA_CPU_MATMUL=onednn`); selective checkpointing: "
+        "`activation_checkpointing: selective`. "
         "Command: `.venv-bench/bin/python benchmarks/end_to_end.py`.",
         "",
-        "| pipeline | images/s | waiting for data | GFLOP/image | peak RSS (GB) | "
-        "speed vs peer | FLOPs vs peer | memory vs peer |",
-        "|---|---|---|---|---|---|---|---|",
+        "| pipeline | images/s | images/s, range | waiting for data | GFLOP/image | "
+        "peak RSS (GB) | speed vs peer | FLOPs vs peer | memory vs peer |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table.itertuples():
         lines.append(
-            f"| {r.row} | {r.images_per_s:.2f} | {r.data_wait_share:.1%} | "
+            f"| {r.row} | {r.images_per_s:.2f} | {r.images_per_s_range} | "
+            f"{r.data_wait_share:.1%} | "
             f"{r.gflop_per_image:.1f} | {r.peak_rss_gb:.2f} | {r.speed_vs_peer:.2f}x | "
             f"{r.flops_vs_peer:.2f}x | {r.memory_vs_peer:.2f}x |"
         )

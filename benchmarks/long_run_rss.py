@@ -221,14 +221,14 @@ def plot(per_step: Any, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
     first = per_step[per_step["round"] == per_step["round"].min()]
     for row, frame in first.groupby("row", sort=False):
         ax.plot(frame.step, frame.rss_gb, label=row, linestyle="--" if "stable" in row else "-")
     ax.set_xlabel("training step")
     ax.set_ylabel(f"RSS after the step (GB of {GB:.0e} bytes)")
     ax.set_title("ViT-S/16 SALT step on 2 CPU threads")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the lines
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
