@@ -11,20 +11,25 @@ records the RSS after every step and the peak RSS of the whole run. Rows: each l
 under the default allocator and under ``THP_MEM_ALLOC_ENABLE=1`` (which ``python -m
 usjepa`` sets), ours with the trim after every 10th step and after every step, and ours
 with its linear layers in oneDNN (``USJEPA_CPU_MATMUL=onednn``) under THP, untrimmed and
-trimmed after every 10th step and after every step. ``--repeats`` interleaved rounds over
-the rows; every ratio is taken within a round, then its median and range over rounds.
+trimmed after every 10th step and after every step, and untrimmed with glibc's mmap
+threshold fixed at 8 MB (``MALLOC_MMAP_THRESHOLD_``). ``--repeats`` interleaved rounds
+over the rows; every ratio is taken within a round, then its median and range over
+rounds. ``--rows`` (a regular expression) runs a subset, always with the peer's default
+row, and ``--out`` names its files.
 
     .venv-bench/bin/python benchmarks/long_run_rss.py [--steps 48] [--repeats 3]
+        [--rows REGEX --out STEM]
 
 Writes ``benchmarks/results/long_run_rss.{csv,md,png}`` (the PNG: RSS after each step of
 the first round), ``long_run_rss_runs.csv`` (every run) and ``long_run_rss_steps.csv``
-(every step of every run).
+(every step of every run); ``--out`` replaces ``long_run_rss`` in those names.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -48,6 +53,13 @@ ROWS: dict[str, tuple[str, dict[str, str], int]] = {
     "usjepa, oneDNN matmuls, THP": (OURS_ONEDNN, THP, 0),
     "usjepa, oneDNN matmuls, THP, trim every 10 steps": (OURS_ONEDNN, THP, 10),
     "usjepa, oneDNN matmuls, THP, trim every step": (OURS_ONEDNN, THP, 1),
+    # glibc serves blocks of 8 MB and more (the predictor's MLP activations and their
+    # gradients) from mmap, handed back to the kernel as soon as they are freed
+    "usjepa, oneDNN matmuls, THP, mmap threshold 8 MB": (
+        OURS_ONEDNN,
+        {**THP, "MALLOC_MMAP_THRESHOLD_": str(8 << 20)},
+        0,
+    ),
     "stable-pretraining, default allocator": (PEER, {}, 0),
     "stable-pretraining, THP": (PEER, THP, 0),
 }
@@ -101,6 +113,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds over the rows")
+    parser.add_argument(
+        "--rows", default=None, help="a regular expression: run only the rows it matches "
+        "(the peer's default row always runs; it is what every ratio is taken against)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", default="long_run_rss", help="stem of the files written under results/"
+    )
     parser.add_argument("--label", default=None, help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     if args.label is not None:
@@ -113,9 +132,14 @@ def main() -> None:
     import pandas as pd
 
     quarter = max(1, args.steps // 4)
+    labels = [
+        label for label in ROWS
+        if args.rows is None or label == PEER_DEFAULT or re.search(args.rows, label)
+    ]  # fmt: skip
     runs, steps = [], []
     for round_ in range(args.repeats):  # interleaved: drift of the machine hits every row
-        for label, (_, env, _) in ROWS.items():
+        for label in labels:
+            env = ROWS[label][1]
             figures = in_child(__file__, env=env, label=label, steps=args.steps)
             after = figures.pop("rss_after_steps_gb")
             steps += [
@@ -135,11 +159,12 @@ def main() -> None:
             print(runs[-1], flush=True)
     frame, per_step = pd.DataFrame(runs), pd.DataFrame(steps)
     table = ratios(frame)
-    frame.to_csv(OUT / "long_run_rss_runs.csv", index=False)
-    table.to_csv(OUT / "long_run_rss.csv", index=False)
-    per_step.to_csv(OUT / "long_run_rss_steps.csv", index=False)
-    plot(per_step, OUT / "long_run_rss.png")
-    write_markdown(table, args.steps, args.repeats, quarter)
+    frame.to_csv(OUT / f"{args.out}_runs.csv", index=False)
+    table.to_csv(OUT / f"{args.out}.csv", index=False)
+    per_step.to_csv(OUT / f"{args.out}_steps.csv", index=False)
+    plot(per_step, OUT / f"{args.out}.png")
+    flags = "" if args.rows is None else f" --rows '{args.rows}' --out {args.out}"
+    write_markdown(table, args.steps, args.repeats, quarter, args.out, flags)
 
 
 def ratios(frame: Any) -> Any:
@@ -168,8 +193,11 @@ def ratios(frame: Any) -> Any:
     return pd.DataFrame(rows)
 
 
-def write_markdown(table: Any, steps: int, repeats: int, quarter: int) -> None:
-    """``long_run_rss.md`` from the per-label table of :func:`ratios`."""
+def write_markdown(
+    table: Any, steps: int, repeats: int, quarter: int, out: str = "long_run_rss", command: str = ""
+) -> None:
+    """``{out}.md`` from the per-label table of :func:`ratios`; ``command``: the flags the
+    script ran with, for the command line the file quotes."""
 
     def spread(r: Any, name: str, unit: str = "") -> str:
         low, high = r[f"{name}_min"], r[f"{name}_max"]
@@ -192,9 +220,9 @@ def write_markdown(table: Any, steps: int, repeats: int, quarter: int) -> None:
         "`USJEPA_CPU_MATMUL=onednn` (`usjepa.models.cpu_matmul`); the other rows of ours "
         "run torch's BLAS, as the peer does. Speed of a trimmed row against the same row "
         f"untrimmed (images/s: median of steps {WARMUP + 1}-{steps}). GB: 10^9 "
-        "bytes. Every run in `long_run_rss_runs.csv`, every step of every run in "
-        "`long_run_rss_steps.csv`, the first round's steps drawn in `long_run_rss.png`. "
-        "Command: `.venv-bench/bin/python benchmarks/long_run_rss.py`.",
+        f"bytes. Every run in `{out}_runs.csv`, every step of every run in "
+        f"`{out}_steps.csv`, the first round's steps drawn in `{out}.png`. "
+        f"Command: `.venv-bench/bin/python benchmarks/long_run_rss.py{command}`.",
         "",
         f"| row | images/s | speed vs untrimmed | speed vs the peer's default | peak RSS (GB) "
         f"| peak RSS vs the peer's default | RSS after step {quarter} (GB) | RSS after step "
@@ -210,7 +238,7 @@ def write_markdown(table: Any, steps: int, repeats: int, quarter: int) -> None:
             f"{r[f'rss_after_step_{quarter}_gb']:.2f} | {r.rss_after_last_step_gb:.2f} | "
             f"{r.max_rss_after_a_step_gb:.2f} |"
         )
-    (OUT / "long_run_rss.md").write_text("\n".join(lines) + "\n")
+    (OUT / f"{out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
