@@ -120,6 +120,10 @@ def main() -> None:
     parser.add_argument(
         "--out", default="long_run_rss", help="stem of the files written under results/"
     )
+    parser.add_argument(
+        "--from-runs", default=None, help="a runs CSV this script wrote (with its steps CSV "
+        "beside it): rebuild the tables and plot from it, measuring nothing",
+    )  # fmt: skip
     parser.add_argument("--label", default=None, help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     if args.label is not None:
@@ -137,7 +141,15 @@ def main() -> None:
         if args.rows is None or label == PEER_DEFAULT or re.search(args.rows, label)
     ]  # fmt: skip
     runs, steps = [], []
-    for round_ in range(args.repeats):  # interleaved: drift of the machine hits every row
+    if args.from_runs:  # recorded runs: same tables, nothing measured
+        recorded = pd.read_csv(args.from_runs)
+        runs = recorded.to_dict("records")
+        steps = pd.read_csv(args.from_runs.replace("_runs.csv", "_steps.csv")).to_dict("records")
+        args.repeats = int(recorded["round"].max()) + 1
+        args.steps = int(max(r["step"] for r in steps))
+        quarter = max(1, args.steps // 4)
+    # interleaved rounds: drift of the machine hits every row
+    for round_ in range(0 if args.from_runs else args.repeats):
         for label in labels:
             env = ROWS[label][1]
             figures = in_child(__file__, env=env, label=label, steps=args.steps)
@@ -167,6 +179,12 @@ def main() -> None:
     write_markdown(table, args.steps, args.repeats, quarter, args.out, flags)
 
 
+def untrimmed(label: str) -> str:
+    """The row ``label`` changes by trimming the heap or moving glibc's mmap threshold
+    (``label`` itself where it does neither)."""
+    return re.sub(r", (trim every .*|mmap threshold .*)$", "", label)
+
+
 def ratios(frame: Any) -> Any:
     """One row per label: medians over the rounds, and each ratio taken within a round
     (against the peer's default run, or the same row untrimmed, of that round), its median
@@ -177,7 +195,7 @@ def ratios(frame: Any) -> Any:
     rows = []
     for label, runs in frame.groupby("row", sort=False):
         runs = runs.set_index("round")
-        own = frame[frame.row == label.split(", trim")[0]].set_index("round")
+        own = frame[frame.row == untrimmed(label)].set_index("round")
         within = {
             "speed_vs_own_untrimmed": runs.images_per_s / own.images_per_s,
             "speed_vs_peer_default": runs.images_per_s / peer.images_per_s,
@@ -218,8 +236,9 @@ def write_markdown(
         "`usjepa.callbacks.ReleaseHostMemory` (glibc's `malloc_trim(0)`; every 10 steps is "
         "its default). oneDNN matmuls: "
         "`USJEPA_CPU_MATMUL=onednn` (`usjepa.models.cpu_matmul`); the other rows of ours "
-        "run torch's BLAS, as the peer does. Speed of a trimmed row against the same row "
-        f"untrimmed (images/s: median of steps {WARMUP + 1}-{steps}). GB: 10^9 "
+        "run torch's BLAS, as the peer does. Speed vs untrimmed: a row that trims or moves "
+        "the mmap threshold against the same row without (images/s: median of steps "
+        f"{WARMUP + 1}-{steps}). GB: 10^9 "
         f"bytes. Every run in `{out}_runs.csv`, every step of every run in "
         f"`{out}_steps.csv`, the first round's steps drawn in `{out}.png`. "
         f"Command: `.venv-bench/bin/python benchmarks/long_run_rss.py{command}`.",

@@ -86,22 +86,20 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "lightly I-JEPA (timm)": ("ijepa", "peer_ijepa", {}),
 }
 #: our oneDNN rows: each SALT / I-JEPA row above with its fp32 linear layers in oneDNN
-#: (``USJEPA_CPU_MATMUL=onednn``), and the fastest-memory one with the heap trimmed too
+#: (``USJEPA_CPU_MATMUL=onednn``), and the selective-checkpointing one with the heap
+#: trimmed after every step too
 _ONEDNN = {"cpu_matmul": "onednn"}
 for _name in [
     "usjepa SALT, one pass",
     "usjepa SALT, one pass, bf16 teacher",
     "usjepa I-JEPA, one pass",
-    "usjepa SALT, one pass, bf16 teacher, selective checkpointing",  # last: trimmed below
+    "usjepa SALT, one pass, bf16 teacher, selective checkpointing",
 ]:
     _family, _builder, _opts = ROWS[_name]
     ROWS[f"{_name}, oneDNN matmuls"] = (_family, _builder, {**_opts, **_ONEDNN})
-_family, _builder, _opts = ROWS[f"{_name}, oneDNN matmuls"]
-ROWS[f"{_name}, oneDNN matmuls, heap trimmed after every step"] = (
-    _family,
-    _builder,
-    {**_opts, "trim": True},
-)
+_SELECTIVE = "usjepa SALT, one pass, bf16 teacher, selective checkpointing, oneDNN matmuls"
+_family, _builder, _opts = ROWS[_SELECTIVE]
+ROWS[f"{_SELECTIVE}, heap trimmed after every step"] = (_family, _builder, {**_opts, "trim": True})
 PEERS = {
     "salt": "stable-pretraining SALT",
     "salt_amp": "stable-pretraining SALT, bf16 autocast",
@@ -264,7 +262,6 @@ def measure(
     torch.set_num_threads(threads)
     chans = 3 if builder.startswith("peer") else opts.get("in_chans", 1)
     warmup = max(warmup, 2)
-    keep_grads = bool(opts.get("keep_grads"))
     select_matmul(builder, opts)
     release = None
     if opts.get("trim"):  # what usjepa.callbacks.ReleaseHostMemory(every_n_steps=1) calls
@@ -290,14 +287,10 @@ def measure(
             with torch.autocast("cpu", torch.bfloat16, enabled=bool(opts.get("amp"))):
                 loss = loss_fn(images[i], *masks[i])
             # both libraries free the gradients right after the update (stable-pretraining
-            # in its training_step, ours in PretrainModule.optimizer_step); keep_grads
-            # frees them where Lightning's own loop does, after the next forward
-            if keep_grads:
-                optimizer.zero_grad(set_to_none=True)
+            # in its training_step, ours in PretrainModule.optimizer_step)
             loss.backward()
             optimizer.step()
-            if not keep_grads:
-                optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             if ema is not None:
                 ema()
             if release is not None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from long_run_rss import PEER_DEFAULT, ratios  # noqa: E402
+from long_run_rss import PEER_DEFAULT, ratios, untrimmed  # noqa: E402
 
 OURS, TRIMMED = "usjepa, THP", "usjepa, THP, trim every step"
 
@@ -53,3 +53,10 @@ def test_ratios_are_taken_within_a_round_then_summarised() -> None:
     assert ours.speed_vs_own_untrimmed == pytest.approx(1.0)
     assert table.loc[PEER_DEFAULT].peak_rss_vs_peer_default == pytest.approx(1.0)
     assert trimmed.rss_after_last_step_gb == pytest.approx(1.35)
+
+
+def test_a_trimmed_or_mmap_row_is_compared_with_the_row_it_changes() -> None:
+    base = "usjepa, oneDNN matmuls, THP"
+    assert untrimmed(f"{base}, trim every 10 steps") == base
+    assert untrimmed(f"{base}, mmap threshold 8 MB") == base
+    assert untrimmed(base) == base
