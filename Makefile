@@ -22,7 +22,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check usjepa tests benchmarks
-	$(VENV)/bin/mypy usjepa
+	$(VENV)/bin/mypy usjepa tests/methods/typed_extension.py
 
 data: install
 	$(PY) -m usjepa data synth $(ARGS)

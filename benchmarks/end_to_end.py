@@ -43,17 +43,17 @@ OUT = ROOT / "benchmarks" / "results"
 VIT_S = {"img_size": 224, "patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 6}
 PRED = {"width": 384, "depth": 6, "num_heads": 12}
 BLOCKS = {"num_targets": 4, "context_scale": (0.85, 1.0), "target_scale": (0.15, 0.2)}
-#: our CPU fast paths: selective activation checkpointing and oneDNN linear layers
-FAST = {"activation_checkpointing": "selective", "cpu_matmul": "onednn"}
+#: selective activation checkpointing (PyTorch's own)
+FAST = {"activation_checkpointing": "selective"}
 ROWS = {
     "usjepa (USrc masks)": {"side": "ours", "scan_region": True},
     "usjepa (masks over the whole frame)": {"side": "ours", "scan_region": False},
-    "usjepa (USrc masks), selective checkpointing, oneDNN matmuls": {
+    "usjepa (USrc masks), selective checkpointing": {
         "side": "ours",
         "scan_region": True,
         **FAST,
     },
-    "usjepa (masks over the whole frame), selective checkpointing, oneDNN matmuls": {
+    "usjepa (masks over the whole frame), selective checkpointing": {
         "side": "ours",
         "scan_region": False,
         **FAST,
@@ -64,14 +64,12 @@ PEER = "stable-pretraining (image folder)"
 
 
 def ours(corpus: Path, batch: int, opts: dict[str, Any]) -> tuple[Any, Iterator, Any]:
-    """Our DataModule's training batches and the SALT step on them; linear layers in
-    torch's BLAS unless ``opts`` says oneDNN."""
+    """Our DataModule's training batches and the SALT step on them."""
     from usjepa.data import CorpusDataModule
     from usjepa.masks import MultiBlockMaskGenerator
     from usjepa.methods import SALTModule
-    from usjepa.models import JEPAPredictor, ViTEncoder, cpu_matmul
+    from usjepa.models import JEPAPredictor, ViTEncoder
 
-    cpu_matmul.set_backend(opts.get("cpu_matmul", "blas"))
     scan_region = bool(opts["scan_region"])
 
     data = CorpusDataModule(
@@ -218,9 +216,7 @@ def main() -> None:
         f"shown (every run in `end_to_end_runs.csv`); images/s over {args.steps} whole "
         f"iterations (waiting for the batch included) after {args.warmup} warm-up "
         "iterations, whose mean is the GFLOP/image (masks differ per batch); each row in "
-        "its own process. Ours: one-pass predictor, bf16 teacher; its linear layers in "
-        "torch's BLAS (as the peer's) unless the row says oneDNN matmuls "
-        "(`USJEPA_CPU_MATMUL=onednn`); selective checkpointing: "
+        "its own process. Ours: one-pass predictor, bf16 teacher; selective checkpointing: "
         "`activation_checkpointing: selective`. "
         "Command: `.venv-bench/bin/python benchmarks/end_to_end.py`.",
         "",

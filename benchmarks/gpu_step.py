@@ -8,9 +8,8 @@ recipe's ``bf16-mixed``). Rows, each timed over ``--steps`` steps after warm-up:
 - SALT, one pass, frozen bf16 teacher, fused AdamW (every fast path on; the GPU recipes set
   only the one-pass predictor, the rest are switches: README, "Speed and memory switches");
 - the same with the fp32 teacher, with the per-block predictor, with the for-each
-  AdamW, with activation checkpointing, with compiled blocks, with batches not planned on
-  the host (``JEPAModule.on_before_batch_transfer``: without it the step reads its index
-  sets from the GPU) (before/after rows);
+  AdamW, with full and with selective activation checkpointing, with compiled blocks
+  (before/after rows);
 - I-JEPA (EMA target encoder), one pass, fused AdamW.
 
 MFU is the step's FLOPs (``torch.utils.flop_counter``) per second over the bf16 matmul
@@ -48,8 +47,8 @@ ROWS: dict[str, dict[str, Any]] = {
     "SALT, per-block predictor": {"method": "salt", "one_pass": False},
     "SALT, for-each AdamW": {"method": "salt", "fused": False},
     "SALT, activation checkpointing": {"method": "salt", "activation_checkpointing": True},
+    "SALT, selective checkpointing": {"method": "salt", "activation_checkpointing": "selective"},
     "SALT, compiled blocks": {"method": "salt", "compile_blocks": True},
-    "SALT, batches not planned on the host": {"method": "salt", "plan": False},
     "I-JEPA (EMA), one pass": {"method": "ijepa"},
 }
 
@@ -117,8 +116,6 @@ def measure(
         context, targets = masks(batch, g)
         image = torch.randn(batch, 1, size, size)
         host = {"image": image, "context": context, "targets": targets}
-        if opts.get("plan", True):  # what Lightning does before moving a batch
-            host = module.on_before_batch_transfer(host, 0)
         batches.append(move_data_to_device(host, device))
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=opts.get("fused", True))

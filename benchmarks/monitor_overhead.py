@@ -22,10 +22,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset
 
 from usjepa.callbacks import CollapseMonitor, MaskImages, ThroughputMonitor
-from usjepa.callbacks.collapse import indicators
+from usjepa.callbacks.collapse import indicators, step_outputs
 from usjepa.callbacks.monitors import overlay_masks
 from usjepa.callbacks.online_probe import knn_scores
-from usjepa.masks import MultiBlockMaskGenerator
+from usjepa.masks import MaskedBatch, MultiBlockMaskGenerator
 from usjepa.methods import SALTModule
 from usjepa.models import JEPAPredictor, ViTEncoder
 
@@ -106,9 +106,7 @@ def accounted() -> dict[str, float]:
         ViTEncoder(**ARCH, init_seed=1),
     )
     batch = Batches(1)[0]
-    module.keep_outputs = True
-    module.step_loss(batch)
-    kept = dict(module.last_outputs)
+    kept = step_outputs(module.step(MaskedBatch.of(batch))[2])
     images = torch.randn(256, 1, 64, 64)
     labels = torch.arange(256) % 6
 

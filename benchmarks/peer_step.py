@@ -85,21 +85,6 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "usjepa I-JEPA, one pass": ("ijepa", "ours_ijepa", {"one_pass": True}),
     "lightly I-JEPA (timm)": ("ijepa", "peer_ijepa", {}),
 }
-#: our oneDNN rows: each SALT / I-JEPA row above with its fp32 linear layers in oneDNN
-#: (``USJEPA_CPU_MATMUL=onednn``), and the selective-checkpointing one with the heap
-#: trimmed after every step too
-_ONEDNN = {"cpu_matmul": "onednn"}
-for _name in [
-    "usjepa SALT, one pass",
-    "usjepa SALT, one pass, bf16 teacher",
-    "usjepa I-JEPA, one pass",
-    "usjepa SALT, one pass, bf16 teacher, selective checkpointing",
-]:
-    _family, _builder, _opts = ROWS[_name]
-    ROWS[f"{_name}, oneDNN matmuls"] = (_family, _builder, {**_opts, **_ONEDNN})
-_SELECTIVE = "usjepa SALT, one pass, bf16 teacher, selective checkpointing, oneDNN matmuls"
-_family, _builder, _opts = ROWS[_SELECTIVE]
-ROWS[f"{_SELECTIVE}, heap trimmed after every step"] = (_family, _builder, {**_opts, "trim": True})
 PEERS = {
     "salt": "stable-pretraining SALT",
     "salt_amp": "stable-pretraining SALT, bf16 autocast",
@@ -218,14 +203,6 @@ def peer_ijepa(opts: dict[str, Any]) -> tuple[Any, Callable[[Any, Any, Any], Any
     return model, loss
 
 
-def select_matmul(builder: str, opts: dict[str, Any]) -> None:
-    """Our rows' fp32 linear layers in torch's BLAS unless the row says oneDNN."""
-    if builder.startswith("ours"):
-        from usjepa.models import cpu_matmul
-
-        cpu_matmul.set_backend(opts.get("cpu_matmul", "blas"))
-
-
 #: the library each builder needs (``measure(..., own_imports=True)`` imports only it)
 LIBRARIES = {
     "ours_salt": "usjepa.methods",
@@ -262,12 +239,6 @@ def measure(
     torch.set_num_threads(threads)
     chans = 3 if builder.startswith("peer") else opts.get("in_chans", 1)
     warmup = max(warmup, 2)
-    select_matmul(builder, opts)
-    release = None
-    if opts.get("trim"):  # what usjepa.callbacks.ReleaseHostMemory(every_n_steps=1) calls
-        import ctypes
-
-        release = ctypes.CDLL("libc.so.6").malloc_trim
     masks = draw_masks(steps + warmup, batch)
     g = torch.Generator().manual_seed(1)
     images = [torch.randn(batch, chans, 224, 224, generator=g) for _ in range(steps + warmup)]
@@ -293,8 +264,6 @@ def measure(
             optimizer.zero_grad(set_to_none=True)
             if ema is not None:
                 ema()
-            if release is not None:
-                release(0)
 
         built_rss = rss_gb()
         with flop_counter() as counter:
@@ -494,12 +463,7 @@ def main() -> None:
         "gradients freed (stable-pretraining's `training_step`; ours, "
         "`PretrainModule.optimizer_step`).",
         "",
-        "Our rows run their fp32 linear layers in torch's BLAS (MKL in these wheels, "
-        "torch's own path and our default) unless they say 'oneDNN matmuls' "
-        "(`USJEPA_CPU_MATMUL=onednn`, `usjepa.models.cpu_matmul`); each such row and the "
-        "row without those words are the before/after of that path. The peers run torch's "
-        "BLAS. 'Heap trimmed after every step': glibc's `malloc_trim(0)` after each "
-        "update, as `usjepa.callbacks.ReleaseHostMemory(every_n_steps=1)` does.",
+        "Both sides run their linear layers through torch's own path (`F.linear`).",
         "",
     ]
     if "roofline_images_per_s" in table:

@@ -1,17 +1,16 @@
 """``make bench``: the performance suite, one script after the other, then one summary.
 
-Runs the step fast paths (``fast_paths.py``), the CPU's matmul libraries side by side
-(``cpu_matmul.py``), small-corpus speed (``small_corpus.py``), loading from disk
-(``loading.py``), probe timings (``probe_speed.py``) and the CPU step suite at three
-sizes (``step_suite.py``); the side-by-sides with stable-pretraining and
-lightly (``peer_step.py``, ``end_to_end.py``, ``heap.py``, ``long_run_rss.py``) when
+Runs small-corpus speed (``small_corpus.py``), loading from disk (``loading.py``), probe
+timings (``probe_speed.py``) and the CPU step suite at three sizes (``step_suite.py``);
+the side-by-sides with stable-pretraining and lightly (``peer_step.py``,
+``end_to_end.py``) when
 ``.venv-bench`` exists (``make bench-peers`` builds it); the GPU benchmark
 (``gpu_step.py``) when CUDA is present.
 Each writes its own CSV and Markdown under ``benchmarks/results/``; this script adds
 ``suite.json`` (what ran, how long, exit status, result files) and ``suite.md`` (the
 Markdown tables of this run, one after the other).
 
-    python benchmarks/suite.py [--only fast_paths,small_corpus]
+    python benchmarks/suite.py [--only small_corpus,loading]
 """
 
 from __future__ import annotations
@@ -27,20 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 BENCH_PY = ROOT / ".venv-bench" / "bin" / "python"
 #: the scripts that import the public implementations (the ``[bench]`` extra's venv)
-PEERS = ("peer_step", "end_to_end", "heap", "long_run_rss")
+PEERS = ("peer_step", "end_to_end")
 
 #: script -> the Markdown file it writes
 SCRIPTS = {
-    "fast_paths": "fast_paths.md",
-    "cpu_matmul": "cpu_matmul.md",
     "small_corpus": "small_corpus.md",
     "loading": "loading.md",
     "probe_speed": "probe_speed.md",
     "step_suite": "step_suite.md",
     "peer_step": "peer_step.md",
     "end_to_end": "end_to_end.md",
-    "heap": "heap.md",
-    "long_run_rss": "long_run_rss.md",
     "gpu_step": "gpu_step.md",
 }
 

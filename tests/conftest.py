@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
+import subprocess
+import sys
+from pathlib import Path
 
+import lightning as L
+import pytest
+import timm
+import torch
+from torch.utils.data import DataLoader
+
+from usjepa.masks import MultiBlockMaskGenerator
 from usjepa.models import JEPAPredictor, ViTEncoder
+
+#: the repository's root
+ROOT = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(2)
 
@@ -43,3 +54,93 @@ def task_dir(tmp_path_factory):
         progress=False,
     )
     return root
+
+
+class FixedBatches(torch.utils.data.Dataset):
+    def __init__(self, n: int = 4):
+        """``n`` batches of four 32-px images, one context and one target set each."""
+        g = torch.Generator().manual_seed(0)
+        self.items = [
+            {
+                "image": torch.randn(4, 1, 32, 32, generator=g),
+                "context": torch.arange(8).repeat(4, 1),
+                "targets": torch.arange(8, 12).repeat(4, 1, 1),
+            }
+            for _ in range(n)
+        ]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def fit_and_save(module, tmp_path, steps: int = 4, callbacks=()):
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=list(callbacks),
+    )
+    trainer.fit(module, DataLoader(FixedBatches(steps), batch_size=None))
+    path = tmp_path / "module.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def grating_batch(gen_cls=MultiBlockMaskGenerator, n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # smooth random gratings: structured enough that masked content is predictable
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    f = torch.rand(n, 3, generator=g) * 6 + 1
+    images = torch.sin(f[:, 0, None, None] * xx + f[:, 1, None, None] * yy + f[:, 2, None, None])[
+        :, None
+    ]
+    ctx, tgt = gen_cls(4)(n, g)
+    return {"image": images, "context": ctx, "targets": tgt}
+
+
+class ListDataset(torch.utils.data.Dataset):
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def quiet_trainer(root, **kw) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        **kw,
+    )
+
+
+def run_cli(args, cwd):
+    proc = subprocess.run(
+        [sys.executable, "-m", "usjepa", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def urfm_file(tmp: Path) -> None:
+    """A URFM-layout file (timm ViT-B/16 under a wrapper prefix), random weights."""
+    vit = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0, depth=1)
+    state = {f"model.{k}": v for k, v in vit.state_dict().items()}
+    torch.save({"state_dict": state}, tmp / "urfm.pth")

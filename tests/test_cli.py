@@ -1,14 +1,13 @@
 """The demo pipeline through the real CLI, on tiny settings, in a scratch folder."""
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT, run_cli
+
 TINY = [
     "--trainer.max_steps",
     "3",
@@ -23,26 +22,16 @@ TINY = [
 ]
 
 
-def _run(args, cwd):
-    proc = subprocess.run(
-        [sys.executable, "-m", "usjepa", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
 @pytest.mark.slow
 def test_demo_pretrain_then_probe(tmp_path):
-    _run(["pretrain", "--config", str(ROOT / "experiments/demo/teacher_mae.yaml"), *TINY], tmp_path)
+    run_cli(
+        ["pretrain", "--config", str(ROOT / "experiments/demo/teacher_mae.yaml"), *TINY], tmp_path
+    )
     teacher = tmp_path / "runs/demo/teacher"
     assert (teacher / "encoder.safetensors").exists()
     assert (teacher / "version_0/config.yaml").exists()
     assert list((teacher / "version_0").glob("events.out.tfevents*"))
-    _run(["pretrain", "--config", str(ROOT / "experiments/demo/salt.yaml"), *TINY], tmp_path)
+    run_cli(["pretrain", "--config", str(ROOT / "experiments/demo/salt.yaml"), *TINY], tmp_path)
     salt = tmp_path / "runs/demo/salt"
     assert (salt / "encoder.safetensors").exists() and (salt / "encoder.json").exists()
     card = (salt / "encoder.md").read_text()  # the model card
@@ -50,7 +39,7 @@ def test_demo_pretrain_then_probe(tmp_path):
     assert "pretrained_cfg_overlay" in card and "| synthetic_bmode |" in card
     assert "| schedule | WarmupCosine |" in card and "| warmup_fraction | 0.1 |" in card
     assert (salt / "version_0/checkpoints/last.ckpt").exists()
-    proc = _run(
+    proc = run_cli(
         [
             "probe",
             "--config",
@@ -100,8 +89,10 @@ def test_ddp_and_bf16_are_trainer_flags(tmp_path):
     """Two CPU processes under DDP (gloo) with bf16 autocast, through the real CLI, with
     the README's speed and memory switches on: fused AdamW (the demo clips gradients),
     the bf16 teacher and selective activation checkpointing."""
-    _run(["pretrain", "--config", str(ROOT / "experiments/demo/teacher_mae.yaml"), *TINY], tmp_path)
-    proc = _run(
+    run_cli(
+        ["pretrain", "--config", str(ROOT / "experiments/demo/teacher_mae.yaml"), *TINY], tmp_path
+    )
+    proc = run_cli(
         [
             "pretrain",
             "--config",
@@ -135,7 +126,9 @@ def test_ddp_and_bf16_are_trainer_flags(tmp_path):
 @pytest.mark.slow
 def test_one_line_switches_salt_to_ema_and_usrc_to_plain_masks(tmp_path):
     """Each comparison of the paper is one changed YAML line, run through the real CLI."""
-    _run(["pretrain", "--config", str(ROOT / "experiments/demo/teacher_mae.yaml"), *TINY], tmp_path)
+    run_cli(
+        ["pretrain", "--config", str(ROOT / "experiments/demo/teacher_mae.yaml"), *TINY], tmp_path
+    )
     salt = (ROOT / "experiments/demo/salt.yaml").read_text()
     switches = {
         "ema": ("class_path: usjepa.methods.SALTModule", "class_path: usjepa.methods.IJEPAModule"),
@@ -145,7 +138,7 @@ def test_one_line_switches_salt_to_ema_and_usrc_to_plain_masks(tmp_path):
         assert salt.count(old) == 1
         config = tmp_path / f"{name}.yaml"
         config.write_text(salt.replace(old, new))
-        proc = _run(["pretrain", "--config", str(config), *TINY], tmp_path)
+        proc = run_cli(["pretrain", "--config", str(config), *TINY], tmp_path)
         saved = sorted((tmp_path / "runs/demo/salt").glob("version_*/config.yaml"))[-1].read_text()
         assert new.strip() in saved, proc.stdout[-2000:]
 
@@ -182,7 +175,7 @@ def test_probe_models_and_tasks_by_name(tmp_path):
     )
     (tmp_path / "probe.yaml").write_text(config)
     models = "[random_init, mine/encoder.safetensors, timm/vit_tiny_patch16_224:tiny.safetensors]"
-    _run(
+    run_cli(
         [
             "probe",
             "--config",
@@ -211,58 +204,16 @@ def test_probe_models_and_tasks_by_name(tmp_path):
     assert (tmp_path / "out/probe_table.png").exists()
 
 
-def test_process_defaults_keep_the_users_own_settings():
-    from usjepa.__main__ import PROCESS_DEFAULTS, apply_process_defaults
-
-    env: dict[str, str] = {}
-    apply_process_defaults(env)
-    assert env == PROCESS_DEFAULTS
-    env = {"THP_MEM_ALLOC_ENABLE": "0"}
-    apply_process_defaults(env)
-    assert env["THP_MEM_ALLOC_ENABLE"] == "0"
-
-
-def _thp_on_request() -> bool:
-    """The kernel gives transparent huge pages to the memory that asks (``madvise``), so
-    asking is what shows (under ``always`` every large mapping gets them, under ``never``
-    none does)."""
-    path = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    return path.exists() and "[madvise]" in path.read_text()
-
-
-@pytest.mark.skipif(not _thp_on_request(), reason="transparent huge pages are not on request")
-def test_the_command_puts_large_cpu_tensors_in_huge_pages():
-    """Set before torch's import (as ``python -m usjepa`` does), the default reaches
-    PyTorch's allocator; set after its first CPU tensor, it would not (PyTorch reads the
-    variable once, at its first CPU allocation)."""
+def test_importing_usjepa_changes_no_process_setting():
+    """A notebook and the command start from the same process state: importing the
+    package, its models and its command line writes no environment variable (the
+    libraries that write some at import, timm, Lightning and OpenCV, load on first use)."""
     probe = (
-        "import sys\n"
-        "from usjepa.__main__ import apply_process_defaults\n"
-        "if sys.argv[1] == 'before': apply_process_defaults()\n"
-        "import torch\n"
-        "if sys.argv[1] == 'after':\n"
-        "    torch.zeros(1)\n"
-        "    apply_process_defaults()\n"
-        "x = torch.ones(8 << 20)\n"  # 32 MB
-        "start, end = x.data_ptr(), x.data_ptr() + 4 * x.numel()\n"
-        "huge, inside = 0, False\n"
-        "for line in open('/proc/self/smaps'):\n"
-        "    head = line.split()[0]\n"
-        "    if '-' in head and not head.endswith(':'):\n"
-        "        lo, hi = (int(v, 16) for v in head.split('-'))\n"
-        "        inside = lo < end and start < hi\n"
-        "    elif inside and head == 'AnonHugePages:':\n"
-        "        huge += int(line.split()[1])\n"
-        "print(huge)\n"
+        "import os\n"
+        "before = dict(os.environ)\n"
+        "import usjepa, usjepa.models, usjepa.cli\n"
+        "print(sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k)))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-
-    def huge_kb(when):
-        out = subprocess.run(
-            [sys.executable, "-c", probe, when], capture_output=True, text=True, env=env
-        )
-        assert out.returncode == 0, out.stderr[-2000:]
-        return int(out.stdout.split()[-1])
-
-    assert huge_kb("before") >= 2048
-    assert huge_kb("after") == 0
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "[]"

@@ -19,6 +19,7 @@ RANK = {
     "methods": 3,
     "callbacks": 4,  # callbacks read the methods' modules (the trained network)
     "eval": 5,
+    "pretrain_cli": 5,  # the LightningCLI behind `usjepa pretrain`, loaded on first use
     "cli": 6,
     "__main__": 7,
 }

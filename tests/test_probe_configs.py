@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.test_cli import ROOT, _run
+from tests.conftest import ROOT, run_cli
 
 PROBE = ROOT / "experiments/probe"
 FAST = ["--protocol.seeds", "[0]", "--protocol.epochs", "2", "--cache_dir", "null"]
@@ -14,7 +14,7 @@ FAST = ["--protocol.seeds", "[0]", "--protocol.epochs", "2", "--cache_dir", "nul
 
 @pytest.mark.slow
 def test_eight_task_probe_and_few_shot_run_on_the_tasks_that_exist(task_dir, tmp_path):
-    proc = _run(
+    proc = run_cli(
         [
             "probe",
             "--config",
@@ -55,7 +55,7 @@ def test_robustness_config_runs(task_dir, tmp_path):
             },
         }
     }
-    _run(
+    run_cli(
         [
             "robustness",
             "--config",

@@ -4,11 +4,9 @@ few CPU steps with small overrides, so no recipe config can rot."""
 from pathlib import Path
 
 import pytest
-import timm
-import torch
 import yaml
 
-from tests.test_cli import ROOT, _run
+from tests.conftest import ROOT, run_cli, urfm_file
 
 RECIPE = ROOT / "experiments/recipe"
 SMALL_VIT = {"img_size": 64, "patch_size": 16, "embed_dim": 32, "depth": 1, "num_heads": 2}
@@ -74,13 +72,6 @@ def _small(tmp: Path, method: str, teacher: str | None) -> dict:
     return {"trainer": trainer, "model": {"init_args": model}, "data": {"init_args": data}}
 
 
-def _urfm_file(tmp: Path) -> None:
-    """A URFM-layout file (timm ViT-B/16 under a wrapper prefix), random weights."""
-    vit = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0, depth=1)
-    state = {f"model.{k}": v for k, v in vit.state_dict().items()}
-    torch.save({"state_dict": state}, tmp / "urfm.pth")
-
-
 CASES = {
     "usrc_jepa": (["salt_vitb16.yaml"], "salt", "urfm"),
     "us_jepa_plain": (["salt_vitb16.yaml", "plain_masks.yaml"], "salt", "urfm"),
@@ -94,12 +85,12 @@ CASES = {
 def test_recipe_builds_and_trains_on_cpu(case, tmp_path):
     configs, method, teacher = CASES[case]
     if teacher == "urfm":
-        _urfm_file(tmp_path)
+        urfm_file(tmp_path)
     if teacher == "own":  # stage 1 first, into the folder stage 2 reads
         stage1 = _small(tmp_path, "mae", None)
         stage1["trainer"]["default_root_dir"] = str(tmp_path / "teacher")
         (tmp_path / "stage1.yaml").write_text(yaml.safe_dump(stage1))
-        _run(
+        run_cli(
             [
                 "pretrain",
                 "--config",
@@ -114,7 +105,7 @@ def test_recipe_builds_and_trains_on_cpu(case, tmp_path):
     args = ["pretrain"]
     for name in configs:
         args += ["--config", str(RECIPE / name)]
-    proc = _run([*args, "--config", str(tmp_path / "small.yaml")], tmp_path)
+    proc = run_cli([*args, "--config", str(tmp_path / "small.yaml")], tmp_path)
     run = tmp_path / "run"
     assert (run / "encoder.safetensors").exists(), proc.stdout[-2000:]
     saved = yaml.safe_load(next(run.rglob("config.yaml")).read_text())

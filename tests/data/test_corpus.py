@@ -21,8 +21,8 @@ def test_batches_have_images_and_masks_inside_the_scan_region(corpus_dir):
     dm.setup("fit")
     assert len(dm.train_set) + len(dm.val_set) == 48 and len(dm.val_set) > 0
     batch = next(iter(dm.train_dataloader()))
-    assert batch["image"].shape == (8, 1, 32, 32)
-    assert batch["context"].shape[0] == 8 and batch["targets"].shape[:2] == (8, 4)
+    assert batch.image.shape == (8, 1, 32, 32)
+    assert batch.context.shape[0] == 8 and batch.targets.shape[:2] == (8, 4)
     # data statistics, not ImageNet's: normalised pixels are roughly standardised
     assert 0.05 < dm.mean < 0.6 and dm.std > 0.05
 
@@ -34,7 +34,7 @@ def test_same_seed_same_batch(corpus_dir):
         dm.setup("fit")
         batches.append(next(iter(dm.train_dataloader())))
     for key in ("image", "context", "targets"):
-        assert torch.equal(batches[0][key], batches[1][key])
+        assert torch.equal(getattr(batches[0], key), getattr(batches[1], key))
 
 
 def test_missing_manifest_and_corrupt_frame_are_explained(corpus_dir, tmp_path):
@@ -79,9 +79,9 @@ def test_batches_are_normalised_on_the_device_after_transfer(corpus_dir):
     dm = _dm(corpus_dir / "manifest.parquet", mean=0.3, std=0.2)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    raw = batch["image"].clone()
+    raw = batch.image.clone()
     assert raw.dtype == torch.uint8  # a quarter of the bytes cross to the device
-    out = dm.on_after_batch_transfer(batch, 0)["image"]
+    out = dm.on_after_batch_transfer(batch, 0).image
     assert out.dtype == torch.float32
     assert torch.allclose(out, (raw.float() / 255 - 0.3) / 0.2, atol=1e-5)
 
@@ -127,7 +127,7 @@ def test_persistent_workers_give_the_same_batches_every_epoch_as_fresh_workers(c
         return out
 
     fresh, kept = two_epochs(False), two_epochs(True)
-    assert not torch.equal(kept[0]["image"], kept[1]["image"])  # the epochs differ
+    assert not torch.equal(kept[0].image, kept[1].image)  # the epochs differ
     for a, b in zip(fresh, kept, strict=True):
         for key in ("image", "context", "targets"):
-            assert torch.equal(a[key], b[key])
+            assert torch.equal(getattr(a, key), getattr(b, key))

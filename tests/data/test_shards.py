@@ -94,9 +94,9 @@ def test_datamodule_trains_from_shards(shards, corpus_dir):
     )
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert batch["image"].shape == (4, 1, 32, 32) and batch["context"].shape[0] == 4
+    assert batch.image.shape == (4, 1, 32, 32) and batch.context.shape[0] == 4
     files = next(iter(dm.val_dataloader()))
-    assert files["image"].shape[1:] == (1, 32, 32)
+    assert files.image.shape[1:] == (1, 32, 32)
 
 
 def test_transform_is_shared_by_files_and_shards():

@@ -10,7 +10,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from tests.conftest import tiny_encoder, tiny_predictor
+from tests.conftest import FixedBatches, fit_and_save, tiny_encoder, tiny_predictor
 from usjepa.cli import PretrainCLI
 from usjepa.methods import MAEModule, SALTModule, WarmupCosine
 from usjepa.models import MAEDecoder
@@ -84,48 +84,13 @@ def test_decoder_and_data_follow_the_mae_encoder(tmp_path):
     assert cli.datamodule.img_size == 64 and cli.datamodule.collate.generator.grid_size == 4
 
 
-class _Batches(torch.utils.data.Dataset):
-    def __init__(self, n: int = 4):
-        g = torch.Generator().manual_seed(0)
-        self.items = [
-            {
-                "image": torch.randn(4, 1, 32, 32, generator=g),
-                "context": torch.arange(8).repeat(4, 1),
-                "targets": torch.arange(8, 12).repeat(4, 1, 1),
-            }
-            for _ in range(n)
-        ]
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
-
-
-def _fit(module, tmp_path, steps: int = 4, callbacks=()):
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=list(callbacks),
-    )
-    trainer.fit(module, DataLoader(_Batches(steps), batch_size=None))
-    path = tmp_path / "module.ckpt"
-    trainer.save_checkpoint(path)
-    return path
-
-
 def test_a_module_built_in_python_reloads_given_its_networks(tmp_path):
     module = SALTModule(
         tiny_encoder(0), tiny_predictor(), tiny_encoder(1), target_norm="none", weight_decay=0.1
     )
     assert {"student", "predictor", "teacher"}.isdisjoint(module.hparams)
     assert module.hparams["target_norm"] == "none" and module.hparams["weight_decay"] == 0.1
-    path = _fit(module, tmp_path)
+    path = fit_and_save(module, tmp_path)
     again = SALTModule.load_from_checkpoint(
         path, student=tiny_encoder(5), predictor=tiny_predictor(), teacher=tiny_encoder(6)
     )
@@ -171,7 +136,7 @@ def test_the_schedule_is_injected(tmp_path):
         optimizer=functools.partial(torch.optim.SGD, lr=0.1),
         scheduler=lambda optimizer, total: step(optimizer, step_size=total // 2),
     )
-    _fit(module, tmp_path, steps=4, callbacks=[Spy()])
+    fit_and_save(module, tmp_path, steps=4, callbacks=[Spy()])
     assert lrs == pytest.approx([0.1, 0.1, 0.05, 0.05])
 
 
@@ -192,7 +157,7 @@ def test_a_fast_dev_run_leaves_the_run_export_alone(tmp_path, capsys):
     from usjepa.callbacks import ExportEncoder
 
     module = SALTModule(tiny_encoder(0), tiny_predictor(), tiny_encoder(1))
-    _fit(module, tmp_path, steps=2, callbacks=[ExportEncoder()])
+    fit_and_save(module, tmp_path, steps=2, callbacks=[ExportEncoder()])
     export = tmp_path / "encoder.safetensors"
     written = export.read_bytes()
     trial = L.Trainer(
@@ -204,7 +169,7 @@ def test_a_fast_dev_run_leaves_the_run_export_alone(tmp_path, capsys):
     )
     trial.fit(
         SALTModule(tiny_encoder(3), tiny_predictor(), tiny_encoder(1)),
-        DataLoader(_Batches(1), batch_size=None),
+        DataLoader(FixedBatches(1), batch_size=None),
     )
     assert export.read_bytes() == written
     assert "fast_dev_run: no export written" in capsys.readouterr().out

@@ -23,8 +23,8 @@ class Witness(Callback):
         self.out, self.rows, self.masks = out, [], []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.rows += batch["rows"].tolist()
-        self.masks.append(batch["context"].tolist())
+        self.rows += batch.rows.tolist()
+        self.masks.append(batch.context.tolist())
 
     def on_train_end(self, trainer, pl_module) -> None:
         params = torch.cat([p.detach().double().flatten() for p in pl_module.parameters()])

@@ -7,23 +7,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tests.conftest import tiny_encoder, tiny_predictor
+from tests.conftest import ListDataset, grating_batch, quiet_trainer, tiny_encoder, tiny_predictor
 from usjepa.masks import MultiBlockMaskGenerator, RandomMaskGenerator
 from usjepa.methods import IJEPAModule, MAEModule, SALTModule
 from usjepa.methods.optim import WarmupCosine, param_groups
 from usjepa.models import MAEDecoder
-
-
-def _batch(gen_cls=MultiBlockMaskGenerator, n=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    # smooth random gratings: structured enough that masked content is predictable
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
-    f = torch.rand(n, 3, generator=g) * 6 + 1
-    images = torch.sin(f[:, 0, None, None] * xx + f[:, 1, None, None] * yy + f[:, 2, None, None])[
-        :, None
-    ]
-    ctx, tgt = gen_cls(4)(n, g)
-    return {"image": images, "context": ctx, "targets": tgt}
 
 
 def _salt(**kw):
@@ -32,7 +20,7 @@ def _salt(**kw):
 
 def test_every_trainable_parameter_gets_a_gradient_and_teacher_none():
     module = _salt()
-    loss, _ = module.step_loss(_batch())
+    loss, _ = module.step_loss(grating_batch())
     loss.backward()
     for name, p in module.named_parameters():
         if name.startswith("teacher."):
@@ -57,11 +45,11 @@ def test_teacher_left_out_of_optimizer_groups():
 def test_loss_falls_on_a_fixed_batch(method):
     torch.manual_seed(0)
     if method == "salt":
-        module, batch = _salt(), _batch()
+        module, batch = _salt(), grating_batch()
         params = [p for m in module.trainable_modules() for p in m.parameters()]
     else:
         module = MAEModule(tiny_encoder(1), MAEDecoder(4, 32, 64, width=32, depth=1, num_heads=2))
-        batch = _batch(RandomMaskGenerator)
+        batch = grating_batch(RandomMaskGenerator)
         params = list(module.parameters())
     opt = torch.optim.AdamW(params, lr=3e-3)
     losses = []
@@ -74,29 +62,6 @@ def test_loss_falls_on_a_fixed_batch(method):
     assert losses[-1] < 0.8 * losses[0], losses
 
 
-class _Batches(torch.utils.data.Dataset):
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
-
-
-def _quiet_trainer(root, **kw) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=root,
-        **kw,
-    )
-
-
 def test_teacher_unchanged_and_in_eval_mode_after_fit(tmp_path):
     module = _salt()
     before = copy.deepcopy(module.teacher.state_dict())
@@ -107,8 +72,10 @@ def test_teacher_unchanged_and_in_eval_mode_after_fit(tmp_path):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             modes.append(pl_module.teacher.training)
 
-    trainer = _quiet_trainer(tmp_path, max_steps=4, callbacks=[Spy()])
-    trainer.fit(module, DataLoader(_Batches([_batch(seed=i) for i in range(4)]), batch_size=None))
+    trainer = quiet_trainer(tmp_path, max_steps=4, callbacks=[Spy()])
+    trainer.fit(
+        module, DataLoader(ListDataset([grating_batch(seed=i) for i in range(4)]), batch_size=None)
+    )
     for k, v in module.teacher.state_dict().items():
         assert torch.equal(v, before[k]), k
     after = module.student.state_dict()
@@ -129,7 +96,7 @@ def test_teacher_of_another_width_grid_resolution_and_channels():
     # teacher: 3 channels, 48 px, patch 4 (12x12 grid), width 48; student: 32 px, 4x4 grid
     teacher = tiny_encoder(3, img_size=48, patch_size=4, in_chans=3, embed_dim=48)
     module = SALTModule(tiny_encoder(1), tiny_predictor(out_dim=48), teacher)
-    batch = _batch()
+    batch = grating_batch()
     targets = module.compute_targets(batch["image"], batch["targets"])
     assert targets.shape == (*batch["targets"].shape, 48)
     loss, _ = module.step_loss(batch)
@@ -138,7 +105,7 @@ def test_teacher_of_another_width_grid_resolution_and_channels():
 
 def test_teacher_layers_average_the_last_blocks():
     module = _salt(teacher_layers=2, target_norm="none")
-    batch = _batch()
+    batch = grating_batch()
     blocks = module.teacher.forward_blocks(batch["image"], 2)
     expected = torch.stack(blocks).mean(0)[:, 1:]
     got = module.compute_targets(batch["image"], batch["targets"])
@@ -158,8 +125,10 @@ def test_weight_decay_follows_a_cosine_and_spares_unregularised_groups(tmp_path)
 
     schedule = functools.partial(WarmupCosine, final_weight_decay=0.4)
     module = _salt(weight_decay=0.04, scheduler=schedule)
-    trainer = _quiet_trainer(tmp_path, max_steps=5, callbacks=[Spy()])
-    trainer.fit(module, DataLoader(_Batches([_batch(seed=i) for i in range(5)]), batch_size=None))
+    trainer = quiet_trainer(tmp_path, max_steps=5, callbacks=[Spy()])
+    trainer.fit(
+        module, DataLoader(ListDataset([grating_batch(seed=i) for i in range(5)]), batch_size=None)
+    )
     decays = [s[-1] for s in seen]
     assert all(s[0] == 0.0 for s in seen)  # biases and norms never decay
     assert decays[0] == pytest.approx(0.04) and all(b > a for a, b in zip(decays, decays[1:]))
@@ -187,8 +156,10 @@ def test_ijepa_targets_are_an_ema_of_the_student(tmp_path):
         def on_train_end(self, trainer, pl_module):
             snap(pl_module, None)
 
-    trainer = _quiet_trainer(tmp_path, max_steps=4, callbacks=[Spy()])
-    trainer.fit(module, DataLoader(_Batches([_batch(seed=i) for i in range(4)]), batch_size=None))
+    trainer = quiet_trainer(tmp_path, max_steps=4, callbacks=[Spy()])
+    trainer.fit(
+        module, DataLoader(ListDataset([grating_batch(seed=i) for i in range(4)]), batch_size=None)
+    )
     assert momenta == pytest.approx([0.9, 0.925, 0.95, 0.975])
     for (m, old, _), (_, new, student) in zip(snaps, snaps[1:]):  # EMA after each step
         for o, n, st in zip(old, new, student):
@@ -212,8 +183,10 @@ def test_ijepa_ema_moves_once_per_optimiser_step_under_accumulation(tmp_path):
             after = pl_module.target_encoder.parameters()
             moved.append(any(not torch.equal(a, b) for a, b in zip(self.before, after)))
 
-    trainer = _quiet_trainer(tmp_path, max_steps=3, callbacks=[Spy()], accumulate_grad_batches=2)
-    trainer.fit(module, DataLoader(_Batches([_batch(seed=i) for i in range(6)]), batch_size=None))
+    trainer = quiet_trainer(tmp_path, max_steps=3, callbacks=[Spy()], accumulate_grad_batches=2)
+    trainer.fit(
+        module, DataLoader(ListDataset([grating_batch(seed=i) for i in range(6)]), batch_size=None)
+    )
     assert moved == [False, True, False, True, False, True]  # 6 micro-batches, 3 steps
 
 
@@ -227,9 +200,9 @@ def test_gradients_are_freed_after_each_optimiser_step_but_kept_while_accumulati
         def on_before_optimizer_step(self, trainer, pl_module, optimizer):
             held.append("step")
 
-    trainer = _quiet_trainer(tmp_path, max_steps=2, callbacks=[Spy()], accumulate_grad_batches=2)
-    batches = [_batch(seed=i) for i in range(4)]
-    trainer.fit(_salt(), DataLoader(_Batches(batches), batch_size=None))
+    trainer = quiet_trainer(tmp_path, max_steps=2, callbacks=[Spy()], accumulate_grad_batches=2)
+    batches = [grating_batch(seed=i) for i in range(4)]
+    trainer.fit(_salt(), DataLoader(ListDataset(batches), batch_size=None))
     # the second micro-batch of each step accumulates onto the first one's gradients;
     # the next step's forward starts with none held
     assert held == [False, True, "step", False, True, "step"]
@@ -237,11 +210,11 @@ def test_gradients_are_freed_after_each_optimiser_step_but_kept_while_accumulati
 
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     module = _salt()
-    bad = _batch()
+    bad = grating_batch()
     bad["image"][0, 0, 0, 0] = float("nan")
-    trainer = _quiet_trainer(tmp_path, max_steps=1)
+    trainer = quiet_trainer(tmp_path, max_steps=1)
     with pytest.raises(FloatingPointError, match="learning rate"):
-        trainer.fit(module, DataLoader(_Batches([bad]), batch_size=None))
+        trainer.fit(module, DataLoader(ListDataset([bad]), batch_size=None))
 
 
 @pytest.mark.parametrize("method", ["salt", "mae"])
@@ -250,7 +223,7 @@ def test_loss_counts_only_real_target_slots(method):
     the loss over the same real slots without padding."""
     torch.manual_seed(0)
     gen = MultiBlockMaskGenerator if method == "salt" else RandomMaskGenerator
-    batch = _batch(gen, n=4)
+    batch = grating_batch(gen, n=4)
     if method == "salt":
         module = _salt().eval()
     else:
@@ -266,33 +239,32 @@ def test_loss_counts_only_real_target_slots(method):
 
 
 def test_zoo_teacher_adopts_the_corpus_statistics_unless_fixed():
-    """The DataModule's measured input statistics reach a zoo teacher at setup, so the
-    teacher sees the pixels it expects without the user repeating numbers."""
+    """The DataModule's measured input statistics reach a zoo teacher at setup (through
+    the callback ``usjepa pretrain`` adds), so the teacher sees the pixels it expects
+    without the user repeating numbers."""
     from types import SimpleNamespace
 
+    from usjepa.callbacks import InputStatsFromData
     from usjepa.models.zoo import ZooEncoder
 
     tiny = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
     for fixed, expected in ((None, (0.31, 0.17)), (0.5, (0.5, 1.0))):
         teacher = ZooEncoder("urfm", arch_overrides=tiny, input_mean=fixed)
         module = SALTModule(tiny_encoder(1), tiny_predictor(), teacher)
-        module._trainer = SimpleNamespace(datamodule=SimpleNamespace(mean=0.31, std=0.17))
-        module.setup("fit")
+        trainer = SimpleNamespace(datamodule=SimpleNamespace(mean=0.31, std=0.17))
+        InputStatsFromData().setup(trainer, module, "fit")  # type: ignore[arg-type]
         assert (teacher.input_mean, teacher.input_std) == pytest.approx(expected)
 
 
 def test_exported_teacher_gets_the_batch_in_its_own_statistics():
     """A stage-1 export trained on other statistics sees its own standardisation:
     x_teacher = (x * std + mean - t_mean) / t_std."""
-    from types import SimpleNamespace
-
     from usjepa.models.input_spec import InputSpec
 
     teacher = tiny_encoder(2)
     teacher.input_spec = InputSpec(32, 1, (0.2,), (0.1,))
     module = SALTModule(tiny_encoder(1), tiny_predictor(), teacher)
-    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(mean=0.3, std=0.2))
-    module.setup("fit")
+    module.set_input_stats(0.3, 0.2)
     scale, shift = module.teacher_input
     x = torch.rand(2, 1, 32, 32)
     pixels = x * 0.2 + 0.3
@@ -300,7 +272,7 @@ def test_exported_teacher_gets_the_batch_in_its_own_statistics():
 
 
 def test_bf16_teacher_gives_float32_targets_close_to_the_float32_teacher():
-    batch = _batch()
+    batch = grating_batch()
     exact = _salt().compute_targets(batch["image"], batch["targets"])
     module = _salt(teacher_dtype="bfloat16")
     assert all(p.dtype == torch.bfloat16 for p in module.teacher.parameters())
@@ -319,7 +291,7 @@ def test_bf16_teacher_gives_float32_targets_close_to_the_float32_teacher():
 @pytest.mark.parametrize("mode", ["full", "selective"])
 @pytest.mark.parametrize("one_pass", [False, True])
 def test_activation_checkpointing_changes_no_loss_or_gradient(one_pass, mode):
-    batch = _batch()
+    batch = grating_batch()
     grads = []
     module = _salt(activation_checkpointing=True)
     assert module.student.grad_checkpointing == module.predictor.grad_checkpointing == "full"
@@ -340,7 +312,7 @@ def test_selective_checkpointing_keeps_less_and_runs_no_matmul_twice():
     ``full``, and, unlike ``full``, adds no FLOPs (only pointwise ops are recomputed)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    batch = _batch()
+    batch = grating_batch()
     module = _salt()
     kept, flops = {}, {}
     # activations only: a linear layer keeps its weight (or a view of it), whatever runs it
@@ -386,9 +358,11 @@ def test_fused_adamw_is_clipped_under_bf16_mixed(tmp_path, algorithm):
             return loss
 
     module = _salt(optimizer=functools.partial(Recording, lr=1e-3, fused=True))
-    trainer = _quiet_trainer(
+    trainer = quiet_trainer(
         tmp_path, max_steps=2, precision="bf16-mixed", gradient_clip_val=1e-3,
         gradient_clip_algorithm=algorithm,
     )  # fmt: skip
-    trainer.fit(module, DataLoader(_Batches([_batch(seed=i) for i in range(2)]), batch_size=None))
+    trainer.fit(
+        module, DataLoader(ListDataset([grating_batch(seed=i) for i in range(2)]), batch_size=None)
+    )
     assert len(seen) == 2 and all(0 < v <= 1e-3 * (1 + 1e-4) for v in seen), seen

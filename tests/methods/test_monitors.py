@@ -7,11 +7,9 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
-from tests.conftest import tiny_encoder, tiny_predictor
-from tests.methods.test_config import _Batches, _fit
-from usjepa.callbacks import CollapseMonitor, MaskImages, ReleaseHostMemory, ThroughputMonitor
+from tests.conftest import FixedBatches, tiny_encoder, tiny_predictor
+from usjepa.callbacks import CollapseMonitor, MaskImages, ThroughputMonitor
 from usjepa.callbacks.collapse import indicators, rankme
-from usjepa.callbacks.host_memory import _glibc_trim
 from usjepa.callbacks.monitors import overlay_masks
 from usjepa.methods import SALTModule
 
@@ -91,7 +89,7 @@ def test_monitors_reach_tensorboard(tmp_path):
         enable_checkpointing=False,
         callbacks=monitors,
     )
-    trainer.fit(module, DataLoader(_Batches(4), batch_size=None))
+    trainer.fit(module, DataLoader(FixedBatches(4), batch_size=None))
     events = EventAccumulator(str(next(tmp_path.rglob("events.out.tfevents*")).parent))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
@@ -104,7 +102,7 @@ def test_monitors_reach_tensorboard(tmp_path):
         assert len(steps) == 2 and len(set(steps)) == 2, (name, steps)  # once per reading
     assert "monitor/masks" in events.Tags()["images"]
     assert 0.0 <= monitors[1].last["data_wait_share"] < 1.0
-    assert not module.keep_outputs and not module.last_outputs  # nothing held between steps
+    assert not hasattr(module, "last_outputs")  # outputs travel with the step's return
 
 
 def test_knn_scores_separate_clusters_from_noise():
@@ -135,7 +133,7 @@ def test_online_probe_logs_during_training(tmp_path):
         accelerator="cpu", max_steps=3, logger=False, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False, callbacks=[probe],
     )  # fmt: skip
-    trainer.fit(module, DataLoader(_Batches(3), batch_size=None))
+    trainer.fit(module, DataLoader(FixedBatches(3), batch_size=None))
     assert probe.images is not None and len(probe.images) == 24
     assert 0.0 <= probe.last["knn_macro_f1"] <= 1.0
     assert "monitor/knn_accuracy" in trainer.callback_metrics
@@ -152,30 +150,5 @@ def test_online_probe_without_its_task_warns_and_stays_off(tmp_path):
         enable_model_summary=False, enable_checkpointing=False, callbacks=[probe],
     )  # fmt: skip
     with pytest.warns(UserWarning, match="OnlineProbe: no task at .*not_built"):
-        trainer.fit(module, DataLoader(_Batches(2), batch_size=None))
+        trainer.fit(module, DataLoader(FixedBatches(2), batch_size=None))
     assert trainer.global_step == 2 and probe.images is None and not probe.last
-
-
-def _rss_bytes() -> int:
-    import resource
-    from pathlib import Path
-
-    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
-
-
-@pytest.mark.skipif(_glibc_trim() is None, reason="the C library is not glibc")
-def test_release_host_memory_hands_freed_heap_pages_back(tmp_path):
-    # every other 64 KiB block freed: holes in the heap that glibc cannot cut off its top
-    blocks = [torch.ones(16 * 1024) for _ in range(800)]
-    del blocks[::2]
-    before = _rss_bytes()
-    assert ReleaseHostMemory().release()
-    assert before - _rss_bytes() > 15_000_000  # of the 26 MB freed
-    assert len(blocks) == 400
-
-    callback = ReleaseHostMemory(every_n_steps=2)
-    module = SALTModule(tiny_encoder(0), tiny_predictor(), tiny_encoder(1))
-    _fit(module, tmp_path, steps=6, callbacks=[callback])
-    assert callback.trims == 3
-    with pytest.raises(ValueError, match="every_n_steps=0"):
-        ReleaseHostMemory(every_n_steps=0)

@@ -62,7 +62,7 @@ def data_summary(datamodule: Any) -> dict[str, Any]:
 
 
 def write_model_card(
-    path: str | Path, config: dict[str, Any], module: Any = None, data: dict | None = None
+    path: str | Path, config: dict[str, Any], module: Any = None, data: dict[str, Any] | None = None
 ) -> Path:
     """Write ``<stem>.md`` beside an export: architecture, how to load it in timm, the
     training method's settings and a data summary."""

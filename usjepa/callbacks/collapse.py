@@ -78,16 +78,6 @@ class CollapseMonitor(L.Callback):
         self.warned: set[str] = set()
         self.last: dict[str, float] = {}
 
-    def _due(self, trainer: L.Trainer) -> bool:
-        return trainer.global_step % self.every_n_steps == 0
-
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        """Ask a JEPA module to keep this step's outputs when the step is read."""
-        if hasattr(pl_module, "keep_outputs"):
-            setattr(pl_module, "keep_outputs", self._due(trainer))  # noqa: B010
-
     def on_train_batch_end(
         self,
         trainer: L.Trainer,
@@ -96,17 +86,19 @@ class CollapseMonitor(L.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        """Compute and log the indicators of the kept outputs, and warn on collapse."""
-        kept: dict[str, Tensor] = getattr(pl_module, "last_outputs", {})
-        if not getattr(pl_module, "keep_outputs", False) or not kept:
+        """Every ``every_n_steps`` steps, compute and log the indicators of the outputs
+        the training step returned (``student`` with ``context``, ``predictions``,
+        ``targets``; see :meth:`usjepa.methods.JEPAModule.step`), and warn on collapse."""
+        if not isinstance(outputs, dict) or (trainer.global_step - 1) % self.every_n_steps:
             return
-        setattr(pl_module, "keep_outputs", False)  # noqa: B010
+        kept = step_outputs(outputs)
+        if not kept:
+            return
         values = indicators(kept, self.max_rows)
         self.last = values
         log_values(trainer, values)
         if trainer.global_step >= self.warmup_steps:
             self.warn(values, kept)
-        kept.clear()
 
     def below_floor(self, values: dict[str, float], widths: dict[str, int]) -> dict[str, bool]:
         """For each indicator read, whether it is under its floor; ``widths`` gives the
@@ -150,6 +142,20 @@ class CollapseMonitor(L.Callback):
 
 #: (indicator prefix, kept output) of the outputs whose collapse is watched
 _PARTS = (("student", "student"), ("predictor", "predictions"), ("target", "targets"))
+
+
+def step_outputs(outputs: dict[str, Any]) -> dict[str, Tensor]:
+    """The ``[N, D]`` rows the indicators read from a JEPA step's outputs: the student's
+    real context tokens (``student [B, K, D]`` where ``context [B, K] >= 0``), the
+    predictions and the targets; those it lacks are left out."""
+    kept: dict[str, Tensor] = {}
+    student, context = outputs.get("student"), outputs.get("context")
+    if isinstance(student, Tensor) and isinstance(context, Tensor):
+        kept["student"] = student[context >= 0]
+    for key in ("predictions", "targets"):
+        if isinstance(outputs.get(key), Tensor):
+            kept[key] = outputs[key]
+    return kept
 
 
 def indicators(kept: dict[str, Tensor], max_rows: int = 1024) -> dict[str, float]:

@@ -11,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from usjepa.atomic import write_text
 from usjepa.callbacks.card import data_summary, write_model_card
-from usjepa.methods.base import trained_network
+from usjepa.methods.base import network_of
 from usjepa.models.encoder import ViTEncoder
 from usjepa.models.export import export_encoder
 from usjepa.models.input_spec import InputSpec
@@ -29,8 +29,8 @@ class ExportEncoder(L.Callback):
         path: output ``.safetensors`` path (a JSON config is written beside it); by
             default ``<trainer.default_root_dir>/encoder.safetensors``, so a config that
             changes the run directory moves the export with it.
-        attribute: the encoder's attribute on the LightningModule; by default
-            ``student`` (JEPA methods) when there is one, else ``encoder`` (MAE).
+        attribute: the encoder's attribute on the LightningModule; by default the
+            module's ``trained_network`` (JEPA's student, MAE's encoder).
         every_minutes: also write snapshots ``<stem>_t<minutes>.safetensors`` each time
             this much training wall time has passed (for quality-vs-time curves).
 
@@ -51,12 +51,9 @@ class ExportEncoder(L.Callback):
         self._next = float("inf")
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Default the export path to ``<default_root_dir>/encoder.safetensors`` and the
-        attribute to the module's ``student`` or ``encoder``."""
+        """Default the export path to ``<default_root_dir>/encoder.safetensors``."""
         if self.given is None:
             self.path = Path(trainer.default_root_dir) / "encoder.safetensors"
-        if self.attribute is None:
-            self.attribute = trained_network(pl_module)[0]
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Start the clock that times snapshots."""
@@ -89,18 +86,21 @@ class ExportEncoder(L.Callback):
             print(f"fast_dev_run: no export written ({self.path} is left as it was)")
             return
         self._export(trainer, pl_module, self.path, time.perf_counter() - self._start)
-        print(f"exported {self.attribute} to {self.path}")
+        print(f"exported {self.attribute or 'the trained network'} to {self.path}")
 
     @rank_zero_only
     def _export(
         self, trainer: L.Trainer, pl_module: L.LightningModule, path: Path, seconds: float
     ) -> None:
-        encoder = getattr(pl_module, self.attribute or "student", None)
+        if self.attribute is None:
+            encoder: object = network_of(pl_module)
+        else:
+            encoder = getattr(pl_module, self.attribute, None)
         if not isinstance(encoder, ViTEncoder):
             raise AttributeError(
-                f"ExportEncoder: {type(pl_module).__name__} has no ViTEncoder "
-                f"attribute {self.attribute!r}; set the callback's attribute "
-                "to 'student' (JEPA) or 'encoder' (MAE)"
+                f"ExportEncoder: the network to export ({self.attribute or 'trained_network'}"
+                f" of {type(pl_module).__name__}) is {type(encoder).__name__}, not a "
+                "ViTEncoder; export writes timm ViTs only"
             )
         dm = getattr(trainer, "datamodule", None)
         spec = None

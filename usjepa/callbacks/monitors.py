@@ -15,7 +15,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from usjepa.methods.base import trained_network
+from usjepa.masks.batch import MaskedBatch
+from usjepa.methods.base import network_of
 
 
 def log_values(trainer: L.Trainer, values: dict[str, float]) -> None:
@@ -75,8 +76,7 @@ class ThroughputMonitor(L.Callback):
         now = time.perf_counter()
         self._total += now - self._start
         self._end = now
-        images = batch.get("image") if isinstance(batch, dict) else None
-        self._images += len(images) if images is not None else 0
+        self._images += _batch_size(batch)
         if trainer.global_step % self.every_n_steps == 0 and self._total > 0:
             self.last = {
                 "images_per_s": self._images / self._total,
@@ -111,17 +111,17 @@ class MaskImages(L.Callback):
         batch_idx: int,
     ) -> None:
         """Draw and log the grid when due."""
-        if trainer.global_step % self.every_n_steps or not isinstance(batch, dict):
+        if trainer.global_step % self.every_n_steps:
             return
-        if "context" not in batch or "targets" not in batch:
+        try:
+            masked = MaskedBatch.of(batch)
+        except (KeyError, TypeError):  # not a pretraining batch: nothing to draw
             return
         experiment = getattr(trainer.logger, "experiment", None)
         grid = grid_of(trainer, pl_module)
         if not hasattr(experiment, "add_image") or grid is None:
             return
-        picture = overlay_masks(
-            batch["image"], batch["context"], batch["targets"], grid, self.count
-        )
+        picture = overlay_masks(masked.image, masked.context, masked.targets, grid, self.count)
         experiment.add_image("monitor/masks", picture, trainer.global_step)  # type: ignore[union-attr]
         self.logged += 1
 
@@ -155,11 +155,20 @@ def overlay_masks(
     return torch.cat(list(rgb), dim=-1).clamp(0, 1)
 
 
+def _batch_size(batch: Any) -> int:
+    """Images in a batch: a :class:`MaskedBatch` or a mapping with ``image``; 0 else."""
+    if isinstance(batch, MaskedBatch):
+        return len(batch)
+    images = batch.get("image") if isinstance(batch, dict) else None
+    return len(images) if images is not None else 0
+
+
 def grid_of(trainer: L.Trainer, pl_module: L.LightningModule) -> int | None:
     """The patch grid's side: the mask generator's, else the trained network's."""
     collate = getattr(getattr(trainer, "datamodule", None), "collate", None)
     generator = getattr(collate, "generator", None)
     if generator is not None:
         return int(generator.grid_size)
-    net = trained_network(pl_module)[1]
-    return int(net.grid_size) if hasattr(net, "grid_size") else None
+    net = network_of(pl_module)
+    grid = getattr(net, "grid_size", None)
+    return None if grid is None else int(grid)

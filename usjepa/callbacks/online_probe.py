@@ -11,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from usjepa.callbacks.monitors import log_values
-from usjepa.methods.base import trained_network
+from usjepa.methods.base import network_of
 
 
 class OnlineProbe(L.Callback):
@@ -54,12 +54,12 @@ class OnlineProbe(L.Callback):
         """Read the task's images once, at the encoder's size and the corpus's statistics."""
         from usjepa.data.tasks import ProbeDataModule
 
-        encoder = trained_network(pl_module)[1]
+        encoder = network_of(pl_module)
         dm = getattr(trainer, "datamodule", None)
         mean, std = getattr(dm, "mean", None), getattr(dm, "std", None)
         task = ProbeDataModule(
             self.task,
-            img_size=encoder.img_size,
+            img_size=int(getattr(encoder, "img_size")),  # noqa: B009 (nn.Module types it as a tensor)
             mean=mean,
             std=std,
             synthesize_if_missing=self.synthesize_if_missing,
@@ -95,7 +95,7 @@ class OnlineProbe(L.Callback):
         if (trainer.global_step - 1) % self.every_n_steps or self.images is None:
             return
         assert self.labels is not None
-        encoder = trained_network(pl_module)[1]
+        encoder = network_of(pl_module)
         was_training = encoder.training
         encoder.eval()
         with torch.no_grad():
@@ -109,7 +109,7 @@ class OnlineProbe(L.Callback):
         log_values(trainer, self.last)
 
 
-def knn_scores(features: Tensor, labels: Tensor, num_classes: int, k: int = 20) -> dict:
+def knn_scores(features: Tensor, labels: Tensor, num_classes: int, k: int = 20) -> dict[str, Any]:
     """Leave-one-out kNN on L2-normalised ``[N, D]`` features: each row's class is the
     cosine-weighted vote of its ``k`` nearest other rows; macro F1 and accuracy."""
     from torchmetrics.functional.classification import multiclass_f1_score

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 import torch
@@ -13,6 +15,7 @@ from torch.utils.data import get_worker_info
 from usjepa.data.images import normalize, random_resized_box, resize_square
 from usjepa.data.scan_region import patch_cover
 from usjepa.masks.base import MaskGenerator
+from usjepa.masks.batch import MaskedBatch
 
 
 class FrameTransform:
@@ -105,7 +108,7 @@ class MaskCollator:
         self.region_threshold = region_threshold
         self.mean, self.std, self.normalize = mean, std, normalize
 
-    def __call__(self, samples: list[dict]) -> dict[str, Tensor]:
+    def __call__(self, samples: list[dict[str, Any]]) -> MaskedBatch:
         """Stack the samples and draw one batch of masks."""
         images = torch.stack([s["image"] for s in samples])
         if self.normalize:
@@ -135,11 +138,11 @@ class MaskCollator:
         gen = torch.Generator().manual_seed(samples[0]["mask_seed"])
         context, targets = self.generator(len(samples), gen, valid)
         bad = [row for s in samples for row in s.get("bad_rows", ())]
-        return {
-            "image": images,
-            "context": context,
-            "targets": targets,
-            "bad_rows": torch.tensor(bad, dtype=torch.long),
+        return MaskedBatch(
+            image=images,
+            context=context,
+            targets=targets,
+            bad_rows=torch.tensor(bad, dtype=torch.long),
             # manifest rows of the batch (file datasets): which frames a rank trained on
-            "rows": torch.tensor([int(s.get("row", -1)) for s in samples], dtype=torch.long),
-        }
+            rows=torch.tensor([int(s.get("row", -1)) for s in samples], dtype=torch.long),
+        )

@@ -21,11 +21,12 @@ from usjepa.data.images import ImageReadError, normalize, pixel_stats, read_gray
 from usjepa.data.leakage import guard_corpus, hash_files
 from usjepa.data.sampling import EpochSampler, ResumableLoader
 from usjepa.masks.base import MaskGenerator
+from usjepa.masks.batch import MaskedBatch
 
 log = logging.getLogger(__name__)
 
 
-class CorpusDataset(Dataset):
+class CorpusDataset(Dataset[Any]):
     """Frames of a manifest (a :class:`FrameTable`) read from files, with scan masks.
 
     Args:
@@ -225,7 +226,7 @@ class CorpusDataModule(L.LightningDataModule):
                 "benchmark test images (allow_test_leakage=true)"
             )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader[Any]:
         """Training batches: shards or files, sampled by dataset share."""
         if self.shards:
             from litdata import StreamingDataLoader
@@ -240,13 +241,14 @@ class CorpusDataModule(L.LightningDataModule):
                 )
                 weights = dict(zip(counts, share))
             stream = combined_shards(self.shards, self.train_transform, weights, self.seed)
-            return StreamingDataLoader(
+            loader: DataLoader[Any] = StreamingDataLoader(
                 stream,
                 batch_size=self.batch_size,
                 collate_fn=self.collate,
                 drop_last=True,
                 **self._loader_options(),
             )
+            return loader
         trainer = getattr(self, "trainer", None)
         sampler = EpochSampler(
             len(self.train_set),
@@ -279,13 +281,15 @@ class CorpusDataModule(L.LightningDataModule):
             return 0
         return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
 
-    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> MaskedBatch:
         """Normalise uint8 images on the device (a quarter of the bytes cross the bus),
-        and count the unreadable frames skipped for this batch (``max_bad_fraction``)."""
-        if batch["image"].dtype == torch.uint8:
+        and count the unreadable frames skipped for this batch (``max_bad_fraction``).
+        The DataModule owns the batch: its collator draws the masks, this finishes it."""
+        batch = MaskedBatch.of(batch)
+        if batch.image.dtype == torch.uint8:
             mean, std = self.mean or 0.0, self.std or 1.0  # set in setup()
-            batch["image"] = normalize(batch["image"], mean, std)
-        rows = batch.pop("bad_rows", None)
+            batch.image = normalize(batch.image, mean, std)
+        rows, batch.bad_rows = batch.bad_rows, None
         if rows is not None and rows.numel():
             new = set(rows.tolist()) - self.bad_rows
             self.bad_rows |= new
@@ -301,8 +305,9 @@ class CorpusDataModule(L.LightningDataModule):
                     f"e.g. {first}; all are listed in {self._skipped_csv()}. Fix or drop "
                     "them (`usjepa data validate`), or raise data.init_args.max_bad_fraction"
                 )
-        batch["skipped_frames"] = torch.tensor(float(len(self.bad_rows)))
-        return batch
+        batch.skipped_frames = torch.tensor(float(len(self.bad_rows)))
+        result: MaskedBatch = batch
+        return result
 
     def _describe_row(self, row: int) -> str:
         return f"{self.root / self.table.frame_path[row]} ({self.table.dataset[row] or '?'})"
@@ -335,7 +340,7 @@ class CorpusDataModule(L.LightningDataModule):
                 self._skipped_csv(),
             )
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader[Any]:
         """Validation batches from the held-out patients."""
         return DataLoader(
             self.val_set,

@@ -33,7 +33,10 @@ def _usaugment(name: str, **levels: tuple[float, ...]) -> Corruption:
         seed = int(rng.integers(2**31))
         random.seed(seed)  # usaugment draws positions from the global generators
         np.random.seed(seed)
-        return transform(image=x.astype(np.float32), scan_mask=mask.astype(np.float32))["image"]
+        result: np.ndarray = transform(
+            image=x.astype(np.float32), scan_mask=mask.astype(np.float32)
+        )["image"]
+        return result
 
     return apply
 

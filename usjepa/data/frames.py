@@ -117,7 +117,8 @@ class FrameTable:
         values = self.split.value_list()
         if name not in values:
             return np.zeros(len(self), bool)
-        return self.split.codes == values.index(name)
+        result: np.ndarray = self.split.codes == values.index(name)
+        return result
 
     def val_rows(self, fraction: float) -> np.ndarray:
         """The manifest's ``val`` split, else a stable hash of the patient (of the frame
@@ -128,7 +129,8 @@ class FrameTable:
         if len(self.patient.values):
             names = self.patient.value_list()
             buckets = np.array([zlib.crc32(s.encode()) % 10_000 for s in names], np.int64)
-            return buckets[self.patient.codes] < fraction * 10_000
+            result: np.ndarray = buckets[self.patient.codes] < fraction * 10_000
+            return result
         buckets = np.array(
             [zlib.crc32(self.frame_path[i].encode()) % 10_000 for i in range(len(self))]
         )
@@ -202,7 +204,8 @@ def dataset_shares(counts: np.ndarray, mode: str, temperature: float = 1.0) -> n
     counts = np.asarray(counts, np.float64)
     power = {"size": 1.0, "uniform": 0.0, "temperature": 1.0 / temperature}[mode]
     share = np.where(counts > 0, counts**power, 0.0)
-    return share / share.sum()
+    result: np.ndarray = share / share.sum()
+    return result
 
 
 def sampling_weights(
@@ -217,4 +220,5 @@ def sampling_weights(
     counts = np.bincount(codes).astype(np.float64)
     share = dataset_shares(counts, mode, temperature)
     per_row = np.divide(share, counts, out=np.zeros_like(share), where=counts > 0)
-    return per_row[codes]
+    result: np.ndarray | None = per_row[codes]
+    return result

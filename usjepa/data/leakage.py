@@ -158,7 +158,8 @@ def find_matches(corpus: np.ndarray, index: np.ndarray, max_distance: int = 4) -
 def manifest_hashes(table: pd.DataFrame, root: Path, progress: bool = True) -> np.ndarray:
     """The manifest's ``phash`` column, computing hashes for rows that lack one."""
     if "phash" in table and table["phash"].notna().all():
-        return table["phash"].to_numpy(np.int64)
+        result: np.ndarray = table["phash"].to_numpy(np.int64)
+        return result
     paths = [root / p for p in table["frame_path"].astype(str)]
     return hash_files(paths, progress, desc="hashing corpus frames")
 

@@ -25,7 +25,7 @@ def sample_seed(seed: int, epoch: int, rank: int, position: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank, position]).generate_state(1)[0])
 
 
-class EpochSampler(DistributedSampler):
+class EpochSampler(DistributedSampler[Any]):
     """Yields ``(index, sample seed)`` for this rank's share of each epoch.
 
     A :class:`~torch.utils.data.DistributedSampler`, so Lightning keeps it under DDP
@@ -76,7 +76,7 @@ class EpochSampler(DistributedSampler):
             self.start = 0
         super().set_epoch(epoch)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         # ``start`` holds for every iteration of this epoch (Lightning may open the loader
         # twice before the first step); set_epoch to the next epoch clears it
         order = self.order()
@@ -84,7 +84,7 @@ class EpochSampler(DistributedSampler):
             yield int(order[position]), sample_seed(self.seed, self.epoch, self.rank, position)
 
 
-class ResumableLoader(DataLoader):
+class ResumableLoader(DataLoader[Any]):
     """A DataLoader over an :class:`EpochSampler` whose position Lightning checkpoints.
 
     ``consumed`` returns how many batches of the current epoch the training loop has

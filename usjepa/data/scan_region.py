@@ -331,7 +331,8 @@ def sector_mask(
     wedge = past_left & before_right if right - left <= 180 else past_left | before_right
     dist2 = dx * dx + dy * dy
     inside = wedge & (dist2 >= inner * inner) & (dist2 <= outer * outer)
-    return inside.astype(np.uint8) * 255
+    result: np.ndarray = inside.astype(np.uint8) * 255
+    return result
 
 
 def patch_cover(mask: np.ndarray, grid: int) -> np.ndarray:

@@ -54,7 +54,7 @@ def _packed_mask(path: str) -> bytes:
     return pack_mask(read_gray(path, "scan mask")) if path else b""
 
 
-def _item(row: tuple[str, str, str], root: str) -> dict:
+def _item(row: tuple[str, str, str], root: str) -> dict[str, Any]:
     frame, mask, patient = row
     data = (Path(root) / frame).read_bytes()
     if mask:
@@ -122,10 +122,11 @@ def shard_datasets(shards: str | Path) -> dict[str, int]:
             f"{info} not found: {shards} is not a shard folder; write one with "
             "`usjepa data shard MANIFEST OUT`"
         )
-    return json.loads(info.read_text())["datasets"]
+    result: dict[str, int] = json.loads(info.read_text())["datasets"]
+    return result
 
 
-class ShardCorpusDataset(StreamingDataset):
+class ShardCorpusDataset(StreamingDataset):  # type: ignore[misc]  # litdata ships no types
     """Frames streamed from one dataset's shards, decoded and augmented.
 
     ``transform`` is a callable ``(image, mask[, seed]) -> sample dict`` (the corpus

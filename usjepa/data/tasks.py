@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import lightning as L
@@ -123,7 +124,7 @@ def letterbox(image: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-class TaskDataset(Dataset):
+class TaskDataset(Dataset[Any]):
     """Task images resized to a square input (stretched, or letterboxed), normalised,
     with labels (no augmentation)."""
 
@@ -248,18 +249,21 @@ class ProbeDataModule(L.LightningDataModule):
 
     def labels(self, split: str) -> np.ndarray:
         """Integer labels of ``split``."""
-        return self.tables[split]["label"].to_numpy(dtype=np.int64)
+        result: np.ndarray = self.tables[split]["label"].to_numpy(dtype=np.int64)
+        return result
 
     def groups(self, split: str) -> np.ndarray:
         """Patient (or image) groups of ``split``, for grouped validation splits."""
-        return self.tables[split]["group"].to_numpy(dtype=str)
+        result: np.ndarray = self.tables[split]["group"].to_numpy(dtype=str)
+        return result
 
     def val_mask(self, seed: int) -> np.ndarray:
         """Validation rows of train_val for one seed (grouped, class-aware); UltraBench's
         official validation split, the same for every seed, when the folder has one."""
         table = self.tables["train_val"]
         if "official_val" in table:
-            return table["official_val"].to_numpy(dtype=bool)
+            result: np.ndarray = table["official_val"].to_numpy(dtype=bool)
+            return result
         return grouped_split(
             self.groups("train_val"), self.labels("train_val"), self.val_fraction, seed
         )
@@ -271,7 +275,7 @@ class ProbeDataModule(L.LightningDataModule):
         img_size: int | None = None,
         letterbox: bool = False,
         stats: tuple[float, float] | None = None,
-    ) -> DataLoader:
+    ) -> DataLoader[Any]:
         """Deterministic loader over ``train_val`` or ``test`` for feature extraction,
         optionally with a ``(corruption, severity)`` applied inside the scan region, at
         another input size, letterboxed instead of stretched, or standardised with

@@ -58,7 +58,7 @@ def encoder_fingerprint(encoder: nn.Module) -> str:
 @torch.inference_mode()
 def extract_features(
     encoder: nn.Module,
-    loader: DataLoader,
+    loader: DataLoader[Any],
     poolings: tuple[str, ...],
     device: torch.device | str = "cpu",
     desc: str = "features",
@@ -107,9 +107,9 @@ def extract_features(
 
 def cached_features(
     encoder: nn.Module,
-    loader: DataLoader,
+    loader: DataLoader[Any],
     poolings: tuple[str, ...],
-    key_parts: tuple,
+    key_parts: tuple[Any, ...],
     cache_dir: Path | None,
     device: str = "cpu",
     desc: str = "features",
@@ -121,7 +121,8 @@ def cached_features(
     key = hashlib.sha1(repr((encoder_fingerprint(encoder), *key_parts, poolings)).encode())
     path = Path(cache_dir) / f"{key.hexdigest()[:20]}.pt"
     if path.exists():
-        return torch.load(path, weights_only=True)
+        result: dict[str, Tensor] = torch.load(path, weights_only=True)
+        return result
     feats = extract_features(encoder, loader, poolings, device, desc)
     with atomic_path(path) as tmp:  # an interrupted run never leaves a half-written entry
         torch.save(feats, tmp)

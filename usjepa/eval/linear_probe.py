@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import lightning as L
 import torch
@@ -234,7 +235,7 @@ class SeededPermutation(torch.utils.data.Sampler[int]):
         return iter(torch.randperm(self.n, generator=self.generator).tolist())
 
 
-class _FeatureRows(torch.utils.data.Dataset):
+class _FeatureRows(torch.utils.data.Dataset[Any]):
     def __init__(self, features: dict[str, Tensor], labels: Tensor) -> None:
         self.features, self.labels = features, labels
 
@@ -271,13 +272,13 @@ class FeatureDataModule(L.LightningDataModule):
         self.train, self.y_train, self.val, self.y_val = train, y_train, val, y_val
         self.batch_size, self.seed = batch_size, seed
 
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
+    def train_dataloader(self) -> torch.utils.data.DataLoader[Any]:
         """Shuffled training features, reshuffled per epoch by a seeded permutation."""
         rows = _FeatureRows(self.train, self.y_train)
         sampler = SeededPermutation(len(rows), self.seed)
         return torch.utils.data.DataLoader(rows, self.batch_size, sampler=sampler)
 
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
+    def val_dataloader(self) -> torch.utils.data.DataLoader[Any]:
         """Validation features in order."""
         if self.val is None or self.y_val is None:
             return []  # type: ignore[return-value]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -74,7 +75,7 @@ def run_robustness(
 
         def features(
             split: str, condition: tuple[str, int], encoder: nn.Module = encoder, model: str = model
-        ) -> dict:
+        ) -> dict[str, Any]:
             corruption = None if condition[0] == "clean" else condition
             desc = f"{model}/{split}/{condition[0]}{condition[1] or ''}"
             return task_features(

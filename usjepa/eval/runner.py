@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -183,7 +184,7 @@ def _probe_task(
     cache_dir: str | None,
     device: str,
     fractions: list[float],
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     task.prepare_data()
     task.setup()
     rows = []

@@ -1,26 +1,29 @@
-"""Latent regression losses for JEPA targets."""
+"""Latent regression losses for JEPA targets: torch's own loss modules, by name."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-import torch.nn.functional as F
-from torch import Tensor
+from torch import nn
 
+#: the loss names a config may give instead of a module
 LossKind = Literal["smooth_l1", "l1", "mse"]
 
 
-def latent_loss(
-    pred: Tensor, target: Tensor, kind: LossKind = "smooth_l1", beta: float = 1.0
-) -> Tensor:
-    """Mean regression loss between predicted and target embeddings (any equal shapes).
+def latent_loss(kind: LossKind | nn.Module = "smooth_l1") -> nn.Module:
+    """The loss module for ``kind``: a module is returned as it is (any
+    ``(pred [N, D], target [N, D]) -> scalar``); a name gives torch's mean-reduced
+    ``SmoothL1Loss(beta=1)`` (I-JEPA's), ``L1Loss`` or ``MSELoss``.
 
-    SALT and I-JEPA use smooth L1 (Huber with ``beta``); L1 (V-JEPA) and MSE are options.
+    Raises:
+        ValueError: for an unknown name.
     """
+    if isinstance(kind, nn.Module):
+        return kind
     if kind == "smooth_l1":
-        return F.smooth_l1_loss(pred, target, beta=beta)
+        return nn.SmoothL1Loss(beta=1.0)
     if kind == "l1":
-        return F.l1_loss(pred, target)
+        return nn.L1Loss()
     if kind == "mse":
-        return F.mse_loss(pred, target)
-    raise ValueError(f"unknown loss {kind!r}; choose smooth_l1, l1 or mse")
+        return nn.MSELoss()
+    raise ValueError(f"unknown loss {kind!r}; choose smooth_l1, l1 or mse, or pass an nn.Module")

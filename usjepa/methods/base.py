@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import abc
 import inspect
 import math
-import warnings
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -14,21 +14,16 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.core.mixins import HyperparametersMixin
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-from lightning.pytorch.plugins.precision import MixedPrecision, Precision
-from lightning.pytorch.utilities import GradClipAlgorithmType
+from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.utilities.parsing import collect_init_args
 from torch import Tensor, nn
 
 from usjepa.errors import UsjepaError
+from usjepa.masks.batch import MaskedBatch
 from usjepa.methods.optim import SchedulerCallable, WarmupCosine, param_groups
 
-# The JEPA and MAE modules plan batches in on_before_batch_transfer. Lightning warns
-# whenever such a module is fitted with a DataModule, even one without the hook (ours):
-# the module's hook is the one meant, and it runs.
-warnings.filterwarnings(
-    "ignore", message="You have overridden `on_before_batch_transfer` in `LightningModule`"
-)
+#: what a training step gives back: the loss, the scalars to log, the outputs monitors read
+StepResult = tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]
 
 
 class LossDiverged(UsjepaError, FloatingPointError):
@@ -95,25 +90,18 @@ class LossWatch:
             )
 
 
-#: where a pretraining module keeps the network it trains: JEPA's student, MAE's encoder
-TRAINED_NETWORKS = ("student", "encoder")
-
-
-def trained_network(module: nn.Module) -> tuple[str, Any]:
-    """``(attribute, network)`` of the network ``module`` trains (its ``student``, else its
-    ``encoder``): what the CLI derives sizes from, the monitors read and the export writes.
+def network_of(module: L.LightningModule) -> nn.Module:
+    """``module.trained_network`` of a :class:`PretrainModule`.
 
     Raises:
-        AttributeError: naming the module when it has neither.
+        TypeError: naming the module when it is not one.
     """
-    for name in TRAINED_NETWORKS:
-        net = getattr(module, name, None)
-        if isinstance(net, nn.Module):
-            return name, net
-    raise AttributeError(
-        f"{type(module).__name__} has no `student` or `encoder` network; name the trained "
-        "network one of them, or give the callback its attribute"
-    )
+    if not isinstance(module, PretrainModule):
+        raise TypeError(
+            f"{type(module).__name__} is not a usjepa PretrainModule, so it names no "
+            "trained network; subclass one of usjepa.methods"
+        )
+    return module.trained_network
 
 
 def _plain(value: object) -> bool:
@@ -128,28 +116,27 @@ def _plain(value: object) -> bool:
 
 
 def _save_settings(module: L.LightningModule, frame: FrameType | None) -> None:
-    """``save_hyperparameters`` over the whole ``__init__`` chain starting at ``frame``.
-
-    Built by ``usjepa pretrain`` (LightningCLI), a module keeps its whole config, networks
-    included as ``class_path`` entries, so ``load_from_checkpoint(path)`` rebuilds it
-    alone. Built in Python, arguments that are objects (the networks, whose weights are
-    in the state dict, and the optimiser and schedule factories) are left out, so the
-    checkpoint stays loadable with ``torch.load(weights_only=True)``: pass them again,
-    ``load_from_checkpoint(path, student=..., predictor=..., teacher=...)``.
+    """``save_hyperparameters`` over the whole ``__init__`` chain starting at ``frame``,
+    without the arguments that are objects (the networks, whose weights are in the state
+    dict, and the optimiser and schedule factories), so the checkpoint stays loadable with
+    ``torch.load(weights_only=True)``. Built in Python, a module is then reloaded with its
+    networks passed again, ``load_from_checkpoint(path, student=..., predictor=...,
+    teacher=...)``; built by ``usjepa pretrain``, the CLI writes their configs back
+    (:meth:`usjepa.cli.PretrainCLI.after_instantiate_classes`), so
+    ``load_from_checkpoint(path)`` rebuilds it alone.
     """
     if frame is None:
         return
-    ignore: list[str] = []
-    if _given_hyperparameters.get() is None:  # not built from a config
-        args: dict = {}
-        for local in collect_init_args(frame, [], classes=(HyperparametersMixin,)):
-            args.update(local)
-        ignore = [name for name, value in args.items() if not _plain(value)]
+    args: dict[str, Any] = {}
+    for local in collect_init_args(frame, [], classes=(HyperparametersMixin,)):
+        args.update(local)
+    ignore = [name for name, value in args.items() if not _plain(value)]
     module.save_hyperparameters(ignore=ignore, frame=frame)
 
 
-class PretrainModule(L.LightningModule):
-    """Base for self-supervised methods; subclasses implement :meth:`step_loss`.
+class PretrainModule(L.LightningModule, abc.ABC):
+    """Base for self-supervised methods; subclasses implement :meth:`step` and
+    :attr:`trained_network`.
 
     The optimisation settings are stated here once: subclasses take their own arguments
     and pass the rest (``**kwargs``) on, and LightningCLI reads them through. Every
@@ -185,13 +172,19 @@ class PretrainModule(L.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         return min(1.0, self.global_step / total)
 
-    def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    @property
+    @abc.abstractmethod
+    def trained_network(self) -> nn.Module:
+        """The network this method trains (JEPA's student, MAE's encoder): what the CLI
+        derives sizes from, the monitors read and the export writes."""
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Log the weight decay when the schedule moves it."""
         scheduler = self.lr_schedulers()
         if getattr(scheduler, "final_weight_decay", None) is None:
             return
         decays = [g["weight_decay"] for g in self.trainer.optimizers[0].param_groups]
-        self.log("train/weight_decay", max(decays), batch_size=len(batch["image"]))
+        self.log("train/weight_decay", max(decays), batch_size=len(MaskedBatch.of(batch)))
 
     def optimizer_step(
         self,
@@ -219,19 +212,23 @@ class PretrainModule(L.LightningModule):
     ) -> None:
         """Clip as Lightning does, and also for a fused optimiser under ``bf16-mixed``.
 
-        Lightning's mixed-precision plugin refuses to clip for any optimiser that unscales
-        its gradients inside ``step`` (fused AdamW), because under ``16-mixed`` the
+        Lightning's mixed-precision plugin refuses to clip for a fused optimiser (fused
+        AdamW unscales its gradients inside ``step``), because under ``16-mixed`` the
         gradients it would clip are still scaled. ``bf16-mixed`` has no gradient scaler:
-        the gradients are the true ones, so they are clipped as under full precision
-        (Lightning's own norm or value clipping). ``16-mixed`` keeps Lightning's check, and
-        other plugins (FSDP's, DeepSpeed's) their own clipping: only the plain
-        ``MixedPrecision`` plugin is matched."""
+        the gradients are the true ones, so they are clipped here with
+        ``torch.nn.utils.clip_grad_norm_`` (or ``clip_grad_value_``), as under full
+        precision. ``16-mixed`` keeps Lightning's check, and other plugins (FSDP's,
+        DeepSpeed's) their own clipping: only the plain ``MixedPrecision`` plugin is
+        matched."""
         plugin = self.trainer.precision_plugin
-        unscales_in_step = getattr(optimizer, "_step_supports_amp_scaling", False)  # fused
+        fused = bool(getattr(optimizer, "defaults", {}).get("fused"))
         plain_bf16 = type(plugin) is MixedPrecision and plugin.scaler is None
-        if gradient_clip_val and unscales_in_step and plain_bf16:
-            algorithm = GradClipAlgorithmType(gradient_clip_algorithm or "norm")
-            Precision.clip_gradients(plugin, optimizer, gradient_clip_val, algorithm)
+        if gradient_clip_val and fused and plain_bf16:
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if (gradient_clip_algorithm or "norm") == "value":
+                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
             return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
@@ -239,20 +236,29 @@ class PretrainModule(L.LightningModule):
         """Modules whose parameters the optimiser updates (frozen parts are left out)."""
         return [self]
 
-    def step_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Return the loss and extra scalars to log for one batch."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def step(self, batch: MaskedBatch) -> StepResult:
+        """One batch's ``(loss, scalars to log, outputs)``: the outputs (detached tensors)
+        are what :meth:`training_step` returns beside the loss, for callbacks to read
+        in ``on_train_batch_end`` (the collapse monitor reads JEPA's)."""
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        """The method's loss on one batch, logged with its parts."""
-        loss, extras = self.step_loss(batch)
+    def step_loss(self, batch: MaskedBatch | Mapping[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss and the scalars to log for one batch (:meth:`step` without outputs)."""
+        loss, extras, _ = self.step(MaskedBatch.of(batch))
+        return loss, extras
+
+    def training_step(self, batch: MaskedBatch | Mapping[str, Any], batch_idx: int) -> Any:
+        """The method's loss on one batch, logged with its parts; returns
+        ``{"loss": loss, **outputs}`` (see :meth:`step`)."""
+        batch = MaskedBatch.of(batch)
+        loss, extras, outputs = self.step(batch)
         self._loss_watch.watch(loss.detach(), self.global_step)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         for name, value in extras.items():
-            self.log(f"train/{name}", value, batch_size=len(batch["image"]))
-        if "skipped_frames" in batch:  # unreadable frames skipped so far (CorpusDataModule)
-            self.log("data/skipped_frames", batch["skipped_frames"], batch_size=1)
-        return loss
+            self.log(f"train/{name}", value, batch_size=len(batch))
+        if batch.skipped_frames is not None:  # unreadable frames skipped so far
+            self.log("data/skipped_frames", batch.skipped_frames, batch_size=1)
+        return {"loss": loss, **outputs}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Read every loss still in flight first: no checkpoint of diverged weights."""
@@ -262,10 +268,11 @@ class PretrainModule(L.LightningModule):
         """Read every loss still in flight."""
         self._loss_watch.flush()
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: MaskedBatch | Mapping[str, Any], batch_idx: int) -> None:
         """The method's loss on one validation batch."""
-        loss, _ = self.step_loss(batch)
-        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["image"]))
+        batch = MaskedBatch.of(batch)
+        loss, _, _ = self.step(batch)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch))
 
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
         """The configured optimiser (AdamW) over the trainable modules, no weight decay

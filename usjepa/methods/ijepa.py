@@ -10,8 +10,6 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from usjepa.methods.jepa import JEPAModule
-from usjepa.models.encoder import ViTEncoder
-from usjepa.models.predictor import JEPAPredictor
 
 
 class IJEPAModule(JEPAModule):
@@ -32,8 +30,8 @@ class IJEPAModule(JEPAModule):
 
     def __init__(
         self,
-        student: ViTEncoder,
-        predictor: JEPAPredictor,
+        student: nn.Module,
+        predictor: nn.Module,
         teacher: nn.Module | None = None,
         teacher_layers: int = 1,
         ema_momentum: tuple[float, float] = (0.996, 1.0),
@@ -45,10 +43,10 @@ class IJEPAModule(JEPAModule):
                 "IJEPAModule ignores the `teacher` argument: its targets come from an EMA "
                 "copy of the student. Remove `teacher` from the config to silence this."
             )
-        if predictor.out_dim != student.embed_dim:
+        if self.predictor.out_dim != self.student.embed_dim:
             raise ValueError(
-                f"predictor.out_dim={predictor.out_dim} must equal the student width "
-                f"{student.embed_dim} for EMA targets; set predictor out_dim to it"
+                f"predictor.out_dim={self.predictor.out_dim} must equal the student width "
+                f"{self.student.embed_dim} for EMA targets; set predictor out_dim to it"
             )
         if not 0.0 <= ema_momentum[0] <= ema_momentum[1] <= 1.0:
             raise ValueError(f"ema_momentum must satisfy 0 <= start <= end <= 1: {ema_momentum}")
@@ -80,10 +78,10 @@ class IJEPAModule(JEPAModule):
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
-        """``target <- m * target + (1 - m) * student``, all parameters in one fused
-        (``foreach``) update rather than one kernel per tensor."""
+        """``target <- m * target + (1 - m) * student``, parameter by parameter."""
         targets: list[Tensor] = list(self.target_encoder.parameters())
         online = [p.detach() for p in self.student.parameters()]
         if len(targets) != len(online):
             raise RuntimeError("target encoder and student have different parameter lists")
-        torch._foreach_lerp_(targets, online, 1.0 - momentum)
+        for target, weights in zip(targets, online, strict=True):
+            target.lerp_(weights, 1.0 - momentum)

@@ -2,45 +2,22 @@
 
 from __future__ import annotations
 
+import abc
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
+from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from usjepa.losses import LossKind, latent_loss
-from usjepa.methods.base import PretrainModule
-from usjepa.models.encoder import ViTEncoder
-from usjepa.models.predictor import JEPAPredictor, PredictorPlan
-from usjepa.models.tokens import (
-    Checkpointing,
-    Movable,
-    TokenSet,
-    checkpointing_mode,
-    flat_rows,
-    gather_tokens,
-)
+from usjepa.masks.batch import MaskedBatch
+from usjepa.methods.base import PretrainModule, StepResult
+from usjepa.models.contracts import ContextEncoder, Predictor, TokenEncoder, require
+from usjepa.models.tokens import Checkpointing, checkpointing_mode, flat_rows, gather_tokens
 
 TargetNorm = Literal["layer", "layer_batch", "none"]
-
-
-@dataclass(frozen=True)
-class StepPlan(Movable):
-    """What a JEPA step derives from its batch's index sets alone (see
-    :meth:`JEPAModule.plan_step`); Lightning moves it with the batch.
-
-    Attributes:
-        student: the student's :class:`~usjepa.models.tokens.TokenSet` (``None`` for a
-            student without ``token_set``).
-        predictor: the predictor's :class:`~usjepa.models.predictor.PredictorPlan`.
-        target_rows: flat positions of the real target slots among the ``B * M * T``.
-    """
-
-    student: TokenSet | None
-    predictor: PredictorPlan
-    target_rows: Tensor
 
 
 class JEPAModule(PretrainModule):
@@ -55,120 +32,127 @@ class JEPAModule(PretrainModule):
     ``[N, D]`` rows of valid predictions and targets.
 
     Args:
-        student: context encoder.
-        predictor: narrow predictor; its ``out_dim`` must equal the target width.
-        loss: latent regression loss.
-        target_norm: ``layer`` layer-normalises each target token (I-JEPA, SALT);
-            ``layer_batch`` then standardises every channel over the batch's target
-            tokens, so a teacher whose tokens share a large common component still gives
-            targets that vary (useful with weak, briefly trained teachers); ``none``.
+        student: context encoder, any ``nn.Module`` meeting
+            :class:`~usjepa.models.contracts.ContextEncoder`.
+        predictor: narrow predictor meeting :class:`~usjepa.models.contracts.Predictor`;
+            its ``out_dim`` must equal the target width.
+        loss: latent regression loss: a name (``smooth_l1``, ``l1``, ``mse``) or any
+            ``nn.Module`` taking ``(predictions [N, D], targets [N, D])`` to a scalar.
+        target_norm: ``layer`` layer-normalises each target token (I-JEPA); ``layer_batch``
+            then standardises every channel over the batch's target tokens, so a teacher
+            whose tokens share a large common component still gives targets that vary
+            (useful with weak, briefly trained teachers); ``none``.
         activation_checkpointing: recompute student and predictor blocks in the backward
-            pass instead of keeping their activations. ``full`` (or ``true``) keeps only
-            each block's input: the step's memory falls most and its compute rises by
-            about one student and predictor forward. ``selective`` keeps what the matmuls
-            and attention need and recomputes only the norms' and GELU's outputs (on
-            timm's blocks written out by hand, :mod:`usjepa.models.lean`): ten of the
-            sixteen token widths a block keeps, no matmul run twice. Measured in
-            ``benchmarks/results/fast_paths.md``. The losses are unchanged.
-        compile_blocks: compile every student and predictor block with ``torch.compile``
-            (in place, so checkpoints keep their keys; dynamic shapes, since the number of
-            context and target tokens changes from batch to batch). On CPU it is not
-            faster (``benchmarks/results/fast_paths.md``); meant for GPUs.
+            pass instead of keeping their activations (``torch.utils.checkpoint``).
+            ``full`` (or ``true``) keeps only each block's input: the step's memory falls
+            most and its compute rises by about one student and predictor forward.
+            ``selective`` keeps the outputs of the matmuls and of attention and recomputes
+            the pointwise work (PyTorch's selective activation checkpointing): no matmul
+            runs twice. The losses are unchanged.
+        compile_blocks: compile every timm ``Block`` of the student and the predictor with
+            ``torch.compile`` (in place, so checkpoints keep their keys; dynamic shapes,
+            since the number of context and target tokens changes from batch to batch).
+            Meant for GPUs.
         **kwargs: ``optimizer``, ``scheduler`` and ``weight_decay``, see
             :class:`~usjepa.methods.base.PretrainModule`.
     """
 
+    student: ContextEncoder
+    predictor: Predictor
+
     def __init__(
         self,
-        student: ViTEncoder,
-        predictor: JEPAPredictor,
-        loss: LossKind = "smooth_l1",
+        student: nn.Module,
+        predictor: nn.Module,
+        loss: LossKind | nn.Module = "smooth_l1",
         target_norm: TargetNorm = "layer",
         activation_checkpointing: bool | Checkpointing = False,
         compile_blocks: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if predictor.grid_size != student.grid_size or predictor.in_dim != student.embed_dim:
+        require(student, ContextEncoder, "student")
+        require(predictor, Predictor, "predictor")
+        student_ = cast(ContextEncoder, student)
+        predictor_ = cast(Predictor, predictor)
+        if predictor_.grid_size != student_.grid_size or predictor_.in_dim != student_.embed_dim:
             raise ValueError(
-                f"predictor (grid {predictor.grid_size}, in_dim {predictor.in_dim}) does not "
-                f"fit the student (grid {student.grid_size}, width {student.embed_dim}); set "
+                f"predictor (grid {predictor_.grid_size}, in_dim {predictor_.in_dim}) does not "
+                f"fit the student (grid {student_.grid_size}, width {student_.embed_dim}); set "
                 "predictor.grid_size = img_size // patch_size and in_dim = embed_dim"
             )
-        self.student, self.predictor = student, predictor
+        self.student, self.predictor = student_, predictor_
         mode = checkpointing_mode(activation_checkpointing)
-        student.grad_checkpointing = predictor.grad_checkpointing = mode
+        for name, network in (("student", student), ("predictor", predictor)):
+            if hasattr(network, "grad_checkpointing"):
+                setattr(network, "grad_checkpointing", mode)  # noqa: B010 (any network type)
+            elif mode != "none":
+                raise ValueError(
+                    f"activation_checkpointing={mode!r}, but the {name} "
+                    f"({type(network).__name__}) has no grad_checkpointing attribute"
+                )
         if compile_blocks:
-            for block in [*student.vit.blocks, *predictor.blocks]:
-                block.compile(dynamic=True)
+            for network in (student, predictor):
+                for block in network.modules():
+                    if isinstance(block, Block):
+                        block.compile(dynamic=True)
         if target_norm not in ("layer", "layer_batch", "none"):
             raise ValueError(f"target_norm={target_norm!r}; choose layer, layer_batch or none")
-        self.loss_kind, self.target_norm = loss, target_norm
-        #: set by a monitor (:class:`usjepa.callbacks.CollapseMonitor`) for the steps it
-        #: reads: the step then keeps its outputs in :attr:`last_outputs` (detached)
-        self.keep_outputs = False
-        self.last_outputs: dict[str, Tensor] = {}
+        self.target_norm = target_norm
+        self.loss_fn = latent_loss(loss)
+
+    @property
+    def trained_network(self) -> nn.Module:
+        """The student."""
+        return cast(nn.Module, self.student)
 
     def trainable_modules(self) -> list[nn.Module]:
         """The modules the optimiser updates: student and predictor."""
-        return [self.student, self.predictor]
+        return [cast(nn.Module, self.student), cast(nn.Module, self.predictor)]
 
+    @abc.abstractmethod
     def compute_targets(self, images: Tensor, targets: Tensor) -> Tensor:
         """Target embeddings ``[B, M, T, D_t]`` at patch indices ``targets [B, M, T]``."""
-        raise NotImplementedError
 
-    def plan_step(self, context: Tensor, targets: Tensor) -> StepPlan:
-        """Everything the step derives from the index sets alone (``context [B, K]``,
-        ``targets [B, M, T]``), computed where they are: on the host, before the batch
-        moves to the device (:meth:`on_before_batch_transfer`), it spares the device
-        step every host-device synchronisation."""
-        student = self.student.token_set(context) if hasattr(self.student, "token_set") else None
-        return StepPlan(student, self.predictor.plan(context, targets), flat_rows(targets >= 0))
+    def encode_context(self, images: Tensor, context: Tensor) -> Tensor:
+        """The student's patch tokens ``[B, K, D]`` at ``context [B, K]`` (no prefix)."""
+        return self.student(images, keep=context)[:, self.student.num_prefix_tokens :]
 
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Add the batch's :class:`StepPlan` (``batch["plan"]``) while it is on the host."""
-        if isinstance(batch, dict) and "context" in batch and "targets" in batch:
-            batch.setdefault("plan", self.plan_step(batch["context"], batch["targets"]))
-        return batch
-
-    def predict(
-        self, images: Tensor, context: Tensor, targets: Tensor, plan: StepPlan | None = None
-    ) -> Tensor:
-        """Encode the context with the student and predict ``[B, M, T, D_t]``; ``plan``
-        (:meth:`plan_step`) when the batch has one."""
-        if plan is not None and plan.student is not None:
-            tokens = self.student(images, keep=context, tokens=plan.student)
-        else:
-            tokens = self.student(images, keep=context)
-        tokens = tokens[:, self.student.num_prefix_tokens :]
-        if self.keep_outputs:
-            self.last_outputs["student"] = tokens[context >= 0].detach()  # [N_ctx, D]
-        return self.predictor(tokens, context, targets, None if plan is None else plan.predictor)
+    def predict(self, tokens: Tensor, context: Tensor, targets: Tensor) -> Tensor:
+        """Predictions ``[B, M, T, D_t]`` at ``targets [B, M, T]`` from the student's
+        context tokens ``[B, K, D]`` at ``context [B, K]``."""
+        return self.predictor(tokens, context, targets)
 
     def compute_loss(self, predictions: Tensor, targets: Tensor) -> Tensor:
         """Regression loss between equal-shaped predictions and targets (``[N, D]``)."""
-        return latent_loss(predictions, targets, self.loss_kind)
+        loss: Tensor = self.loss_fn(predictions, targets)
+        return loss
 
-    def step_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Predict the target tokens of the masked blocks from the context. With the
-        batch's ``plan`` (:meth:`plan_step`) nothing here reads device memory."""
-        images, context, target_idx = batch["image"], batch["context"], batch["targets"]
-        plan: StepPlan | None = batch.get("plan")
+    def step(self, batch: MaskedBatch) -> StepResult:
+        """Predict the target tokens of the masked blocks from the context: targets ->
+        context tokens -> predictions -> loss. Outputs: the student's context tokens
+        (``student [B, K, D]`` with ``context``), and the predictions and targets of the
+        real target slots (``[N, D_t]`` each), detached."""
+        images, context, target_idx = batch.image, batch.context, batch.targets
         targets = self.compute_targets(images, target_idx)
-        predictions = self.predict(images, context, target_idx, plan)
-        # [N, D]: the real target slots, padding dropped
-        rows = plan.target_rows if plan is not None else flat_rows(target_idx >= 0)
+        tokens = self.encode_context(images, context)
+        predictions = self.predict(tokens, context, target_idx)
+        rows = flat_rows(target_idx >= 0)  # [N]: the real target slots, padding dropped
         predictions = predictions.flatten(0, -2).index_select(0, rows)
         targets = targets.flatten(0, -2).index_select(0, rows)
         loss = self.compute_loss(predictions, targets)
-        if self.keep_outputs:
-            self.last_outputs.update(predictions=predictions.detach(), targets=targets.detach())
         # a collapsing predictor shows as prediction spread falling towards zero
         extras = {
             "pred_std": predictions.detach().float().std(dim=0).mean(),
             "target_std": targets.float().std(dim=0).mean(),
         }
-        return loss, extras
+        outputs = {
+            "student": tokens.detach(),
+            "context": context,
+            "predictions": predictions.detach(),
+            "targets": targets.detach(),
+        }
+        return loss, extras, outputs
 
     def _target_tokens(
         self, encoder: nn.Module, images: Tensor, targets: Tensor, layers: int = 1
@@ -203,7 +187,8 @@ def encoder_tokens(encoder: nn.Module, images: Tensor, layers: int = 1) -> Tenso
         images = images.expand(-1, chans, -1, -1)
     prefix = encoder.num_prefix_tokens
     if layers == 1:
-        return encoder(images)[:, prefix:]
+        result: Tensor = encoder(images)[:, prefix:]
+        return result
     if not hasattr(encoder, "forward_blocks"):
         raise ValueError(
             f"{type(encoder).__name__} has no forward_blocks; teacher_layers > 1 needs it"
@@ -253,10 +238,12 @@ class SALTModule(JEPAModule):
             optimisation settings (see :class:`~usjepa.methods.base.PretrainModule`).
     """
 
+    teacher: TokenEncoder
+
     def __init__(
         self,
-        student: ViTEncoder,
-        predictor: JEPAPredictor,
+        student: nn.Module,
+        predictor: nn.Module,
         teacher: nn.Module,
         teacher_layers: int = 1,
         teacher_dtype: Literal["bfloat16", "float32"] | None = None,
@@ -268,30 +255,30 @@ class SALTModule(JEPAModule):
         if teacher_layers < 1:
             raise ValueError(f"teacher_layers must be >= 1, got {teacher_layers}")
         self.teacher_layers = teacher_layers
+        require(teacher, TokenEncoder, "teacher")
         width = getattr(teacher, "embed_dim", None)
-        if width != predictor.out_dim:
+        if width != self.predictor.out_dim:
             raise ValueError(
-                f"predictor.out_dim={predictor.out_dim} must equal the teacher "
+                f"predictor.out_dim={self.predictor.out_dim} must equal the teacher "
                 f"width {width}; set predictor out_dim to the teacher's embed_dim"
             )
-        self.teacher = teacher.requires_grad_(False).eval()
+        self.teacher = cast(TokenEncoder, teacher.requires_grad_(False).eval())
         self.teacher_dtype = None if teacher_dtype is None else getattr(torch, teacher_dtype)
         if self.teacher_dtype is not None:
-            self.teacher.to(self.teacher_dtype)
-        #: affine map from the batch's standardisation to the teacher's (set in setup)
+            teacher.to(self.teacher_dtype)
+        #: affine map from the batch's standardisation to the teacher's
+        #: (:meth:`set_input_stats`)
         self.teacher_input: tuple[float, float] = (1.0, 0.0)
 
-    def setup(self, stage: str) -> None:
-        """Feed the teacher the input it expects. A zoo teacher is told the corpus's
-        statistics (measured by the DataModule) and undoes them itself, unless its config
-        fixed them; a teacher from one of our exports, trained on other statistics
-        (its ``input_spec``), gets the batch re-standardised to its own."""
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        if getattr(dm, "mean", None) is None:
-            return
-        mean, std = float(dm.mean), float(dm.std)  # type: ignore[union-attr]
+    def set_input_stats(self, mean: float, std: float) -> None:
+        """Tell the module the statistics its batches are standardised with (on [0, 1]
+        pixels), so the teacher gets the input it expects: a zoo teacher undoes them
+        itself (unless its config fixed its own), a teacher from one of our exports,
+        trained on other statistics (its ``input_spec``), gets the batch re-standardised
+        to its own. ``usjepa pretrain`` calls it with the DataModule's statistics once
+        they are measured (:class:`usjepa.callbacks.InputStatsFromData`)."""
         adopt = getattr(self.teacher, "adopt_input_stats", None)
-        spec = getattr(self.teacher, "input_spec", None)
+        spec = self.teacher.input_spec
         if callable(adopt):
             adopt(mean, std)
         elif spec is not None:
@@ -300,7 +287,7 @@ class SALTModule(JEPAModule):
 
     def on_train_epoch_start(self) -> None:
         """Keep the frozen teacher in eval mode."""
-        self.teacher.eval()  # Trainer.fit puts every submodule in train mode
+        cast(nn.Module, self.teacher).eval()  # Trainer.fit puts every submodule in train mode
 
     def compute_targets(self, images: Tensor, targets: Tensor) -> Tensor:
         """Target tokens from the frozen teacher (float32 ``[B, M, T, D_t]``)."""
@@ -310,6 +297,7 @@ class SALTModule(JEPAModule):
                 images = images * scale + shift
             if self.teacher_dtype is not None:
                 images = images.to(self.teacher_dtype)
-            out = self._target_tokens(self.teacher, images, targets, self.teacher_layers)
+            teacher = cast(nn.Module, self.teacher)
+            out = self._target_tokens(teacher, images, targets, self.teacher_layers)
         # an inference tensor cannot be saved for the loss's backward: copy it out
         return out.to(torch.float32, copy=True)

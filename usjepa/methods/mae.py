@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
-from usjepa.methods.base import PretrainModule
+from usjepa.masks.batch import MaskedBatch
+from usjepa.methods.base import PretrainModule, StepResult
+from usjepa.models.contracts import ContextEncoder, require
 from usjepa.models.decoder import MAEDecoder, patchify
-from usjepa.models.encoder import ViTEncoder
-from usjepa.models.tokens import Movable, TokenSet, flat_rows, gather_tokens
+from usjepa.models.tokens import flat_rows, gather_tokens
 
 
 class MAEModule(PretrainModule):
@@ -32,79 +32,51 @@ class MAEModule(PretrainModule):
             :class:`~usjepa.methods.base.PretrainModule`.
     """
 
+    encoder: ContextEncoder
+
     def __init__(
         self,
-        encoder: ViTEncoder,
+        encoder: nn.Module,
         decoder: MAEDecoder,
         norm_pix_loss: bool = True,
         weight_decay: float = 0.05,
         **kwargs: Any,
     ) -> None:
         super().__init__(weight_decay=weight_decay, **kwargs)
-        if decoder.grid_size != encoder.grid_size:
+        require(encoder, ContextEncoder, "encoder")
+        self.encoder = cast(ContextEncoder, encoder)
+        if decoder.grid_size != self.encoder.grid_size:
             raise ValueError(
                 f"decoder grid {decoder.grid_size} != encoder grid "
-                f"{encoder.grid_size}; set decoder.grid_size = img_size // patch_size"
+                f"{self.encoder.grid_size}; set decoder.grid_size = img_size // patch_size"
             )
-        self.encoder, self.decoder, self.norm_pix_loss = encoder, decoder, norm_pix_loss
+        self.decoder, self.norm_pix_loss = decoder, norm_pix_loss
+
+    @property
+    def trained_network(self) -> nn.Module:
+        """The encoder."""
+        return cast(nn.Module, self.encoder)
 
     def trainable_modules(self) -> list[nn.Module]:
         """The modules the optimiser updates: encoder and decoder."""
-        return [self.encoder, self.decoder]
+        return [cast(nn.Module, self.encoder), self.decoder]
 
-    def plan_step(self, visible: Tensor, masked: Tensor) -> MAEPlan:
-        """What the step derives from the index sets alone (``visible [B, K]``, ``masked
-        [B, 1, T]``), made on the host (:meth:`on_before_batch_transfer`) so that the
-        device step needs no host-device synchronisation."""
-        masked = masked[:, 0]
-        return MAEPlan(
-            self.encoder.token_set(visible),
-            self.decoder.token_set(visible, masked),
-            flat_rows(masked >= 0),
-        )
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Add the batch's :class:`MAEPlan` (``batch["plan"]``) while it is on the host."""
-        if isinstance(batch, dict) and "context" in batch and "targets" in batch:
-            if batch["targets"].ndim == 3 and batch["targets"].shape[1] == 1:
-                batch.setdefault("plan", self.plan_step(batch["context"], batch["targets"]))
-        return batch
-
-    def step_loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Reconstruct the pixels of the masked patches from the visible ones. With the
-        batch's ``plan`` (:meth:`plan_step`) nothing here reads device memory."""
-        images, visible, masked = batch["image"], batch["context"], batch["targets"]
+    def step(self, batch: MaskedBatch) -> StepResult:
+        """Reconstruct the pixels of the masked patches from the visible ones."""
+        images, visible, masked = batch.image, batch.context, batch.targets
         if masked.shape[1] != 1:
             raise ValueError(
                 f"MAEModule needs one target set per image, got {masked.shape[1]}; use "
                 "RandomMaskGenerator or MultiBlockMaskGenerator(union_targets=True)"
             )
-        plan: MAEPlan = batch.get("plan") or self.plan_step(visible, masked)
         masked = masked[:, 0]
-        tokens = self.encoder(images, keep=visible, tokens=plan.encoder)
-        tokens = tokens[:, self.encoder.num_prefix_tokens :]
-        pred = self.decoder(tokens, visible, masked, tokens=plan.decoder)
+        tokens = self.encoder(images, keep=visible)[:, self.encoder.num_prefix_tokens :]
+        pred = self.decoder(tokens, visible, masked)
         target = gather_tokens(patchify(images, self.encoder.patch_size), masked)
         if self.norm_pix_loss:
             mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
             target = (target - mean) / (var + 1e-6).sqrt()
-        # the real masked patches, padding dropped
-        pred = pred.flatten(0, 1).index_select(0, plan.rows)
-        target = target.flatten(0, 1).index_select(0, plan.rows)
-        return F.mse_loss(pred, target), {}
-
-
-@dataclass(frozen=True)
-class MAEPlan(Movable):
-    """What an MAE step derives from its batch's index sets alone (see
-    :meth:`MAEModule.plan_step`); Lightning moves it with the batch.
-
-    Attributes:
-        encoder: the encoder's :class:`~usjepa.models.tokens.TokenSet`.
-        decoder: the decoder's.
-        rows: flat positions of the real masked patches among the ``B * T``.
-    """
-
-    encoder: TokenSet
-    decoder: TokenSet
-    rows: Tensor
+        rows = flat_rows(masked >= 0)  # the real masked patches, padding dropped
+        pred = pred.flatten(0, 1).index_select(0, rows)
+        target = target.flatten(0, 1).index_select(0, rows)
+        return F.mse_loss(pred, target), {}, {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -35,7 +36,7 @@ def read_input_spec(path: Path) -> InputSpec | None:
     return InputSpec(int(kw["img_size"]), chans, (float(norm["mean"]),), (float(norm["std"]),))
 
 
-def read_state_dict(path: Path) -> dict:
+def read_state_dict(path: Path) -> dict[str, Any]:
     """A ``.safetensors``/``.pt``/``.pth``/``.ckpt`` file's contents (tensors only)."""
     if not path.exists():
         raise CheckpointError(
@@ -45,7 +46,8 @@ def read_state_dict(path: Path) -> dict:
     if path.suffix == ".safetensors":
         return load_file(str(path))
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        result: dict[Any, Any] = torch.load(path, map_location="cpu", weights_only=True)
+        return result
     except Exception as err:  # pickle errors come in many types
         raise CheckpointError(
             f"cannot read checkpoint {path} ({type(err).__name__}: {str(err)[:200]}); it must "
@@ -53,7 +55,7 @@ def read_state_dict(path: Path) -> dict:
         ) from None
 
 
-def load_checked(module: nn.Module, state: dict, source: str) -> None:
+def load_checked(module: nn.Module, state: dict[str, Any], source: str) -> None:
     """Load ``state`` strictly, or raise listing missing, unexpected and mis-shaped keys."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from usjepa.models.posembed import sincos_2d
 from usjepa.models.predictor import _init_weights
-from usjepa.models.tokens import TokenSet, gather_tokens, run_blocks
+from usjepa.models.tokens import Checkpointing, gather_tokens, run_blocks
 
 
 class MAEDecoder(nn.Module):
@@ -22,6 +22,9 @@ class MAEDecoder(nn.Module):
     """
 
     pos: Tensor
+    #: activation checkpointing of the blocks, a :data:`~usjepa.models.tokens.Checkpointing`
+    #: mode
+    grad_checkpointing: Checkpointing = "none"
 
     def __init__(
         self,
@@ -50,7 +53,6 @@ class MAEDecoder(nn.Module):
         visible: Tensor,
         visible_idx: Tensor,
         masked_idx: Tensor,
-        tokens: TokenSet | None = None,
     ) -> Tensor:
         """Reconstruct masked patches.
 
@@ -59,8 +61,6 @@ class MAEDecoder(nn.Module):
             visible_idx: ``[B, K]`` their patch indices.
             masked_idx: ``[B, T]`` patch indices to reconstruct.
             Both may be right-padded with ``-1`` (kept out of attention).
-            tokens: :meth:`token_set` of the two, made on the host so that nothing here
-                reads device memory; made here when ``None``.
 
         Returns:
             ``[B, T, patch_pixels]``.
@@ -68,16 +68,10 @@ class MAEDecoder(nn.Module):
         pos = self.pos.expand(len(visible), -1, -1)
         vis = self.embed(visible) + gather_tokens(pos, visible_idx)
         msk = self.mask_token + gather_tokens(pos, masked_idx)
-        if tokens is None:
-            tokens = self.token_set(visible_idx, masked_idx)
-        # the masked positions only: the last block computes no visible outputs
-        x = run_blocks(self.blocks, torch.cat([vis, msk], 1), tokens, queries_from=vis.shape[1])
-        return self.head(self.norm(x))
-
-    @staticmethod
-    def token_set(visible_idx: Tensor, masked_idx: Tensor) -> TokenSet:
-        """The real tokens of the ``[visible | masked]`` sequence :meth:`forward` runs."""
-        return TokenSet.of(torch.cat([visible_idx >= 0, masked_idx >= 0], dim=1))
+        valid = torch.cat([visible_idx >= 0, masked_idx >= 0], dim=1)
+        x = run_blocks(self.blocks, torch.cat([vis, msk], 1), valid, self.grad_checkpointing)
+        result: Tensor = self.head(self.norm(x[:, vis.shape[1] :]))
+        return result
 
 
 def patchify(images: Tensor, patch_size: int) -> Tensor:

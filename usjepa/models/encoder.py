@@ -13,13 +13,7 @@ from torch import Tensor, nn
 from usjepa.errors import ConfigError
 from usjepa.models.checkpoint import load_state_dict_file, read_input_spec
 from usjepa.models.input_spec import InputSpec
-from usjepa.models.tokens import (
-    Checkpointing,
-    TokenSet,
-    gather_tokens,
-    last_blocks,
-    run_blocks,
-)
+from usjepa.models.tokens import Checkpointing, gather_tokens, last_blocks, run_blocks
 
 #: timm entry point whose defaults our keyword overrides replace; any size can be built.
 TIMM_ARCH = "vit_base_patch16_224"
@@ -51,10 +45,7 @@ class ViTEncoder(nn.Module):
     input_spec: InputSpec | None = None
     #: activation checkpointing of the blocks, a :data:`~usjepa.models.tokens.Checkpointing`
     #: mode (set by the method's ``activation_checkpointing``)
-    grad_checkpointing: bool | Checkpointing = "none"
-    #: run padded token sets on their real tokens only (:mod:`usjepa.models.packed`);
-    #: ``False`` runs the padding through the blocks too (the same outputs, more work)
-    pack_tokens = True
+    grad_checkpointing: Checkpointing = "none"
 
     num_prefix_tokens = 1
 
@@ -109,9 +100,7 @@ class ViTEncoder(nn.Module):
         """Patches per image, ``grid_size ** 2``."""
         return self.grid_size * self.grid_size
 
-    def forward(
-        self, images: Tensor, keep: Tensor | None = None, tokens: TokenSet | None = None
-    ) -> Tensor:
+    def forward(self, images: Tensor, keep: Tensor | None = None) -> Tensor:
         """Encode images, optionally only the patch tokens listed in ``keep``.
 
         Args:
@@ -119,24 +108,18 @@ class ViTEncoder(nn.Module):
             keep: ``[B, K]`` long indices into the ``grid_size**2`` patches, or ``None`` for
                 all. Slots padded with :data:`~usjepa.models.tokens.PAD` are kept out of
                 attention; their output tokens are meaningless.
-            tokens: :meth:`token_set` of ``keep``, made on the host, so that nothing here
-                reads device memory (no host-device synchronisation); made here when
-                ``None``.
 
         Returns:
             ``[B, 1 + K, D]`` normalised tokens, the CLS token first.
         """
         x = self._embed(images, keep)
-        if keep is not None and tokens is None:
-            tokens = self.token_set(keep)
-        x = run_blocks(self.vit.blocks, x, tokens, self.grad_checkpointing, self.pack_tokens)
-        return self.vit.norm(x)
-
-    def token_set(self, keep: Tensor) -> TokenSet:
-        """The :class:`~usjepa.models.tokens.TokenSet` of the sequence ``forward`` runs for
-        ``keep [B, K]`` (the class token, then the kept patches)."""
-        prefix = torch.ones(len(keep), self.num_prefix_tokens, dtype=torch.bool, device=keep.device)
-        return TokenSet.of(torch.cat([prefix, keep >= 0], 1))
+        valid = None
+        if keep is not None:  # the class token, then the kept patches
+            prefix = keep.new_ones(len(keep), self.num_prefix_tokens, dtype=torch.bool)
+            valid = torch.cat([prefix, keep >= 0], 1)
+        x = run_blocks(self.vit.blocks, x, valid, self.grad_checkpointing)
+        result: Tensor = self.vit.norm(x)
+        return result
 
     def _embed(self, images: Tensor, keep: Tensor | None) -> Tensor:
         """Patch embedding + positions, optional token subset, CLS prepended: ``[B, 1+K, D]``."""
@@ -146,7 +129,8 @@ class ViTEncoder(nn.Module):
         if keep is not None:
             x = gather_tokens(x, keep)
         cls = (vit.cls_token + vit.pos_embed[:, : self.num_prefix_tokens]).expand(len(x), -1, -1)
-        return vit.norm_pre(vit.pos_drop(torch.cat([cls, x], dim=1)))
+        result: Tensor = vit.norm_pre(vit.pos_drop(torch.cat([cls, x], dim=1)))
+        return result
 
     def forward_blocks(self, images: Tensor, n_last: int) -> list[Tensor]:
         """Normalised outputs of the last ``n_last`` blocks, each ``[B, 1 + N, D]`` (timm's

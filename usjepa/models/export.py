@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from safetensors.torch import save_file
 
@@ -35,7 +36,7 @@ def export_encoder(
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.vit.state_dict().items()}
     with atomic_path(path) as tmp:  # never a half-written export under the real name
         save_file(state, str(tmp), metadata={"format": "pt", "architecture": TIMM_ARCH})
-    config: dict = {"architecture": TIMM_ARCH, "kwargs": encoder.timm_kwargs}
+    config: dict[str, Any] = {"architecture": TIMM_ARCH, "kwargs": encoder.timm_kwargs}
     spec = input_spec or encoder.input_spec
     if spec is not None:
         config["input_spec"] = spec.to_json()

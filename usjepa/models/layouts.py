@@ -20,7 +20,8 @@ def unwrap(state: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Tensor]:
     """The first nested state dict found under ``keys`` (checkpoints wrap them)."""
     for key in keys:
         if key in state and isinstance(state[key], dict):
-            return state[key]
+            result: dict[str, Tensor] = state[key]
+            return result
     return state
 
 

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from usjepa.models.posembed import sincos_2d
-from usjepa.models.tokens import (
-    Checkpointing,
-    Movable,
-    TokenSet,
-    gather_tokens,
-    pad_indices,
-    run_blocks,
-)
+from usjepa.models.tokens import Checkpointing, gather_tokens, pad_indices, run_blocks
 
 
 class JEPAPredictor(nn.Module):
@@ -46,10 +37,7 @@ class JEPAPredictor(nn.Module):
     pos: Tensor
     #: activation checkpointing of the blocks, a :data:`~usjepa.models.tokens.Checkpointing`
     #: mode (set by the method's ``activation_checkpointing``)
-    grad_checkpointing: bool | Checkpointing = "none"
-    #: run padded token sets on their real tokens only (:mod:`usjepa.models.packed`);
-    #: ``False`` runs the padding through the blocks too (the same outputs, more work)
-    pack_tokens = True
+    grad_checkpointing: Checkpointing = "none"
 
     def __init__(
         self,
@@ -77,13 +65,7 @@ class JEPAPredictor(nn.Module):
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         self.apply(_init_weights)
 
-    def forward(
-        self,
-        context: Tensor,
-        context_idx: Tensor,
-        target_idx: Tensor,
-        plan: PredictorPlan | None = None,
-    ) -> Tensor:
+    def forward(self, context: Tensor, context_idx: Tensor, target_idx: Tensor) -> Tensor:
         """Predict every target block.
 
         Args:
@@ -92,68 +74,35 @@ class JEPAPredictor(nn.Module):
             target_idx: ``[B, M, T]`` patch indices of ``M`` target blocks.
             Both may be right-padded with ``-1``; padded context is kept out of attention
             and padded targets give meaningless rows for the loss to drop.
-            plan: :meth:`plan` of the two index sets, made on the host so that nothing
-                here reads device memory (no host-device synchronisation); made here
-                when ``None``.
 
         Returns:
             ``[B, M, T, out_dim]`` predictions.
         """
         b, m, t = target_idx.shape
-        if plan is None:
-            plan = self.plan(context_idx, target_idx)
         pos = self.pos.expand(b, -1, -1)
         ctx = self.embed(context) + gather_tokens(pos, context_idx)
         k = ctx.shape[1]
         if self.one_pass:  # [context | each target position once] in one sequence
-            assert plan.union is not None and plan.slot is not None
-            queries = self.mask_token + gather_tokens(pos, plan.union)
-            x = torch.cat([ctx, queries], 1)
+            union, slot = union_indices(target_idx, self.grid_size**2)
+            queries = self.mask_token + gather_tokens(pos, union)
+            valid = torch.cat([context_idx >= 0, union >= 0], 1)
             x = run_blocks(
-                self.blocks, x, plan.tokens, self.grad_checkpointing, self.pack_tokens, k
-            )  # the queries only: the last block computes no context outputs
-            out = self.proj(self.norm(x))  # [B, U, out_dim]
-            return gather_tokens(out, plan.slot)  # [B, M, T, out_dim], padded slots read slot 0
+                self.blocks, torch.cat([ctx, queries], 1), valid, self.grad_checkpointing
+            )
+            out = self.proj(self.norm(x[:, k:]))  # [B, U, out_dim]
+            return gather_tokens(out, slot)  # [B, M, T, out_dim], padded slots read slot 0
         tgt = self.mask_token + gather_tokens(pos, target_idx)  # [B, M, T, W]
         x = torch.cat([ctx.unsqueeze(1).expand(-1, m, -1, -1), tgt], dim=2)
-        x = run_blocks(
-            self.blocks, x.reshape(b * m, k + t, -1), plan.tokens,
-            self.grad_checkpointing, self.pack_tokens, k,
-        )  # fmt: skip
-        out = self.proj(self.norm(x))
-        return out.reshape(b, m, t, self.out_dim)
-
-    def plan(self, context_idx: Tensor, target_idx: Tensor) -> PredictorPlan:
-        """What :meth:`forward` derives from the index sets alone (shapes ``[B, K]`` and
-        ``[B, M, T]``): the distinct target positions of the one-pass sequence and the
-        real tokens of the sequence it runs. Made on the host, it spares the device
-        step every read of device memory."""
-        if self.one_pass:
-            union, slot = union_indices(target_idx, self.grid_size**2)
-            return PredictorPlan(
-                TokenSet.of(torch.cat([context_idx >= 0, union >= 0], 1)), union, slot
-            )
-        b, m, t = target_idx.shape
         valid = torch.cat(
             [(context_idx >= 0).unsqueeze(1).expand(-1, m, -1), target_idx >= 0], dim=2
         )
-        return PredictorPlan(TokenSet.of(valid.reshape(b * m, -1)))
-
-
-@dataclass(frozen=True)
-class PredictorPlan(Movable):
-    """The index-derived inputs of :meth:`JEPAPredictor.forward` (see
-    :meth:`JEPAPredictor.plan`).
-
-    Attributes:
-        tokens: the real tokens of the predictor's sequences.
-        union: ``[B, U]`` distinct target positions (one pass only).
-        slot: ``[B, M, T]`` each target slot's index into ``union`` (one pass only).
-    """
-
-    tokens: TokenSet
-    union: Tensor | None = None
-    slot: Tensor | None = None
+        x = run_blocks(
+            self.blocks, x.reshape(b * m, k + t, -1), valid.reshape(b * m, k + t),
+            self.grad_checkpointing,
+        )  # fmt: skip
+        out = self.proj(self.norm(x[:, k:]))
+        result: Tensor = out.reshape(b, m, t, self.out_dim)
+        return result
 
 
 def union_indices(target_idx: Tensor, num_patches: int) -> tuple[Tensor, Tensor]:

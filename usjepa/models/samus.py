@@ -57,7 +57,8 @@ class BottleneckAdapter(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Apply the block."""
         out = self.fc2(F.gelu(self.fc1(x)))
-        return x + out if self.residual else out
+        result: Tensor = x + out if self.residual else out
+        return result
 
 
 class CrossAttentionAdapter(nn.Module):
@@ -78,7 +79,8 @@ class CrossAttentionAdapter(nn.Module):
 
         q, k, v = heads(self.q(x)), heads(self.k(context)), heads(self.v(context))
         out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, h, w, d))
+        result: Tensor = self.proj(out.transpose(1, 2).reshape(b, h, w, d))
+        return result
 
 
 class SAMUSBlock(nn.Module):
@@ -198,7 +200,8 @@ class SAMUSEncoder(nn.Module):
         for block in self.blocks:
             tokens, cnn = block(tokens, cnn)
         fused = (tokens + 0.5 * cnn).permute(0, 3, 1, 2)
-        return fused if self.neck is None else self.neck(fused)
+        result: Tensor = fused if self.neck is None else self.neck(fused)
+        return result
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the block."""

@@ -2,38 +2,31 @@
 
 Mask generators give each image the context and target patches of its own draw, so the
 sets of one batch differ in length. They are stacked right-padded with :data:`PAD`
-(``-1``); a consumer gathers with the padding clamped to a real index and keeps the
-padded tokens out of attention (a :class:`TokenSet`) and out of the loss (``index >= 0``).
-I-JEPA instead cuts every set to the batch's shortest, which on scan-region masks
-throws away most of an image's context (see ``docs/fidelity.md``).
-
-Whether a set is padded, and where its real tokens are, depends on the data. Read from
-device memory that costs a host-device synchronisation; a :class:`TokenSet` made on the
-host, before the batch moves to the device, carries both, so the step needs none.
+(``-1``); a consumer gathers with the padding clamped to a real index, keeps the padded
+tokens out of attention (:func:`run_blocks` passes the blocks a key mask, which timm's
+``Block`` hands to ``F.scaled_dot_product_attention``) and out of the loss
+(``index >= 0``). I-JEPA instead cuts every set to the batch's shortest, which on
+scan-region masks throws away most of an image's context (see ``docs/fidelity.md``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, fields, replace
+import inspect
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from usjepa.models import cpu_matmul
-from usjepa.models.packed import block_forward, packable, run_packed
-
 #: index that marks a padded slot in a patch-index tensor.
 PAD = -1
 
 #: activation checkpointing of transformer blocks: ``none`` keeps every activation;
 #: ``full`` keeps only each block's input and runs the block again in the backward pass;
-#: ``selective`` keeps the matmuls' and attention's inputs and outputs and recomputes the
-#: pointwise work between them (norms, GELU): no matmul runs twice. On timm's standard
-#: blocks it is written out by hand (:mod:`usjepa.models.lean`); other blocks get
-#: ``torch.utils.checkpoint``'s selective policy (:data:`SAVED_OPS` kept).
+#: ``selective`` keeps the outputs of the matmuls and of attention (:data:`SAVED_OPS`) and
+#: recomputes the pointwise work between them (norms, GELU, residual adds): PyTorch's
+#: selective activation checkpointing, no matmul runs twice.
 Checkpointing = Literal["none", "full", "selective"]
 
 _aten = torch.ops.aten
@@ -50,18 +43,30 @@ SAVED_OPS = [
 ]
 
 
+#: whether this torch's checkpoint can route the tensors a policy keeps through
+#: saved-tensor hooks (newer releases; older ones bypass them)
+_RESPECTS_HOOKS = (
+    "respect_saved_tensors_hooks" in inspect.signature(torch.utils.checkpoint.checkpoint).parameters
+)
+
+
 def checkpointing_mode(value: bool | str) -> Checkpointing:
     """``value`` as a :data:`Checkpointing` mode (``True`` is ``full``, ``False`` ``none``)."""
     mode = ("full" if value else "none") if isinstance(value, bool) else value
-    if mode not in ("none", "full", "selective"):
-        raise ValueError(
-            f"activation_checkpointing={value!r}; choose none, full or selective (or a bool)"
-        )
-    return mode  # type: ignore[return-value]
+    if mode == "none":
+        return "none"
+    if mode == "full":
+        return "full"
+    if mode == "selective":
+        return "selective"
+    raise ValueError(
+        f"activation_checkpointing={value!r}; choose none, full or selective (or a bool)"
+    )
 
 
 def _selective_context() -> tuple[Any, Any]:
-    return torch.utils.checkpoint.create_selective_checkpoint_contexts(SAVED_OPS)
+    result: tuple[Any, Any] = torch.utils.checkpoint.create_selective_checkpoint_contexts(SAVED_OPS)
+    return result
 
 
 def gather_tokens(tokens: Tensor, index: Tensor) -> Tensor:
@@ -80,95 +85,37 @@ def flat_rows(mask: Tensor) -> Tensor:
     return mask.reshape(-1).nonzero().squeeze(1)
 
 
-class Movable:
-    """``to(device)`` for a frozen dataclass of tensors (and of other ``Movable``s), which
-    Lightning then moves with the batch like a tensor; other fields stay as they are."""
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Any:
-        """The same object with its tensors on ``device``."""
-        moved = {}
-        for field in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, field.name)
-            if isinstance(value, (Tensor, Movable)):
-                moved[field.name] = value.to(device, non_blocking=non_blocking)
-        return replace(self, **moved)  # type: ignore[type-var]
-
-
-@dataclass(frozen=True)
-class TokenSet(Movable):
-    """Which tokens of a padded ``[B, N]`` layout are real, with what running blocks over
-    them needs known without reading device memory.
-
-    Make it with :meth:`of` where ``valid`` lives on the host (the methods do, in
-    ``on_before_batch_transfer``); Lightning moves it with the batch.
-
-    Attributes:
-        valid: ``[B, N]`` boolean, True at real tokens.
-        rows: ``[N_real]`` flat positions of the real tokens in the ``B * N`` layout.
-        full: nothing is padded (a host bool).
-    """
-
-    valid: Tensor
-    rows: Tensor
-    full: bool
-
-    @classmethod
-    def of(cls, valid: Tensor) -> TokenSet:
-        """The token set of ``valid [B, N]`` (reads it: free on the host, a sync on a GPU)."""
-        return cls(valid, flat_rows(valid), bool(valid.all()))
-
-
 def run_blocks(
     blocks: Iterable[nn.Module],
     x: Tensor,
-    valid: TokenSet | Tensor | None,
+    valid: Tensor | None = None,
     checkpoint: bool | Checkpointing = False,
-    pack: bool = True,
-    queries_from: int | None = None,
 ) -> Tensor:
-    """Transformer ``blocks`` over ``x [B, N, D]`` with the padded keys kept out of
-    attention: ``valid`` is a :class:`TokenSet` (made on the host, so nothing here reads
-    device memory) or its ``[B, N]`` validity map; unpadded inputs (or ``valid=None``) run
-    the blocks as they are, on the fused SDPA path. Padded inputs run their token-wise
-    layers on the real tokens only (:mod:`usjepa.models.packed`; padded positions of the
-    result keep their input) unless ``pack`` is False. ``checkpoint`` (a
-    :data:`Checkpointing` mode; ``True`` is ``full``) trades the activations kept for the
-    backward pass against recomputation there. ``queries_from``: return only the
-    positions ``queries_from:`` (``[B, N - queries_from, D]``), which the last block then
-    computes alone (every token still gives it keys and values)."""
-    tokens = TokenSet.of(valid) if isinstance(valid, Tensor) else valid
-    mask = None if tokens is None or tokens.full else tokens.valid[:, None, None, :]
+    """Transformer ``blocks`` over ``x [B, N, D]``, each called as ``block(x)`` or, when
+    ``valid [B, N]`` (True at real tokens) is given, ``block(x, attn_mask=...)`` with the
+    padded keys masked out. Outputs at padded positions are meaningless.
+
+    ``checkpoint`` (a :data:`Checkpointing` mode; ``True`` is ``full``) wraps each block
+    in ``torch.utils.checkpoint.checkpoint`` (``selective``: with a selective-checkpoint
+    policy that keeps :data:`SAVED_OPS`), trading the activations kept for the backward
+    pass against recomputation there. Blocks must take ``attn_mask`` when ``valid`` is
+    given: timm's ``Block`` does from timm 1.0.16 on.
+    """
+    kwargs: dict[str, Any] = {}
+    if valid is not None:
+        kwargs["attn_mask"] = valid[:, None, None, :]
     mode = checkpointing_mode(checkpoint) if torch.is_grad_enabled() else "none"
-    blocks = list(blocks)
-    plain = all(map(packable, blocks))
-    # selective on timm's own blocks: by hand (usjepa.models.lean), no checkpoint wrapper
-    lean = mode == "selective" and plain
-    recompute: dict[str, Any] | None = None
-    if mode == "full" or (mode == "selective" and not lean):
-        recompute = {"use_reentrant": False}
-        if mode == "selective":
-            recompute["context_fn"] = _selective_context
-            recompute["respect_saved_tensors_hooks"] = True  # save_on_cpu etc. see them too
-    if pack and mask is not None and tokens is not None and plain:
-        return run_packed(blocks, x, tokens.rows, mask, recompute, lean, queries_from)
-    kwargs: dict[str, Any] = {} if mask is None else {"attn_mask": mask}
-    # timm's blocks walked step by step also run their linear layers through oneDNN on
-    # CPUs where that is faster (usjepa.models.cpu_matmul)
-    stepwise = lean or (plain and cpu_matmul.uses_onednn(x))
-    for i, block in enumerate(blocks):
-        last = queries_from if i == len(blocks) - 1 and plain else None
-        if stepwise or last is not None:
-            args = (block, x, mask, None, None, lean, last)
-            if recompute is None:
-                x = block_forward(*args)
-            else:
-                x = torch.utils.checkpoint.checkpoint(block_forward, *args, **recompute)
-        elif recompute is None:
+    options: dict[str, Any] = {"use_reentrant": False}
+    if mode == "selective":
+        options["context_fn"] = _selective_context
+        if _RESPECTS_HOOKS:  # save_on_cpu etc. see what the policy keeps too
+            options["respect_saved_tensors_hooks"] = True
+    for block in blocks:
+        if mode == "none":
             x = block(x, **kwargs)
         else:
-            x = torch.utils.checkpoint.checkpoint(block, x, **recompute, **kwargs)
-    if queries_from is not None and not (plain and blocks):
-        x = x[:, queries_from:]
+            call: Callable[..., Tensor] = block
+            x = torch.utils.checkpoint.checkpoint(call, x, **options, **kwargs)
     return x
 
 
@@ -177,7 +124,8 @@ def pad_indices(mask: Tensor, length: int | None = None) -> Tensor:
 
     Args:
         mask: boolean ``[..., N]``.
-        length: output length; the longest row's count when ``None``.
+        length: output length; the longest row's count when ``None`` (read from ``mask``:
+            a host-device synchronisation on a GPU).
 
     Returns:
         ``[..., length]`` long indices.
@@ -195,9 +143,10 @@ def pad_indices(mask: Tensor, length: int | None = None) -> Tensor:
 def last_blocks(vit: nn.Module, images: Tensor, n_last: int, prefix: int = 1) -> list[Tensor]:
     """The final-normed outputs ``[B, prefix + N, D]`` of a timm ViT's last ``n_last``
     blocks, from timm's ``forward_intermediates`` (prefix tokens first)."""
-    if not hasattr(vit, "forward_intermediates"):
+    forward = getattr(vit, "forward_intermediates", None)
+    if forward is None:
         raise ValueError(f"{type(vit).__name__} has no forward_intermediates (a timm ViT has)")
-    outs = vit.forward_intermediates(  # type: ignore[operator]
+    outs = forward(
         images,
         indices=n_last,
         norm=True,

@@ -312,4 +312,5 @@ class ZooEncoder(nn.Module):
         x = self.model.forward_features(self.prepare(images))
         if self.kind == "map":  # [B, C, h, w] feature map -> [B, h*w, C]
             x = x.flatten(2).transpose(1, 2)
-        return x
+        result: Tensor = x
+        return result

@@ -83,7 +83,8 @@ def to_uint8(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndar
     lo, hi = np.percentile(values, [low, high])
     if hi <= lo:
         hi = lo + 1.0
-    return np.clip((values - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    result: np.ndarray = np.clip((values - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    return result
 
 
 def gray(frame: np.ndarray, rgb: bool = True) -> np.ndarray:
@@ -179,7 +180,7 @@ def read_volume(path: Path, policy: FramePolicy) -> Iterator[tuple[int, np.ndarr
     in_plane = tuple(s for i, s in enumerate(spacing) if i != axis)
     for index in keep:
         frame = np.take(array, index, axis=axis)
-        yield index, _square_pixels(np.ascontiguousarray(frame), in_plane)  # type: ignore[arg-type]
+        yield index, _square_pixels(np.ascontiguousarray(frame), in_plane)
 
 
 def read_dicom(path: Path, policy: FramePolicy) -> Iterator[tuple[int, np.ndarray]]:

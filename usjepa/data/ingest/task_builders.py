@@ -29,6 +29,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -61,7 +62,7 @@ def write_task(
     out = Path(out)
     for sub in ("images", "masks/scan"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    splits: dict[str, list[dict]] = {"train_val": [], "test": []}
+    splits: dict[str, list[dict[str, Any]]] = {"train_val": [], "test": []}
     used: set[str] = set()
     for row in tqdm(
         items.itertuples(), total=len(items), desc=f"task {out.name}", disable=not progress

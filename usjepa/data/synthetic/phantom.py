@@ -62,7 +62,8 @@ def lesion_inside(lesion: Lesion, x: np.ndarray, y: np.ndarray, soft: float) -> 
     for k, amp, ph in lesion.spikes:
         # |cos|^p with a high power gives sharp spicules rather than a smooth lobe
         margin = margin + amp * np.abs(np.cos(0.5 * k * phi + ph)) ** 6
-    return np.clip((margin - rho) * lesion.radius / soft + 0.5, 0.0, 1.0)
+    result: np.ndarray = np.clip((margin - rho) * lesion.radius / soft + 0.5, 0.0, 1.0)
+    return result
 
 
 def draw_lesion(
@@ -189,7 +190,8 @@ def _segment_distance(
 def smooth_noise(shape: tuple[int, int], scale: float, rng: np.random.Generator) -> np.ndarray:
     """Zero-mean, unit-std low-frequency field (blurred white noise)."""
     field = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), scale)
-    return field / (field.std() + 1e-6)
+    result: np.ndarray = field / (field.std() + 1e-6)
+    return result
 
 
 def speckle_envelope(
@@ -228,7 +230,8 @@ def speckle_envelope(
     # complex convolution (re + i im) * (c + i s), then the magnitude (envelope detection)
     out_re = conv(re, ka_c) - conv(im, ka_s)
     out_im = conv(re, ka_s) + conv(im, ka_c)
-    return np.sqrt(out_re * out_re + out_im * out_im)
+    result: np.ndarray = np.sqrt(out_re * out_re + out_im * out_im)
+    return result
 
 
 def attenuation_gain(atten: np.ndarray, alpha: float, tgc: float) -> np.ndarray:
@@ -242,7 +245,8 @@ def attenuation_gain(atten: np.ndarray, alpha: float, tgc: float) -> np.ndarray:
     nz = atten.shape[0]
     cum = np.cumsum(atten, axis=0) * (alpha / nz)
     depth = (np.arange(nz, dtype=np.float32)[:, None] + 1.0) * (alpha / nz)
-    return np.exp(-cum + tgc * depth).astype(np.float32)
+    result: np.ndarray = np.exp(-cum + tgc * depth).astype(np.float32)
+    return result
 
 
 def log_compress(envelope: np.ndarray, dynamic_range_db: float, gain_db: float) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -109,7 +110,7 @@ def generate_task(
     """
     root = _make_layout(root)
     n_classes = len(LESION_CLASSES)
-    splits: dict[str, list[dict]] = {"train_val": [], "test": []}
+    splits: dict[str, list[dict[str, Any]]] = {"train_val": [], "test": []}
     total = n_patients_train_val + n_patients_test
     for pid in tqdm(range(total), desc="synthetic task", disable=not progress):
         split = "train_val" if pid < n_patients_train_val else "test"
