@@ -25,6 +25,9 @@ class MAEDecoder(nn.Module):
     #: activation checkpointing of the blocks, a :data:`~usjepa.models.tokens.Checkpointing`
     #: mode
     grad_checkpointing: Checkpointing = "none"
+    #: padded rows run in this many groups of similar length (``run_blocks``'s
+    #: ``length_groups``; 1: one padded batch)
+    length_groups = 4
 
     def __init__(
         self,
@@ -69,7 +72,13 @@ class MAEDecoder(nn.Module):
         vis = self.embed(visible) + gather_tokens(pos, visible_idx)
         msk = self.mask_token + gather_tokens(pos, masked_idx)
         valid = torch.cat([visible_idx >= 0, masked_idx >= 0], dim=1)
-        x = run_blocks(self.blocks, torch.cat([vis, msk], 1), valid, self.grad_checkpointing)
+        x = run_blocks(
+            self.blocks,
+            torch.cat([vis, msk], 1),
+            valid,
+            self.grad_checkpointing,
+            self.length_groups,
+        )
         result: Tensor = self.head(self.norm(x[:, vis.shape[1] :]))
         return result
 

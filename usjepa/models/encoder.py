@@ -46,6 +46,9 @@ class ViTEncoder(nn.Module):
     #: activation checkpointing of the blocks, a :data:`~usjepa.models.tokens.Checkpointing`
     #: mode (set by the method's ``activation_checkpointing``)
     grad_checkpointing: Checkpointing = "none"
+    #: padded rows run in this many groups of similar length (``run_blocks``'s
+    #: ``length_groups``; 1: one padded batch)
+    length_groups = 4
 
     num_prefix_tokens = 1
 
@@ -117,7 +120,7 @@ class ViTEncoder(nn.Module):
         if keep is not None:  # the class token, then the kept patches
             prefix = keep.new_ones(len(keep), self.num_prefix_tokens, dtype=torch.bool)
             valid = torch.cat([prefix, keep >= 0], 1)
-        x = run_blocks(self.vit.blocks, x, valid, self.grad_checkpointing)
+        x = run_blocks(self.vit.blocks, x, valid, self.grad_checkpointing, self.length_groups)
         result: Tensor = self.vit.norm(x)
         return result
 

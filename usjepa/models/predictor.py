@@ -38,6 +38,9 @@ class JEPAPredictor(nn.Module):
     #: activation checkpointing of the blocks, a :data:`~usjepa.models.tokens.Checkpointing`
     #: mode (set by the method's ``activation_checkpointing``)
     grad_checkpointing: Checkpointing = "none"
+    #: padded rows run in this many groups of similar length (``run_blocks``'s
+    #: ``length_groups``; 1: one padded batch)
+    length_groups = 4
 
     def __init__(
         self,
@@ -87,8 +90,9 @@ class JEPAPredictor(nn.Module):
             queries = self.mask_token + gather_tokens(pos, union)
             valid = torch.cat([context_idx >= 0, union >= 0], 1)
             x = run_blocks(
-                self.blocks, torch.cat([ctx, queries], 1), valid, self.grad_checkpointing
-            )
+                self.blocks, torch.cat([ctx, queries], 1), valid,
+                self.grad_checkpointing, self.length_groups,
+            )  # fmt: skip
             out = self.proj(self.norm(x[:, k:]))  # [B, U, out_dim]
             return gather_tokens(out, slot)  # [B, M, T, out_dim], padded slots read slot 0
         tgt = self.mask_token + gather_tokens(pos, target_idx)  # [B, M, T, W]
@@ -98,7 +102,7 @@ class JEPAPredictor(nn.Module):
         )
         x = run_blocks(
             self.blocks, x.reshape(b * m, k + t, -1), valid.reshape(b * m, k + t),
-            self.grad_checkpointing,
+            self.grad_checkpointing, self.length_groups,
         )  # fmt: skip
         out = self.proj(self.norm(x[:, k:]))
         result: Tensor = out.reshape(b, m, t, self.out_dim)

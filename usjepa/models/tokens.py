@@ -90,6 +90,7 @@ def run_blocks(
     x: Tensor,
     valid: Tensor | None = None,
     checkpoint: bool | Checkpointing = False,
+    length_groups: int = 1,
 ) -> Tensor:
     """Transformer ``blocks`` over ``x [B, N, D]``, each called as ``block(x)`` or, when
     ``valid [B, N]`` (True at real tokens) is given, ``block(x, attn_mask=...)`` with the
@@ -100,23 +101,63 @@ def run_blocks(
     policy that keeps :data:`SAVED_OPS`), trading the activations kept for the backward
     pass against recomputation there. Blocks must take ``attn_mask`` when ``valid`` is
     given: timm's ``Block`` does from timm 1.0.16 on.
+
+    ``length_groups > 1`` runs padded rows in that many groups of similar length, each
+    cut to its own longest row (the rows sorted by their count of real tokens, each row's
+    real tokens moved to its front first), so that the linear layers spend less on
+    padding; the blocks see plain padded batches all the same. A transformer block
+    without positional terms of its own (timm's ``Block``: positions are added before the
+    blocks) gives each real token the same output in any order, so the result equals the
+    single padded run up to float rounding. It reads the row lengths on the host (one
+    host-device synchronisation on a GPU). ``benchmarks/results/plain_core.md`` measures
+    it.
     """
-    kwargs: dict[str, Any] = {}
-    if valid is not None:
-        kwargs["attn_mask"] = valid[:, None, None, :]
+    blocks = list(blocks)
     mode = checkpointing_mode(checkpoint) if torch.is_grad_enabled() else "none"
     options: dict[str, Any] = {"use_reentrant": False}
     if mode == "selective":
         options["context_fn"] = _selective_context
         if _RESPECTS_HOOKS:  # save_on_cpu etc. see what the policy keeps too
             options["respect_saved_tensors_hooks"] = True
-    for block in blocks:
-        if mode == "none":
-            x = block(x, **kwargs)
-        else:
-            call: Callable[..., Tensor] = block
-            x = torch.utils.checkpoint.checkpoint(call, x, **options, **kwargs)
-    return x
+
+    def run(h: Tensor, real: Tensor | None) -> Tensor:
+        kwargs: dict[str, Any] = {} if real is None else {"attn_mask": real[:, None, None, :]}
+        for block in blocks:
+            if mode == "none":
+                h = block(h, **kwargs)
+            else:
+                call: Callable[..., Tensor] = block
+                h = torch.utils.checkpoint.checkpoint(call, h, **options, **kwargs)
+        return h
+
+    if valid is None or length_groups <= 1 or len(x) < 2:
+        return run(x, valid)
+    return _run_grouped(run, x, valid, length_groups)
+
+
+def _run_grouped(
+    run: Callable[[Tensor, Tensor | None], Tensor], x: Tensor, valid: Tensor, groups: int
+) -> Tensor:
+    """``run`` over rows of similar length (see :func:`run_blocks`'s ``length_groups``)."""
+    b, n, d = x.shape
+    lengths = valid.sum(1)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    counts = lengths[order].tolist()  # the one host read
+    # each row's real positions first (in order), then its padded ones
+    front = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
+    bounds = [round(i * b / groups) for i in range(groups + 1)]
+    outs, flat = [], []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi <= lo:
+            continue
+        rows, longest = order[lo:hi], max(1, counts[lo])
+        idx = front[rows, :longest]  # [R, L]
+        part = torch.gather(x[rows], 1, idx.unsqueeze(-1).expand(-1, -1, d))
+        real = None if counts[hi - 1] == longest else torch.gather(valid[rows], 1, idx)
+        outs.append(run(part, real).reshape(-1, d))
+        flat.append((rows.unsqueeze(1) * n + idx).reshape(-1))
+    out = x.new_zeros(b * n, d).index_copy(0, torch.cat(flat), torch.cat(outs).to(x.dtype))
+    return out.view(b, n, d)
 
 
 def pad_indices(mask: Tensor, length: int | None = None) -> Tensor:
