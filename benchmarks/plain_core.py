@@ -17,9 +17,9 @@ rows, interleaved; each figure the median of its rounds.
 
     git worktree add /tmp/before <commit>
     python benchmarks/plain_core.py --before /tmp/before [--steps 3] [--repeats 2]
+        [--batch 16] [--precisions fp32,bf16 autocast] [--out plain_core]
 
-Writes ``benchmarks/results/plain_core.{csv,md}`` and every run to
-``plain_core_runs.csv``.
+Writes ``benchmarks/results/<out>.{csv,md}`` and every run to ``<out>_runs.csv``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def build(one_pass: bool) -> tuple[Any, Any]:
 
 
 def measure(tree: str, precision: str, predictor: str, steps: int, warmup: int,
-            memory: bool) -> dict[str, Any]:  # fmt: skip
+            memory: bool, batch_size: int = 16) -> dict[str, Any]:  # fmt: skip
     """Time the row's steps in this process, usjepa imported from ``tree``."""
     sys.path.insert(0, tree)
     import torch
@@ -79,8 +79,8 @@ def measure(tree: str, precision: str, predictor: str, steps: int, warmup: int,
     total = 2 if memory else warmup + steps
     times = []
     for i in range(total):
-        context, targets = masks(16, g)
-        batch: Any = {"image": torch.randn(16, 1, 224, 224, generator=g)}
+        context, targets = masks(batch_size, g)
+        batch: Any = {"image": torch.randn(batch_size, 1, 224, 224, generator=g)}
         batch.update(context=context, targets=targets)
         start = time.perf_counter()
         if hasattr(module, "on_before_batch_transfer"):
@@ -95,7 +95,7 @@ def measure(tree: str, precision: str, predictor: str, steps: int, warmup: int,
     if tracker is not None:
         tracker.__exit__(None, None, None)
         return {"peak_tensor_gb": tracker.peak / 1e9}
-    return {"images_per_s": 16 / statistics.median(times), "peak_rss_gb": peak_rss_gb()}
+    return {"images_per_s": batch_size / statistics.median(times), "peak_rss_gb": peak_rss_gb()}
 
 
 def revision(tree: str) -> str:
@@ -118,12 +118,15 @@ def main() -> None:
     parser.add_argument("--precision")
     parser.add_argument("--predictor")
     parser.add_argument("--memory", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--precisions", default=",".join(PRECISIONS))
+    parser.add_argument("--out", default="plain_core", help="results file stem")
     args = parser.parse_args()
     if args.tree:  # a child: one row
         import json
 
         row = measure(args.tree, args.precision, args.predictor, args.steps, args.warmup,
-                      bool(args.memory))  # fmt: skip
+                      bool(args.memory), args.batch)  # fmt: skip
         print(json.dumps(row))
         return
     if not args.before:
@@ -131,12 +134,14 @@ def main() -> None:
     import pandas as pd
 
     trees = {"before": args.before, "after": args.after}
-    rows = [(t, p, q) for p in PRECISIONS for q in PREDICTORS for t in trees]
+    precisions = [p for p in args.precisions.split(",") if p]
+    rows = [(t, p, q) for p in precisions for q in PREDICTORS for t in trees]
     runs = []
     for round_ in range(args.repeats):
         for tree, precision, predictor in rows:
             flags = dict(tree=trees[tree], precision=precision, predictor=predictor)
-            row = in_child(__file__, steps=args.steps, warmup=args.warmup, **flags)
+            row = in_child(__file__, steps=args.steps, warmup=args.warmup, batch=args.batch,
+                           **flags)  # fmt: skip
             runs.append({"code": tree, "precision": precision, "predictor": predictor,
                          "round": round_, **row})  # fmt: skip
             print(runs[-1], flush=True)
@@ -147,22 +152,26 @@ def main() -> None:
         lambda s: f"{s.min():.2f}-{s.max():.2f}"
     )
     summary["peak_tensor_gb"] = [
-        in_child(__file__, tree=trees[c], precision=p, predictor=q, memory=1)["peak_tensor_gb"]
+        in_child(__file__, tree=trees[c], precision=p, predictor=q, memory=1, batch=args.batch)[
+            "peak_tensor_gb"
+        ]  # fmt: skip
         for p, q, c in summary.index
     ]
     summary = summary.reset_index()
     OUT.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(OUT / "plain_core_runs.csv", index=False)
-    summary.to_csv(OUT / "plain_core.csv", index=False)
+    frame.to_csv(OUT / f"{args.out}_runs.csv", index=False)
+    summary.to_csv(OUT / f"{args.out}.csv", index=False)
     lines = [
         "# The default SALT step before and after the plain core (issue 35)",
         "",
         f"before: `{revision(args.before)}`, after: `{revision(args.after)}`. ViT-S/16 at "
-        "224 px, batch 16, predictor 384 / 6 / 12 heads, fp32 teacher of the student's size, "
-        "1 context block and 4 target blocks drawn per image, AdamW, CPU, 2 threads; "
+        f"224 px, batch {args.batch}, predictor 384 / 6 / 12 heads, fp32 teacher of the "
+        "student's size, 1 context block and 4 target blocks drawn per image, AdamW, CPU, 2 threads; "
         f"images/s the median of {args.steps} timed steps after {args.warmup}, each row in "
         f"its own process, {args.repeats} rounds interleaved, medians over the rounds. "
-        "Command: `python benchmarks/plain_core.py --before <tree>`.",
+        f"Command: `python benchmarks/plain_core.py --before <tree> --steps {args.steps} "
+        f"--warmup {args.warmup} --repeats {args.repeats} --batch {args.batch} "
+        f"--precisions '{args.precisions}' --out {args.out}`.",
         "",
         "| precision | predictor | code | images/s | images/s, range | after / before "
         "| peak RSS (GB) | peak tensor memory (GB) |",
@@ -177,7 +186,7 @@ def main() -> None:
             f"{r.images_per_s_range} | {ratio:.2f}x | {r.peak_rss_gb:.2f} | "
             f"{r.peak_tensor_gb:.2f} |"
         )
-    (OUT / "plain_core.md").write_text("\n".join(lines) + "\n")
+    (OUT / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
