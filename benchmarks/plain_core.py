@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import TensorMemory, in_child, peak_rss_gb
+from common import TensorMemory, flop_counter, in_child, peak_rss_gb
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -77,12 +77,15 @@ def measure(tree: str, precision: str, predictor: str, steps: int, warmup: int,
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     g = torch.Generator().manual_seed(1)
     total = 2 if memory else warmup + steps
-    times = []
+    times, cpu_times, flops = [], [], 0.0
     for i in range(total):
         context, targets = masks(batch_size, g)
         batch: Any = {"image": torch.randn(batch_size, 1, 224, 224, generator=g)}
         batch.update(context=context, targets=targets)
-        start = time.perf_counter()
+        counter = flop_counter() if memory and i == 1 else None
+        if counter is not None:
+            counter.__enter__()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if hasattr(module, "on_before_batch_transfer"):
             batch = module.on_before_batch_transfer(batch, 0)
         with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16 autocast"):
@@ -92,10 +95,18 @@ def measure(tree: str, precision: str, predictor: str, steps: int, warmup: int,
         optimizer.zero_grad(set_to_none=True)
         if i >= warmup:
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
+        if counter is not None:
+            counter.__exit__(None, None, None)
+            flops = counter.get_total_flops() / batch_size / 1e9
     if tracker is not None:
         tracker.__exit__(None, None, None)
-        return {"peak_tensor_gb": tracker.peak / 1e9}
-    return {"images_per_s": batch_size / statistics.median(times), "peak_rss_gb": peak_rss_gb()}
+        return {"peak_tensor_gb": tracker.peak / 1e9, "gflop_per_image": flops}
+    return {
+        "images_per_s": batch_size / statistics.median(times),
+        "cpu_s_per_image": statistics.median(cpu_times) / batch_size,
+        "peak_rss_gb": peak_rss_gb(),
+    }
 
 
 def revision(tree: str) -> str:
@@ -146,45 +157,67 @@ def main() -> None:
                          "round": round_, **row})  # fmt: skip
             print(runs[-1], flush=True)
     frame = pd.DataFrame(runs)
+    OUT.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(OUT / f"{args.out}_runs.csv", index=False)
     key = ["precision", "predictor", "code"]
     summary = frame.groupby(key, sort=False).median(numeric_only=True).drop(columns="round")
     summary["images_per_s_range"] = frame.groupby(key, sort=False).images_per_s.agg(
         lambda s: f"{s.min():.2f}-{s.max():.2f}"
     )
-    summary["peak_tensor_gb"] = [
-        in_child(__file__, tree=trees[c], precision=p, predictor=q, memory=1, batch=args.batch)[
-            "peak_tensor_gb"
-        ]  # fmt: skip
+    passes = [
+        in_child(__file__, tree=trees[c], precision=p, predictor=q, memory=1, batch=args.batch)
         for p, q, c in summary.index
     ]
+    summary["peak_tensor_gb"] = [r["peak_tensor_gb"] for r in passes]
+    summary["gflop_per_image"] = [r["gflop_per_image"] for r in passes]
+    # each round's after / before, so that the machine's drift between rounds cancels
+    pairs = frame.pivot_table(
+        index=["precision", "predictor", "round"],
+        columns="code",
+        values=["images_per_s", "cpu_s_per_image"],
+    )
+    level = ["precision", "predictor"]
+    speed = (pairs["images_per_s"]["after"] / pairs["images_per_s"]["before"]).groupby(level)
+    cpu = (pairs["cpu_s_per_image"]["before"] / pairs["cpu_s_per_image"]["after"]).groupby(level)
     summary = summary.reset_index()
-    OUT.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(OUT / f"{args.out}_runs.csv", index=False)
     summary.to_csv(OUT / f"{args.out}.csv", index=False)
     lines = [
         "# The default SALT step before and after the plain core (issue 35)",
         "",
         f"before: `{revision(args.before)}`, after: `{revision(args.after)}`. ViT-S/16 at "
         f"224 px, batch {args.batch}, predictor 384 / 6 / 12 heads, fp32 teacher of the "
-        "student's size, 1 context block and 4 target blocks drawn per image, AdamW, CPU, 2 threads; "
+        "student's size, 1 context block and 4 target blocks drawn per image, AdamW, CPU, "
+        "2 threads; "
         f"images/s the median of {args.steps} timed steps after {args.warmup}, each row in "
         f"its own process, {args.repeats} rounds interleaved, medians over the rounds. "
         f"Command: `python benchmarks/plain_core.py --before <tree> --steps {args.steps} "
         f"--warmup {args.warmup} --repeats {args.repeats} --batch {args.batch} "
         f"--precisions '{args.precisions}' --out {args.out}`.",
         "",
-        "| precision | predictor | code | images/s | images/s, range | after / before "
-        "| peak RSS (GB) | peak tensor memory (GB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "CPU s/image: the process's CPU time per image (both threads), which other tenants "
+        "of the machine move less than wall time. 'after / before': each round's ratio of "
+        "the two codes' figures (images/s; for CPU time, before over after, so above 1 is "
+        "faster), then the median and range over the rounds. GFLOP/image: one training step "
+        "(`torch.utils.flop_counter`, the CPU's fused attention counted); peak tensor "
+        "memory: live tensors over two steps, from the allocator's record (one untimed run "
+        "each).",
+        "",
+        "| precision | predictor | code | images/s | images/s, range | speed after / before "
+        "| CPU s/image | CPU time before / after | GFLOP/image | peak RSS (GB) "
+        "| peak tensor memory (GB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in summary.iterrows():
-        base = summary[(summary.precision == r.precision) & (summary.predictor == r.predictor)
-                       & (summary.code == "before")].iloc[0]  # fmt: skip
-        ratio = r.images_per_s / base.images_per_s
+        key = (r.precision, r.predictor)
+        ratio = cpu_ratio = "1.00x"
+        if r.code == "after":
+            s, c = speed.get_group(key), cpu.get_group(key)
+            ratio = f"{s.median():.2f}x ({s.min():.2f}-{s.max():.2f}x)"
+            cpu_ratio = f"{c.median():.2f}x ({c.min():.2f}-{c.max():.2f}x)"
         lines.append(
             f"| {r.precision} | {r.predictor} | {r.code} | {r.images_per_s:.2f} | "
-            f"{r.images_per_s_range} | {ratio:.2f}x | {r.peak_rss_gb:.2f} | "
-            f"{r.peak_tensor_gb:.2f} |"
+            f"{r.images_per_s_range} | {ratio} | {r.cpu_s_per_image:.3f} | {cpu_ratio} | "
+            f"{r.gflop_per_image:.1f} | {r.peak_rss_gb:.2f} | {r.peak_tensor_gb:.2f} |"
         )
     (OUT / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
