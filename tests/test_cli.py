@@ -1,5 +1,6 @@
 """The demo pipeline through the real CLI, on tiny settings, in a scratch folder."""
 
+import os
 import subprocess
 import sys
 
@@ -214,6 +215,8 @@ def test_importing_usjepa_changes_no_process_setting():
         "import usjepa, usjepa.models, usjepa.cli\n"
         "print(sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    # a bare environment: what this test process's own imports wrote is not inherited
+    bare = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/")}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=bare)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[-2] == "[]"

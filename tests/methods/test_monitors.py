@@ -152,3 +152,15 @@ def test_online_probe_without_its_task_warns_and_stays_off(tmp_path):
     with pytest.warns(UserWarning, match="OnlineProbe: no task at .*not_built"):
         trainer.fit(module, DataLoader(FixedBatches(2), batch_size=None))
     assert trainer.global_step == 2 and probe.images is None and not probe.last
+
+
+def test_collapse_indicators_read_only_the_real_context_tokens():
+    """The student's rows are its real context tokens: padded slots (-1) would add
+    copies of one token and lower the measured rank."""
+    from usjepa.callbacks.collapse import step_outputs
+
+    student = torch.randn(2, 3, 8)
+    context = torch.tensor([[0, 1, -1], [2, -1, -1]])
+    kept = step_outputs({"student": student, "context": context, "predictions": student[0]})
+    assert torch.equal(kept["student"], torch.stack([student[0, 0], student[0, 1], student[1, 0]]))
+    assert set(kept) == {"student", "predictions"}

@@ -126,10 +126,13 @@ def test_forward_blocks_last_equals_forward():
     assert len(outs) == 2 and torch.allclose(outs[-1], enc(x), atol=1e-6)
 
 
-def test_padded_slots_change_no_real_token():
-    """An image's real tokens are the same alone and beside longer images in a batch."""
+@pytest.mark.parametrize("groups", [1, 4])
+def test_padded_slots_change_no_real_token(groups):
+    """An image's real tokens are the same alone and beside longer images in a batch,
+    run as one padded batch (the key mask) or in length groups."""
     enc = tiny_encoder().eval()
     pred = tiny_predictor().eval()
+    enc.length_groups = pred.length_groups = groups
     x = torch.randn(2, 1, 32, 32)
     short_ctx, short_tgt = torch.tensor([[0, 3, 7]]), torch.tensor([[[9, 10]]])
     long_ctx, long_tgt = torch.tensor([[1, 2, 4, 5, 6]]), torch.tensor([[[11, 12, 13]]])

@@ -69,3 +69,16 @@ def test_blocks_run_as_timm_calls_them():
     run_blocks([Spy(48, 4)], x)
     run_blocks([Spy(48, 4)], x, torch.ones(2, 5, dtype=torch.bool))
     assert calls == [True, False]
+
+
+def test_selective_checkpointing_of_length_groups_under_autocast():
+    """Under autocast a weight is cast once per region; a block run for a second group
+    must still recompute as it ran (each checkpointed call casts afresh)."""
+    blocks, x, valid = _padded()
+    x.requires_grad_(True)
+    grads = []
+    for mode in ("none", "selective"):
+        with torch.autocast("cpu", torch.bfloat16):
+            out = run_blocks(blocks, x, valid, mode, length_groups=3)
+        grads.append(torch.autograd.grad(out[valid].float().pow(2).sum(), x)[0])
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-2, rtol=1e-2)

@@ -120,14 +120,30 @@ def run_blocks(
         if _RESPECTS_HOOKS:  # save_on_cpu etc. see what the policy keeps too
             options["respect_saved_tensors_hooks"] = True
 
+    device = x.device.type
+    # autocast keeps one cast of each weight for the whole autocast region, so a block
+    # run for a second group in the forward pass casts nothing, while its recomputation
+    # in the backward pass does: selective checkpointing then finds the ops of the two
+    # runs differ. Each checkpointed call casts afresh instead (a copy of the weights).
+    fresh_casts = mode == "selective" and torch.is_autocast_enabled(device)
+
+    def region(block: nn.Module, h: Tensor, **kwargs: Any) -> Tensor:
+        if not fresh_casts:
+            out: Tensor = block(h, **kwargs)
+            return out
+        dtype = torch.get_autocast_dtype(device)
+        with torch.autocast(device, dtype=dtype, cache_enabled=False):
+            out = block(h, **kwargs)
+        return out
+
     def run(h: Tensor, real: Tensor | None) -> Tensor:
         kwargs: dict[str, Any] = {} if real is None else {"attn_mask": real[:, None, None, :]}
         for block in blocks:
             if mode == "none":
                 h = block(h, **kwargs)
             else:
-                call: Callable[..., Tensor] = block
-                h = torch.utils.checkpoint.checkpoint(call, h, **options, **kwargs)
+                call: Callable[..., Tensor] = region
+                h = torch.utils.checkpoint.checkpoint(call, block, h, **options, **kwargs)
         return h
 
     if valid is None or length_groups <= 1 or len(x) < 2:
