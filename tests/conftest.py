@@ -77,15 +77,8 @@ class FixedBatches(torch.utils.data.Dataset):
 
 
 def fit_and_save(module, tmp_path, steps: int = 4, callbacks=()):
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=list(callbacks),
-    )
+    """Fit ``module`` for ``steps`` on :class:`FixedBatches` and save a checkpoint."""
+    trainer = quiet_trainer(tmp_path, max_steps=steps, callbacks=list(callbacks))
     trainer.fit(module, DataLoader(FixedBatches(steps), batch_size=None))
     path = tmp_path / "module.ckpt"
     trainer.save_checkpoint(path)
