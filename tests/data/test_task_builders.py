@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.data.raw_sources import clip
+from tests.data.task_miniatures import write_pocus
 from usjepa.cli import main
 from usjepa.data.ingest.task_builders import TaskBuildError, build_busbra, build_tn5000, make_task
 from usjepa.data.tasks import ProbeDataModule
@@ -120,29 +121,11 @@ def test_make_task_errors_name_the_fix(tmp_path):
         build_busbra(tmp_path, tmp_path / "out", progress=False)
 
 
-def _pocus_raw(root, n_per_class: int = 8):
-    """A raw covid19_ultrasound checkout in miniature: convex images and short videos whose
-    names carry the class prefix, as the real repository's do."""
-    images, videos = root / "data/pocus_images/convex", root / "data/pocus_videos/convex"
-    images.mkdir(parents=True)
-    videos.mkdir(parents=True)
-    for c, prefix in enumerate(("Reg", "Pne", "Cov")):
-        for i in range(n_per_class):
-            frames = _frames(4, seed=10 * c + i)
-            cv2.imwrite(str(images / f"{prefix}_img{i}.png"), frames[0])
-            writer = cv2.VideoWriter(
-                str(videos / f"{prefix}_vid{i}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 3, (64, 64)
-            )
-            for f in frames:
-                writer.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
-            writer.release()
-
-
 @pytest.mark.slow
 def test_pocus_built_by_ultrabench_reads_with_its_official_validation(tmp_path, capsys):
     """`usjepa data build-task pocus` runs UltraBench's own preprocessing; the reader keeps
     its train / validation / test splits and its class names."""
-    _pocus_raw(tmp_path / "raw")
+    write_pocus(tmp_path / "raw")
     main(["data", "build-task", "pocus", str(tmp_path / "raw"), str(tmp_path / "pocus")])
     out = tmp_path / "pocus"
     assert {"train.json", "validation.json", "test.json"} <= {p.name for p in out.iterdir()}

@@ -84,7 +84,9 @@ def _parser() -> ArgumentParser:
     release.add_argument("raw")
     release.add_argument("out")
     release.add_argument("--fold-file", default=None, help="BUS-BRA k-fold CSV")
-    release.add_argument("--test-fold", type=int, default=0)
+    release.add_argument(
+        "--test-fold", type=int, default=None, help="BUS-BRA fold for test (default: lowest)"
+    )
     release.add_argument("--test-fraction", type=float, default=0.2)
     release.add_argument("--seed", type=int, default=0)
 

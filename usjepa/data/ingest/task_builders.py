@@ -11,8 +11,9 @@ Raw layouts expected:
 * **BUS-BRA** (Zenodo 8231412): ``Images/<ID>.png`` and ``bus_data.csv`` with columns
   ``ID`` (``bus_<case>-<side>``) and ``Pathology`` (benign/malignant); the patient is the
   case number in the ID (or a ``Case`` column when present). ``--fold-file`` takes the
-  release's k-fold CSV (``ID`` plus a fold column) and makes fold ``--test-fold`` the test
-  split; otherwise a seeded patient-level split is drawn.
+  release's k-fold CSV (``ID`` plus a fold column, e.g. ``5-fold-cv.csv`` with ``kFold``)
+  and makes fold ``--test-fold`` (default: the lowest-numbered) the test split; otherwise
+  a seeded patient-level split is drawn.
 * **TN5000** (Pascal VOC style): ``JPEGImages/*.jpg`` and ``Annotations/<stem>.xml`` whose
   ``object/name`` is 0 (benign) or 1 (malignant; any malignant box makes the image
   malignant); ``ImageSets/Main/test.txt`` fixes the test split when present. TN5000 has no
@@ -176,7 +177,7 @@ def build_busbra(
     raw: str | Path,
     out: str | Path,
     fold_file: str | Path | None = None,
-    test_fold: int = 0,
+    test_fold: int | None = None,
     test_fraction: float = 0.2,
     seed: int = 0,
     progress: bool = True,
@@ -213,6 +214,16 @@ def build_busbra(
         if "ID" not in folds or fold_col is None:
             raise TaskBuildError(f"{fold_file}: expected columns ID and a fold number")
         fold = table["ID"].map(dict(zip(folds["ID"], folds[fold_col])))
+        if fold.isna().any():
+            missing = list(table["ID"][fold.isna()][:3])
+            raise TaskBuildError(f"{fold_file} has no fold for {missing}; use the release's file")
+        numbers = sorted(int(v) for v in fold.unique())
+        if test_fold is None:
+            test_fold = numbers[0]
+        if test_fold not in numbers:
+            raise TaskBuildError(
+                f"{fold_file}: no fold {test_fold}; its folds are {numbers} (--test-fold)"
+            )
         items["split"] = np.where(fold.to_numpy() == test_fold, "test", "train_val")
     return write_task(_finish(items, test_fraction, seed), out, classes, progress)
 

@@ -12,7 +12,9 @@ split.
 
 The raw layout each dataset needs is UltraBench's (its documentation names the
 downloads); POCUS, for instance, is the ``covid19_ultrasound`` repository's
-``data/pocus_images`` and ``data/pocus_videos``.
+``data/pocus_images`` and ``data/pocus_videos``. Fatty liver is one MATLAB file (Zenodo
+1009146, ``dataset_liver_bmodes_steatosis_assessment_IJCARS.mat``): pass the file, or the
+folder it was downloaded to.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from usjepa.data.ingest.catalog import load_catalog
 from usjepa.data.ingest.task_builders import TaskBuildError
 from usjepa.data.tasks import class_names_from_records, read_split
 
+#: tasks whose raw download is one file, not a folder: task -> the file's suffix
+FILE_TASKS = {"fatty_liver": ".mat"}
+
 #: our task name -> the ultrabench command that builds it
 ULTRABENCH_TASKS = {
     "aul_mass": "aul",
@@ -36,6 +41,47 @@ ULTRABENCH_TASKS = {
     "mmotu": "mmotu",
     "pocus": "pocus",
 }
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What UltraBench's builders raise on a raw folder or file of the wrong layout."""
+    errors: tuple[type[BaseException], ...] = (
+        AssertionError,
+        OSError,
+        KeyError,
+        ValueError,
+        IndexError,
+        TypeError,
+    )
+    try:
+        from scipy.io.matlab import MatReadError
+    except ImportError:  # pragma: no cover - scipy comes with ultrabench
+        return errors
+    return (*errors, MatReadError)
+
+
+def resolve_raw(task: str, raw: Path) -> Path:
+    """The path UltraBench's builder for ``task`` takes: a folder, or for a one-file
+    download (:data:`FILE_TASKS`) that file, found inside ``raw`` when ``raw`` is the
+    folder it was saved to."""
+    suffix = FILE_TASKS.get(task)
+    if suffix is None:
+        if not raw.is_dir():
+            raise TaskBuildError(f"{raw} is not a folder; give the raw {task} download")
+        return raw
+    if raw.is_file():
+        if raw.suffix.lower() != suffix:
+            raise TaskBuildError(f"{raw}: the raw {task} download is a {suffix} file")
+        return raw
+    if not raw.is_dir():
+        raise TaskBuildError(f"{raw} does not exist; give the raw {task} {suffix} file")
+    found = sorted(p for p in raw.rglob(f"*{suffix}") if p.is_file())
+    if len(found) != 1:
+        raise TaskBuildError(
+            f"{raw}: expected one {suffix} file for {task}, found "
+            f"{[p.name for p in found] or 'none'}; pass the file itself"
+        )
+    return found[0]
 
 
 def build_ultrabench_task(task: str, raw: str | Path, out: str | Path) -> Path:
@@ -49,9 +95,7 @@ def build_ultrabench_task(task: str, raw: str | Path, out: str | Path) -> Path:
         raise TaskBuildError(
             f"unknown UltraBench task {task!r}; choose from {list(ULTRABENCH_TASKS)}"
         )
-    raw, out = Path(raw), Path(out)
-    if not raw.is_dir():
-        raise TaskBuildError(f"{raw} is not a folder; give the raw {task} download")
+    raw, out = resolve_raw(task, Path(raw)), Path(out)
     if (out / "test.json").exists():
         raise TaskBuildError(f"{out} already holds a task; remove it or choose another folder")
     command = ULTRABENCH_TASKS[task]
@@ -65,7 +109,7 @@ def build_ultrabench_task(task: str, raw: str | Path, out: str | Path) -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         try:
             getattr(module, command)(str(raw), tmp)
-        except (AssertionError, FileNotFoundError, KeyError) as err:
+        except _read_errors() as err:
             raise TaskBuildError(
                 f"ultrabench could not build {task} from {raw} ({type(err).__name__}: {err}); "
                 "check that the folder is the raw download in the layout UltraBench documents"
