@@ -32,6 +32,23 @@ leave cysts and shadows out. Its frames are cropped to the scan image, so the fi
 the share of each frame the region keeps; there is no drawn ground truth (a few frames
 are cropped inside a fan and rightly keep less).
 
+Full scanner screens: every real frame above, composited into one of three vendor
+layouts (``usjepa.data.synthetic.screens``: a cart console with a filled header band
+holding the patient's name and a filled settings panel; a laptop with the name over the
+image and a Doppler bar touching it; a phone app with a light app bar and filled
+buttons), all with rulers, bars, logos and calipers, resized as ``usjepa data build``
+resizes (short side 256), scored against the frame's drawn region moved with it. The
+same frames are also scored with ``flat=False`` (the detector before flat-fill
+suppression). These are composites of real scans, not captures of real screens.
+
+Clips (optional, ``--clips DIR``): the lung videos the ``real_scans`` frames come from
+(a checkout of github.com/jannisborn/covid19_pocus_ultrasound, ``data/pocus_videos``;
+not committed), 16 frames per clip spread over it, resized to 256 x 256 like the
+fixtures, against the clip's drawn mask: plain, and composited into each layout with an
+interface that stays put. Scored with the clip detector and with the previous one
+(temporal standard deviation above 2 as the signal), and with the single-frame detector
+on the clip's first frame.
+
 ``--tag`` names the run (``before`` / ``after`` a change); ``scan_region.md`` shows every
 tag whose CSV is in the results folder, side by side. Writes
 ``benchmarks/results/scan_region_<tag>.csv`` and ``scan_region.md``.
@@ -49,9 +66,16 @@ import pandas as pd
 import torch
 
 from usjepa.data.ingest.builder import resize_short
-from usjepa.data.scan_region import detect_scan_region, iou, sector_mask
+from usjepa.data.scan_region import (
+    _region,
+    detect_scan_region,
+    detect_scan_region_clip,
+    iou,
+    sector_mask,
+)
 from usjepa.data.synthetic import draw_patient, render_frame
 from usjepa.data.synthetic.geometry import GEOMETRY_KINDS
+from usjepa.data.synthetic.screens import LAYOUTS, compose_screen
 
 ROOT = Path(__file__).resolve().parents[1]
 BUSI = "real breast_cropped (BUSI): share kept"
@@ -62,6 +86,8 @@ HAND = ROOT / "benchmarks/data/tte47_sectors_hand.csv"  # four of them placed by
 PHASED = "real phased_sector (TTE47 gallery)"
 PHASED_HAND = "real phased_sector, hand-placed sectors"
 STRETCHED = "stretched to a square"
+SCREEN = "real frame on a composited screen:"
+NO_FLAT = "flat fill kept (the previous detector)"
 #: what each recorded run measured
 TAGS = {
     "before": "the intensity-based detector",
@@ -81,6 +107,9 @@ TAGS = {
     "and a fan mirrored only where the frame cuts its top flat and no face is in view (a "
     "steered fan, or one whose face is in view, keeps its own sides); edges the frame's "
     "border makes are not mirrored",
+    "screens": "the same with a screen's flat fill (header bands, panels, app bars, buttons) "
+    "left out of the signal, and clips detected on their peak projection with the pixels "
+    "that never change blacked out; the first run with the screen and clip rows",
 }
 
 
@@ -93,12 +122,17 @@ def baseline(frame: np.ndarray) -> np.ndarray:
     return mask
 
 
-def frames_per_second(fn, frames: list[np.ndarray], repeats: int = 5) -> float:
-    start = time.process_time()  # CPU time of this one thread: per-core throughput
-    for _ in range(repeats):
-        for f in frames:
-            fn(f)
-    return repeats * len(frames) / (time.process_time() - start)
+def frames_per_second(fns: list, frames: list[np.ndarray], rounds: int = 5) -> list[float]:
+    """Frames per CPU second of one thread (per-core throughput) for each of ``fns``,
+    measured in interleaved rounds; the median round each."""
+    rates: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for rate, fn in zip(rates, fns):
+            start = time.process_time()
+            for f in frames:
+                fn(f)
+            rate.append(len(frames) / (time.process_time() - start))
+    return [float(np.median(r)) for r in rates]
 
 
 def main() -> None:
@@ -112,6 +146,12 @@ def main() -> None:
         default=None,
         help="folder holding the TTE47 gallery's PNGs (assets/images/datasets/TTE47 of a "
         "thrive-centre.github.io checkout): adds the real phased-array cardiac rows",
+    )
+    parser.add_argument(
+        "--clips",
+        default=None,
+        help="folder holding the lung videos of tests/fixtures/real_scans (any depth, "
+        "matched by file stem): adds the clip rows",
     )
     parser.add_argument(
         "--busi",
@@ -129,6 +169,13 @@ def main() -> None:
             truth = cv2.imread(str(folder / r["mask"]), cv2.IMREAD_GRAYSCALE)
             rows.append(_score(f"real {r.geometry}", r.frame, image, truth))
             frames.append(image)
+    for i, (geometry, image, truth) in enumerate(_fixture_frames()):
+        layout = LAYOUTS[i % len(LAYOUTS)]
+        grey, mask = _on_screen([image], truth, layout, i)
+        rows.append(_score(f"{SCREEN} {layout}", f"{geometry}/{i}", grey[0], mask))
+        rows.append(_score(f"{SCREEN} {layout}, {NO_FLAT}", str(i), grey[0], mask, flat=False))
+    if ns.clips is not None:
+        rows += clip_rows(Path(ns.clips))
     if ns.phased is not None:
         folder = Path(ns.phased)
         for image, truth, name, _ in phased_frames(folder, ns.size):
@@ -154,9 +201,10 @@ def main() -> None:
             frames.append(image)
     table = pd.DataFrame(rows)
     sample = frames[:: max(1, len(frames) // 300)]
-    fps = frames_per_second(detect_scan_region, sample)
-    fps_base = frames_per_second(baseline, sample)
-    table["fps"], table["fps_baseline"] = fps, fps_base
+    fps, fps_base, fps_no_flat = frames_per_second(
+        [detect_scan_region, baseline, lambda f: detect_scan_region(f, flat=False)], sample
+    )
+    table["fps"], table["fps_baseline"], table["fps_no_flat"] = fps, fps_base, fps_no_flat
     out = Path(ns.out)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / f"scan_region_{ns.tag}.csv", index=False)
@@ -226,14 +274,88 @@ def cropped_frames(folder: Path, size: int) -> list[tuple[np.ndarray, str]]:
 
 
 def _score(
-    kind: str, frame: str, image: np.ndarray, truth: np.ndarray, aspect: float = 1.0
+    kind: str,
+    frame: str,
+    image: np.ndarray,
+    truth: np.ndarray,
+    aspect: float = 1.0,
+    flat: bool = True,
 ) -> dict:
     return {
         "type": kind,
         "frame": frame,
-        "iou": iou(detect_scan_region(image, aspect=aspect), truth),
+        "iou": iou(detect_scan_region(image, aspect=aspect, flat=flat), truth),
         "iou_baseline": iou(baseline(image), truth),
     }
+
+
+def _fixture_frames() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    items = []
+    for folder in (REAL, FETAL):
+        for _, r in pd.read_csv(folder / "index.csv").iterrows():
+            image = cv2.imread(str(folder / r.frame), cv2.IMREAD_GRAYSCALE)
+            truth = cv2.imread(str(folder / r["mask"]), cv2.IMREAD_GRAYSCALE)
+            items.append((r.geometry, image, truth))
+    return items
+
+
+def _on_screen(
+    frames: list[np.ndarray], truth: np.ndarray, layout: str, seed: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Frames on one screen (the interface alike in each), resized as builds resize."""
+    screens = [compose_screen(f, truth, layout, np.random.default_rng(seed)) for f in frames]
+    grey = [resize_short(cv2.cvtColor(s.image, cv2.COLOR_BGR2GRAY), 256) for s in screens]
+    mask = np.where(resize_short(screens[0].mask, 256) > 127, 255, 0).astype(np.uint8)
+    return grey, mask
+
+
+def _previous_clip_detector(frames: np.ndarray) -> np.ndarray:
+    """The clip detector before the peak projection: temporal std above 2 as the signal."""
+    std = cv2.blur(frames.astype(np.float32).std(0), (5, 5))
+    return _region(np.where(std > 2.0, 255, 0).astype(np.uint8), None, 2, True)
+
+
+def clip_rows(folder: Path, per_clip: int = 16) -> list[dict]:
+    """Rows for the fixture clips whose videos lie under ``folder``."""
+    videos = {
+        p.stem: p for p in folder.rglob("*") if p.suffix.lower() in (".mp4", ".avi", ".mov", ".gif")
+    }
+    index = pd.read_csv(REAL / "index.csv")
+    rows = []
+    for clip, group in index.groupby("clip", sort=True):
+        if clip not in videos:
+            continue
+        truth = cv2.imread(str(REAL / group["mask"].iloc[0]), cv2.IMREAD_GRAYSCALE)
+        cap = cv2.VideoCapture(str(videos[clip]))
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        frames = []
+        for t in np.linspace(0, max(0, count - 1), per_clip).astype(int):
+            cap.set(cv2.CAP_PROP_POS_FRAMES, int(t))
+            ok, frame = cap.read()
+            if ok:
+                grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+                frames.append(cv2.resize(grey, truth.shape[::-1], interpolation=cv2.INTER_AREA))
+        cap.release()
+        if len(frames) < 3:
+            continue
+        for layout in ("plain", *LAYOUTS):
+            if layout == "plain":
+                clip_frames, mask = frames, truth
+            else:
+                clip_frames, mask = _on_screen(frames, truth, layout, 7)
+            stack = np.stack(clip_frames)
+            kind = "real clip, 16 frames" + ("" if layout == "plain" else f", {SCREEN} {layout}")
+            rows.append(
+                {
+                    "type": kind,
+                    "frame": clip,
+                    "iou": iou(detect_scan_region_clip(stack), mask),
+                    "iou_previous_clip": iou(_previous_clip_detector(stack), mask),
+                    "iou_first_frame": iou(detect_scan_region(stack[0]), mask),
+                    "iou_baseline": iou(baseline(stack[0]), mask),
+                }
+            )
+    return rows
 
 
 def write_summary(out: Path) -> None:
@@ -280,11 +402,39 @@ def write_summary(out: Path) -> None:
             + " | ".join(cells)
             + f" | {base.quantile(0.05):.3f} / {base.mean():.3f} |"
         )
+    clips = last[last["type"].str.startswith("real clip")] if "iou_first_frame" in last else None
+    if clips is not None and len(clips):
+        lines += [
+            "",
+            f"Clips (`--clips`; run `{tags[-1]}`): IoU p5 / mean per clip, the clip detector "
+            "against the previous one and against the single-frame detector on the clip's "
+            "first frame.",
+            "",
+            "| clips | n | clip detector | previous clip detector | first frame alone |",
+            "|---|---|---|---|---|",
+        ]
+        for kind, group in clips.groupby("type", sort=False):
+            cells = [
+                f"{group[c].quantile(0.05):.3f} / {group[c].mean():.3f}"
+                for c in ("iou", "iou_previous_clip", "iou_first_frame")
+            ]
+            lines.append(f"| {kind} | {len(group)} | " + " | ".join(cells) + " |")
     lines += ["", "Speed, one core, frames/s (threshold + hull baseline in the same run):", ""]
     lines += [
         f"- {t}: {runs[t]['fps'].iloc[0]:.0f} (baseline {runs[t]['fps_baseline'].iloc[0]:.0f},"
         f" ratio {runs[t]['fps'].iloc[0] / runs[t]['fps_baseline'].iloc[0]:.2f})"
+        + (
+            f"; without flat-fill suppression {runs[t]['fps_no_flat'].iloc[0]:.0f}, so the "
+            f"suppression costs {1 - runs[t]['fps'].iloc[0] / runs[t]['fps_no_flat'].iloc[0]:.0%}"
+            if "fps_no_flat" in runs[t]
+            else ""
+        )
         for t in tags
+    ]
+    lines += [
+        "",
+        "Rates from different runs are from different sittings of a shared machine; within "
+        "a run they are measured in interleaved rounds (median of 5).",
     ]
     kept = {t: runs[t].loc[runs[t]["type"] == BUSI, "kept"] for t in tags if "kept" in runs[t]}
     kept = {t: k for t, k in kept.items() if len(k)}  # runs without --busi

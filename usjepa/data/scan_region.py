@@ -8,7 +8,9 @@ whole image; a convex array's fan is convex but for its face, an arc bulging int
 image. So:
 
 1. signal: blur (speckle nulls stop being holes) and a low threshold (dim deep tissue
-   counts), opened with a kernel wider than any overlay stroke (text, rulers, ECG);
+   counts), less a screen's flat fill (header bands, side panels, app bars and buttons
+   are drawn in exactly uniform grey, with their text closed into them; speckle never
+   is), opened with a kernel wider than any overlay stroke (text, rulers, ECG);
 2. the largest component (with any other large part within its columns: a part a
    shadow cut off; a colour bar beside the region is no such part), opened again
    with a twice wider kernel so that thin overlays glued to its edge (a grey-scale bar,
@@ -34,8 +36,8 @@ image. So:
 Frames must show square pixels (as scanned, or resized keeping their aspect ratio): a
 frame stretched to another shape is detected at the ``aspect`` it was stretched by.
 
-Clips: pixels of static overlays do not change over time, scan data does, so the
-temporal standard deviation gives the signal of step 1.
+Clips: pixels of static overlays do not change over time, scan data does; a clip is
+detected as one frame, its peak projection with the pixels that never change blacked out.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def detect_scan_region(
     stroke: int | None = None,
     symmetric: bool = True,
     aspect: float = 1.0,
+    flat: bool = True,
 ) -> np.ndarray:
     """Scan-region mask of one grayscale frame.
 
@@ -71,6 +74,8 @@ def detect_scan_region(
             stretched to another shape bends that circle into an ellipse; give the stretch
             (an 800 x 600 frame resized to 256 x 256: ``(800 / 256) / (600 / 256)``, 1.33)
             and the frame is detected at square pixels and the mask resized back.
+        flat: leave out areas of flat fill (a screen's header band, side panels, app bars
+            and buttons), whatever their grey level; scan data is never flat.
 
     Returns:
         ``[H, W]`` uint8 mask, 255 inside the scan region.
@@ -86,25 +91,73 @@ def detect_scan_region(
         h, w = frame.shape
         wide = max(8, round(w * aspect))
         square = cv2.resize(frame, (wide, h), interpolation=cv2.INTER_AREA)
-        mask = detect_scan_region(square, threshold, blur, stroke, symmetric)
+        mask = detect_scan_region(square, threshold, blur, stroke, symmetric, flat=flat)
         return np.asarray(cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST))
     smooth = cv2.blur(frame, (blur, blur))
     if threshold is None:  # the subsample's 1st percentile, from its histogram
         counts = np.bincount(smooth[::4, ::4].ravel(), minlength=256).cumsum()
         threshold = min(6, int(np.searchsorted(counts, 0.01 * counts[-1])) + 2)
     signal = cv2.threshold(smooth, threshold, 255, cv2.THRESH_BINARY)[1]
+    if flat:
+        signal = cv2.bitwise_and(signal, cv2.bitwise_not(_flat_areas(frame, stroke)))
     return _region(signal, stroke, blur // 2, symmetric, frame)
 
 
+#: grey level from which flat fill counts as interface (see :func:`_flat_areas`), and
+#: the most a flat pixel's 3 x 3 neighbourhood may vary (0: drawn fill is exact; 1 also
+#: took dim, interpolated tissue in composited screens)
+FLAT_LEVEL = 24
+FLAT_SPREAD = 0
+
+
+def _flat_areas(frame: np.ndarray, stroke: int | None) -> np.ndarray:
+    """Where a screen's interface is drawn in flat fill (header bands, side panels, app
+    bars, buttons): areas, a stroke wide, in which many pixels (2 in 5) equal all eight
+    neighbours, above dim grey levels; text and icons on a panel are closed into it.
+    Scan data is not that flat above dim levels: speckle varies from pixel to pixel."""
+    k = stroke or max(3, int(round(min(frame.shape) * 0.035)) | 1)
+    square = _square(3)
+    spread = cv2.subtract(cv2.dilate(frame, square), cv2.erode(frame, square))
+    flat = cv2.compare(spread, np.full_like(spread, FLAT_SPREAD), cv2.CMP_LE)
+    # speckle is multiplicative: dim tissue, interpolated by scan conversion, can be
+    # nearly flat; a panel's fill is flat at any level, so only levels above dim count
+    flat = cv2.bitwise_and(flat, cv2.compare(frame, np.full_like(frame, FLAT_LEVEL), cv2.CMP_GE))
+    if cv2.countNonZero(flat) < 0.01 * flat.size:  # a scan without an interface: done
+        return np.zeros_like(flat)
+    share = cv2.blur(flat, (k, k))
+    areas = cv2.compare(share, np.full_like(share, 100), cv2.CMP_GT)
+    # text, icons and tick marks drawn on a panel are the panel's too: close the gaps
+    return np.asarray(cv2.morphologyEx(areas, cv2.MORPH_CLOSE, _square(2 * k + 1)))
+
+
 def detect_scan_region_clip(
-    frames: np.ndarray, min_std: float = 2.0, stroke: int | None = None, symmetric: bool = True
+    frames: np.ndarray,
+    static: int = 2,
+    stroke: int | None = None,
+    symmetric: bool = True,
 ) -> np.ndarray:
-    """Scan-region mask of a clip ``[T, H, W]`` from temporal variation (static overlays drop)."""
-    if frames.ndim != 3 or len(frames) < 2:
-        raise ValueError(f"a clip needs [T >= 2, H, W] frames, got shape {frames.shape}")
-    std = cv2.blur(frames.astype(np.float32).std(0), (5, 5))
-    signal = np.where(std > min_std, 255, 0).astype(np.uint8)
-    return _region(signal, stroke, 2, symmetric)
+    """Scan-region mask of a clip ``[T, H, W]``: the single-frame detector on the clip's
+    peak projection (each pixel at its brightest, so a fan dark in one frame is lit in
+    another), with the pixels that never change (a screen's text, rulers, bars and logos
+    are drawn alike in every frame; speckle never is) set to black first.
+
+    Args:
+        frames: ``[T >= 2, H, W]`` uint8 grayscale frames of one clip.
+        static: pixels whose grey level varies by at most this over the clip count as
+            interface (2 allows for video compression's flicker).
+        stroke, symmetric: as in :func:`detect_scan_region`.
+    """
+    if frames.ndim != 3 or len(frames) < 2 or frames.dtype != np.uint8:
+        raise ValueError(
+            f"a clip needs [T >= 2, H, W] uint8 frames, got {frames.shape} {frames.dtype}"
+        )
+    peak = frames.max(0)
+    change = cv2.subtract(peak, frames.min(0))
+    moving = cv2.compare(change, np.full_like(change, static), cv2.CMP_GT)
+    # tissue a compressed video left unchanged between frames leaves small static holes
+    moving = cv2.morphologyEx(moving, cv2.MORPH_CLOSE, _square(5))
+    projection = cv2.bitwise_and(peak, moving)
+    return detect_scan_region(projection, stroke=stroke, symmetric=symmetric)
 
 
 def _square(size: int) -> np.ndarray:
