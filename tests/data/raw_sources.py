@@ -50,13 +50,23 @@ def write_nifti(path: Path, depth: int = 12, seed: int = 2) -> Path:
     return path
 
 
-def write_dicom_cine(path: Path, n: int = 10, seed: int = 3, frame_time_ms: float = 100.0) -> Path:
-    """An uncompressed multi-frame ultrasound DICOM (MONOCHROME2, 8-bit)."""
+def write_dicom_cine(
+    path: Path,
+    n: int = 10,
+    seed: int = 3,
+    frame_time_ms: float = 100.0,
+    frames: np.ndarray | None = None,
+    tags: dict[str, str] | None = None,
+) -> Path:
+    """An uncompressed multi-frame ultrasound DICOM (MONOCHROME2, 8-bit): ``n`` synthetic
+    frames, or the given ``[T, H, W]`` uint8 ``frames``; ``tags`` set attributes such as
+    ``PatientName``."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames = np.stack(clip(n, seed=seed))
+    frames = np.stack(clip(n, seed=seed)) if frames is None else frames
+    n = len(frames)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -66,6 +76,8 @@ def write_dicom_cine(path: Path, n: int = 10, seed: int = 3, frame_time_ms: floa
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.Modality = "US"
     ds.PatientID = "P-dicom"
+    for tag, value in (tags or {}).items():
+        setattr(ds, tag, value)
     ds.Rows, ds.Columns = frames.shape[1:]
     ds.NumberOfFrames = n
     ds.FrameTime = frame_time_ms

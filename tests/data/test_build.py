@@ -28,6 +28,7 @@ def built(tmp_path_factory):
         patient_pattern=r"^images/([^/]+)/",
         workers=2,
         progress=False,
+        pseudonymize=False,  # raw names kept: the pseudonymised build is tests/data/test_privacy.py
     )
     return raw, out, report, counts, policy
 
@@ -75,7 +76,9 @@ def test_patients_and_clip_masks(built):
 def test_rerun_skips_finished_sources(built):
     raw, out, report, _, policy = built
     before = pd.read_parquet(out / "manifest.parquet")
-    again = build_dataset(raw, out, "toy", size=64, policy=policy, progress=False)
+    again = build_dataset(
+        raw, out, "toy", size=64, policy=policy, progress=False, pseudonymize=False
+    )
     assert again.skipped == report.built and again.built == 0 and again.failed == 2
     after = pd.read_parquet(out / "manifest.parquet")
     pd.testing.assert_frame_equal(before, after)
@@ -98,6 +101,6 @@ def test_readers_directly(tmp_path):
 
 def test_build_rejects_bad_arguments(tmp_path):
     with pytest.raises(FileNotFoundError, match="raw folder"):
-        build_dataset(tmp_path / "nope", tmp_path, "x")
+        build_dataset(tmp_path / "nope", tmp_path, "x", pseudonymize=False)
     with pytest.raises(ValueError, match="image_format"):
-        build_dataset(tmp_path, tmp_path, "x", image_format="gif")
+        build_dataset(tmp_path, tmp_path, "x", image_format="gif", pseudonymize=False)

@@ -37,6 +37,24 @@ class _Tools:
         return tool
 
 
+def _privacy_options(tool: ArgumentParser) -> None:
+    tool.add_argument(
+        "--keep-names",
+        action="store_true",
+        help="record raw paths and patient ids as they are (default: keyed pseudonyms)",
+    )
+    tool.add_argument(
+        "--secret",
+        default=None,
+        help="pseudonym key file, kept outside the corpus (default: RAW/../.usjepa-secret)",
+    )
+    tool.add_argument(
+        "--keep-outside",
+        action="store_true",
+        help="keep the pixels outside the scan region (default: written black)",
+    )
+
+
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog="usjepa data", exit_on_error=False)
     sub = _Tools(parser)
@@ -69,6 +87,7 @@ def _parser() -> ArgumentParser:
     build.add_argument("--patient-pattern", default=None, help="regex; group 1 is the patient")
     build.add_argument("--exclude", default=None, help="regex of relative paths to skip")
     build.add_argument("--workers", type=int, default=1)
+    _privacy_options(build)
 
     task = sub.add_parser("make-task", help="labeled image folder to a probe task")
     task.add_argument("src")
@@ -76,6 +95,7 @@ def _parser() -> ArgumentParser:
     task.add_argument("--labels", default=None, help="CSV: image,label[,patient,split,scan_mask]")
     task.add_argument("--test-fraction", type=float, default=0.2)
     task.add_argument("--seed", type=int, default=0)
+    _privacy_options(task)
     release = sub.add_parser(
         "build-task",
         help="a benchmark task from its raw download (UltraBench's six, BUS-BRA, TN5000)",
@@ -183,6 +203,9 @@ def build(ns: Namespace) -> None:
         patient_pattern=ns.patient_pattern or pattern,
         exclude=ns.exclude or exclude,
         workers=ns.workers,
+        pseudonymize=not ns.keep_names,
+        secret=ns.secret,
+        blank_outside=not ns.keep_outside,
     )
     print(report)
     if report.failed:
@@ -193,7 +216,17 @@ def make_task(ns: Namespace) -> None:
     """``data make-task``: a labelled image folder to a probe task."""
     from usjepa.data.ingest.task_builders import make_task as run
 
-    print(task_summary(run(ns.src, ns.out, ns.labels, ns.test_fraction, ns.seed)))
+    out = run(
+        ns.src,
+        ns.out,
+        ns.labels,
+        ns.test_fraction,
+        ns.seed,
+        pseudonymize=not ns.keep_names,
+        secret=ns.secret,
+        blank_outside=not ns.keep_outside,
+    )
+    print(task_summary(out))
 
 
 def task_summary(root: Path) -> str:

@@ -145,7 +145,8 @@ def detect_scan_region_clip(
         frames: ``[T >= 2, H, W]`` uint8 grayscale frames of one clip.
         static: pixels whose grey level varies by at most this over the clip count as
             interface (2 allows for video compression's flicker).
-        stroke, symmetric: as in :func:`detect_scan_region`.
+        stroke: as in :func:`detect_scan_region`.
+        symmetric: as in :func:`detect_scan_region`.
     """
     if frames.ndim != 3 or len(frames) < 2 or frames.dtype != np.uint8:
         raise ValueError(

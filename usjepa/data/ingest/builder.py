@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from usjepa.data.ingest.readers import FramePolicy, SourceError, iter_frames, source_kind
 from usjepa.data.leakage import phash
+from usjepa.data.privacy import Pseudonyms, check_corpus, default_secret_path, load_secret, scrub
 from usjepa.data.scan_region import detect_scan_region, detect_scan_region_clip
 
 MANIFEST_NAME = "manifest.parquet"
@@ -65,6 +66,8 @@ class _Job:
     image_format: str
     jpeg_quality: int
     policy: FramePolicy
+    recorded: str  # the source as the corpus names it (a pseudonym unless names are kept)
+    blank: bool  # set the pixels outside the scan region to black in written frames
 
 
 def discover(raw_root: Path, exclude: str | None = None) -> list[tuple[Path, str]]:
@@ -119,7 +122,7 @@ def _build_source(job: _Job) -> tuple[str, pd.DataFrame | None, str]:
     """Read, resize, mask and write one source; returns (source, rows or None, error)."""
     cv2.setNumThreads(1)
     out = Path(job.out_root)
-    key = source_key(job.source)
+    key = source_key(job.recorded)
     ext = ".png" if job.image_format == "png" else ".jpg"
     params = [] if ext == ".png" else [cv2.IMWRITE_JPEG_QUALITY, job.jpeg_quality]
     try:
@@ -144,12 +147,15 @@ def _build_source(job: _Job) -> tuple[str, pd.DataFrame | None, str]:
     rows = []
     for index, frame in frames:
         rel = frame_dir / f"{index:06d}{ext}"
-        _write(out / rel, frame, params)
         if clip_mask is None:
+            mask = detect_scan_region(frame)
             mask_rel = mask_dir / f"{index:06d}.png"
-            _write(out / mask_rel, detect_scan_region(frame), [])
+            _write(out / mask_rel, mask, [])
         else:
-            mask_rel = mask_dir / "clip.png"
+            mask, mask_rel = clip_mask, mask_dir / "clip.png"
+        # the header's name and ID lie outside the region: black them out when asked
+        _write(out / rel, cv2.bitwise_and(frame, mask) if job.blank else frame, params)
+        # (the hash is of the frame as scanned, so leakage checks match benchmark images)
         rows.append(
             (
                 rel.as_posix(),
@@ -166,7 +172,7 @@ def _build_source(job: _Job) -> tuple[str, pd.DataFrame | None, str]:
     table.insert(1, "dataset", job.dataset)
     table.insert(2, "organ", job.organ)
     table.insert(3, "source_kind", job.kind)
-    table.insert(4, "source_path", job.source)
+    table.insert(4, "source_path", job.recorded)
     table.insert(6, "patient_id", f"{job.dataset}/{job.patient}")
     table.insert(7, "split", "train")
     return job.source, table, ""
@@ -204,6 +210,9 @@ def build_dataset(
     exclude: str | None = None,
     workers: int = 1,
     progress: bool = True,
+    pseudonymize: bool = True,
+    secret: str | Path | None = None,
+    blank_outside: bool = True,
 ) -> BuildReport:
     """Build one dataset's raw folder into corpus frames under ``out_root``.
 
@@ -222,6 +231,15 @@ def build_dataset(
             segmentation masks stored beside the images).
         workers: processes; 1 builds in this process.
         progress: show a progress bar.
+        pseudonymize: record patients and sources as keyed pseudonyms
+            (:mod:`usjepa.data.privacy`), in the manifest, the corpus's folder and file
+            names and the error log; off keeps the raw names (public data you may want to
+            trace back).
+        secret: the pseudonym key's file; default ``RAW/../.usjepa-secret``, made when
+            absent. Keep it (not in the corpus): the same patient gets the same pseudonym
+            only under the same key.
+        blank_outside: write frames with every pixel outside the scan region black (a
+            screen's header with the patient's name, its panels and logos).
     """
     raw, out = Path(raw_root), Path(out_root)
     if not raw.is_dir():
@@ -231,15 +249,21 @@ def build_dataset(
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", dataset):
         raise ValueError(f"dataset name {dataset!r}: use letters, digits, '_', '-', '.'")
     policy = policy or FramePolicy()
+    names: Pseudonyms | None = None
+    if pseudonymize:
+        names = Pseudonyms(load_secret(secret or default_secret_path(raw), out))
+    check_corpus(out, names)
     parts_dir = out / ".build" / dataset
     sources = discover(raw, exclude)
     report = BuildReport(out / MANIFEST_NAME, sources=len(sources))
-    jobs = []
+    jobs, recorded = [], {}
     for path, kind in sources:
         rel = path.relative_to(raw).as_posix()
-        if (parts_dir / f"{source_key(rel)}.parquet").exists():
+        recorded[rel] = rel if names is None else names.source(dataset, rel)
+        if (parts_dir / f"{source_key(recorded[rel])}.parquet").exists():
             report.skipped += 1
             continue
+        patient = patient_of(rel, patient_pattern)
         jobs.append(
             _Job(
                 rel,
@@ -248,22 +272,27 @@ def build_dataset(
                 str(out),
                 dataset,
                 organ,
-                patient_of(rel, patient_pattern),
+                patient if names is None else names.patient(dataset, patient),
                 size,
                 image_format,
                 jpeg_quality,
                 policy,
+                recorded[rel],
+                blank_outside,
             )
         )
     bar = tqdm(total=len(jobs), desc=f"building {dataset}", disable=not progress, unit="src")
 
     def done(source: str, table: pd.DataFrame | None, error: str) -> None:
         bar.update()
+        name = recorded[source]
         if table is None:
             report.failed += 1
-            report.errors.append((source, error))
+            # readers name the file in their messages: the log gets the pseudonym
+            hide = {str(raw / source): name, str(raw.resolve() / source): name, source: name}
+            report.errors.append((name, error if names is None else scrub(error, hide)))
         else:
-            _save_part(table, parts_dir / f"{source_key(source)}.parquet")
+            _save_part(table, parts_dir / f"{source_key(name)}.parquet")
             report.built += 1
 
     if workers <= 1:

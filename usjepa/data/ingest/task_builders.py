@@ -38,6 +38,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from usjepa.data.ingest.readers import IMAGE_EXTS, gray
+from usjepa.data.privacy import Pseudonyms, default_secret_path, load_secret
 from usjepa.data.scan_region import detect_scan_region
 from usjepa.data.tasks import grouped_split
 from usjepa.errors import UsjepaError
@@ -56,10 +57,19 @@ def split_by_patient(
 
 
 def write_task(
-    items: pd.DataFrame, out: str | Path, classes: list[str], progress: bool = True
+    items: pd.DataFrame,
+    out: str | Path,
+    classes: list[str],
+    progress: bool = True,
+    names: Pseudonyms | None = None,
+    blank_outside: bool = False,
 ) -> Path:
     """Write a task from ``items`` with columns ``path`` (source image), ``label`` (int),
-    ``patient``, ``split`` and optionally ``scan_mask`` (source mask path)."""
+    ``patient``, ``split`` and optionally ``scan_mask`` (source mask path).
+
+    ``names``: record patients, sources and image file names as keyed pseudonyms.
+    ``blank_outside``: write images with the pixels outside the scan region black.
+    """
     out = Path(out)
     for sub in ("images", "masks/scan"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -73,9 +83,16 @@ def write_task(
         if image is None:
             raise TaskBuildError(f"cannot read image {source}; remove it or fix the file")
         image = gray(image, rgb=False)
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", source.stem) + ".png"
-        if name in used:
-            name = f"{source.parent.name}_{name}"
+        patient, origin = str(row.patient), str(source.name)
+        if names is None:
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", source.stem) + ".png"
+            if name in used:
+                name = f"{source.parent.name}_{name}"
+        else:
+            # keyed on the path within the source folder: the same on every machine
+            origin = names.source(out.name, str(getattr(row, "rel", source)))
+            name = origin.rsplit(".", 1)[0] + ".png"
+            patient = names.patient(out.name, patient)
         used.add(name)
         given = getattr(row, "scan_mask", None)
         if isinstance(given, str) and given:
@@ -85,6 +102,8 @@ def write_task(
             mask = np.where(mask > 127, 255, 0).astype(np.uint8)
         else:
             mask = detect_scan_region(image)
+        if blank_outside:
+            image = cv2.bitwise_and(image, mask)
         cv2.imwrite(str(out / "images" / name), image)
         cv2.imwrite(str(out / "masks" / "scan" / name), mask)
         splits[row.split].append(
@@ -92,8 +111,8 @@ def write_task(
                 "image": f"images/{name}",
                 "scan_mask": f"masks/scan/{name}",
                 "label": int(row.label),
-                "patient": str(row.patient),
-                "source": str(source.name),
+                "patient": patient,
+                "source": origin,
             }
         )
     for split, records in splits.items():
@@ -128,11 +147,24 @@ def make_task(
     test_fraction: float = 0.2,
     seed: int = 0,
     progress: bool = True,
+    pseudonymize: bool = True,
+    secret: str | Path | None = None,
+    blank_outside: bool = True,
 ) -> Path:
-    """Any labeled image folder to a task (class subfolders, or a CSV of labels)."""
+    """Any labeled image folder to a task (class subfolders, or a CSV of labels).
+
+    Data of one's own (a hospital's export, say) is built private by default: patients,
+    sources and image file names become keyed pseudonyms (:mod:`usjepa.data.privacy`;
+    ``secret`` defaults to ``SOURCE/../.usjepa-secret``) and the pixels outside each
+    image's scan region are written black. ``pseudonymize=False`` and
+    ``blank_outside=False`` keep names and screens as they are.
+    """
     src = Path(source)
     if not src.is_dir():
         raise TaskBuildError(f"{src} is not a folder of images")
+    names = None
+    if pseudonymize:
+        names = Pseudonyms(load_secret(secret or default_secret_path(src), out))
     if labels_csv is not None:
         table = pd.read_csv(labels_csv)
         for column in ("image", "label"):
@@ -170,7 +202,9 @@ def make_task(
         items = pd.DataFrame(rows, columns=["path", "label", "patient"])
         # a nested folder under the class folder names the patient
         items["patient"] = items["patient"].map(lambda p: p.split("/")[0] if "/" in p else p)
-    return write_task(_finish(items, test_fraction, seed), out, classes, progress)
+    items["rel"] = [Path(p).relative_to(src).as_posix() for p in items["path"]]
+    finished = _finish(items, test_fraction, seed)
+    return write_task(finished, out, classes, progress, names, blank_outside)
 
 
 def build_busbra(
