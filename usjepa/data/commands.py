@@ -19,6 +19,8 @@ USAGE_LINES = """\
   data build-task TASK RAW OUT                      a benchmark task from its raw download
                                                     (aul_mass, butterfly, fatty_liver, gbcu,
                                                     mmotu, pocus via ultrabench; busbra, tn5000)
+  data download NAME --to RAW                       fetch a catalogued set (checksums, resume)
+  data catalog [--licence TEXT] [--organ ORGAN]     the catalogue's sources and licences
   data check-leakage MANIFEST TASK... --out FILE    drop frames that are benchmark test images
   data shard MANIFEST OUT                           litdata shards for streaming at scale
 """
@@ -96,6 +98,18 @@ def _parser() -> ArgumentParser:
     task.add_argument("--test-fraction", type=float, default=0.2)
     task.add_argument("--seed", type=int, default=0)
     _privacy_options(task)
+    fetch = sub.add_parser("download", help="fetch a catalogued dataset or task")
+    fetch.add_argument("name", help="catalogue name (dataset or task)")
+    fetch.add_argument("--to", required=True, help="raw folder; files go to TO/NAME/")
+    fetch.add_argument("--catalog", default=None, help="catalogue YAML (default: ours)")
+    fetch.add_argument("--no-extract", action="store_true", help="keep archives packed")
+    fetch.add_argument(
+        "--zenodo-api", default="https://zenodo.org/api/records/", help="Zenodo API (a mirror)"
+    )
+    table = sub.add_parser("catalog", help="print the catalogue's sources and licences")
+    table.add_argument("--licence", default=None, help="keep entries whose licence has this text")
+    table.add_argument("--organ", default=None, help="keep entries of this organ")
+    table.add_argument("--catalog", default=None, help="catalogue YAML (default: ours)")
     release = sub.add_parser(
         "build-task",
         help="a benchmark task from its raw download (UltraBench's six, BUS-BRA, TN5000)",
@@ -142,6 +156,8 @@ def main(args: list[str]) -> None:
         "build": build,
         "make-task": make_task,
         "build-task": build_task,
+        "download": download,
+        "catalog": catalog,
         "check-leakage": check_leakage,
         "shard": shard,
     }[ns.cmd]
@@ -240,6 +256,23 @@ def task_summary(root: Path) -> str:
         f"{root}: {len(splits['train_val'])} train_val and {len(splits['test'])} test "
         f"images, {len(patients)} patients, {len(classes)} classes ({', '.join(classes)})"
     )
+
+
+def download(ns: Namespace) -> None:
+    """``data download``: a catalogued dataset or task into ``--to``."""
+    from usjepa.data.ingest.catalog import DEFAULT_CATALOG, load_catalog
+    from usjepa.data.ingest.download import download as run
+
+    catalog = load_catalog(ns.catalog or DEFAULT_CATALOG)
+    spec = catalog.fetch_spec(ns.name)
+    run(ns.name, spec, ns.to, zenodo_api=ns.zenodo_api, extract=not ns.no_extract)
+
+
+def catalog(ns: Namespace) -> None:
+    """``data catalog``: the table of sources and licences, filtered."""
+    from usjepa.data.ingest.catalog import DEFAULT_CATALOG, catalog_table, load_catalog
+
+    print(catalog_table(load_catalog(ns.catalog or DEFAULT_CATALOG), ns.licence, ns.organ))
 
 
 def build_task(ns: Namespace) -> None:

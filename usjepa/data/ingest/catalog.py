@@ -15,7 +15,16 @@ from usjepa.errors import UsjepaError
 #: non-editable install finds it too
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
 _DATASET_KEYS = {"organ", "kinds", "source", "licence", "layout"}
-_OPTIONAL_KEYS = {"patient_pattern", "frame_policy", "exclude", "aka"}
+_OPTIONAL_KEYS = {
+    "patient_pattern",
+    "frame_policy",
+    "exclude",
+    "aka",
+    "download",
+    "access",
+    "use",
+    "note",
+}
 
 
 class CatalogError(UsjepaError, ValueError):
@@ -36,6 +45,19 @@ class CatalogEntry:
     patient_pattern: str | None = None
     exclude: str | None = None
     aka: str | None = None
+    download: dict[str, Any] | None = None  # how a script may fetch it (download.py)
+    access: dict[str, Any] | None = None  # a gated set: where to register, what to expect
+    use: str | None = None  # what the licence allows, where it limits use (training...)
+    note: str | None = None  # why a source or licence is missing, or what differs
+
+    def spec(self) -> dict[str, Any]:
+        """The fields :func:`usjepa.data.ingest.download.download` reads."""
+        out: dict[str, Any] = {"source": self.source}
+        if self.download:
+            out["download"] = self.download
+        if self.access:
+            out["access"] = self.access
+        return out
 
 
 @dataclass
@@ -45,6 +67,12 @@ class Catalog:
     datasets: dict[str, CatalogEntry]
     tasks: dict[str, dict[str, Any]]
     defaults: dict[str, Any] = field(default_factory=dict)
+
+    def fetch_spec(self, name: str) -> dict[str, Any]:
+        """How dataset or task ``name`` is fetched (``download``/``access``/``source``)."""
+        if name in self.tasks:
+            return self.tasks[name]
+        return self.entry(name).spec()
 
     def entry(self, name: str) -> CatalogEntry:
         """The entry called ``name``; a :class:`CatalogError` lists the known ones."""
@@ -96,6 +124,10 @@ def load_catalog(path: str | Path = DEFAULT_CATALOG) -> Catalog:
             spec.get("patient_pattern"),
             spec.get("exclude"),
             spec.get("aka"),
+            spec.get("download"),
+            spec.get("access"),
+            spec.get("use"),
+            spec.get("note"),
         )
     tasks = {}
     for name, spec in (raw.get("tasks") or {}).items():
@@ -103,3 +135,30 @@ def load_catalog(path: str | Path = DEFAULT_CATALOG) -> Catalog:
             raise CatalogError(f"{path}: task {name}: needs 'classes' and 'builder'")
         tasks[str(name)] = dict(spec)
     return Catalog(datasets, tasks, defaults)
+
+
+def catalog_table(catalog: Catalog, licence: str | None = None, organ: str | None = None) -> str:
+    """The catalogue as a Markdown table (datasets, then tasks): organ, source, licence,
+    how it is had (script, gated, or by hand) and what the licence allows; filtered by a
+    text in the licence (``none`` for entries without one) and by organ."""
+    rows = []
+    for entry in catalog.datasets.values():
+        how = "script" if entry.download else "gated" if entry.access else "by hand"
+        rows.append(("dataset", entry.name, entry.organ, entry.source, entry.licence, how,
+                     entry.use or entry.note or ""))  # fmt: skip
+    for name, spec in catalog.tasks.items():
+        how = "script" if spec.get("download") else "gated" if spec.get("access") else "by hand"
+        use = spec.get("use") or spec.get("note") or ""
+        rows.append(("task", name, spec.get("organ", ""), spec.get("source"),
+                     spec.get("licence"), how, use))  # fmt: skip
+    if licence is not None:
+        want = licence.lower()
+        rows = [r for r in rows if (r[4] or "none").lower().find(want) >= 0]
+    if organ is not None:
+        rows = [r for r in rows if str(r[2]).lower() == organ.lower()]
+    lines = [
+        "| kind | name | organ | source | licence | how | use / note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += ["| " + " | ".join(str(c) if c else "-" for c in r) + " |" for r in rows]
+    return "\n".join(lines) + f"\n\n{len(rows)} entries"
