@@ -388,8 +388,12 @@ def write_summary(out: Path) -> None:
         "|---|---|" + "---|" * len(tags) + "---|",
     ]
     last = runs[tags[-1]]
-    last = last[last["type"] != BUSI]
-    for kind, group in last.groupby("type", sort=False):
+    # every type any run measured (a run without --phased or --clips leaves those rows to
+    # the runs that had them), in the order the runs first listed them
+    kinds = list(dict.fromkeys(k for t in tags for k in runs[t]["type"] if k != BUSI))
+    for kind in kinds:
+        group = next(runs[t][runs[t]["type"] == kind] for t in reversed(tags)
+                     if (runs[t]["type"] == kind).any())  # fmt: skip
         cells = []
         for t in tags:
             g = runs[t][runs[t]["type"] == kind]["iou"]

@@ -116,7 +116,11 @@ def test_recipe_builds_and_trains_on_cpu(case, tmp_path):
     model = saved["model"]
     expected = "IJEPAModule" if method == "ema" else "SALTModule"
     assert model["class_path"].endswith(expected)
-    assert model["init_args"]["optimizer"]["init_args"]["lr"] == 6.25e-4
+    optimizer = model["init_args"]["optimizer"]["init_args"]
+    if method == "salt":  # SALT's AdamW; the EMA baseline puts back I-JEPA's
+        assert optimizer["lr"] == 6.25e-4 and optimizer["betas"] == [0.9, 0.95]
+    else:
+        assert optimizer["lr"] == 1.25e-4 and optimizer["betas"] == [0.9, 0.999]
     if method == "salt":
         assert model["init_args"]["target_norm"] == "none"
         assert model["init_args"]["predictor"]["init_args"]["out_dim"] == (

@@ -40,9 +40,10 @@ class FrameTransform:
         crop_scale: tuple[float, float] | None,
         seed: int = 0,
         grid_size: int | None = None,
+        hflip: float = 0.0,
     ):
         self.img_size, self.crop_scale, self.seed = img_size, crop_scale, seed
-        self.grid_size = grid_size
+        self.grid_size, self.hflip = grid_size, hflip
         self._rng: np.random.Generator | None = None
         self._key: int | None = None
 
@@ -66,6 +67,8 @@ class FrameTransform:
             top, left, h, w = random_resized_box(height, width, self.crop_scale, (0.75, 4 / 3), rng)
             box = (slice(top, top + h), slice(left, left + w))
             image, mask = image[box], mask[box]
+        if self.hflip > 0 and rng.random() < self.hflip:  # image and scan mask together
+            image, mask = np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
         size = (self.img_size, self.img_size)
         image = resize_square(image, self.img_size)
         sample: dict[str, Tensor | int] = {

@@ -111,6 +111,8 @@ class CorpusDataModule(L.LightningDataModule):
         scan_region: USrc masking (context and targets inside the scan region).
         region_threshold: see :class:`MaskCollator`.
         crop_scale: random-resized-crop area range.
+        hflip: probability of a horizontal flip of a training frame and its scan mask
+            (SALT: 0.5; I-JEPA: 0).
         val_fraction: share of patients held out for validation loss (when the manifest
             has no ``val`` split).
         sampling: per-dataset sampling: ``size`` (each frame once per epoch),
@@ -146,6 +148,7 @@ class CorpusDataModule(L.LightningDataModule):
         scan_region: bool = True,
         region_threshold: float = 0.5,
         crop_scale: tuple[float, float] = (0.3, 1.0),
+        hflip: float = 0.0,
         val_fraction: float = 0.05,
         sampling: str = "size",
         temperature: float = 1.0,
@@ -168,6 +171,7 @@ class CorpusDataModule(L.LightningDataModule):
         self.img_size, self.batch_size, self.num_workers = img_size, batch_size, num_workers
         self.persistent_workers, self.pin_memory = persistent_workers, pin_memory
         self.crop_scale, self.val_fraction = crop_scale, val_fraction
+        self.hflip = hflip
         self.sampling, self.temperature = sampling, temperature
         self.mean, self.std, self.seed = mean, std, seed
         # measured inside the scan regions in setup() unless given
@@ -192,7 +196,9 @@ class CorpusDataModule(L.LightningDataModule):
         is_val = table.val_rows(self.val_fraction)
         train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
         grid = self.collate.generator.grid_size
-        self.train_transform = FrameTransform(self.img_size, self.crop_scale, self.seed, grid)
+        self.train_transform = FrameTransform(
+            self.img_size, self.crop_scale, self.seed, grid, hflip=self.hflip
+        )
         self.val_transform = FrameTransform(self.img_size, None, self.seed + 1, grid)
         self.train_set = CorpusDataset(self.root, table, train_rows, self.train_transform)
         self.val_set = CorpusDataset(self.root, table, val_rows, self.val_transform)

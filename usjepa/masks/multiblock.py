@@ -44,8 +44,16 @@ class MultiBlockMaskGenerator(MaskGenerator):
             are fractions of the whole grid (and of the grid side for the context).
         truncate: cut every set to the batch's shortest, as I-JEPA does, instead of
             right-padding each image's own draw with ``-1``.
-        union_targets: return the union of the target blocks as one set, ``[B, 1, T]``:
-            the multi-block masks of SALT's stage-1 pixel-reconstruction teacher.
+        union_targets: return the union of the target blocks as one set, ``[B, 1, T]``.
+        outside_context: return every allowed patch outside the context as the one target
+            set, ``[B, 1, T]``: what SALT's public stage-1 code reconstructs (its
+            ``MultiBlockMasking`` masks all but the context block).
+        aspect_sampling: ``"log_uniform"`` draws a block's aspect log-uniformly and apart
+            from its scale; ``"tied"`` draws it uniformly from the same random number as
+            the scale, as I-JEPA's and SALT's samplers do.
+        shared: one draw of positions for the whole batch, as SALT's public code does
+            (I-JEPA and the default draw each image's own). Plain masks only: a shared
+            mask cannot follow each image's scan region.
     """
 
     def __init__(
@@ -62,21 +70,29 @@ class MultiBlockMaskGenerator(MaskGenerator):
         region_relative: bool = True,
         truncate: bool = False,
         union_targets: bool = False,
+        outside_context: bool = False,
+        aspect_sampling: str = "log_uniform",
+        shared: bool = False,
     ) -> None:
+        if aspect_sampling not in ("log_uniform", "tied"):
+            raise ValueError(f"aspect_sampling {aspect_sampling!r}: choose 'log_uniform' or 'tied'")
         self.grid_size, self.num_targets = grid_size, num_targets
         self.target_scale, self.target_aspect = target_scale, target_aspect
         self.context_scale, self.context_aspect = context_scale, context_aspect
         self.min_keep, self.allow_overlap = min_keep, allow_overlap
         self.min_valid_fraction = min_valid_fraction
         self.region_relative, self.truncate = region_relative, truncate
-        self.union_targets = union_targets
+        self.union_targets, self.outside_context = union_targets, outside_context
+        self.aspect_sampling, self.shared = aspect_sampling, shared
 
     def _draw(
         self, scale: tuple[float, float], aspect: tuple[float, float], gen: torch.Generator
     ) -> tuple[float, float]:
-        """One batch-wide draw: (area fraction, height/width ratio), log-uniform aspect."""
+        """One batch-wide draw: (area fraction, height/width ratio)."""
         u = torch.rand(2, generator=gen).tolist()
         frac = scale[0] + u[0] * (scale[1] - scale[0])
+        if self.aspect_sampling == "tied":  # I-JEPA / SALT: one number for both
+            return frac, aspect[0] + u[0] * (aspect[1] - aspect[0])
         log_a = math.log(aspect[0]) + u[1] * (math.log(aspect[1]) - math.log(aspect[0]))
         return frac, math.exp(log_a)
 
@@ -166,8 +182,23 @@ class MultiBlockMaskGenerator(MaskGenerator):
 
         Returns:
             ``(context [B, K], targets [B, M, T])`` long patch indices, sorted per set
-            and right-padded with ``-1`` (``M`` is 1 with ``union_targets``).
+            and right-padded with ``-1`` (``M`` is 1 with ``union_targets`` or
+            ``outside_context``).
         """
+        if not self.shared:
+            return self._draw_batch(batch_size, generator, valid)
+        if valid is not None:
+            raise ValueError(
+                "shared masks cannot follow each image's scan region: use shared: false "
+                "with scan_region: true, or plain masks (scan_region: false)"
+            )
+        context, targets = self._draw_batch(1, generator, None)
+        return context.expand(batch_size, -1), targets.expand(batch_size, -1, -1)
+
+    def _draw_batch(
+        self, batch_size: int, generator: torch.Generator, valid: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Each image's own draw (see :meth:`__call__`)."""
         b, g = batch_size, self.grid_size
         if valid is not None:
             valid = valid.bool()
@@ -191,7 +222,9 @@ class MultiBlockMaskGenerator(MaskGenerator):
         # context swallowed by targets: use every allowed patch outside the targets
         thin = context.flatten(1).sum(1) < self.min_keep
         context = torch.where(thin[:, None, None], allowed & ~union, context)
-        if self.union_targets:
+        if self.outside_context:
+            targets = (allowed & ~context)[:, None]
+        elif self.union_targets:
             targets = union[:, None]
         return self._stack(context.flatten(1), targets.flatten(2), generator)
 

@@ -228,9 +228,8 @@ class SALTModule(JEPAModule):
         teacher_layers: targets are the mean of the teacher's last ``teacher_layers``
             block outputs (1: the last block).
         teacher_dtype: ``bfloat16`` keeps the frozen teacher's weights in bf16 and runs
-            it in bf16 (half its memory, and faster on GPUs and on CPUs with AVX512-BF16;
-            the step's speed-up is in ``benchmarks/results/fast_paths.md``); its targets
-            come back as float32.
+            it in bf16 (half its memory, and faster on GPUs and on CPUs with AVX512-BF16);
+            its targets come back as float32.
             ``null`` (default) leaves the teacher as loaded. Either way the teacher runs
             under ``torch.inference_mode``.
         **kwargs: ``loss``, ``target_norm``, ``activation_checkpointing``,

@@ -36,10 +36,20 @@ def param_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict
     ]
 
 
-def warmup_cosine(step: int, total: int, warmup: int, final_ratio: float = 0.0) -> float:
-    """Multiplier: linear warmup from 0 to 1 over ``warmup`` steps, cosine to ``final_ratio``."""
+def warmup_cosine(
+    step: int,
+    total: int,
+    warmup: int,
+    final_ratio: float = 0.0,
+    start_factor: float | None = None,
+) -> float:
+    """Multiplier: linear warmup to 1 over ``warmup`` steps, then cosine to ``final_ratio``.
+    The warmup starts at ``(step + 1) / warmup``, or at ``start_factor`` when given
+    (SALT's ``LinearLR(start_factor=0.01)``: ``start + (1 - start) * step / warmup``)."""
     if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
+        if start_factor is None:
+            return (step + 1) / warmup
+        return start_factor + (1.0 - start_factor) * step / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
@@ -57,6 +67,8 @@ class WarmupCosine(LRScheduler):
         total_steps: optimiser steps planned for the run.
         warmup_fraction: share of ``total_steps`` spent in linear warmup.
         min_lr_ratio: final LR as a fraction of each group's peak.
+        start_factor: the LR at the first step as a fraction of the peak (SALT: 0.01);
+            ``None`` starts at ``1 / warmup_steps``.
         final_weight_decay: when set, each group with weight decay moves from its
             initial decay to this value along a cosine (groups without decay stay at 0).
         last_epoch: the index of the last step taken (``-1``: start from scratch).
@@ -70,20 +82,23 @@ class WarmupCosine(LRScheduler):
         min_lr_ratio: float = 0.01,
         final_weight_decay: float | None = None,
         last_epoch: int = -1,
+        start_factor: float | None = None,
     ) -> None:
         if not 0.0 <= warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
         self.total_steps = max(1, int(total_steps))
         self.warmup_steps = int(warmup_fraction * self.total_steps)
         self.warmup_fraction, self.min_lr_ratio = warmup_fraction, min_lr_ratio
-        self.final_weight_decay = final_weight_decay
+        self.final_weight_decay, self.start_factor = final_weight_decay, start_factor
         for group in optimizer.param_groups:
             group.setdefault("initial_weight_decay", group.get("weight_decay", 0.0))
         super().__init__(optimizer, last_epoch)
 
     def lr_factor(self, step: int) -> float:
         """The multiplier of the peak LR at ``step``."""
-        return warmup_cosine(step, self.total_steps, self.warmup_steps, self.min_lr_ratio)
+        return warmup_cosine(
+            step, self.total_steps, self.warmup_steps, self.min_lr_ratio, self.start_factor
+        )
 
     def weight_decay_at(self, step: int, initial: float) -> float:
         """The weight decay at ``step`` of a group that starts at ``initial``."""
