@@ -1,0 +1,54 @@
+"""The results pages (docs/results/) are generated from benchmarks/results/, and the
+README's demo table is one of them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def _check(root) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(root / "docs" / "render_results.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_committed_pages_are_what_the_results_files_give():
+    proc = _check(ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_results_file_changed_without_its_page_fails(tmp_path):
+    """Copy the renderer, the pages and the results they read; change one figure."""
+    for rel in ("docs/render_results.py", "docs/results", "benchmarks/results"):
+        src, dst = ROOT / rel, tmp_path / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.png", "*.csv"))
+        else:
+            shutil.copy(src, dst)
+    assert _check(tmp_path).returncode == 0
+    demo = tmp_path / "benchmarks/results/demo_plain_core.md"
+    demo.write_text(demo.read_text().replace("59.7 ± 2.1", "59.8 ± 2.1"))
+    proc = _check(tmp_path)
+    assert proc.returncode == 1 and "demo.md" in proc.stdout
+
+
+def test_readme_quotes_only_the_demo_table_from_its_page():
+    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs/results/demo.md").read_text()
+    rows = [ln for ln in readme.splitlines() if re.match(r"\|\s*(random_init|teacher|student)", ln)]
+    assert rows, "the README's demo table"
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        figure = cells[-1]
+        assert re.fullmatch(r"\d+\.\d ± \d+\.\d", figure), row
+        assert figure in page, f"{figure} is not in docs/results/demo.md"
+    assert "docs/results/" in readme
