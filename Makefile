@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONFIG ?=
 ARGS ?=
 
-.PHONY: install test lint pretrain pretrain-teacher pretrain-student probe data bench bench-peers clean
+.PHONY: install test lint docs pretrain pretrain-teacher pretrain-student probe data bench bench-peers clean
 
 # A re-run is quick: the stamp is newer than pyproject.toml, so nothing is reinstalled.
 install: $(VENV)/.installed
@@ -19,6 +19,12 @@ $(VENV)/.installed: pyproject.toml
 
 test: install
 	$(PY) -m pytest -q --nbmake tests notebooks
+
+# the documentation site in site/: guides, generated results pages, the notebooks executed
+# with their figures, the API reference; strict: a broken link, a missing reference or a
+# failing notebook fails the build
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 lint: install
 	$(VENV)/bin/ruff check usjepa tests benchmarks

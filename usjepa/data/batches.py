@@ -92,7 +92,8 @@ class MaskCollator:
         scan_region: condition masks on the scan region (USrc); otherwise plain masks.
         region_threshold: share of a patch's pixels that must be scan region for the
             patch to count as inside.
-        mean, std: input normalisation of [0, 1] pixels (the DataModule sets them).
+        mean: input normalisation of [0, 1] pixels: the mean (the DataModule sets it).
+        std: the same normalisation's standard deviation.
         normalize: normalise here; ``False`` leaves ``image`` uint8 for normalisation on
             the device (:class:`CorpusDataModule` does that after the batch transfer,
             which also moves a quarter of the bytes).

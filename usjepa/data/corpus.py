@@ -101,7 +101,8 @@ class CorpusDataModule(L.LightningDataModule):
             (litdata splits it across DDP ranks and workers) and validation reads the
             manifest's held-out rows from files.
         img_size: network input side.
-        batch_size, num_workers: loader settings (per device).
+        batch_size: images per batch, per device.
+        num_workers: loader worker processes, per device.
         persistent_workers: keep the loader workers alive from one epoch to the next
             instead of starting them again every epoch (the order and every crop and mask
             come from the sampler's per-sample seeds, so they do not change). A small
@@ -119,8 +120,9 @@ class CorpusDataModule(L.LightningDataModule):
             ``uniform`` (each dataset equally often) or ``temperature`` (share
             proportional to ``n ** (1 / temperature)``).
         temperature: for ``sampling: temperature``.
-        mean, std: input normalisation on [0, 1] pixels; measured on training frames when
+        mean: input normalisation on [0, 1] pixels; measured on training frames when
             ``None`` (ultrasound statistics, not ImageNet's).
+        std: the same normalisation's standard deviation, measured alike.
         seed: data order, crops and masks.
         test_index: benchmark test images to keep out: task folders (UltraBench layout)
             and/or hash index files. Training refuses a corpus that contains any of them.

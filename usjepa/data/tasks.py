@@ -169,9 +169,11 @@ class ProbeDataModule(L.LightningDataModule):
     Args:
         root: the task folder (UltraBench layout).
         img_size: network input side.
-        batch_size, num_workers: loader settings for feature extraction.
-        mean, std: input normalisation on [0, 1] pixels; the train_val images' own
+        batch_size: images per batch in feature extraction.
+        num_workers: loader worker processes in feature extraction.
+        mean: input normalisation on [0, 1] pixels; the train_val images' own
             statistics when ``None``.
+        std: the same normalisation's standard deviation, measured alike.
         val_fraction: share of train_val groups held out for head selection.
         synthesize_if_missing: write the synthetic lesion task at ``root`` when the folder
             has no split files (the download-free demo).

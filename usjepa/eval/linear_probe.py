@@ -32,9 +32,11 @@ class LinearProbeModule(L.LightningModule):
     Args:
         in_dims: feature width per pooling, e.g. ``{"cls": 192, "mean": 192}``.
         num_classes: number of classes.
-        lrs, weight_decays: the grid; each (pooling, lr, wd) is one head.
+        lrs: the learning rates of the grid; each (pooling, lr, wd) is one head.
+        weight_decays: the weight decays of the grid.
         init_seed: seed for head initialisation (private RNG).
-        betas, eps: AdamW moments; weight decay is decoupled and applies to weights only.
+        betas: AdamW moments; weight decay is decoupled and applies to weights only.
+        eps: AdamW's epsilon.
         warmup_fraction: share of steps with linear LR warmup before the cosine decay.
     """
 

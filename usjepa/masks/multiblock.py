@@ -29,8 +29,10 @@ class MultiBlockMaskGenerator(MaskGenerator):
     Args:
         grid_size: patches per side.
         num_targets: target blocks per image.
-        target_scale, target_aspect: block area fraction and height/width ranges.
-        context_scale, context_aspect: the same for the context block.
+        target_scale: target block area fraction range.
+        target_aspect: target block height/width range.
+        context_scale: the same for the context block's area.
+        context_aspect: the same for the context block's height/width.
         min_keep: fewest patches a context set may have before it falls back to every
             allowed patch outside the targets.
         allow_overlap: keep context patches that fall in a target (I-JEPA: False).

@@ -18,7 +18,9 @@ class MAEDecoder(nn.Module):
         grid_size: patches per side.
         in_dim: encoder width.
         patch_pixels: values per patch, ``patch_size**2 * in_chans``.
-        width, depth, num_heads: decoder size (MAE uses a narrow, shallow decoder).
+        width: decoder width (MAE uses a narrow, shallow decoder).
+        depth: decoder blocks.
+        num_heads: attention heads.
     """
 
     pos: Tensor
@@ -62,8 +64,8 @@ class MAEDecoder(nn.Module):
         Args:
             visible: ``[B, K, in_dim]`` encoder patch tokens (no CLS).
             visible_idx: ``[B, K]`` their patch indices.
-            masked_idx: ``[B, T]`` patch indices to reconstruct.
-            Both may be right-padded with ``-1`` (kept out of attention).
+            masked_idx: ``[B, T]`` patch indices to reconstruct; like ``visible_idx``,
+                may be right-padded with ``-1`` (kept out of attention).
 
         Returns:
             ``[B, T, patch_pixels]``.

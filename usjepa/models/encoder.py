@@ -29,7 +29,10 @@ class ViTEncoder(nn.Module):
         img_size: input side in pixels (square inputs).
         patch_size: patch side in pixels.
         in_chans: input channels; ultrasound is grayscale, so 1 by default.
-        embed_dim, depth, num_heads, mlp_ratio: transformer size.
+        embed_dim: transformer width.
+        depth: transformer blocks.
+        num_heads: attention heads.
+        mlp_ratio: MLP hidden width over ``embed_dim``.
         drop_path_rate: stochastic depth.
         init_seed: seed for the weight initialisation, drawn from a private RNG so no global
             state is touched; ``None`` uses the ambient RNG.

@@ -24,7 +24,10 @@ class JEPAPredictor(nn.Module):
         in_dim: student token width.
         out_dim: target (teacher) token width; by default the student's (``in_dim``),
             as for I-JEPA or a teacher as wide as the student.
-        width, depth, num_heads, mlp_ratio: predictor transformer size.
+        width: predictor transformer width.
+        depth: predictor blocks.
+        num_heads: attention heads.
+        mlp_ratio: MLP hidden width over ``width``.
         one_pass: predict all target blocks in one sequence: the context once, then one
             mask token per distinct target position (the union of the blocks, so a
             position two blocks share is predicted once and its prediction serves both),
@@ -74,9 +77,9 @@ class JEPAPredictor(nn.Module):
         Args:
             context: ``[B, K, in_dim]`` student patch tokens (no CLS) at ``context_idx``.
             context_idx: ``[B, K]`` patch indices of the context.
-            target_idx: ``[B, M, T]`` patch indices of ``M`` target blocks.
-            Both may be right-padded with ``-1``; padded context is kept out of attention
-            and padded targets give meaningless rows for the loss to drop.
+            target_idx: ``[B, M, T]`` patch indices of ``M`` target blocks. Both sets may
+                be right-padded with ``-1``; padded context is kept out of attention and
+                padded targets give meaningless rows for the loss to drop.
 
         Returns:
             ``[B, M, T, out_dim]`` predictions.
