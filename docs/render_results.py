@@ -62,6 +62,7 @@ def render(name: str, spec: dict, machines: dict[str, str]) -> str:
             f"- date: {source['date']}",
             f"- commit: `{source['commit']}`",
             f"- machine: {machines.get(source['machine'], source['machine'])}",
+            *([f"- environment: {source['env']}"] if source.get("env") else []),
             f"- file: [`benchmarks/results/{source['file']}`]"
             f"(../../benchmarks/results/{source['file']})",
             "",
@@ -81,6 +82,7 @@ def pages() -> dict[str, str]:
 
 
 def main() -> None:
+    """Write the pages, or with ``--check`` compare them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare; write nothing")
     ns = parser.parse_args()
