@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from reproduction import ARCH, cli  # the demo architecture; the CLI, timed
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCH = {"img_size": 64, "patch_size": 8, "embed_dim": 192, "depth": 6, "num_heads": 3}
 RANDOM = """      class_path: usjepa.masks.RandomMaskGenerator
       init_args: {mask_ratio: 0.75}"""
 ARMS = {
@@ -37,12 +35,6 @@ ARMS = {
     "outside_context": """      class_path: usjepa.masks.MultiBlockMaskGenerator
       init_args: {outside_context: true}""",
 }
-
-
-def cli(args: list[str], work: Path) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "usjepa", *args], cwd=work, check=True)
-    return (time.perf_counter() - start) / 60
 
 
 def main() -> None:

@@ -45,6 +45,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from usjepa.data.sector import complete_sector, sector_mask
+
+__all__ = [
+    "detect_scan_region",
+    "detect_scan_region_clip",
+    "iou",
+    "patch_cover",
+    "sector_mask",
+]
+
 
 def detect_scan_region(
     frame: np.ndarray,
@@ -115,7 +125,7 @@ def _flat_areas(frame: np.ndarray, stroke: int | None) -> np.ndarray:
     bars, buttons): areas, a stroke wide, in which many pixels (2 in 5) equal all eight
     neighbours, above dim grey levels; text and icons on a panel are closed into it.
     Scan data is not that flat above dim levels: speckle varies from pixel to pixel."""
-    k = stroke or max(3, int(round(min(frame.shape) * 0.035)) | 1)
+    k = _stroke(frame.shape, stroke)
     square = _square(3)
     spread = cv2.subtract(cv2.dilate(frame, square), cv2.erode(frame, square))
     flat = cv2.compare(spread, np.full_like(spread, FLAT_SPREAD), cv2.CMP_LE)
@@ -161,6 +171,11 @@ def detect_scan_region_clip(
     return detect_scan_region(projection, stroke=stroke, symmetric=symmetric)
 
 
+def _stroke(shape: tuple[int, ...], stroke: int | None) -> int:
+    """The opening kernel: ``stroke``, else about 3.5 % of the short side, odd."""
+    return stroke or max(3, int(round(min(shape[:2]) * 0.035)) | 1)
+
+
 def _square(size: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
 
@@ -176,7 +191,7 @@ def _region(
     spill are taken off the result. ``frame``: the grey frame, whose rows below the
     signal tell a cropped frame's dark far field from black padding."""
     h, w = signal.shape
-    k = stroke or max(3, int(round(min(h, w) * 0.035)) | 1)
+    k = _stroke((h, w), stroke)
     mask = np.zeros((h, w), np.uint8)
     binary = cv2.morphologyEx(signal, cv2.MORPH_OPEN, _square(k))
     # (without stats: OpenCV's statistics pass costs several times the labelling)
@@ -225,7 +240,7 @@ def _region(
         # the frame's bottom when that is reached or only dark data lies below
         mask[rows[0] :] = 255
         return mask if grow <= 0 else np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
-    if not _complete_sector(mask, own) and arc is not None:
+    if not complete_sector(mask, own) and arc is not None:
         _cut_above_face(mask, arc[0], arc[1])
     if grow > 0:  # the blur spread the region by about half its width on every side
         mask = np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
@@ -247,47 +262,6 @@ def _within(part: np.ndarray, columns: np.ndarray) -> bool:
     """Whether most of ``part``'s columns are among ``columns`` (bool per image column)."""
     mine = part.any(0)
     return bool((mine & columns).sum() >= 0.5 * mine.sum())
-
-
-def _complete_sector(mask: np.ndarray, points: np.ndarray) -> bool:
-    """Redraw a phased array's sector whole (in place); False when the region is no sector.
-
-    ``points``: the region's outline, before any mirroring. A hull of them whose top is
-    narrow, and whose sides meet above it within half its height, is a sector (the
-    opening has blunted its apex; a convex array's face is wide). Its far corners are often
-    too dim to count as signal, so the hull cuts them off: the sector is redrawn from the
-    hull's two sides (straight lines through rows 10-40 % of its height, above the far
-    corners; they meet at the apex) out to the outline's deepest point between them.
-    """
-    hull = np.zeros_like(mask)
-    cv2.fillConvexPoly(hull, cv2.convexHull(points.astype(np.int32)), 255)
-    rows = np.flatnonzero(hull.any(1))
-    height = rows[-1] - rows[0] if len(rows) else 0
-    if height < 16:
-        return False
-    widths = np.count_nonzero(hull, axis=1)
-    if widths[rows[0] + 2] > 0.3 * widths.max():
-        return False  # a wide top: a linear or convex array's face
-    ys = np.arange(rows[0] + height // 10, rows[0] + (2 * height) // 5)
-    inside = hull[ys] > 0
-    left = inside.argmax(1).astype(np.float64)
-    right = (hull.shape[1] - 1 - inside[:, ::-1].argmax(1)).astype(np.float64)
-    (a_left, b_left), (a_right, b_right) = np.polyfit(ys, left, 1), np.polyfit(ys, right, 1)
-    if a_right - a_left <= 0.05:  # sides that do not open downwards
-        return False
-    apex_y = (b_right - b_left) / (a_left - a_right)
-    apex_x = a_left * apex_y + b_left
-    if not rows[0] - 0.5 * height <= apex_y <= rows[0] + 2:
-        return False  # sides that meet far above the top: no sector's apex
-    left_deg, right_deg = np.degrees(np.arctan(a_left)), np.degrees(np.arctan(a_right))
-    dx, dy = points[:, 0] - apex_x, points[:, 1] - apex_y
-    direction = np.degrees(np.arctan2(dx, dy))
-    between = (direction >= left_deg) & (direction <= right_deg)
-    if not between.any():
-        return False
-    depth = float(np.hypot(dx, dy)[between].max())
-    mask[:] = sector_mask(mask.shape, (apex_x, apex_y), (left_deg, right_deg), (0.0, depth))
-    return True
 
 
 def _face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, bool] | None:
@@ -345,48 +319,6 @@ def _cut_above_face(mask: np.ndarray, span: np.ndarray, coef: np.ndarray) -> Non
     edge = np.floor(np.polyval(coef, span)).astype(np.int64) - 1
     rows = np.arange(mask.shape[0])[:, None]
     mask[:, span] = np.where(rows < edge[None, :], 0, mask[:, span])
-
-
-def sector_mask(
-    shape: tuple[int, int],
-    apex: tuple[float, float],
-    angles: tuple[float, float],
-    radii: tuple[float, float],
-) -> np.ndarray:
-    """Mask of a known sector (a phased array's wedge, or an annular sector when the
-    near field is cut): pixels within ``radii`` of ``apex`` whose direction from it lies
-    between the two edge ``angles``. For a fixed acquisition geometry, where the scanner's
-    sector is known rather than detected, and for drawing ground truth.
-
-    Args:
-        shape: ``(height, width)`` of the frame.
-        apex: ``(x, y)`` of the sector's apex in pixels; it may lie outside the frame.
-        angles: ``(left, right)`` edge directions in degrees from straight down,
-            negative towards the image's left (a symmetric 90 degree sector: ``(-45, 45)``).
-        radii: ``(inner, outer)`` distance from the apex in pixels (``inner`` 0 for a
-            wedge that starts at its apex).
-
-    Returns:
-        ``[H, W]`` uint8 mask, 255 inside.
-    """
-    (left, right), (inner, outer) = angles, radii
-    if not -180 < left < right < 180 or not 0 <= inner < outer:
-        raise ValueError(
-            f"sector angles {angles} must rise from left to right within (-180, 180) and "
-            f"radii {radii} must satisfy 0 <= inner < outer"
-        )
-    # pixel centres tested exactly, by cross products with the two edge directions
-    # (direction (sin a, cos a) for an angle a from straight down)
-    dx = np.arange(shape[1], dtype=np.float64)[None, :] - apex[0]
-    dy = np.arange(shape[0], dtype=np.float64)[:, None] - apex[1]
-    (sl, cl), (sr, cr) = [(np.sin(np.radians(a)), np.cos(np.radians(a))) for a in (left, right)]
-    past_left = sl * dy - cl * dx <= 1e-9  # right of the left edge (on it counts)
-    before_right = dx * cr - dy * sr <= 1e-9  # left of the right edge
-    wedge = past_left & before_right if right - left <= 180 else past_left | before_right
-    dist2 = dx * dx + dy * dy
-    inside = wedge & (dist2 >= inner * inner) & (dist2 <= outer * outer)
-    result: np.ndarray = inside.astype(np.uint8) * 255
-    return result
 
 
 def patch_cover(mask: np.ndarray, grid: int) -> np.ndarray:

@@ -122,8 +122,8 @@ def fetch(file: RemoteFile, folder: Path, known: str | None = None, progress: bo
     if target.exists():
         if expected is None or _verify(target, expected):
             return expected or f"sha256:{_hash(target, 'sha256')}"
-        target.rename(part)  # a changed file: fetch again from the start
-        part.unlink()
+        target.unlink()  # a changed file: fetch again from the start
+        part.unlink(missing_ok=True)
     offset = part.stat().st_size if part.exists() else 0
     response = _open(file.url, offset)
     if response is not None:

@@ -179,7 +179,7 @@ def compose_screen(
             org = (int(12 * u), band + int((40 + 34 * i) * u))
             _text(img, line, org, 0.6 * u, (230, 230, 230))
         box = (panel + int(20 * u), band + int(12 * u), int(680 * u), H - band - int(24 * u))
-        _sync_scan(img, mask, scan, region, box)
+        _draw_scan(img, mask, scan, region, box)
         _ruler(img, mask, "right", u, numbers=True)
         _grey_bar(img, W - int(60 * u), band + int(40 * u), int(16 * u), int(260 * u))
         tgc = [
@@ -193,7 +193,7 @@ def compose_screen(
         _text(img, readout, (int(xs.min()) + 4, int(ys.max()) - 8), 0.55 * u, (255, 255, 0))
     elif layout == "laptop":
         box = (int(60 * u), -int(90 * u), int(820 * u), H + int(70 * u))
-        _sync_scan(img, mask, scan, region, box)
+        _draw_scan(img, mask, scan, region, box)
         ys, xs = np.nonzero(mask)
         left, right = int(xs.min()), int(xs.max())
         for text, org in (
@@ -234,7 +234,7 @@ def compose_screen(
             _mark(header, _text_box(text, org, 0.8 * u, 2))
         tools = int(170 * u)
         box = (int(40 * u), bar + int(70 * u), W - int(80 * u), H - bar - tools - int(90 * u))
-        _sync_scan(img, mask, scan, region, box)
+        _draw_scan(img, mask, scan, region, box)
         img[H - tools :] = (30, 30, 30)
         for k in range(4):
             centre = (int((90 + 180 * k) * u), H - tools // 2)
@@ -253,32 +253,16 @@ def compose_screen(
     return Screen(img, mask, header)
 
 
-def _sync_scan(
+def _draw_scan(
     img: np.ndarray,
     mask: np.ndarray,
     scan: np.ndarray,
     region: np.ndarray,
     box: tuple[int, int, int, int],
 ) -> None:
-    """Draw the scan grey (all three channels) into ``box``; only the scan's own pixels
-    (its frame, black corners included) are written."""
-    plane = np.zeros(mask.shape, np.uint8)
-    drawn = np.zeros(mask.shape, np.uint8)
-    _place_into(plane, drawn, mask, scan, region, box)
-    on = drawn > 0
-    img[on] = plane[on][:, None]
-
-
-def _place_into(
-    plane: np.ndarray,
-    drawn: np.ndarray,
-    mask: np.ndarray,
-    scan: np.ndarray,
-    region: np.ndarray,
-    box: tuple[int, int, int, int],
-) -> None:
     """Fit ``scan`` (aspect kept) into ``box`` = (x, y, w, h), which may run off the
-    screen: its grey levels into ``plane``, 255 into ``drawn``, its region into ``mask``."""
+    screen: its grey levels into all three channels of ``img`` (its black corners too),
+    its region into ``mask``."""
     x, y, w, h = box
     scale = min(w / scan.shape[1], h / scan.shape[0])
     sw, sh = max(1, round(scan.shape[1] * scale)), max(1, round(scan.shape[0] * scale))
@@ -289,6 +273,5 @@ def _place_into(
     x0, y0, x1, y1 = max(0, sx), max(0, sy), min(W, sx + sw), min(H, sy + sh)
     if x1 <= x0 or y1 <= y0:
         raise ValueError("the scan's box lies off the screen")
-    plane[y0:y1, x0:x1] = image[y0 - sy : y1 - sy, x0 - sx : x1 - sx]
-    drawn[y0:y1, x0:x1] = 255
+    img[y0:y1, x0:x1] = image[y0 - sy : y1 - sy, x0 - sx : x1 - sx, None]
     mask[y0:y1, x0:x1] = inside[y0 - sy : y1 - sy, x0 - sx : x1 - sx]
