@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONFIG ?=
 ARGS ?=
 
-.PHONY: install test lint docs pretrain pretrain-teacher pretrain-student probe data bench bench-peers clean
+.PHONY: install test lint docs pretrain pretrain-teacher pretrain-student probe data bench bench-check bench-peers clean
 
 # A re-run is quick: the stamp is newer than pyproject.toml, so nothing is reinstalled.
 install: $(VENV)/.installed
@@ -50,16 +50,21 @@ probe: install
 	$(PY) -m usjepa probe --config $(or $(CONFIG),experiments/probe/demo.yaml) \
 	  $(if $(MODELS),--models "[$(MODELS)]") $(if $(TASKS),--task_roots "[$(TASKS)]") $(ARGS)
 
-# BENCH picks the script in benchmarks/: suite (default: fast paths, small corpus, loading,
-# probe timings, step suite, peers when .venv-bench exists, GPU when present), probe_vs_minutes, ...
-BENCH ?= suite
+# BENCH picks a script as <question>/<name> (benchmarks/README.md lists them); the default,
+# tools/suite, is the quick set (loading, probe timings, step suite at ViT-Ti and S; under
+# 10 minutes on 2 cores), plus the GPU step when CUDA is present.
+BENCH ?= tools/suite
 bench: install
-	$(PY) benchmarks/$(BENCH).py $(ARGS)
+	$(PY) -m benchmarks.$(subst /,.,$(BENCH)) $(ARGS)
+
+# The benchmark scripts' own tests (they import the scripts, so they live in benchmarks/)
+bench-check: install
+	$(PY) -m pytest benchmarks/tests -q -p no:cacheprovider
 
 # Side by side with stable-pretraining (SALT) and lightly (I-JEPA), from their own venv
 BENCH_VENV ?= .venv-bench
 bench-peers: $(BENCH_VENV)/.installed
-	$(BENCH_VENV)/bin/python benchmarks/peer_step.py $(ARGS)
+	$(BENCH_VENV)/bin/python -m benchmarks.perf.peer_step $(ARGS)
 $(BENCH_VENV)/.installed: pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip

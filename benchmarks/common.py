@@ -1,5 +1,6 @@
-"""What several benchmark scripts share: a row in a process of its own (so peak memory and
-imports are its own), medians over interleaved rounds, a measured matmul peak."""
+"""What several benchmark scripts share: where a script's results go and the environment
+they were measured in, a row in a process of its own (so peak memory and imports are its
+own), medians over interleaved rounds, a measured matmul peak."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ import resource
 import subprocess
 import sys
 import time
+from datetime import date
+from pathlib import Path
 from typing import Any
+
+#: the repository root; benchmark scripts run from it as modules (``python -m benchmarks...``)
+ROOT = Path(__file__).resolve().parents[1]
 
 #: bytes in the GB of every memory column of the benchmarks
 GB = 1e9
@@ -26,15 +32,89 @@ def rss_gb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / GB
 
 
+def results_dir(script: str) -> Path:
+    """The folder a benchmark script writes to: ``benchmarks/<question>/<name>.py`` writes
+    under ``benchmarks/results/<question>/<name>/``."""
+    path = Path(script).resolve()
+    return ROOT / "benchmarks" / "results" / path.parent.name / path.stem
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def environment() -> dict[str, Any]:
+    """What a result depends on besides the code: the commit (and whether the tree had
+    uncommitted changes), the command, library versions, the CPU or GPU model, threads."""
+    import lightning
+    import timm
+    import torch
+
+    cpu = platform_cpu()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "date": date.today().isoformat(),
+        "commit": _git("rev-parse", "--short", "HEAD") or None,
+        "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "command": " ".join(["python", "-m", _module_of(sys.argv[0]), *sys.argv[1:]]),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "lightning": lightning.__version__,
+        "cpu": cpu,
+        "cpu_cores_visible": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+    }
+
+
+def platform_cpu() -> str | None:
+    """The CPU's model name from ``/proc/cpuinfo`` (None where the file has none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def record_env(result: Path | str) -> Path:
+    """Write :func:`environment` beside a result file (``x.md`` gets ``x.env.json``)."""
+    path = Path(result).with_suffix(".env.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(environment(), indent=1) + "\n")
+    return path
+
+
+def _module_of(script: str) -> str:
+    """``benchmarks/perf/x.py`` -> ``benchmarks.perf.x`` (a script outside the repository
+    keeps its path)."""
+    path = Path(script).resolve()
+    try:
+        rel = path.relative_to(ROOT)
+    except ValueError:
+        return str(script)
+    return ".".join(rel.with_suffix("").parts)
+
+
 def in_child(script: str, env: dict[str, str] | None = None, **flags: Any) -> dict[str, Any]:
-    """Run ``python script --flag value ...`` (``flag_name`` becomes ``--flag-name``), with
-    ``env`` added to this process's environment, and return the JSON object the child
-    prints on its last line."""
-    command = [sys.executable, script]
+    """Run ``python -m <script's module> --flag value ...`` from the repository root (a
+    script outside it by its path; ``flag_name`` becomes ``--flag-name``), with ``env``
+    added to this process's environment; return the JSON object the child prints last."""
+    module = _module_of(script)
+    # a script outside the repository (a test's) runs by its path
+    command = [sys.executable, *([script] if module == str(script) else ["-m", module])]
     for name, value in flags.items():
         command += [f"--{name.replace('_', '-')}", str(value)]
     child_env = {**os.environ, **env} if env else None
-    out = subprocess.check_output(command, text=True, env=child_env).strip().splitlines()
+    out = subprocess.check_output(command, text=True, env=child_env, cwd=ROOT)
+    out = out.strip().splitlines()
     return json.loads(out[-1])
 
 
@@ -62,8 +142,7 @@ def interleaved_with_memory(
     profiler that reads them would swell a timed run's resident memory."""
     runs = interleaved(script, names, repeats, key, **flags)
     tensor = {
-        name: in_child(script, **{key: name}, memory=1, **flags)["peak_tensor_gb"]
-        for name in names
+        name: in_child(script, **{key: name}, memory=1, **flags)["peak_tensor_gb"] for name in names
     }
     for run in runs:
         run["peak_tensor_gb"] = tensor[run[key]]

@@ -12,6 +12,7 @@ differs from what the results files give now.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -32,13 +33,33 @@ def tables(text: str) -> list[tuple[str, list[str]]]:
             start = i
             while i < len(lines) and lines[i].startswith("|"):
                 i += 1
-            above = next(
-                (ln.strip() for ln in reversed(lines[:start]) if ln.strip()), ""
-            )
+            above = next((ln.strip() for ln in reversed(lines[:start]) if ln.strip()), "")
             found.append((above, lines[start:i]))
             continue
         i += 1
     return found
+
+
+def recorded_env(path: Path) -> list[str]:
+    """The line for the environment a benchmark recorded beside its result (``x.env.json``,
+    written by ``benchmarks.common.record_env``), or none for runs made before it did."""
+    env_file = path.with_suffix(".env.json")
+    if not env_file.exists():
+        return []
+    env = json.loads(env_file.read_text())
+    if env.get("reconstructed"):
+        return [
+            f"- recorded in commit `{env['recorded_in_commit']}`; the run recorded no "
+            f"environment ({env_file.name} says what is known)"
+        ]
+    parts = [
+        f"commit `{env['commit']}`"
+        + (" with uncommitted changes" if env.get("uncommitted_changes") else ""),
+        f"torch {env['torch']}, timm {env['timm']}, Lightning {env['lightning']}",
+        f"{env['gpu'] or env['cpu']}",
+        f"{env['torch_threads']} torch threads of {env['cpu_cores_visible']} cores",
+    ]
+    return [f"- recorded environment ({env_file.name}): " + "; ".join(parts)]
 
 
 def render(name: str, spec: dict, machines: dict[str, str]) -> str:
@@ -63,6 +84,7 @@ def render(name: str, spec: dict, machines: dict[str, str]) -> str:
             f"- commit: `{source['commit']}`",
             f"- machine: {machines.get(source['machine'], source['machine'])}",
             *([f"- environment: {source['env']}"] if source.get("env") else []),
+            *recorded_env(path),
             f"- file: [`benchmarks/results/{source['file']}`]"
             f"(../../benchmarks/results/{source['file']})",
             "",

@@ -35,7 +35,7 @@ def test_a_results_file_changed_without_its_page_fails(tmp_path):
         else:
             shutil.copy(src, dst)
     assert _check(tmp_path).returncode == 0
-    demo = tmp_path / "benchmarks/results/demo_plain_core.md"
+    demo = tmp_path / "benchmarks/results/quality/demo/demo_plain_core.md"
     demo.write_text(demo.read_text().replace("59.7 ± 2.1", "59.8 ± 2.1"))
     proc = _check(tmp_path)
     assert proc.returncode == 1 and "demo.md" in proc.stdout

@@ -1,0 +1,1 @@
+"""Is the data right: scan regions and the masks drawn inside them."""

@@ -1,0 +1,1 @@
+"""How fast and how big: training steps, loading, probing, manifests."""
