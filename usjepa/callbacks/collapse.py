@@ -50,8 +50,8 @@ class CollapseMonitor(L.Callback):
     teacher gives low-rank targets, and a student that matches them is learning, not
     collapsing; a predictor regresses the predictable part of its targets, so its rank
     sits below theirs (in the demo, targets about 42 of 192, the predictor 7 at step 100
-    rising to 13; ``benchmarks/results/demo_monitors.md``). Freshly initialised
-    predictors give low-rank outputs, hence the warm-up.
+    rising to 13; ``benchmarks/results/quality/demo_monitors/demo_monitors.md``). Freshly
+    initialised predictors give low-rank outputs, hence the warm-up.
 
     Args:
         every_n_steps: read every this many optimiser steps.

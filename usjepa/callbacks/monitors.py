@@ -3,7 +3,7 @@ monitor writes its scalars (:func:`log_values`).
 
 The collapse indicators live in :mod:`usjepa.callbacks.collapse` and the online kNN
 probe in :mod:`usjepa.callbacks.online_probe`. Each monitor works every
-``every_n_steps`` and costs little (``benchmarks/monitor_overhead.py``).
+``every_n_steps`` and costs little (``benchmarks/perf/monitor_overhead.py``).
 """
 
 from __future__ import annotations

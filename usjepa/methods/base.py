@@ -198,8 +198,8 @@ class PretrainModule(L.LightningModule, abc.ABC):
         Lightning zeroes them inside the next step's closure, after that step's forward
         pass, so the whole forward would run with last step's gradients still held: one
         more copy of the trainable weights at the step's peak (about 0.13 GB for ViT-S and
-        its predictor; ``benchmarks/results/peer_step.md``). Only a step that moved the
-        weights frees them, so gradient accumulation is untouched; callbacks that read
+        its predictor; ``benchmarks/results/perf/peer_step/peer_step.md``). Only a step that
+        moved the weights frees them, so gradient accumulation is untouched; callbacks that read
         gradients do so in ``on_before_optimizer_step``, which runs before this."""
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         optimizer.zero_grad(set_to_none=True)

@@ -109,8 +109,8 @@ def run_blocks(
     without positional terms of its own (timm's ``Block``: positions are added before the
     blocks) gives each real token the same output in any order, so the result equals the
     single padded run up to float rounding. It reads the row lengths on the host (one
-    host-device synchronisation on a GPU). ``benchmarks/results/plain_core.md`` measures
-    it.
+    host-device synchronisation on a GPU).
+    ``benchmarks/results/perf/plain_core/plain_core.md`` measures it.
     """
     blocks = list(blocks)
     mode = checkpointing_mode(checkpoint) if torch.is_grad_enabled() else "none"
