@@ -107,11 +107,16 @@ class ProbeProtocol:
         y_test: Tensor,
         num_classes: int,
         seed: int,
+        predictions: list[int] | None = None,
     ) -> dict[str, float | str]:
-        """Train the grid for one seed, pick the best head on val, score it on test."""
+        """Train the grid for one seed, pick the best head on val, score it on test. The
+        chosen head's class for each test image is appended to ``predictions`` when one
+        is given (what a bootstrap over test images needs)."""
         module, best, val_f1 = self.fit(train, y_train, val, y_val, num_classes, seed)
         (test,) = standardise(train, test)[1:]
         logits = module.logits(test)[best]
+        if predictions is not None:
+            predictions.extend(int(c) for c in logits.argmax(dim=1).tolist())
         pooling, lr, wd = module.specs[best]
         return {
             "seed": seed,

@@ -90,6 +90,7 @@ def run_probe(
     out_dir: str = "runs/probe",
     cache_dir: str | None = ".cache/features",
     device: str = "cpu",
+    save_predictions: bool = False,
 ) -> pd.DataFrame:
     """Probe every encoder on a task under one protocol and write the result tables.
 
@@ -119,6 +120,10 @@ def run_probe(
             go.
         cache_dir: feature cache (``None`` disables it).
         device: where feature extraction runs.
+        save_predictions: also write ``probe_predictions.csv.gz``: for every model, task,
+            label fraction and seed, the chosen head's class and the true class of each
+            test image (by its position in the task's test split), for paired
+            comparisons and bootstrap intervals over test images.
 
     Returns:
         The per-seed results.
@@ -143,10 +148,16 @@ def run_probe(
         encoders = resolve_models(encoders, models)
     built = build_encoders(encoders)
     fractions = sorted(fractions or [1.0])
-    rows = []
+    rows: list[dict[str, Any]] = []
+    predictions: list[pd.DataFrame] | None = [] if save_predictions else None
     for current in all_tasks:
-        rows += _probe_task(built, current, protocol, cache_dir, device, fractions)
+        rows += _probe_task(built, current, protocol, cache_dir, device, fractions, predictions)
     per_seed = pd.DataFrame(rows)
+    if predictions:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        pd.concat(predictions, ignore_index=True).to_csv(
+            Path(out_dir) / "probe_predictions.csv.gz", index=False
+        )
     full = per_seed[per_seed["fraction"] == 1.0]
     if len(full):
         summary = summarise(full)
@@ -184,6 +195,7 @@ def _probe_task(
     cache_dir: str | None,
     device: str,
     fractions: list[float],
+    predictions: list[pd.DataFrame] | None = None,
 ) -> list[dict[str, Any]]:
     task.prepare_data()
     task.setup()
@@ -211,6 +223,7 @@ def _probe_task(
             for fraction in fractions:
                 keep = few_shot_rows(groups, labels, ~is_val, fraction, seed)
                 tr = {p: f[torch.from_numpy(keep)] for p, f in feats["train_val"].items()}
+                chosen: list[int] | None = [] if predictions is not None else None
                 result = protocol.score(
                     tr,
                     y_tv[torch.from_numpy(keep)],
@@ -220,7 +233,22 @@ def _probe_task(
                     y_test,
                     task.num_classes,
                     seed,
+                    chosen,
                 )
+                if predictions is not None and chosen is not None:
+                    predictions.append(
+                        pd.DataFrame(
+                            {
+                                "model": name,
+                                "task": task.task_name,
+                                "fraction": fraction,
+                                "seed": seed,
+                                "test_index": range(len(chosen)),
+                                "label": y_test.tolist(),
+                                "prediction": chosen,
+                            }
+                        )
+                    )
                 rows.append(
                     {
                         "model": name,
