@@ -171,6 +171,29 @@ def test_ijepa_targets_are_an_ema_of_the_student(tmp_path):
         IJEPAModule(tiny_encoder(1), tiny_predictor(), teacher=tiny_encoder(2))
 
 
+def test_ijepa_exports_its_ema_target_encoder_as_i_jepa_evaluates(tmp_path):
+    """I-JEPA evaluates the target encoder; an export of an EMA run is that encoder, not
+    the student, once training has moved them apart."""
+    from safetensors.torch import load_file
+
+    from usjepa.callbacks import ExportEncoder
+
+    module = IJEPAModule(tiny_encoder(1), tiny_predictor(), ema_momentum=(0.5, 0.5))
+    assert module.trained_network is module.target_encoder
+    export = ExportEncoder(str(tmp_path / "ema.safetensors"))
+    trainer = quiet_trainer(tmp_path, max_steps=3, callbacks=[export])
+    trainer.fit(
+        module, DataLoader(ListDataset([grating_batch(seed=i) for i in range(3)]), batch_size=None)
+    )
+    written = load_file(str(tmp_path / "ema.safetensors"))
+    strip = lambda sd: {k.removeprefix("vit."): v for k, v in sd.items()}  # noqa: E731
+    target = strip(module.target_encoder.state_dict())
+    student = strip(module.student.state_dict())
+    moved = [k for k in written if not torch.equal(target[k], student[k])]
+    assert moved, "the student and its EMA did not separate; the test cannot tell them apart"
+    assert all(torch.equal(written[k], target[k]) for k in written)
+
+
 def test_ijepa_ema_moves_once_per_optimiser_step_under_accumulation(tmp_path):
     module = IJEPAModule(tiny_encoder(1), tiny_predictor(), ema_momentum=(0.9, 1.0))
     moved = []

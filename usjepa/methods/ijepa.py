@@ -54,6 +54,13 @@ class IJEPAModule(JEPAModule):
         self.target_encoder = copy.deepcopy(student).requires_grad_(False)
 
     @property
+    def trained_network(self) -> nn.Module:
+        """The EMA target encoder: what I-JEPA evaluates and releases (its paper's section
+        on evaluation; its code saves ``target_encoder``), so exports, online probes and
+        ``usjepa pretrain``'s model card take it. The student stays ``self.student``."""
+        return self.target_encoder
+
+    @property
     def momentum(self) -> float:
         """The EMA momentum at the current step (linear ramp, as I-JEPA)."""
         start, end = self.ema_momentum
