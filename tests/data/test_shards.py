@@ -12,7 +12,7 @@ from usjepa.cli import main
 from usjepa.data import CorpusDataModule
 from usjepa.data.batches import FrameTransform
 from usjepa.data.frames import load_frame_table, sampling_weights
-from usjepa.data.shards import ShardCorpusDataset, pack_mask, unpack_mask
+from usjepa.data.shards import ShardCorpusDataset, pack_mask, shard_datasets, unpack_mask
 from usjepa.masks import MultiBlockMaskGenerator
 
 
@@ -104,3 +104,19 @@ def test_transform_is_shared_by_files_and_shards():
     image = np.arange(64 * 64, dtype=np.uint8).reshape(64, 64)
     out = t(image, np.full_like(image, 255))
     assert out["image"].shape == (1, 16, 16) and bool(out["scan_mask"].all())
+
+
+def test_shard_names_the_root_a_moved_manifest_needs(corpus_dir, tmp_path, capsys):
+    """A manifest written outside its corpus folder (as check-leakage --out can) holds
+    paths relative to that folder: sharding it says to give --root, then works with it."""
+    import shutil
+
+    moved = tmp_path / "elsewhere" / "manifest.parquet"
+    moved.parent.mkdir()
+    shutil.copy(corpus_dir / "manifest.parquet", moved)
+    with pytest.raises(SystemExit):
+        main(["data", "shard", str(moved), str(tmp_path / "shards")])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "give that folder with --root" in last and str(moved) in last
+    main(["data", "shard", str(moved), str(tmp_path / "shards"), "--root", str(corpus_dir)])
+    assert shard_datasets(tmp_path / "shards")

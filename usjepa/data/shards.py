@@ -86,6 +86,12 @@ def write_shards(
     """
     table = load_frame_table(manifest)
     base = Path(root) if root else Path(manifest).parent
+    if len(table) and not (base / table.frame_path[0]).exists():
+        raise FileNotFoundError(
+            f"frame {table.frame_path[0]} of {manifest} is not under {base}: the manifest's "
+            "frame paths are relative to the corpus folder it was built in; give that "
+            "folder with --root"
+        )
     out = Path(out)
     train = ~table.val_rows(val_fraction)
     codes = np.where(table.dataset.codes < 0, 0, table.dataset.codes)
