@@ -573,7 +573,8 @@ def report(ns: argparse.Namespace, work: Path) -> None:
                 "|---|---|---|---|---|",
             ]
             lines += [
-                f"| {r.row} | {r.seeds} | {r.mean:.1f} | {r.std:.1f} | {r.per_seed} |"
+                f"| {r.row} | {r.seeds} | {r.mean:.1f} | "
+                f"{'-' if pd.isna(r.std) else f'{r.std:.1f}'} | {r.per_seed} |"
                 for r in part.itertuples()
             ]
             lines.append("")
