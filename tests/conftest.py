@@ -76,6 +76,24 @@ class FixedBatches(torch.utils.data.Dataset):
         return self.items[i]
 
 
+def real_scan_task(tmp: Path) -> Path:
+    """A probe task made by `make-task` from the real lung scans of
+    tests/fixtures/real_scans (label: the probe geometry, patient: the clip)."""
+    import shutil
+
+    import pandas as pd
+
+    from usjepa.data.ingest.task_builders import make_task
+
+    real = Path(__file__).resolve().parent / "fixtures" / "real_scans"
+    labels = []
+    for row in pd.read_csv(real / "index.csv").itertuples():
+        shutil.copy(real / row.frame, tmp / Path(row.frame).name)
+        labels.append({"image": Path(row.frame).name, "label": row.geometry, "patient": row.clip})
+    pd.DataFrame(labels).to_csv(tmp / "labels.csv", index=False)
+    return make_task(tmp, tmp / "task", tmp / "labels.csv", progress=False)
+
+
 def fit_and_save(module, tmp_path, steps: int = 4, callbacks=()):
     """Fit ``module`` for ``steps`` on :class:`FixedBatches` and save a checkpoint."""
     trainer = quiet_trainer(tmp_path, max_steps=steps, callbacks=list(callbacks))

@@ -23,7 +23,6 @@ def summarise(corpus: Path, here: Path) -> tuple[pd.DataFrame, list[str]]:
     manifest = pd.read_parquet(corpus / "manifest.parquet")
     clean = pd.read_parquet(corpus / "manifest_clean.parquet")
     times = pd.read_csv(here / "build_times.csv").set_index("step")["seconds"]
-    source = "source_path" if "source_path" in manifest.columns else "source"
     rows = []
     for (name, kind), part in manifest.groupby(["dataset", "source_kind"], observed=True):
         kept = clean[(clean.dataset == name) & (clean.source_kind == kind)]
@@ -31,7 +30,7 @@ def summarise(corpus: Path, here: Path) -> tuple[pd.DataFrame, list[str]]:
             {
                 "dataset": name,
                 "source kind": kind,
-                "sources": part[source].nunique() if source in part else None,
+                "sources": part["source_path"].nunique(),
                 "patients": part["patient_id"].nunique(),
                 "frames": len(part),
                 "frames after the leakage check": len(kept),

@@ -89,27 +89,9 @@ PHASED_HAND = "real phased_sector, hand-placed sectors"
 STRETCHED = "stretched to a square"
 SCREEN = "real frame on a composited screen:"
 NO_FLAT = "flat fill kept (the previous detector)"
-#: what each recorded run measured
+#: what each recorded run measured (earlier runs' CSVs and descriptions are in git history)
 TAGS = {
     "before": "the intensity-based detector",
-    "after": "the geometric detector (convex hull, mirrored, cut at a convex face)",
-    "sector": "the same with a phased array's sector redrawn from its sides and a part "
-    "beside the region's columns (a colour bar) left out (re-run on its commit, 64f97e0, "
-    "with this script, for the hand-placed and BUSI rows)",
-    "dim": "the same with signal from two grey levels above the frame's black (at most 6, "
-    "the old fixed level), a sector's sides fitted through rows 10-40 % of it, and a "
-    "cropped frame kept to its bottom where only dark data (no black padding) lies below",
-    "aspect": "the same detector, with TTE47's 4:3 frames also resized as `usjepa data build` "
-    "resizes (short side 256, aspect kept), and stretched frames also detected at the "
-    "stretch given (`aspect=`); earlier runs scored only the frames stretched to a square; "
-    "the first run with the HC18 fetal frames",
-    "face": "the geometric detector (convex hull of the signal, a sector's sides fitted "
-    "and redrawn, a colour bar beside the region left out, signal from two grey levels "
-    "above the frame's black) with a convex face found as the longest shallow run of the "
-    "region's top edge (so a face the frame cuts off, or one off the frame's middle, is "
-    "still cut along its arc), and a fan mirrored only where the frame cuts its top flat "
-    "and no face is in view (a steered fan, or one whose face is in view, keeps its own "
-    "sides); edges the frame's border makes are not mirrored",
     "screens": "the current detector: the convex hull of the signal (from two grey levels "
     "above the frame's black) with a screen's flat fill (header bands, panels, app bars, "
     "buttons) left out; a phased array's sector fitted and redrawn, a colour bar beside "

@@ -317,19 +317,16 @@ def start(job: Job, ns: argparse.Namespace, work: Path) -> subprocess.Popen:
         cmd = probe_command(job, ns, work)
     (out / "command.json").write_text(json.dumps(cmd, indent=1) + "\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    log = open(out / "run.log", "w")  # noqa: SIM115 (closed when the job ends)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    proc.log = log  # type: ignore[attr-defined]
-    proc.started = time.perf_counter()  # type: ignore[attr-defined]
+    with open(out / "run.log", "w") as log:  # the child keeps its own handle
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     print(f"[central] start {job.name} ({job.minutes:.1f} min planned)", flush=True)
     return proc
 
 
-def finish(job: Job, proc: subprocess.Popen, work: Path) -> bool:
-    proc.log.close()  # type: ignore[attr-defined]
+def finish(job: Job, proc: subprocess.Popen, started: float, work: Path) -> bool:
     out = job_dir(work, job.name)
     info = {**job.args, "kind": job.kind, "rc": proc.returncode,
-            "wall_seconds": time.perf_counter() - proc.started}  # type: ignore[attr-defined]  # fmt: skip
+            "wall_seconds": time.perf_counter() - started}  # fmt: skip
     if proc.returncode != 0:
         (out / "FAILED").write_text(json.dumps(info, indent=1) + "\n")
         print(f"[central] {job.name} FAILED (exit {proc.returncode}); see {out / 'run.log'}")
@@ -390,7 +387,7 @@ def decide(work: Path, ns: argparse.Namespace) -> None:
 def run_chunk(ns: argparse.Namespace, work: Path) -> int:
     """Run jobs two at a time until all are done or the chunk's hours are spent."""
     deadline = time.perf_counter() + ns.hours * 3600
-    running: dict[str, tuple[Job, subprocess.Popen]] = {}
+    running: dict[str, tuple[Job, subprocess.Popen, float]] = {}
     failed = {p.parent.name for p in (work / "jobs").glob("*/FAILED")}
     for name in failed:  # a failed job runs again in the next chunk
         shutil.rmtree(job_dir(work, name))
@@ -406,7 +403,7 @@ def run_chunk(ns: argparse.Namespace, work: Path) -> int:
         ]  # fmt: skip
         while ready and len(running) < ns.slots:
             job = ready.pop(0)
-            running[job.name] = (job, start(job, ns, work))
+            running[job.name] = (job, start(job, ns, work), time.perf_counter())
         if not running:
             pending = [j.name for j in jobs if not done(work, j.name)]
             print(
@@ -415,10 +412,10 @@ def run_chunk(ns: argparse.Namespace, work: Path) -> int:
             )
             return 1 if failed else 0
         time.sleep(5)
-        for name, (job, proc) in list(running.items()):
+        for name, (job, proc, started) in list(running.items()):
             if proc.poll() is not None:
                 del running[name]
-                if not finish(job, proc, work):
+                if not finish(job, proc, started, work):
                     failed.add(name)
                 elif job.kind in ("probe", "random"):
                     report(ns, work)

@@ -1,7 +1,6 @@
 """Paired comparisons of probed encoders (usjepa.eval.compare) and the probe's saved
 test predictions that feed them."""
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from tests.conftest import tiny_encoder
+from tests.conftest import real_scan_task, tiny_encoder
 from usjepa.data.tasks import ProbeDataModule
 from usjepa.eval import ProbeProtocol, macro_f1, paired_bootstrap, run_probe
 
@@ -84,16 +83,7 @@ def test_paired_bootstrap_names_what_is_missing() -> None:
 def test_saved_predictions_reproduce_the_probe_scores_on_real_scans(tmp_path: Path) -> None:
     """On real lung scans (tests/fixtures/real_scans): the probe's saved test predictions,
     scored again, give the macro F1 the probe reported for each model and seed."""
-    from usjepa.data.ingest.task_builders import make_task
-
-    real = Path(__file__).resolve().parents[1] / "fixtures" / "real_scans"
-    index = pd.read_csv(real / "index.csv")
-    labels = []
-    for row in index.itertuples():
-        shutil.copy(real / row.frame, tmp_path / Path(row.frame).name)
-        labels.append({"image": Path(row.frame).name, "label": row.geometry, "patient": row.clip})
-    pd.DataFrame(labels).to_csv(tmp_path / "labels.csv", index=False)
-    task = make_task(tmp_path, tmp_path / "task", tmp_path / "labels.csv", progress=False)
+    task = real_scan_task(tmp_path)
     per_seed = run_probe(
         {"r1": tiny_encoder(seed=3), "r2": tiny_encoder(seed=4)},
         ProbeDataModule(str(task), img_size=32),

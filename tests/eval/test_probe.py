@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import tiny_encoder
+from tests.conftest import real_scan_task, tiny_encoder
 from usjepa.data.tasks import ProbeDataModule, grouped_split
 from usjepa.eval.features import pool_tokens
 from usjepa.eval.protocol import ProbeProtocol
@@ -300,19 +300,7 @@ def test_trainer_path_equals_the_fast_head_grid():
 def test_probe_on_real_scans(tmp_path):
     """The probe path on real lung scans (tests/fixtures/real_scans): a task made from
     them by `make-task`, features of a frozen encoder, the head grid, a scored table."""
-    import shutil
-    from pathlib import Path
-
-    from usjepa.data.ingest.task_builders import make_task
-
-    real = Path(__file__).resolve().parents[1] / "fixtures" / "real_scans"
-    index = pd.read_csv(real / "index.csv")
-    labels = []
-    for row in index.itertuples():
-        shutil.copy(real / row.frame, tmp_path / Path(row.frame).name)
-        labels.append({"image": Path(row.frame).name, "label": row.geometry, "patient": row.clip})
-    pd.DataFrame(labels).to_csv(tmp_path / "labels.csv", index=False)
-    task = make_task(tmp_path, tmp_path / "task", tmp_path / "labels.csv", progress=False)
+    task = real_scan_task(tmp_path)
     result = run_probe(
         {"random_init": tiny_encoder(seed=3)},
         ProbeDataModule(str(task), img_size=32),
