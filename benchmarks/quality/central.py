@@ -448,11 +448,16 @@ def gather(work: Path, ns: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFra
             ) == (info["lr"], info["m"])
         per_seed = pd.read_csv(folder / "probe_per_seed.csv")
         minutes = {f"{run}/{Path(p).stem}": offset + m for p, m in snapshots(work, run)}
+        # the run's schedule (steps from the calibration) and what the clock let it train:
+        # a fast sitting ends the schedule before the clock, a slow one is cut by it
+        final = json.loads((job_dir(work, run) / "encoder.json").read_text())
         for r in per_seed.itertuples():
             rows.append({
                 "run": run, "arm": arm, "stage": kind, "seed": seed, "lr": info.get("lr"),
                 "momentum": info.get("m"), "tuned": tuned, "snapshot": r.model.split("/", 1)[1],
-                "minutes": minutes[r.model], "task": r.task,
+                "minutes": minutes[r.model], "planned_steps": info["steps"],
+                "trained_steps": final["trained_steps"],
+                "train_minutes": final["train_seconds"] / 60.0, "task": r.task,
                 "val_macro_f1": 100 * r.val_macro_f1, "test_macro_f1": 100 * r.macro_f1,
             })  # fmt: skip
         p = pd.read_csv(folder / "probe_predictions.csv.gz")

@@ -28,11 +28,13 @@ def _run(work: Path, name: str, info: dict, minutes: list[float]) -> None:
     """A finished training run with snapshots at ``minutes`` (the last is the final)."""
     folder = central.job_dir(work, name)
     folder.mkdir(parents=True)
-    (folder / "DONE").write_text(json.dumps(info))
+    # a schedule of 100 steps per minute, cut by the clock at 90
+    (folder / "DONE").write_text(json.dumps({**info, "steps": 100 * minutes[-1]}))
     for m in minutes[:-1]:
         (folder / f"encoder_t{m:05.1f}.json").write_text(json.dumps({"train_seconds": m * 60}))
         (folder / f"encoder_t{m:05.1f}.safetensors").write_bytes(b"")
-    (folder / "encoder.json").write_text(json.dumps({"train_seconds": minutes[-1] * 60}))
+    final = {"train_seconds": minutes[-1] * 60, "trained_steps": 90 * minutes[-1]}
+    (folder / "encoder.json").write_text(json.dumps(final))
     (folder / "encoder.safetensors").write_bytes(b"")
 
 
@@ -114,6 +116,9 @@ def test_report_compares_final_snapshots_of_tuned_runs(tmp_path: Path) -> None:
     # a student's minutes continue from its teacher's final minutes
     student = per_snapshot[per_snapshot.stage == "student"]
     assert sorted(student.minutes.unique()) == [12.0, 24.0]
+    # each row says what its run's schedule planned and what the clock let it train
+    assert set(student.planned_steps) == {1600} and set(student.trained_steps) == {1440}
+    assert set(student.train_minutes) == {16.0}
     assert (out / "f1_vs_minutes.png").exists() and "Paired differences" in (
         out / "central.md"
     ).read_text()
