@@ -19,7 +19,8 @@ image. So:
 3. its convex hull; where the frame cuts a fan's top flat and no face is in view, together
    with the hull mirrored about the probe's axis (the middle of that top edge): scanners
    display fans symmetric, so a side lost to a rib shadow is restored from the other
-   side (edges the frame's border makes are not mirrored, and a fan whose face is in
+   side (edges the frame's border makes are not mirrored, nothing mirrored passes a
+   vertical side, which is an image border inside a screen, and a fan whose face is in
    view keeps its own sides: some are steered, their sides at unequal angles); a hull
    whose top spans the frame's width is a frame cropped to a linear array's image:
    everything below its top edge, down to the frame's bottom where that is reached or
@@ -233,6 +234,8 @@ def _region(
         mirrored[:, 0] = np.clip(np.round(2 * axis - edge[:, 0]), 0, w - 1)
         points = np.concatenate([points, mirrored])
     cv2.fillConvexPoly(mask, cv2.convexHull(points.astype(np.int32)), 255)
+    if len(points) > len(own):  # mirrored: nothing past a side an image border cut straight
+        _clip_to_straight_sides(mask, own, h)
     rows = np.flatnonzero(mask.any(1))
     first = mask[rows[0]] > 0
     if first[: k // 2 + 1].any() and first[-(k // 2 + 1) :].any() and _deep(rows[-1], h, k, frame):
@@ -245,6 +248,21 @@ def _region(
     if grow > 0:  # the blur spread the region by about half its width on every side
         mask = np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
     return mask
+
+
+def _clip_to_straight_sides(mask: np.ndarray, own: np.ndarray, h: int) -> None:
+    """Clear what lies beyond a vertical side of the outline ``own`` (in place). A fan's
+    sides slant; a vertical one is the border of the image it was cropped to (inside a
+    screen, a border the frame's own edges do not show), and a mirrored side must not
+    cross it."""
+    x, y = own[:, 0], own[:, 1]
+    for edge, left in ((int(x.min()), True), (int(x.max()), False)):
+        on = y[np.abs(x - edge) <= 1]
+        if len(on) >= 2 and on.max() - on.min() >= 0.1 * h:
+            if left:
+                mask[:, :edge] = 0
+            else:
+                mask[:, edge + 1 :] = 0
 
 
 def _deep(bottom: int, h: int, k: int, frame: np.ndarray | None) -> bool:
