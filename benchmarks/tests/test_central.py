@@ -112,6 +112,13 @@ def test_report_compares_final_snapshots_of_tuned_runs(tmp_path: Path) -> None:
         (diffs.a == "SALT USrc student") & (diffs.b == "SALT USrc teacher (stage 1)")
     ]
     assert len(student_vs_teacher) == 1 and bool(student_vs_teacher.separates_from_zero.iloc[0])
+    # every interval also comes adjusted for the report's number of intervals (8 pairs,
+    # one task): wider than the 95 % one, and the strong difference still separates
+    assert np.allclose(diffs.level_adjusted, 1 - 0.05 / 8)
+    assert (diffs.low_adjusted <= diffs["low_95%"] + 1e-9).all()
+    assert (diffs.high_adjusted >= diffs["high_95%"] - 1e-9).all()
+    assert (diffs.high_adjusted - diffs.low_adjusted > diffs["high_95%"] - diffs["low_95%"]).any()
+    assert bool(student_vs_teacher.separates_adjusted.iloc[0])
     per_snapshot = pd.read_csv(out / "per_snapshot.csv")
     # a student's minutes continue from its teacher's final minutes
     student = per_snapshot[per_snapshot.stage == "student"]
