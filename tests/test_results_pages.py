@@ -52,3 +52,18 @@ def test_readme_quotes_only_the_demo_table_from_its_page():
         assert re.fullmatch(r"\d+\.\d ± \d+\.\d", figure), row
         assert figure in page, f"{figure} is not in docs/results/demo.md"
     assert "docs/results/" in readme
+
+
+def test_readme_comparisons_are_the_central_reports_figures():
+    """Every difference and interval the README's comparison section quotes is a row of
+    the central experiment's report, as that report prints it."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## What the comparisons show on real scans")[1].split("\n## ")[0]
+    report = (ROOT / "benchmarks/results/quality/central/central.md").read_text()
+    quoted = re.findall(r"([+-]\d+\.\d) (\[[+-]\d+\.\d, [+-]\d+\.\d\])", section)
+    assert len(quoted) == 8, section
+    for difference, interval in quoted:
+        assert f"| {difference} | {interval} |" in report, f"{difference} {interval}"
+    adjusted = re.findall(r"\((\[[+-]\d+\.\d, [+-]\d+\.\d\])\)", section)
+    assert adjusted and all(f"| {a} |" in report for a in adjusted)
+    assert "benchmarks/results/quality/central/" in section
