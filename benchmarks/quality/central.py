@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -622,8 +623,31 @@ def report(ns: argparse.Namespace, work: Path) -> None:
             )
         lines.append("")
     plot(rows, out / "f1_vs_minutes.png")
+    write_commands(work, ns, out / "commands.csv")
     record_env(out / "central.md")
     (out / "central.md").write_text("\n".join(lines) + "\n")
+
+
+def write_commands(work: Path, ns: argparse.Namespace, path: Path) -> None:
+    """``commands.csv``: every finished job's exact command line (job, kind, arm, seed,
+    command), run from the repository root; the data folders written as ``$BUILT`` (the
+    folder that ``run.sh`` builds them in), the interpreter as ``python``."""
+    data = [Path(p).resolve() for p in (ns.manifest, ns.shards, ns.root, *ns.tasks)]
+    built = os.path.commonpath([str(p) for p in data])
+    records = []
+    for folder in sorted((work / "jobs").glob("*")):
+        if not (folder / "DONE").exists() or not (folder / "command.json").exists():
+            continue
+        cmd = json.loads((folder / "command.json").read_text())
+        if cmd and "python" in Path(cmd[0]).name:
+            cmd = ["python", *cmd[1:]]
+        line = shlex.join(cmd)
+        line = line.replace(f"{ROOT}/", "").replace(built, "$BUILT")
+        info = json.loads((folder / "DONE").read_text() or "{}")
+        records.append({"job": folder.name, "kind": info.get("kind", ""),
+                        "arm": info.get("arm", ""), "seed": info.get("seed", ""),
+                        "command": line})  # fmt: skip
+    pd.DataFrame(records).to_csv(path, index=False)
 
 
 def plot(rows: pd.DataFrame, path: Path) -> None:

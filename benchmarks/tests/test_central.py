@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,9 @@ LABELS = np.arange(60) % 3
 def _ns(tmp: Path) -> argparse.Namespace:
     return argparse.Namespace(
         teacher_minutes=8.0, minutes=24.0, calib_minutes=1.5, seeds=2, resamples=200,
-        out=str(tmp / "out"), every=4.0,
+        out=str(tmp / "out"), every=4.0, manifest=str(tmp / "built/central/manifest.parquet"),
+        shards=str(tmp / "built/central/shards"), root=str(tmp / "built/corpus"),
+        tasks=[str(tmp / "built/tasks/busi")],
     )  # fmt: skip
 
 
@@ -35,6 +38,11 @@ def _run(work: Path, name: str, info: dict, minutes: list[float]) -> None:
         (folder / f"encoder_t{m:05.1f}.safetensors").write_bytes(b"")
     final = {"train_seconds": minutes[-1] * 60, "trained_steps": 90 * minutes[-1]}
     (folder / "encoder.json").write_text(json.dumps(final))
+    built = work.parent / "built"
+    command = [sys.executable, "-m", "usjepa", "pretrain", "--data.init_args.manifest",
+               str(built / "central/manifest.parquet"), "--trainer.default_root_dir",
+               str(central.ROOT / "runs/central/jobs" / name)]  # fmt: skip
+    (folder / "command.json").write_text(json.dumps(command))
     (folder / "encoder.safetensors").write_bytes(b"")
 
 
@@ -119,6 +127,15 @@ def test_report_compares_final_snapshots_of_tuned_runs(tmp_path: Path) -> None:
     assert (diffs.high_adjusted >= diffs["high_95%"] - 1e-9).all()
     assert (diffs.high_adjusted - diffs.low_adjusted > diffs["high_95%"] - diffs["low_95%"]).any()
     assert bool(student_vs_teacher.separates_adjusted.iloc[0])
+    # each arm's runs with the exact command that reproduces them, from the repository
+    # root, the data folders as $BUILT
+    commands = pd.read_csv(out / "commands.csv").set_index("job")
+    line = commands.loc["student_salt_usrc_s1_lr0", "command"]
+    assert line == (
+        "python -m usjepa pretrain --data.init_args.manifest $BUILT/central/manifest.parquet "
+        "--trainer.default_root_dir runs/central/jobs/student_salt_usrc_s1_lr0"
+    )
+    assert commands.loc["ema_s0_lr0_m1", "arm"] == "ema_usrc"
     per_snapshot = pd.read_csv(out / "per_snapshot.csv")
     # a student's minutes continue from its teacher's final minutes
     student = per_snapshot[per_snapshot.stage == "student"]
