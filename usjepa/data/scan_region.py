@@ -14,8 +14,10 @@ image. So:
 2. the largest component (with any other large part within its columns: a part a
    shadow cut off; a colour bar beside the region is no such part), opened again
    with a twice wider kernel so that thin overlays glued to its edge (a grey-scale bar,
-   a depth ruler, an ECG baseline) fall off; the hull below spans the component within
-   one stroke of that core, so a sector's narrow apex stays;
+   a depth ruler, an ECG baseline) fall off; a bar drawn against a vertical side of the
+   region (a ramp: one grey level across each row) is cut off at that side; the hull
+   below spans the component within one stroke of that core, so a sector's narrow apex
+   stays;
 3. its convex hull; where the frame cuts a fan's top flat and no face is in view, together
    with the hull mirrored about the probe's axis (the middle of that top edge): scanners
    display fans symmetric, so a side lost to a rib shadow is restored from the other
@@ -201,8 +203,11 @@ def _region(
         return mask
     # the region and any large part a shadow cut off from it (a bright near-field
     # column above a dark band, say); overlays are small once opened
-    areas = np.bincount(labels.ravel(), minlength=n)[1:]
-    big = 1 + np.flatnonzero(areas >= 0.1 * areas.max())
+    if n == 2:  # one component, the common case: no areas to compare
+        big = np.array([1])
+    else:
+        areas = np.bincount(labels.ravel(), minlength=n)[1:]
+        big = 1 + np.flatnonzero(areas >= 0.1 * areas.max())
     if len(big) > 1:  # a part beside the region's columns is no shadow: a colour bar, say
         main = 1 + int(areas.argmax())
         columns = (labels == main).any(0)
@@ -211,6 +216,7 @@ def _region(
         component = np.asarray(cv2.compare(labels, np.full_like(labels, big[0]), cv2.CMP_EQ))
     else:
         component = np.isin(labels, big).astype(np.uint8) * 255
+    _drop_glued_strips(component, k, grow, frame)
     core = cv2.morphologyEx(component, cv2.MORPH_OPEN, _square(2 * k))
     if not core.any():  # a region narrower than the wide kernel: keep it as it is
         core = component
@@ -248,6 +254,47 @@ def _region(
     if grow > 0:  # the blur spread the region by about half its width on every side
         mask = np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
     return mask
+
+
+def _drop_glued_strips(component: np.ndarray, k: int, spill: int, frame: np.ndarray | None) -> None:
+    """Clear a grey-scale or colour bar drawn against a vertical side of the region (in
+    place). A side is vertical where the region's outermost column is one column (within
+    1) for a tenth of the frame's height. A second vertical side further out, at most two
+    strokes away, bounds a strip; when most of the strip's rows are one grey level across
+    (a drawn ramp; scan data varies along every row), the strip is a bar and everything
+    past the inner side goes."""
+    if frame is None:
+        return
+    h, w = component.shape
+    rows = np.flatnonzero(component.any(1))
+    if len(rows) < 0.2 * h:
+        return
+    inside = component[rows] > 0
+    ends = (inside.argmax(1), w - 1 - inside[:, ::-1].argmax(1))
+    for outline, outward in zip(ends, (-1, 1)):
+        counts = np.bincount(outline, minlength=w)
+        near = np.convolve(counts, np.ones(3, np.int64), "same")
+        sides = np.flatnonzero(near >= 0.1 * h)
+        runs = np.split(sides, np.flatnonzero(np.diff(sides) > 1) + 1)
+        if len(runs) < 2:
+            continue  # one vertical side at most
+        # each side at its most frequent column: the innermost and outermost sides
+        peaks = [int(run[counts[run].argmax()]) for run in runs]
+        inner, outer = (peaks[-1], peaks[0]) if outward < 0 else (peaks[0], peaks[-1])
+        if abs(outer - inner) > 2 * k:
+            continue
+        # the strip's columns, clear of the blur's spill at its two sides
+        lo, hi = min(inner, outer) + spill + 1, max(inner, outer) - spill
+        if hi <= lo:
+            continue
+        strip = frame[rows[np.abs(outline - outer) <= 1], lo:hi]
+        drawn = (strip.max(1) == strip.min(1)) & (strip.max(1) > 0)
+        if drawn.mean() < 0.5:
+            continue
+        if outward > 0:
+            component[:, inner + 1 :] = 0
+        else:
+            component[:, :inner] = 0
 
 
 def _clip_to_straight_sides(mask: np.ndarray, own: np.ndarray, h: int) -> None:
@@ -302,7 +349,10 @@ def _face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, boo
     if len(present) < 8:
         return None
     top = columns[present].argmax(1).astype(np.float64)
-    slope = np.abs(np.gradient(top))
+    slope = np.empty_like(top)  # np.gradient's central differences, without its overhead
+    slope[1:-1] = (top[2:] - top[:-2]) / 2.0
+    slope[0], slope[-1] = top[1] - top[0], top[-1] - top[-2]
+    slope = np.abs(slope)
     smooth = np.convolve(slope, np.ones(5) / 5, mode="same")
     shallow = (smooth <= 1.0) & np.concatenate([[True], np.diff(present) == 1])
     # the longest run of shallow, adjacent columns

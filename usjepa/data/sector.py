@@ -71,7 +71,7 @@ def complete_sector(mask: np.ndarray, points: np.ndarray) -> bool:
     height = rows[-1] - rows[0] if len(rows) else 0
     if height < 16:
         return False
-    widths = np.count_nonzero(hull, axis=1)
+    widths = cv2.reduce(hull, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[:, 0] // 255
     if widths[rows[0] + 2] > 0.3 * widths.max():
         return False  # a wide top: a linear or convex array's face
     ys = np.arange(rows[0] + height // 10, rows[0] + (2 * height) // 5)
