@@ -216,7 +216,6 @@ def _region(
         component = np.asarray(cv2.compare(labels, np.full_like(labels, big[0]), cv2.CMP_EQ))
     else:
         component = np.isin(labels, big).astype(np.uint8) * 255
-    _drop_glued_strips(component, k, grow, frame)
     core = cv2.morphologyEx(component, cv2.MORPH_OPEN, _square(2 * k))
     if not core.any():  # a region narrower than the wide kernel: keep it as it is
         core = component
@@ -225,6 +224,9 @@ def _region(
     support = cv2.bitwise_and(component, cv2.dilate(core, _square(k)))
     contours, _ = cv2.findContours(support, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     points = np.concatenate(contours).reshape(-1, 2)
+    if frame is not None and _cut_glued_bar(support, points, k, grow, frame):
+        contours, _ = cv2.findContours(support, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        points = np.concatenate(contours).reshape(-1, 2)
     own = points  # before mirroring: a steered sector is not symmetric
     arc = _face_arc(core, tol=0.02 * h)
     top = points[:, 1].min()
@@ -256,45 +258,46 @@ def _region(
     return mask
 
 
-def _drop_glued_strips(component: np.ndarray, k: int, spill: int, frame: np.ndarray | None) -> None:
-    """Clear a grey-scale or colour bar drawn against a vertical side of the region (in
-    place). A side is vertical where the region's outermost column is one column (within
-    1) for a tenth of the frame's height. A second vertical side further out, at most two
+def _cut_glued_bar(
+    support: np.ndarray, points: np.ndarray, k: int, spill: int, frame: np.ndarray
+) -> bool:
+    """Cut a grey-scale or colour bar drawn against a vertical side of the region off at
+    that side (``support`` in place); whether one was. The outline ``points`` (runs
+    compressed to their ends) holds vertical sides as pairs of points in one column a
+    tenth of the frame's height apart. A second vertical side further out, at most two
     strokes away, bounds a strip; when most of the strip's rows are one grey level across
-    (a drawn ramp; scan data varies along every row), the strip is a bar and everything
-    past the inner side goes."""
-    if frame is None:
-        return
-    h, w = component.shape
-    rows = np.flatnonzero(component.any(1))
-    if len(rows) < 0.2 * h:
-        return
-    inside = component[rows] > 0
-    ends = (inside.argmax(1), w - 1 - inside[:, ::-1].argmax(1))
-    for outline, outward in zip(ends, (-1, 1)):
-        counts = np.bincount(outline, minlength=w)
-        near = np.convolve(counts, np.ones(3, np.int64), "same")
-        sides = np.flatnonzero(near >= 0.1 * h)
-        runs = np.split(sides, np.flatnonzero(np.diff(sides) > 1) + 1)
-        if len(runs) < 2:
-            continue  # one vertical side at most
-        # each side at its most frequent column: the innermost and outermost sides
-        peaks = [int(run[counts[run].argmax()]) for run in runs]
-        inner, outer = (peaks[-1], peaks[0]) if outward < 0 else (peaks[0], peaks[-1])
+    (a drawn ramp; scan data varies along every row), the strip is a bar."""
+    h, w = support.shape
+    after = np.roll(points, -1, axis=0)
+    vertical = (points[:, 0] == after[:, 0]) & (np.abs(points[:, 1] - after[:, 1]) >= 0.1 * h)
+    if vertical.sum() < 2:
+        return False
+    xs, y0, y1 = points[vertical, 0], points[vertical, 1], after[vertical, 1]
+    for outward in (-1, 1):
+        order = np.argsort(outward * xs)[::-1]  # outermost first
+        outer = int(xs[order[0]])
+        inward = order[np.abs(xs[order] - outer) >= 3]
+        if not len(inward):
+            continue
+        inner = int(xs[inward[0]])
         if abs(outer - inner) > 2 * k:
             continue
-        # the strip's columns, clear of the blur's spill at its two sides
+        # the strip's columns, clear of the blur's spill at its two sides, on the rows
+        # of the outer side
         lo, hi = min(inner, outer) + spill + 1, max(inner, outer) - spill
+        top, bottom = sorted((int(y0[order[0]]), int(y1[order[0]])))
         if hi <= lo:
             continue
-        strip = frame[rows[np.abs(outline - outer) <= 1], lo:hi]
+        strip = frame[top : bottom + 1, lo:hi]
         drawn = (strip.max(1) == strip.min(1)) & (strip.max(1) > 0)
         if drawn.mean() < 0.5:
             continue
         if outward > 0:
-            component[:, inner + 1 :] = 0
+            support[:, inner + 1 :] = 0
         else:
-            component[:, :inner] = 0
+            support[:, :inner] = 0
+        return True
+    return False
 
 
 def _clip_to_straight_sides(mask: np.ndarray, own: np.ndarray, h: int) -> None:
