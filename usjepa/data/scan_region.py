@@ -216,17 +216,12 @@ def _region(
         component = np.asarray(cv2.compare(labels, np.full_like(labels, big[0]), cv2.CMP_EQ))
     else:
         component = np.isin(labels, big).astype(np.uint8) * 255
-    core = cv2.morphologyEx(component, cv2.MORPH_OPEN, _square(2 * k))
-    if not core.any():  # a region narrower than the wide kernel: keep it as it is
-        core = component
-    # the hull spans the component near its core: a sector's apex, thinner than the
-    # wide kernel, stays; a long thin overlay glued to the region stays out
-    support = cv2.bitwise_and(component, cv2.dilate(core, _square(k)))
-    contours, _ = cv2.findContours(support, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    points = np.concatenate(contours).reshape(-1, 2)
-    if frame is not None and _cut_glued_bar(support, points, k, grow, frame):
-        contours, _ = cv2.findContours(support, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        points = np.concatenate(contours).reshape(-1, 2)
+    core, points = _core_outline(component, k)
+    # a vertical side inside the frame (an image's border within a screen) may have a
+    # bar drawn against it; the component's own outline shows the bar's whole edge
+    if frame is not None and _bar_may_be_glued(points, h, w, k, grow):
+        if _cut_glued_bar(component, _outline(component), k, grow, frame):
+            core, points = _core_outline(component, k)
     own = points  # before mirroring: a steered sector is not symmetric
     arc = _face_arc(core, tol=0.02 * h)
     top = points[:, 1].min()
@@ -258,44 +253,98 @@ def _region(
     return mask
 
 
+def _outline(region: np.ndarray) -> np.ndarray:
+    """``[N, 2]`` points (x, y) of the outer outlines of a 0/255 map, runs compressed to
+    their ends."""
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return np.concatenate(contours).reshape(-1, 2)
+
+
+def _core_outline(component: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The component's core (opened with a twice wider kernel) and the outline of the
+    component near it: a sector's apex, thinner than the wide kernel, stays; a long thin
+    overlay glued to the region stays out."""
+    core = cv2.morphologyEx(component, cv2.MORPH_OPEN, _square(2 * k))
+    if not core.any():  # a region narrower than the wide kernel: keep it as it is
+        core = component
+    support = cv2.bitwise_and(component, cv2.dilate(core, _square(k)))
+    return core, _outline(support)
+
+
+def _bar_may_be_glued(points: np.ndarray, h: int, w: int, k: int, margin: int) -> bool:
+    """Whether an outline holds a straight vertical side (one step of the compressed
+    outline a twentieth of the frame's height long) more than ``margin`` px inside the
+    frame, with the outline's extreme on that side 3 px to two strokes beyond it: room
+    for a bar drawn against it."""
+    x, y = points[:, 0], points[:, 1]
+    nx, ny = np.roll(x, -1), np.roll(y, -1)
+    step = (x == nx) & (np.abs(y - ny) >= 0.05 * h) & (x > margin) & (x < w - 1 - margin)
+    if not step.any():
+        return False
+    sides = x[step]
+    past = np.concatenate([sides - x.min(), x.max() - sides])
+    return bool(((past >= 3) & (past <= 2 * k)).any())
+
+
+def _vertical_sides(
+    points: np.ndarray, h: int
+) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """The columns of an outline's vertical sides, left to right: where its near-vertical
+    steps (within a column) add up to a tenth of the frame's height, within one column;
+    with the steps' columns and their first and last rows."""
+    after = np.roll(points, -1, axis=0)
+    step = (np.abs(points[:, 0] - after[:, 0]) <= 1) & (points[:, 1] != after[:, 1])
+    xs, ys, ye = points[step, 0], points[step, 1], after[step, 1]
+    if not len(xs):
+        return [], xs, ys, ye
+    length = np.bincount(xs, weights=np.abs(ye - ys))
+    near = np.convolve(length, np.ones(3), "same")
+    sides = np.flatnonzero(near >= 0.1 * h)
+    if not len(sides):
+        return [], xs, ys, ye
+    bounds = np.flatnonzero(np.diff(sides) > 1) + 1
+    peaks = [
+        int(sides[a] + near[sides[a] : sides[b - 1] + 1].argmax())
+        for a, b in zip([0, *bounds], [*bounds, len(sides)])
+    ]
+    return peaks, xs, ys, ye
+
+
 def _cut_glued_bar(
-    support: np.ndarray, points: np.ndarray, k: int, spill: int, frame: np.ndarray
+    region: np.ndarray, points: np.ndarray, k: int, spill: int, frame: np.ndarray
 ) -> bool:
     """Cut a grey-scale or colour bar drawn against a vertical side of the region off at
-    that side (``support`` in place); whether one was. The outline ``points`` (runs
+    that side (``region`` in place); whether one was. The outline ``points`` (runs
     compressed to their ends) holds vertical sides as pairs of points in one column a
     tenth of the frame's height apart. A second vertical side further out, at most two
-    strokes away, bounds a strip; when most of the strip's rows are one grey level across
-    (a drawn ramp; scan data varies along every row), the strip is a bar."""
-    h, w = support.shape
-    after = np.roll(points, -1, axis=0)
-    vertical = (points[:, 0] == after[:, 0]) & (np.abs(points[:, 1] - after[:, 1]) >= 0.1 * h)
-    if vertical.sum() < 2:
+    strokes away, bounds a strip; when most of the strip's rows are one grey level across,
+    above dark, at many levels down the strip (a drawn ramp; scan data varies along every
+    row, tick marks are drawn at one level), the strip is a bar. A strip at the frame's
+    edge has no image beside it to cut back to and stays."""
+    h, w = region.shape
+    peaks, xs, ys, ye = _vertical_sides(points, h)
+    if len(peaks) < 2:
         return False
-    xs, y0, y1 = points[vertical, 0], points[vertical, 1], after[vertical, 1]
-    for outward in (-1, 1):
-        order = np.argsort(outward * xs)[::-1]  # outermost first
-        outer = int(xs[order[0]])
-        inward = order[np.abs(xs[order] - outer) >= 3]
-        if not len(inward):
-            continue
-        inner = int(xs[inward[0]])
-        if abs(outer - inner) > 2 * k:
-            continue
-        # the strip's columns, clear of the blur's spill at its two sides, on the rows
-        # of the outer side
-        lo, hi = min(inner, outer) + spill + 1, max(inner, outer) - spill
-        top, bottom = sorted((int(y0[order[0]]), int(y1[order[0]])))
-        if hi <= lo:
-            continue
-        strip = frame[top : bottom + 1, lo:hi]
-        drawn = (strip.max(1) == strip.min(1)) & (strip.max(1) > 0)
-        if drawn.mean() < 0.5:
+    left, right = int(points[:, 0].min()), int(points[:, 0].max())
+    for inner, outer, outward in ((peaks[1], peaks[0], -1), (peaks[-2], peaks[-1], 1)):
+        if abs(outer - inner) > 2 * k or abs(outer - (left if outward < 0 else right)) > 2:
+            continue  # too far apart for a strip, or the outer side not the region's
+        if not spill < outer < w - 1 - spill:
+            continue  # a bar at the frame's edge: no image beside it to cut back to
+        # the strip's middle columns (clear of its blurred sides), on the outer side's rows
+        middle, half = (inner + outer) // 2, max(1, abs(outer - inner) // 4)
+        on = np.abs(xs - outer) <= 1
+        top, bottom = int(min(ys[on].min(), ye[on].min())), int(max(ys[on].max(), ye[on].max()))
+        strip = frame[top : bottom + 1, middle - half : middle + half + 1]
+        level = strip.max(1)
+        drawn = (level == strip.min(1)) & (level >= 8)  # dark tissue can be flat too
+        # a ramp: most rows drawn, at many levels (tick marks are drawn at one)
+        if drawn.mean() < 0.5 or len(np.unique(level[drawn])) < 4:
             continue
         if outward > 0:
-            support[:, inner + 1 :] = 0
+            region[:, inner + 1 :] = 0
         else:
-            support[:, :inner] = 0
+            region[:, :inner] = 0
         return True
     return False
 
