@@ -277,7 +277,7 @@ def _bar_may_be_glued(points: np.ndarray, h: int, w: int, k: int, margin: int) -
     frame, with the outline's extreme on that side 3 px to two strokes beyond it: room
     for a bar drawn against it."""
     x, y = points[:, 0], points[:, 1]
-    nx, ny = np.roll(x, -1), np.roll(y, -1)
+    nx, ny = np.concatenate((x[1:], x[:1])), np.concatenate((y[1:], y[:1]))  # each next point
     step = (x == nx) & (np.abs(y - ny) >= 0.05 * h) & (x > margin) & (x < w - 1 - margin)
     if not step.any():
         return False
@@ -396,11 +396,10 @@ def _face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, boo
         a nearly flat top is no face to read the fan's shape from); None where the top
         edge holds no concave arc (a linear, cropped or phased top).
     """
-    columns = core.T  # one row per image column: contiguous per-column scans
-    present = np.flatnonzero(columns.max(1) > 0)
+    present = np.flatnonzero(cv2.reduce(core, 0, cv2.REDUCE_MAX)[0])
     if len(present) < 8:
         return None
-    top = columns[present].argmax(1).astype(np.float64)
+    top = core[:, present].argmax(0).astype(np.float64)  # each column's first row
     slope = np.empty_like(top)  # np.gradient's central differences, without its overhead
     slope[1:-1] = (top[2:] - top[:-2]) / 2.0
     slope[0], slope[-1] = top[1] - top[0], top[-1] - top[-2]
@@ -437,8 +436,11 @@ def _cut_above_face(mask: np.ndarray, span: np.ndarray, coef: np.ndarray) -> Non
     """Clear what lies above a convex probe's face (in place): in the face's columns
     ``span``, every row above the quadratic ``coef`` fitted to it."""
     edge = np.floor(np.polyval(coef, span)).astype(np.int64) - 1
-    rows = np.arange(mask.shape[0])[:, None]
-    mask[:, span] = np.where(rows < edge[None, :], 0, mask[:, span])
+    deepest = int(np.clip(edge.max(), 0, mask.shape[0]))  # only rows above the arc change
+    if deepest == 0:
+        return
+    rows = np.arange(deepest)[:, None]
+    mask[:deepest, span] = np.where(rows < edge[None, :], 0, mask[:deepest, span])
 
 
 def patch_cover(mask: np.ndarray, grid: int) -> np.ndarray:

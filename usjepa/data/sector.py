@@ -41,17 +41,29 @@ def sector_mask(
             f"sector angles {angles} must rise from left to right within (-180, 180) and "
             f"radii {radii} must satisfy 0 <= inner < outer"
         )
+    # only pixels within ``outer`` of the apex can be inside: test that box alone
+    result = np.zeros(shape, np.uint8)
+    y0, y1 = (
+        max(0, int(np.floor(apex[1] - outer))),
+        min(shape[0], int(np.ceil(apex[1] + outer)) + 1),
+    )
+    x0, x1 = (
+        max(0, int(np.floor(apex[0] - outer))),
+        min(shape[1], int(np.ceil(apex[0] + outer)) + 1),
+    )
+    if y0 >= y1 or x0 >= x1:
+        return result
     # pixel centres tested exactly, by cross products with the two edge directions
     # (direction (sin a, cos a) for an angle a from straight down)
-    dx = np.arange(shape[1], dtype=np.float64)[None, :] - apex[0]
-    dy = np.arange(shape[0], dtype=np.float64)[:, None] - apex[1]
+    dx = np.arange(x0, x1, dtype=np.float64)[None, :] - apex[0]
+    dy = np.arange(y0, y1, dtype=np.float64)[:, None] - apex[1]
     (sl, cl), (sr, cr) = [(np.sin(np.radians(a)), np.cos(np.radians(a))) for a in (left, right)]
     past_left = sl * dy - cl * dx <= 1e-9  # right of the left edge (on it counts)
     before_right = dx * cr - dy * sr <= 1e-9  # left of the right edge
     wedge = past_left & before_right if right - left <= 180 else past_left | before_right
     dist2 = dx * dx + dy * dy
     inside = wedge & (dist2 >= inner * inner) & (dist2 <= outer * outer)
-    result: np.ndarray = inside.astype(np.uint8) * 255
+    result[y0:y1, x0:x1] = inside.astype(np.uint8) * 255
     return result
 
 
