@@ -1,0 +1,41 @@
+"""The scan-region summary says, unrounded, which rows hold the bar."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.data import scan_region as sr
+
+
+def _run(path: Path, rows: dict[str, list[float]]) -> None:
+    frame = pd.DataFrame(
+        [{"type": kind, "frame": str(i), "iou": v, "iou_baseline": 0.5}
+         for kind, values in rows.items() for i, v in enumerate(values)]
+    )  # fmt: skip
+    frame["fps"], frame["fps_baseline"] = 700.0, 350.0
+    frame.to_csv(path, index=False)
+
+
+def test_a_row_that_rounds_to_the_bar_but_misses_it_says_so(tmp_path):
+    _run(
+        tmp_path / "scan_region_before.csv",
+        {"synthetic convex": [0.90, 0.91], "screen": [0.99, 0.99]},
+    )
+    _run(
+        tmp_path / "scan_region_bars.csv",
+        {
+            "synthetic convex": [0.96, 0.97],
+            "screen": [0.9497, 0.9497],  # prints as 0.950
+            f"screen, {sr.NO_FLAT}": [0.2, 0.3],
+        },
+    )
+    sr.write_summary(tmp_path)
+    table = {
+        line.split(" | ")[0].lstrip("| "): line.rstrip(" |").split(" | ")[-1]
+        for line in (tmp_path / "scan_region.md").read_text().splitlines()
+        if line.startswith("| ") and not line.startswith("| image type")
+    }
+    assert table["synthetic convex"] == "yes"  # the latest run decides, not the first
+    assert table["screen"] == "no (0.9497)"
+    assert table[f"screen, {sr.NO_FLAT}"] == "-"  # an ablation has no bar
+    assert "p5 >= 0.95 (bars)" in (tmp_path / "scan_region.md").read_text()
