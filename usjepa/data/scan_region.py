@@ -18,11 +18,14 @@ image. So:
    region (a ramp: one grey level across each row) is cut off at that side; the hull
    below spans the component within one stroke of that core, so a sector's narrow apex
    stays;
-3. its convex hull; where the frame cuts a fan's top flat and no face is in view, together
+3. its convex hull; where the frame cuts a fan's top flat, or a straight top half the
+   region's width wide does (an image's border inside a screen; not for a rectangle,
+   which has no side to restore), and no face is in view, together
    with the hull mirrored about the probe's axis (the middle of that top edge): scanners
    display fans symmetric, so a side lost to a rib shadow is restored from the other
    side (edges the frame's border makes are not mirrored, nothing mirrored passes a
-   vertical side, which is an image border inside a screen, and a fan whose face is in
+   vertical side, which is an image border inside a screen, even with a depth ruler's
+   ticks standing beyond it, and a fan whose face is in
    view keeps its own sides: some are steered, their sides at unequal angles); a hull
    whose top spans the frame's width is a frame cropped to a linear array's image:
    everything below its top edge, down to the frame's bottom where that is reached or
@@ -121,6 +124,10 @@ def detect_scan_region(
 #: took dim, interpolated tissue in composited screens)
 FLAT_LEVEL = 24
 FLAT_SPREAD = 0
+#: a region's top cut by a straight row at least this share of its width wide is cut by
+#: an image's border (a face is curved, a sector's top narrow): inside a screen, where the
+#: frame's own top edge is not that border, a fan cut so is mirrored too
+FLAT_TOP = 0.5
 
 
 def _flat_areas(frame: np.ndarray, stroke: int | None) -> np.ndarray:
@@ -225,7 +232,12 @@ def _region(
     own = points  # before mirroring: a steered sector is not symmetric
     arc = _face_arc(core, tol=0.02 * h)
     top = points[:, 1].min()
-    if symmetric and (arc is None or not arc[2]) and top <= grow + 1:
+    at_top = points[points[:, 1] == top, 0]
+    cut_flat = top <= grow + 1 or (
+        at_top.max() - at_top.min() >= FLAT_TOP * (points[:, 0].max() - points[:, 0].min())
+        and not _boxed(points, h, k)  # a rectangle has no side to restore
+    )
+    if symmetric and (arc is None or not arc[2]) and cut_flat:
         # a fan whose top the frame cuts flat: no face in view to give its shape
         face = points[points[:, 1] <= top + max(2, int(0.03 * h)), 0]
         axis = (int(face.min()) + int(face.max())) / 2.0
@@ -238,7 +250,7 @@ def _region(
         points = np.concatenate([points, mirrored])
     cv2.fillConvexPoly(mask, cv2.convexHull(points.astype(np.int32)), 255)
     if len(points) > len(own):  # mirrored: nothing past a side an image border cut straight
-        _clip_to_straight_sides(mask, own, h)
+        _clip_to_straight_sides(mask, own, h, k)
     rows = np.flatnonzero(mask.any(1))
     first = mask[rows[0]] > 0
     if first[: k // 2 + 1].any() and first[-(k // 2 + 1) :].any() and _deep(rows[-1], h, k, frame):
@@ -349,19 +361,38 @@ def _cut_glued_bar(
     return False
 
 
-def _clip_to_straight_sides(mask: np.ndarray, own: np.ndarray, h: int) -> None:
+def _boxed(points: np.ndarray, h: int, k: int) -> bool:
+    """Whether an outline has vertical sides near both its extremes (within two strokes:
+    a ruler's ticks may stand beyond one): a rectangle, a linear array's image or one
+    cropped left and right."""
+    sides = _vertical_sides(points, h)[0]
+    x = points[:, 0]
+    near = 2 * k
+    return len(sides) >= 2 and sides[0] - x.min() <= near and x.max() - sides[-1] <= near
+
+
+def _clip_to_straight_sides(mask: np.ndarray, own: np.ndarray, h: int, k: int) -> None:
     """Clear what lies beyond a vertical side of the outline ``own`` (in place). A fan's
     sides slant; a vertical one is the border of the image it was cropped to (inside a
     screen, a border the frame's own edges do not show), and a mirrored side must not
-    cross it."""
-    x, y = own[:, 0], own[:, 1]
-    for edge, left in ((int(x.min()), True), (int(x.max()), False)):
-        on = y[np.abs(x - edge) <= 1]
-        if len(on) >= 2 and on.max() - on.min() >= 0.1 * h:
-            if left:
-                mask[:, :edge] = 0
-            else:
-                mask[:, edge + 1 :] = 0
+    cross it. The outermost vertical side on each hand counts when it lies within two
+    strokes of the outline's extreme (a depth ruler's ticks may stand beyond it)."""
+    x = own[:, 0]
+    sides, xs, ys, ye = _vertical_sides(own, h)
+    if not sides:
+        return
+
+    def length(side: int) -> int:  # rows the side spans, within a column of it
+        near = np.abs(xs - side) <= 1
+        return int(np.abs(ye[near] - ys[near]).sum())
+
+    # at the outline's extreme, or a long side within two strokes of it
+    past = sides[0] - int(x.min())
+    if past <= 1 or (past <= 2 * k and length(sides[0]) >= 0.5 * h):
+        mask[:, : max(0, sides[0] - 1)] = 0
+    past = int(x.max()) - sides[-1]
+    if past <= 1 or (past <= 2 * k and length(sides[-1]) >= 0.5 * h):
+        mask[:, sides[-1] + 2 :] = 0
 
 
 def _deep(bottom: int, h: int, k: int, frame: np.ndarray | None) -> bool:
