@@ -327,9 +327,9 @@ def _cut_glued_bar(
 ) -> bool:
     """Cut a grey-scale or colour bar drawn against a vertical side of the region off at
     that side (``region`` in place); whether one was. The outline ``points`` (runs
-    compressed to their ends) holds vertical sides as pairs of points in one column a
-    tenth of the frame's height apart. A second vertical side further out, at most two
-    strokes away, bounds a strip; when most of the strip's rows are one grey level across,
+    compressed to their ends) holds vertical sides where its near-vertical steps add up
+    to a tenth of the frame's height in one column. A second vertical side further out,
+    at most two strokes away, bounds a strip; when most of the strip's rows are one grey level across,
     above dark, at many levels down the strip (a drawn ramp; scan data varies along every
     row, tick marks are drawn at one level), the strip is a bar. A strip at the frame's
     edge has no image beside it to cut back to and stays."""
