@@ -329,10 +329,10 @@ def _cut_glued_bar(
     that side (``region`` in place); whether one was. The outline ``points`` (runs
     compressed to their ends) holds vertical sides where its near-vertical steps add up
     to a tenth of the frame's height in one column. A second vertical side further out,
-    at most two strokes away, bounds a strip; when most of the strip's rows are one grey level across,
-    above dark, at many levels down the strip (a drawn ramp; scan data varies along every
-    row, tick marks are drawn at one level), the strip is a bar. A strip at the frame's
-    edge has no image beside it to cut back to and stays."""
+    at most two strokes away, bounds a strip; when most of the strip's rows are one grey
+    level across, above dark, at many levels down the strip (a drawn ramp; scan data
+    varies along every row, tick marks are drawn at one level), the strip is a bar. A
+    strip at the frame's edge has no image beside it to cut back to and stays."""
     h, w = region.shape
     peaks, xs, ys, ye = _vertical_sides(points, h)
     if len(peaks) < 2:
