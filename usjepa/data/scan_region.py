@@ -51,6 +51,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from usjepa.data.outline import (
+    boxed,
+    clip_to_straight_sides,
+    cut_above_face,
+    face_arc,
+    outline_points,
+    vertical_sides,
+)
 from usjepa.data.sector import complete_sector, sector_mask
 
 __all__ = [
@@ -227,18 +235,20 @@ def _region(
     # a vertical side inside the frame (an image's border within a screen) may have a
     # bar drawn against it; the component's own outline shows the bar's whole edge
     if frame is not None and _bar_may_be_glued(points, h, w, k, grow):
-        if _cut_glued_bar(component, _outline(component), k, grow, frame):
+        if _cut_glued_bar(component, outline_points(component), k, grow, frame):
             core, points = _core_outline(component, k)
     own = points  # before mirroring: a steered sector is not symmetric
-    arc = _face_arc(core, tol=0.02 * h)
+    arc = face_arc(core, tol=0.02 * h)
     top = points[:, 1].min()
     at_top = points[points[:, 1] == top, 0]
-    cut_flat = top <= grow + 1 or (
-        at_top.max() - at_top.min() >= FLAT_TOP * (points[:, 0].max() - points[:, 0].min())
-        and not _boxed(points, h, k)  # a rectangle has no side to restore
-    )
+    sides = None  # the outline's vertical sides, found where they are needed
+    cut_flat = top <= grow + 1
+    if not cut_flat and at_top.max() - at_top.min() >= FLAT_TOP * np.ptp(points[:, 0]):
+        sides = vertical_sides(points, h)
+        cut_flat = not boxed(points, sides, k)  # a rectangle has no side to restore
     if symmetric and (arc is None or not arc[2]) and cut_flat:
-        # a fan whose top the frame cuts flat: no face in view to give its shape
+        # a fan whose top the frame or its image's border cuts flat: no face in view to
+        # give its shape
         face = points[points[:, 1] <= top + max(2, int(0.03 * h)), 0]
         axis = (int(face.min()) + int(face.max())) / 2.0
         # the region's own edges only: where the frame's border cuts it is no edge to
@@ -250,7 +260,7 @@ def _region(
         points = np.concatenate([points, mirrored])
     cv2.fillConvexPoly(mask, cv2.convexHull(points.astype(np.int32)), 255)
     if len(points) > len(own):  # mirrored: nothing past a side an image border cut straight
-        _clip_to_straight_sides(mask, own, h, k)
+        clip_to_straight_sides(mask, own, sides or vertical_sides(own, h), h, k)
     rows = np.flatnonzero(mask.any(1))
     first = mask[rows[0]] > 0
     if first[: k // 2 + 1].any() and first[-(k // 2 + 1) :].any() and _deep(rows[-1], h, k, frame):
@@ -259,17 +269,10 @@ def _region(
         mask[rows[0] :] = 255
         return mask if grow <= 0 else np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
     if not complete_sector(mask, own) and arc is not None:
-        _cut_above_face(mask, arc[0], arc[1])
+        cut_above_face(mask, arc[0], arc[1])
     if grow > 0:  # the blur spread the region by about half its width on every side
         mask = np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
     return mask
-
-
-def _outline(region: np.ndarray) -> np.ndarray:
-    """``[N, 2]`` points (x, y) of the outer outlines of a 0/255 map, runs compressed to
-    their ends."""
-    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return np.concatenate(contours).reshape(-1, 2)
 
 
 def _core_outline(component: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -280,14 +283,15 @@ def _core_outline(component: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
     if not core.any():  # a region narrower than the wide kernel: keep it as it is
         core = component
     support = cv2.bitwise_and(component, cv2.dilate(core, _square(k)))
-    return core, _outline(support)
+    return core, outline_points(support)
 
 
 def _bar_may_be_glued(points: np.ndarray, h: int, w: int, k: int, margin: int) -> bool:
     """Whether an outline holds a straight vertical side (one step of the compressed
     outline a twentieth of the frame's height long) more than ``margin`` px inside the
     frame, with the outline's extreme on that side 3 px to two strokes beyond it: room
-    for a bar drawn against it."""
+    for a bar drawn against it. A gate on every frame, so only exact single steps count
+    (cheaper than :func:`vertical_sides`, which the check behind the gate uses)."""
     x, y = points[:, 0], points[:, 1]
     nx, ny = np.concatenate((x[1:], x[:1])), np.concatenate((y[1:], y[:1]))  # each next point
     step = (x == nx) & (np.abs(y - ny) >= 0.05 * h) & (x > margin) & (x < w - 1 - margin)
@@ -296,30 +300,6 @@ def _bar_may_be_glued(points: np.ndarray, h: int, w: int, k: int, margin: int) -
     sides = x[step]
     past = np.concatenate([sides - x.min(), x.max() - sides])
     return bool(((past >= 3) & (past <= 2 * k)).any())
-
-
-def _vertical_sides(
-    points: np.ndarray, h: int
-) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
-    """The columns of an outline's vertical sides, left to right: where its near-vertical
-    steps (within a column) add up to a tenth of the frame's height, within one column;
-    with the steps' columns and their first and last rows."""
-    after = np.roll(points, -1, axis=0)
-    step = (np.abs(points[:, 0] - after[:, 0]) <= 1) & (points[:, 1] != after[:, 1])
-    xs, ys, ye = points[step, 0], points[step, 1], after[step, 1]
-    if not len(xs):
-        return [], xs, ys, ye
-    length = np.bincount(xs, weights=np.abs(ye - ys))
-    near = np.convolve(length, np.ones(3), "same")
-    sides = np.flatnonzero(near >= 0.1 * h)
-    if not len(sides):
-        return [], xs, ys, ye
-    bounds = np.flatnonzero(np.diff(sides) > 1) + 1
-    peaks = [
-        int(sides[a] + near[sides[a] : sides[b - 1] + 1].argmax())
-        for a, b in zip([0, *bounds], [*bounds, len(sides)])
-    ]
-    return peaks, xs, ys, ye
 
 
 def _cut_glued_bar(
@@ -334,7 +314,7 @@ def _cut_glued_bar(
     varies along every row, tick marks are drawn at one level), the strip is a bar. A
     strip at the frame's edge has no image beside it to cut back to and stays."""
     h, w = region.shape
-    peaks, xs, ys, ye = _vertical_sides(points, h)
+    peaks, xs, ys, ye = vertical_sides(points, h)
     if len(peaks) < 2:
         return False
     left, right = int(points[:, 0].min()), int(points[:, 0].max())
@@ -361,40 +341,6 @@ def _cut_glued_bar(
     return False
 
 
-def _boxed(points: np.ndarray, h: int, k: int) -> bool:
-    """Whether an outline has vertical sides near both its extremes (within two strokes:
-    a ruler's ticks may stand beyond one): a rectangle, a linear array's image or one
-    cropped left and right."""
-    sides = _vertical_sides(points, h)[0]
-    x = points[:, 0]
-    near = 2 * k
-    return len(sides) >= 2 and sides[0] - x.min() <= near and x.max() - sides[-1] <= near
-
-
-def _clip_to_straight_sides(mask: np.ndarray, own: np.ndarray, h: int, k: int) -> None:
-    """Clear what lies beyond a vertical side of the outline ``own`` (in place). A fan's
-    sides slant; a vertical one is the border of the image it was cropped to (inside a
-    screen, a border the frame's own edges do not show), and a mirrored side must not
-    cross it. The outermost vertical side on each hand counts when it lies within two
-    strokes of the outline's extreme (a depth ruler's ticks may stand beyond it)."""
-    x = own[:, 0]
-    sides, xs, ys, ye = _vertical_sides(own, h)
-    if not sides:
-        return
-
-    def length(side: int) -> int:  # rows the side spans, within a column of it
-        near = np.abs(xs - side) <= 1
-        return int(np.abs(ye[near] - ys[near]).sum())
-
-    # at the outline's extreme, or a long side within two strokes of it
-    past = sides[0] - int(x.min())
-    if past <= 1 or (past <= 2 * k and length(sides[0]) >= 0.5 * h):
-        mask[:, : max(0, sides[0] - 1)] = 0
-    past = int(x.max()) - sides[-1]
-    if past <= 1 or (past <= 2 * k and length(sides[-1]) >= 0.5 * h):
-        mask[:, sides[-1] + 2 :] = 0
-
-
 def _deep(bottom: int, h: int, k: int, frame: np.ndarray | None) -> bool:
     """Whether a region ending at row ``bottom`` reaches the frame's bottom: within a
     stroke of it, or with only live rows below (nearly every pixel above 0: scan data,
@@ -410,68 +356,6 @@ def _within(part: np.ndarray, columns: np.ndarray) -> bool:
     """Whether most of ``part``'s columns are among ``columns`` (bool per image column)."""
     mine = part.any(0)
     return bool((mine & columns).sum() >= 0.5 * mine.sum())
-
-
-def _face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, bool] | None:
-    """A convex probe's face: the concave arc along the region's top edge.
-
-    The face is the longest run of columns where the top edge is shallow (rising at most
-    one row per column; a fan's sides are steeper); columns where the frame's top row cuts
-    the arc off are part of the run but not of the fit. A robust quadratic is fitted to
-    the rest (columns whose edge a dark near field pushes down trimmed once).
-
-    Returns:
-        ``(columns, quadratic, curved)``: the run's columns, the quadratic's
-        coefficients (``np.polyfit`` order), and whether the arc is a face in view (its
-        deepest point within the run, sagging at least ``tol`` and 3 px below its ends;
-        a nearly flat top is no face to read the fan's shape from); None where the top
-        edge holds no concave arc (a linear, cropped or phased top).
-    """
-    present = np.flatnonzero(cv2.reduce(core, 0, cv2.REDUCE_MAX)[0])
-    if len(present) < 8:
-        return None
-    top = core[:, present].argmax(0).astype(np.float64)  # each column's first row
-    slope = np.empty_like(top)  # np.gradient's central differences, without its overhead
-    slope[1:-1] = (top[2:] - top[:-2]) / 2.0
-    slope[0], slope[-1] = top[1] - top[0], top[-1] - top[-2]
-    slope = np.abs(slope)
-    smooth = np.convolve(slope, np.ones(5) / 5, mode="same")
-    shallow = (smooth <= 1.0) & np.concatenate([[True], np.diff(present) == 1])
-    # the longest run of shallow, adjacent columns
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], shallow.astype(np.int8), [0]])))
-    starts, ends = edges[::2], edges[1::2]
-    if not len(starts):
-        return None
-    longest = int(np.argmax(ends - starts))
-    lo, hi = starts[longest], ends[longest]
-    if hi - lo < max(8, 0.15 * len(present)):
-        return None
-    x, y = present[lo:hi].astype(np.float64), top[lo:hi]
-    fit = y > 0  # the frame's top row: an arc cut off there
-    if fit.sum() < 8:
-        return None
-    x_fit, y_fit = x[fit], y[fit]
-    coef = np.polyfit(x_fit, y_fit, 2)
-    keep = y_fit <= np.polyval(coef, x_fit) + tol
-    if 8 <= keep.sum() < len(x_fit):
-        coef = np.polyfit(x_fit[keep], y_fit[keep], 2)
-    if coef[0] >= 0:  # not an arc bulging into the image
-        return None
-    deepest = float(-coef[1] / (2 * coef[0]))
-    sag = np.polyval(coef, deepest) - np.polyval(coef, np.array([x[0], x[-1]])).min()
-    curved = bool(x[0] <= deepest <= x[-1] and sag >= max(3.0, tol))
-    return np.arange(present[lo], present[hi - 1] + 1), coef, curved
-
-
-def _cut_above_face(mask: np.ndarray, span: np.ndarray, coef: np.ndarray) -> None:
-    """Clear what lies above a convex probe's face (in place): in the face's columns
-    ``span``, every row above the quadratic ``coef`` fitted to it."""
-    edge = np.floor(np.polyval(coef, span)).astype(np.int64) - 1
-    deepest = int(np.clip(edge.max(), 0, mask.shape[0]))  # only rows above the arc change
-    if deepest == 0:
-        return
-    rows = np.arange(deepest)[:, None]
-    mask[:deepest, span] = np.where(rows < edge[None, :], 0, mask[:deepest, span])
 
 
 def patch_cover(mask: np.ndarray, grid: int) -> np.ndarray:

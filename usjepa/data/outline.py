@@ -1,0 +1,162 @@
+"""A scan region's outline: the straight sides an image's borders leave, and a convex
+probe's face.
+
+The scan-region detector (:mod:`usjepa.data.scan_region`) reads the acquisition's
+geometry from the outline of the signal it finds. Two shapes in that outline carry
+meaning. A vertical side is the border of the image a scan was cropped to (a fan's and a
+sector's sides slant), also inside a screen, where the frame's own edges do not show it.
+A concave arc along the top edge is a convex probe's face. This module finds both and
+applies them to a mask; :mod:`usjepa.data.sector` does the same for a phased array's
+sector.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "VerticalSides",
+    "boxed",
+    "clip_to_straight_sides",
+    "cut_above_face",
+    "face_arc",
+    "outline_points",
+    "vertical_sides",
+]
+
+
+def outline_points(region: np.ndarray) -> np.ndarray:
+    """``[N, 2]`` points (x, y) of the outer outlines of a 0/255 map, runs compressed to
+    their ends."""
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return np.concatenate(contours).reshape(-1, 2)
+
+
+class VerticalSides(NamedTuple):
+    """An outline's vertical sides: ``columns``, left to right, and the near-vertical
+    steps they are made of (each step's column ``xs``, first row ``ys`` and last ``ye``)."""
+
+    columns: list[int]
+    xs: np.ndarray
+    ys: np.ndarray
+    ye: np.ndarray
+
+    def length(self, column: int) -> int:
+        """Rows the side at ``column`` spans, within a column of it."""
+        near = np.abs(self.xs - column) <= 1
+        return int(np.abs(self.ye[near] - self.ys[near]).sum())
+
+
+def vertical_sides(points: np.ndarray, h: int) -> VerticalSides:
+    """The vertical sides of an outline (:func:`outline_points`): where its near-vertical
+    steps (within a column) add up to a tenth of the frame's height ``h``, within one
+    column; each side at its most frequent column."""
+    after = np.roll(points, -1, axis=0)
+    step = (np.abs(points[:, 0] - after[:, 0]) <= 1) & (points[:, 1] != after[:, 1])
+    xs, ys, ye = points[step, 0], points[step, 1], after[step, 1]
+    if not len(xs):
+        return VerticalSides([], xs, ys, ye)
+    length = np.bincount(xs, weights=np.abs(ye - ys))
+    near = np.convolve(length, np.ones(3), "same")
+    sides = np.flatnonzero(near >= 0.1 * h)
+    if not len(sides):
+        return VerticalSides([], xs, ys, ye)
+    bounds = np.flatnonzero(np.diff(sides) > 1) + 1
+    columns = [
+        int(sides[a] + near[sides[a] : sides[b - 1] + 1].argmax())
+        for a, b in zip([0, *bounds], [*bounds, len(sides)])
+    ]
+    return VerticalSides(columns, xs, ys, ye)
+
+
+def boxed(points: np.ndarray, sides: VerticalSides, k: int) -> bool:
+    """Whether an outline has vertical sides near both its extremes (within two strokes
+    ``k``: a ruler's ticks may stand beyond one): a rectangle, a linear array's image or
+    one cropped left and right."""
+    columns, x = sides.columns, points[:, 0]
+    near = 2 * k
+    return len(columns) >= 2 and columns[0] - x.min() <= near and x.max() - columns[-1] <= near
+
+
+def clip_to_straight_sides(
+    mask: np.ndarray, own: np.ndarray, sides: VerticalSides, h: int, k: int
+) -> None:
+    """Clear what lies beyond a vertical side of the outline ``own`` (in place), so that a
+    side mirrored from the other one does not cross an image's border. The outermost
+    vertical side on each hand counts at the outline's extreme, or when it is long (half
+    the frame's height) and within two strokes ``k`` of it (a depth ruler's ticks may
+    stand beyond it)."""
+    columns, x = sides.columns, own[:, 0]
+    if not columns:
+        return
+    past = columns[0] - int(x.min())
+    if past <= 1 or (past <= 2 * k and sides.length(columns[0]) >= 0.5 * h):
+        mask[:, : max(0, columns[0] - 1)] = 0
+    past = int(x.max()) - columns[-1]
+    if past <= 1 or (past <= 2 * k and sides.length(columns[-1]) >= 0.5 * h):
+        mask[:, columns[-1] + 2 :] = 0
+
+
+def face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """A convex probe's face: the concave arc along the top edge of the 0/255 ``core``.
+
+    The face is the longest run of columns where the top edge is shallow (rising at most
+    one row per column; a fan's sides are steeper); columns where the frame's top row cuts
+    the arc off are part of the run but not of the fit. A robust quadratic is fitted to
+    the rest (columns whose edge a dark near field pushes down trimmed once).
+
+    Returns:
+        ``(columns, quadratic, curved)``: the run's columns, the quadratic's
+        coefficients (``np.polyfit`` order), and whether the arc is a face in view (its
+        deepest point within the run, sagging at least ``tol`` and 3 px below its ends;
+        a nearly flat top is no face to read the fan's shape from); None where the top
+        edge holds no concave arc (a linear, cropped or phased top).
+    """
+    present = np.flatnonzero(cv2.reduce(core, 0, cv2.REDUCE_MAX)[0])
+    if len(present) < 8:
+        return None
+    top = core[:, present].argmax(0).astype(np.float64)  # each column's first row
+    slope = np.empty_like(top)  # np.gradient's central differences, without its overhead
+    slope[1:-1] = (top[2:] - top[:-2]) / 2.0
+    slope[0], slope[-1] = top[1] - top[0], top[-1] - top[-2]
+    slope = np.abs(slope)
+    smooth = np.convolve(slope, np.ones(5) / 5, mode="same")
+    shallow = (smooth <= 1.0) & np.concatenate([[True], np.diff(present) == 1])
+    # the longest run of shallow, adjacent columns
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], shallow.astype(np.int8), [0]])))
+    starts, ends = edges[::2], edges[1::2]
+    if not len(starts):
+        return None
+    longest = int(np.argmax(ends - starts))
+    lo, hi = starts[longest], ends[longest]
+    if hi - lo < max(8, 0.15 * len(present)):
+        return None
+    x, y = present[lo:hi].astype(np.float64), top[lo:hi]
+    fit = y > 0  # the frame's top row: an arc cut off there
+    if fit.sum() < 8:
+        return None
+    x_fit, y_fit = x[fit], y[fit]
+    coef = np.polyfit(x_fit, y_fit, 2)
+    keep = y_fit <= np.polyval(coef, x_fit) + tol
+    if 8 <= keep.sum() < len(x_fit):
+        coef = np.polyfit(x_fit[keep], y_fit[keep], 2)
+    if coef[0] >= 0:  # not an arc bulging into the image
+        return None
+    deepest = float(-coef[1] / (2 * coef[0]))
+    sag = np.polyval(coef, deepest) - np.polyval(coef, np.array([x[0], x[-1]])).min()
+    curved = bool(x[0] <= deepest <= x[-1] and sag >= max(3.0, tol))
+    return np.arange(present[lo], present[hi - 1] + 1), coef, curved
+
+
+def cut_above_face(mask: np.ndarray, span: np.ndarray, coef: np.ndarray) -> None:
+    """Clear what lies above a convex probe's face (in place): in the face's columns
+    ``span``, every row above the quadratic ``coef`` fitted to it (:func:`face_arc`)."""
+    edge = np.floor(np.polyval(coef, span)).astype(np.int64) - 1
+    deepest = int(np.clip(edge.max(), 0, mask.shape[0]))  # only rows above the arc change
+    if deepest == 0:
+        return
+    rows = np.arange(deepest)[:, None]
+    mask[:deepest, span] = np.where(rows < edge[None, :], 0, mask[:deepest, span])
