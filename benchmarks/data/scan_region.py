@@ -47,7 +47,9 @@ not committed), 16 frames per clip spread over it, resized to 256 x 256 like the
 fixtures, against the clip's drawn mask: plain, and composited into each layout with an
 interface that stays put. Scored with the clip detector and with the previous one
 (temporal standard deviation above 2 as the signal), and with the single-frame detector
-on the clip's first frame.
+on the clip's first frame. Their cost: CPU milliseconds per clip through the clip detector
+(``usjepa data build`` detects a video once, on the clip), against the single-frame
+detector on every frame of them, in interleaved rounds.
 
 ``--tag`` names the run (``before`` / ``after`` a change); ``scan_region.md`` shows every
 tag whose CSV is in the results folder, side by side. Writes
@@ -66,6 +68,15 @@ import pandas as pd
 import torch
 
 from benchmarks.common import record_env, results_dir
+from benchmarks.data.scan_region_report import (
+    BUSI,
+    NO_FLAT,
+    PHASED,
+    PHASED_HAND,
+    SCREEN,
+    STRETCHED,
+    write_summary,
+)
 from usjepa.data.ingest.builder import resize_short
 from usjepa.data.scan_region import (
     _region,
@@ -79,30 +90,10 @@ from usjepa.data.synthetic.geometry import GEOMETRY_KINDS
 from usjepa.data.synthetic.screens import LAYOUTS, compose_screen
 
 ROOT = Path(__file__).resolve().parents[2]
-BUSI = "real breast_cropped (BUSI): share kept"
 REAL = ROOT / "tests/fixtures/real_scans"
 FETAL = ROOT / "tests/fixtures/fetal_hc18"  # convex abdominal: fetal heads (HC18)
 SECTORS = ROOT / "benchmarks/data/tte47_sectors.csv"
 HAND = ROOT / "benchmarks/data/tte47_sectors_hand.csv"  # four of them placed by hand
-PHASED = "real phased_sector (TTE47 gallery)"
-PHASED_HAND = "real phased_sector, hand-placed sectors"
-STRETCHED = "stretched to a square"
-SCREEN = "real frame on a composited screen:"
-NO_FLAT = "flat fill kept (the previous detector)"
-#: what each recorded run measured (earlier runs' CSVs and descriptions are in git history)
-TAGS = {
-    "before": "the intensity-based detector",
-    "flat_top": "the current detector: the convex hull of the signal (from two grey levels "
-    "above the frame's black) with a screen's flat fill (header bands, panels, app bars, "
-    "buttons) left out; a phased array's sector fitted and redrawn, a colour bar beside "
-    "the region left out, and one drawn against a vertical side of it cut off there; a "
-    "convex face cut along its arc (found as the longest shallow run of the region's top "
-    "edge); a fan mirrored only where the frame, or a straight top half the region's "
-    "width wide (an image border inside a screen; not for a rectangle), cuts its top flat, "
-    "and not past a vertical side of the region (an image border inside a screen), even "
-    "with a ruler's ticks beyond it; "
-    "clips detected on their peak projection with the pixels that never change blacked out",
-}
 
 
 def baseline(frame: np.ndarray) -> np.ndarray:
@@ -166,8 +157,10 @@ def main() -> None:
         grey, mask = _on_screen([image], truth, layout, i)
         rows.append(_score(f"{SCREEN} {layout}", f"{geometry}/{i}", grey[0], mask))
         rows.append(_score(f"{SCREEN} {layout}, {NO_FLAT}", str(i), grey[0], mask, flat=False))
+    stacks: list[np.ndarray] = []
     if ns.clips is not None:
-        rows += clip_rows(Path(ns.clips))
+        clip_table, stacks = clip_rows(Path(ns.clips))
+        rows += clip_table
     if ns.phased is not None:
         folder = Path(ns.phased)
         for image, truth, name, _ in phased_frames(folder, ns.size):
@@ -197,6 +190,9 @@ def main() -> None:
         [detect_scan_region, baseline, lambda f: detect_scan_region(f, flat=False)], sample
     )
     table["fps"], table["fps_baseline"], table["fps_no_flat"] = fps, fps_base, fps_no_flat
+    if stacks:
+        table["clip_frames"] = len(stacks[0])
+        table["clip_ms"], table["clip_fps"], table["clip_single_fps"] = clip_speed(stacks)
     out = Path(ns.out)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / f"scan_region_{ns.tag}.csv", index=False)
@@ -308,13 +304,33 @@ def _previous_clip_detector(frames: np.ndarray) -> np.ndarray:
     return _region(np.where(std > 2.0, 255, 0).astype(np.uint8), None, 2, True)
 
 
-def clip_rows(folder: Path, per_clip: int = 16) -> list[dict]:
-    """Rows for the fixture clips whose videos lie under ``folder``."""
+def clip_speed(stacks: list[np.ndarray], rounds: int = 5) -> tuple[float, float, float]:
+    """The clip path's cost, one core: CPU milliseconds per clip, and frames of those clips
+    per CPU second through the clip detector and through the single-frame detector (as
+    ``usjepa data build`` runs one or the other on a video); interleaved rounds, median."""
+    frames = [f for stack in stacks for f in stack]
+    per_clip, per_frame = [], []
+    for _ in range(rounds):
+        start = time.process_time()
+        for stack in stacks:
+            detect_scan_region_clip(stack)
+        per_clip.append((time.process_time() - start) / len(stacks))
+        start = time.process_time()
+        for f in frames:
+            detect_scan_region(f)
+        per_frame.append((time.process_time() - start) / len(frames))
+    clip_s, frame_s = float(np.median(per_clip)), float(np.median(per_frame))
+    return 1000 * clip_s, len(frames) / len(stacks) / clip_s, 1.0 / frame_s
+
+
+def clip_rows(folder: Path, per_clip: int = 16) -> tuple[list[dict], list[np.ndarray]]:
+    """Rows for the fixture clips whose videos lie under ``folder``, and the clips scored
+    (``[T, H, W]``, plain and on each screen)."""
     videos = {
         p.stem: p for p in folder.rglob("*") if p.suffix.lower() in (".mp4", ".avi", ".mov", ".gif")
     }
     index = pd.read_csv(REAL / "index.csv")
-    rows = []
+    rows, stacks = [], []
     for clip, group in index.groupby("clip", sort=True):
         if clip not in videos:
             continue
@@ -337,6 +353,7 @@ def clip_rows(folder: Path, per_clip: int = 16) -> list[dict]:
             else:
                 clip_frames, mask = _on_screen(frames, truth, layout, 7)
             stack = np.stack(clip_frames)
+            stacks.append(stack)
             kind = "real clip, 16 frames" + ("" if layout == "plain" else f", {SCREEN} {layout}")
             rows.append(
                 {
@@ -348,126 +365,7 @@ def clip_rows(folder: Path, per_clip: int = 16) -> list[dict]:
                     "iou_baseline": iou(baseline(stack[0]), mask),
                 }
             )
-    return rows
-
-
-#: the issue's bar on every image type: IoU at the 5th percentile
-BAR = 0.95
-
-
-def _meets(run: pd.DataFrame, kind: str) -> str:
-    """Whether ``run`` holds the bar on ``kind``, unrounded (a p5 of 0.9497 prints as
-    0.950 and misses it); ``-`` for an ablation or a type the run did not measure."""
-    iou = run[run["type"] == kind]["iou"]
-    if NO_FLAT in kind or not len(iou):
-        return "-"
-    p5 = float(iou.quantile(0.05))
-    return "yes" if p5 >= BAR else f"no ({p5:.4f})"
-
-
-def write_summary(out: Path) -> None:
-    """``scan_region.md``: every tagged run side by side, IoU p5 / mean per type."""
-    runs = {
-        p.stem.removeprefix("scan_region_"): pd.read_csv(p)
-        for p in sorted(out.glob("scan_region_*.csv"))
-    }
-    order = list(TAGS)  # the order the runs were made in, then any others
-    tags = sorted(runs, key=lambda t: (order.index(t) if t in order else len(order), t))
-    lines = [
-        "# Scan-region detection per image type",
-        "",
-        "Runs: " + "; ".join(f"`{t}`: {TAGS.get(t, 'a run of this script')}" for t in tags) + ".",
-        "",
-        "IoU against ground truth: real frames from `tests/fixtures/real_scans` and "
-        "`tests/fixtures/fetal_hc18` (masks we drew, see their SOURCE.md), real "
-        "phased-array cardiac frames from the TTE47 gallery "
-        "(not committed; sectors we drew, `benchmarks/data/tte47_sectors.csv`, see "
-        "`benchmarks/data/README.md`; four of them also against sectors placed by hand; rows "
-        "present only in runs given `--phased`), "
-        "synthetic frames against the generator's analytic mask. "
-        "p5 is the 5th percentile over frames; the bar is p5 >= 0.95 per type and >= 1,000 "
-        "frames/s per core at 256 px. Command: `python -m benchmarks.data.scan_region --tag <run> "
-        "[--phased DIR] [--busi DIR]`.",
-        "",
-        "| image type | frames | "
-        + " | ".join(f"{t}: IoU p5 / mean / min" for t in tags)
-        + f" | threshold + hull baseline: p5 / mean | p5 >= {BAR} ({tags[-1]}) |",
-        "|---|---|" + "---|" * len(tags) + "---|---|",
-    ]
-    last = runs[tags[-1]]
-    # every type any run measured (a run without --phased or --clips leaves those rows to
-    # the runs that had them), in the order the runs first listed them
-    kinds = list(dict.fromkeys(k for t in tags for k in runs[t]["type"] if k != BUSI))
-    for kind in kinds:
-        group = next(runs[t][runs[t]["type"] == kind] for t in reversed(tags)
-                     if (runs[t]["type"] == kind).any())  # fmt: skip
-        cells = []
-        for t in tags:
-            g = runs[t][runs[t]["type"] == kind]["iou"]
-            cells.append(
-                f"{g.quantile(0.05):.3f} / {g.mean():.3f} / {g.min():.3f}" if len(g) else "-"
-            )
-        base = group["iou_baseline"]
-        lines.append(
-            f"| {kind} | {len(group)} | "
-            + " | ".join(cells)
-            + f" | {base.quantile(0.05):.3f} / {base.mean():.3f} | {_meets(last, kind)} |"
-        )
-    clips = last[last["type"].str.startswith("real clip")] if "iou_first_frame" in last else None
-    if clips is not None and len(clips):
-        lines += [
-            "",
-            f"Clips (`--clips`; run `{tags[-1]}`): IoU p5 / mean per clip, the clip detector "
-            "against the previous one and against the single-frame detector on the clip's "
-            "first frame.",
-            "",
-            "| clips | n | clip detector | previous clip detector | first frame alone |",
-            "|---|---|---|---|---|",
-        ]
-        for kind, group in clips.groupby("type", sort=False):
-            cells = [
-                f"{group[c].quantile(0.05):.3f} / {group[c].mean():.3f}"
-                for c in ("iou", "iou_previous_clip", "iou_first_frame")
-            ]
-            lines.append(f"| {kind} | {len(group)} | " + " | ".join(cells) + " |")
-    lines += ["", "Speed, one core, frames/s (threshold + hull baseline in the same run):", ""]
-    lines += [
-        f"- {t}: {runs[t]['fps'].iloc[0]:.0f} (baseline {runs[t]['fps_baseline'].iloc[0]:.0f},"
-        f" ratio {runs[t]['fps'].iloc[0] / runs[t]['fps_baseline'].iloc[0]:.2f})"
-        + (
-            f"; without flat-fill suppression {runs[t]['fps_no_flat'].iloc[0]:.0f}, so the "
-            f"suppression costs {1 - runs[t]['fps'].iloc[0] / runs[t]['fps_no_flat'].iloc[0]:.0%}"
-            if "fps_no_flat" in runs[t]
-            else ""
-        )
-        for t in tags
-    ]
-    lines += [
-        "",
-        "Rates from different runs are from different sittings of a shared machine; within "
-        "a run they are measured in interleaved rounds (median of 5).",
-    ]
-    kept = {t: runs[t].loc[runs[t]["type"] == BUSI, "kept"] for t in tags if "kept" in runs[t]}
-    kept = {t: k for t, k in kept.items() if len(k)}  # runs without --busi
-    if kept:
-        lines += [
-            "",
-            "A cropped breast set (BUSI, Al-Dhabyani et al. 2020; not committed, rows only in "
-            "runs given `--busi`): the share of each frame inside the detected region. Its "
-            "frames are cropped to the scan image, so nearly all should keep everything; a "
-            "frame cropped inside a fan keeps less, rightly (its black corners are no scan). "
-            "The issue found a frame keeping 29 % and 5 % of frames under 70 %.",
-            "",
-            "| run | frames | share kept: p5 / mean / min | frames under 0.7 | under 0.9 |",
-            "|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {t} | {len(k)} | {k.quantile(0.05):.3f} / {k.mean():.3f} / {k.min():.3f} | "
-            f"{(k < 0.7).sum()} | {(k < 0.9).sum()} |"
-            for t, k in kept.items()
-        ]
-    (out / "scan_region.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return rows, stacks
 
 
 if __name__ == "__main__":

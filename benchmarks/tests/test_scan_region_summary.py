@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.data import scan_region as sr
+from benchmarks.data import scan_region_report as sr
 
 
 def _run(path: Path, rows: dict[str, list[float]]) -> None:
@@ -39,3 +39,22 @@ def test_a_row_that_rounds_to_the_bar_but_misses_it_says_so(tmp_path):
     assert table["screen"] == "no (0.9497)"
     assert table[f"screen, {sr.NO_FLAT}"] == "-"  # an ablation has no bar
     assert "p5 >= 0.95 (bars)" in (tmp_path / "scan_region.md").read_text()
+
+
+def test_a_run_given_clips_states_the_per_clip_cost(tmp_path):
+    _run(tmp_path / "scan_region_before.csv", {"synthetic convex": [0.96, 0.97]})
+    clips = pd.DataFrame(
+        [{"type": "real clip", "frame": "c", "iou": 0.98, "iou_baseline": 0.9}]
+    ).assign(fps=700.0, fps_baseline=350.0, clip_frames=16, clip_ms=9.5, clip_fps=1684.2,
+             clip_single_fps=690.0)  # fmt: skip
+    clips.to_csv(tmp_path / "scan_region_clip_cost.csv", index=False)
+    sr.write_summary(tmp_path)
+    speed = [
+        line
+        for line in (tmp_path / "scan_region.md").read_text().splitlines()
+        if line.startswith("- ")
+    ]
+    assert len(speed) == 3  # before and clip_cost, and clip_cost's clips
+    assert "16 frames each" in speed[2] and "9.5 ms per clip, 1684 of their frames/s" in speed[2]
+    assert "single-frame detector on the same frames 690 frames/s" in speed[2]
+    assert not any("ms per clip" in line for line in speed[:2])  # a run without --clips
