@@ -39,6 +39,10 @@ def results_dir(script: str) -> Path:
     return ROOT / "benchmarks" / "results" / path.parent.name / path.stem
 
 
+#: the recorded results, left out of the uncommitted-changes check
+RESULTS_SPEC = ":(exclude)benchmarks/results"
+
+
 def _git(*args: str) -> str:
     try:
         return subprocess.run(
@@ -50,7 +54,9 @@ def _git(*args: str) -> str:
 
 def environment() -> dict[str, Any]:
     """What a result depends on besides the code: the commit (and whether the tree had
-    uncommitted changes), the command, library versions, the CPU or GPU model, threads."""
+    uncommitted changes, results aside: a run that replaces a recorded result has
+    rewritten it before this is read), the command, library versions, the CPU or GPU
+    model, threads."""
     import lightning
     import timm
     import torch
@@ -60,7 +66,9 @@ def environment() -> dict[str, Any]:
     return {
         "date": date.today().isoformat(),
         "commit": _git("rev-parse", "--short", "HEAD") or None,
-        "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "uncommitted_changes": bool(
+            _git("status", "--porcelain", "--untracked-files=no", "--", ".", RESULTS_SPEC)
+        ),
         "command": " ".join(["python", "-m", _module_of(sys.argv[0]), *sys.argv[1:]]),
         "python": sys.version.split()[0],
         "torch": torch.__version__,

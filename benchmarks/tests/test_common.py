@@ -160,3 +160,28 @@ def test_every_benchmark_script_imports() -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_rewritten_result_is_no_uncommitted_change_but_code_is(tmp_path, monkeypatch) -> None:
+    """A run that replaces a recorded result writes it before its environment is read:
+    that must not mark the run as made on uncommitted code, while a change to code must."""
+    import subprocess
+
+    import benchmarks.common as common
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True
+        )
+
+    (tmp_path / "benchmarks/results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks/results/run.csv").write_text("a\n1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    monkeypatch.setattr(common, "ROOT", tmp_path)
+    (tmp_path / "benchmarks/results/run.csv").write_text("a\n2\n")
+    assert common.environment()["uncommitted_changes"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert common.environment()["uncommitted_changes"] is True
