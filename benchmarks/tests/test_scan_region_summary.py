@@ -49,12 +49,11 @@ def test_a_run_given_clips_states_the_per_clip_cost(tmp_path):
              clip_single_fps=690.0)  # fmt: skip
     clips.to_csv(tmp_path / "scan_region_clip_cost.csv", index=False)
     sr.write_summary(tmp_path)
-    speed = [
-        line
+    speed = {
+        line.split(" | ")[0].lstrip("| "): line.rstrip(" |").split(" | ")[1:]
         for line in (tmp_path / "scan_region.md").read_text().splitlines()
-        if line.startswith("- ")
-    ]
-    assert len(speed) == 3  # before and clip_cost, and clip_cost's clips
-    assert "16 frames each" in speed[2] and "9.5 ms per clip, 1684 of their frames/s" in speed[2]
-    assert "single-frame detector on the same frames 690 frames/s" in speed[2]
-    assert not any("ms per clip" in line for line in speed[:2])  # a run without --clips
+        if line.startswith("| before |") or line.startswith("| clip_cost |")
+    }
+    # frames/s, baseline, ratio, without flat fill, ms per clip, clip frames/s, single
+    assert speed["clip_cost"] == ["700", "350", "2.00", "-", "9.5 (16 frames)", "1684", "690"]
+    assert speed["before"][4:] == ["-", "-", "-"]  # a run without --clips
