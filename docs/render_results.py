@@ -1,7 +1,7 @@
 """Render the results pages (docs/results/*.md) from benchmarks/results/.
 
 Each page lists, for every results file it draws on, the run's command, date, commit and
-machine (from ``benchmarks/results/pages.yaml``), then that file's tables as they are.
+machine (from ``benchmarks/results/pages.yaml``), then that file's tables and lists as they are.
 ``--check`` renders into memory and exits 1, naming the pages, when a committed page
 differs from what the results files give now.
 
@@ -24,14 +24,16 @@ PAGES = ROOT / "docs" / "results"
 
 
 def tables(text: str) -> list[tuple[str, list[str]]]:
-    """Every Markdown table in ``text`` with the nearest heading or paragraph line above."""
+    """Every Markdown table and bullet list in ``text`` (a run's figures come as either),
+    with the nearest heading or paragraph line above."""
     found: list[tuple[str, list[str]]] = []
     lines = text.splitlines()
     i = 0
     while i < len(lines):
-        if lines[i].startswith("|") and i + 1 < len(lines) and set(lines[i + 1]) <= set("|-: "):
-            start = i
-            while i < len(lines) and lines[i].startswith("|"):
+        table = lines[i].startswith("|") and i + 1 < len(lines) and set(lines[i + 1]) <= set("|-: ")
+        if table or lines[i].startswith("- "):
+            start, mark = i, "|" if table else ("- ", "  ")
+            while i < len(lines) and lines[i].startswith(mark):
                 i += 1
             above = next((ln.strip() for ln in reversed(lines[:start]) if ln.strip()), "")
             found.append((above, lines[start:i]))
@@ -90,8 +92,9 @@ def render(name: str, spec: dict, machines: dict[str, str]) -> str:
             "",
         ]
         for above, rows in tables(path.read_text()):
-            if above and not above.startswith("|"):
-                out += [f"*{above.rstrip(':')}*" if len(above) < 300 else "", ""]
+            if above and not above.startswith(("|", "- ", "  ")):  # a caption, not a block
+                caption = above.lstrip("#").strip().rstrip(":")
+                out += [f"*{caption}*" if len(caption) < 300 else "", ""]
             out += [*rows, ""]
     return "\n".join(out).rstrip() + "\n"
 

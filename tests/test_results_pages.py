@@ -20,13 +20,8 @@ def _check(root) -> subprocess.CompletedProcess:
     )
 
 
-def test_committed_pages_are_what_the_results_files_give():
-    proc = _check(ROOT)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_a_results_file_changed_without_its_page_fails(tmp_path):
-    """Copy the renderer, the pages and the results they read; change one figure."""
+def _copy_results(tmp_path) -> None:
+    """The renderer, the pages and the results they read, under ``tmp_path``."""
     for rel in ("docs/render_results.py", "docs/results", "benchmarks/results"):
         src, dst = ROOT / rel, tmp_path / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -34,11 +29,33 @@ def test_a_results_file_changed_without_its_page_fails(tmp_path):
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.png", "*.csv"))
         else:
             shutil.copy(src, dst)
+
+
+def test_committed_pages_are_what_the_results_files_give():
+    proc = _check(ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_results_file_changed_without_its_page_fails(tmp_path):
+    """Copy the renderer, the pages and the results they read; change one figure."""
+    _copy_results(tmp_path)
     assert _check(tmp_path).returncode == 0
     demo = tmp_path / "benchmarks/results/quality/demo/demo_plain_core.md"
     demo.write_text(demo.read_text().replace("59.7 ± 2.1", "59.8 ± 2.1"))
     proc = _check(tmp_path)
     assert proc.returncode == 1 and "demo.md" in proc.stdout
+
+
+def test_figures_given_as_a_list_reach_the_page_too(tmp_path):
+    """A run's figures in a bullet list (the real corpus's leakage check) are on its page:
+    changing one makes the committed page stale."""
+    _copy_results(tmp_path)
+    corpus = tmp_path / "benchmarks/results/data/real_corpus/real_corpus.md"
+    text = corpus.read_text()
+    assert "- Leakage check against the task: 0 matching frame pairs" in text
+    corpus.write_text(text.replace("0 matching frame pairs", "3 matching frame pairs"))
+    proc = _check(tmp_path)
+    assert proc.returncode == 1 and "real_data.md" in proc.stdout
 
 
 def test_readme_quotes_only_the_demo_table_from_its_page():
