@@ -304,23 +304,15 @@ def _previous_clip_detector(frames: np.ndarray) -> np.ndarray:
     return _region(np.where(std > 2.0, 255, 0).astype(np.uint8), None, 2, True)
 
 
-def clip_speed(stacks: list[np.ndarray], rounds: int = 5) -> tuple[float, float, float]:
+def clip_speed(stacks: list[np.ndarray]) -> tuple[float, float, float]:
     """The clip path's cost, one core: CPU milliseconds per clip, and frames of those clips
     per CPU second through the clip detector and through the single-frame detector (as
     ``usjepa data build`` runs one or the other on a video); interleaved rounds, median."""
-    frames = [f for stack in stacks for f in stack]
-    per_clip, per_frame = [], []
-    for _ in range(rounds):
-        start = time.process_time()
-        for stack in stacks:
-            detect_scan_region_clip(stack)
-        per_clip.append((time.process_time() - start) / len(stacks))
-        start = time.process_time()
-        for f in frames:
-            detect_scan_region(f)
-        per_frame.append((time.process_time() - start) / len(frames))
-    clip_s, frame_s = float(np.median(per_clip)), float(np.median(per_frame))
-    return 1000 * clip_s, len(frames) / len(stacks) / clip_s, 1.0 / frame_s
+    per_clip, per_frames = frames_per_second(  # clips per second, either way
+        [detect_scan_region_clip, lambda s: [detect_scan_region(f) for f in s]], stacks
+    )
+    size = float(np.mean([len(s) for s in stacks]))
+    return 1000 / per_clip, per_clip * size, per_frames * size
 
 
 def clip_rows(folder: Path, per_clip: int = 16) -> tuple[list[dict], list[np.ndarray]]:

@@ -120,10 +120,7 @@ def face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, bool
         return None
     # each column's first row, read along the rows of the transposed map (fast)
     top = cv2.transpose(core).argmax(1)[present].astype(np.float64)
-    slope = np.empty_like(top)  # np.gradient's central differences, without its overhead
-    slope[1:-1] = (top[2:] - top[:-2]) / 2.0
-    slope[0], slope[-1] = top[1] - top[0], top[-1] - top[-2]
-    slope = np.abs(slope)
+    slope = np.abs(np.gradient(top))
     smooth = np.convolve(slope, np.ones(5) / 5, mode="same")
     shallow = (smooth <= 1.0) & np.concatenate([[True], np.diff(present) == 1])
     # the longest run of shallow, adjacent columns
