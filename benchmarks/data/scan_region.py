@@ -32,7 +32,11 @@ leave cysts and shadows out. Its frames are cropped to the scan image, so the fi
 the share of each frame the region keeps; there is no drawn ground truth (a few frames
 are cropped inside a fan and rightly keep less).
 
-Full scanner screens: every real frame above, composited into one of three vendor
+Real scanner screens: ``tests/fixtures/real_screens``, three exports from three vendors
+with their interface on screen, scored frame by frame and as ``usjepa data build``
+detects them (see ``benchmarks/data/real_screens.py``).
+
+Composited scanner screens: every real frame above, composited into one of three vendor
 layouts (``usjepa.data.synthetic.screens``: a cart console with a filled header band
 holding the patient's name and a filled settings panel; a laptop with the name over the
 image and a Doppler bar touching it; a phone app with a light app bar and filled
@@ -68,6 +72,7 @@ import pandas as pd
 import torch
 
 from benchmarks.common import record_env, results_dir
+from benchmarks.data.real_screens import screen_rows
 from benchmarks.data.scan_region_report import (
     BUSI,
     NO_FLAT,
@@ -157,6 +162,7 @@ def main() -> None:
         grey, mask = _on_screen([image], truth, layout, i)
         rows.append(_score(f"{SCREEN} {layout}", f"{geometry}/{i}", grey[0], mask))
         rows.append(_score(f"{SCREEN} {layout}, {NO_FLAT}", str(i), grey[0], mask, flat=False))
+    rows += screen_rows(baseline, ns.size)
     stacks: list[np.ndarray] = []
     if ns.clips is not None:
         clip_table, stacks = clip_rows(Path(ns.clips))

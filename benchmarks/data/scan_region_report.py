@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmarks.data.real_screens import AS_BUILT, ONE_FRAME, REAL_SCREEN
+
 BUSI = "real breast_cropped (BUSI): share kept"
 PHASED = "real phased_sector (TTE47 gallery)"
 PHASED_HAND = "real phased_sector, hand-placed sectors"
@@ -63,7 +65,8 @@ def write_summary(out: Path) -> None:
         "(not committed; sectors we drew, `benchmarks/data/tte47_sectors.csv`, see "
         "`benchmarks/data/README.md`; four of them also against sectors placed by hand; rows "
         "present only in runs given `--phased`), "
-        "synthetic frames against the generator's analytic mask. "
+        "real scanner screens from three vendors (`tests/fixtures/real_screens`, regions we "
+        "drew), synthetic frames against the generator's analytic mask. "
         "p5 is the 5th percentile over frames; the bar is p5 >= 0.95 per type and >= 1,000 "
         "frames/s per core at 256 px, or the per-clip cost stated where a video's clip path "
         "is slower. Command: `python -m benchmarks.data.scan_region --tag <run> "
@@ -93,6 +96,25 @@ def write_summary(out: Path) -> None:
             + " | ".join(cells)
             + f" | {base.quantile(0.05):.3f} / {base.mean():.3f} | {_meets(last, kind)} |"
         )
+    screens = last[last["type"].str.startswith(REAL_SCREEN)] if "screen" in last else None
+    if screens is not None and len(screens):
+        lines += [
+            "",
+            f"Real scanner screens (`tests/fixtures/real_screens`; run `{tags[-1]}`), per "
+            "screen: the single-frame detector on each frame without the file's regions, "
+            "and the mask `usjepa data build` writes (a DICOM screen's regions used where "
+            "they fit its pixels; a cine detected as a clip).",
+            "",
+            "| screen | frames | one frame: IoU mean / min | as built: IoU |",
+            "|---|---|---|---|",
+        ]
+        for name, group in screens.groupby("screen", sort=False):
+            one = group[group["type"] == ONE_FRAME]["iou"]
+            built = group[group["type"] == AS_BUILT]["iou"]
+            lines.append(
+                f"| {name} | {len(one)} | {one.mean():.3f} / {one.min():.3f} | "
+                + (f"{built.iloc[0]:.3f} |" if len(built) else "- |")
+            )
     clips = last[last["type"].str.startswith("real clip")] if "iou_first_frame" in last else None
     if clips is not None and len(clips):
         lines += [

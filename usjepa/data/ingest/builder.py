@@ -3,11 +3,13 @@
 Each raw source (an image, a video, a volume or a DICOM file) is one unit of work. Its
 frames are written grayscale with the short side resized to ``size``; its scan region is
 detected (over the clip's frames by temporal variance for videos, cine and volumes, per
-frame for images) and written as a mask; its manifest rows go to a part file under
-``OUT/.build/DATASET/``. A re-run skips sources whose part file exists, so an interrupted
-build resumes where it stopped. A source that cannot be read is logged in
-``OUT/build_errors.csv`` and counted, never fatal. The manifest ``OUT/manifest.parquet``
-is rewritten from all part files (every dataset built into ``OUT``) at the end.
+frame for images; on a DICOM screen, inside the image rectangles that its Sequence of
+Ultrasound Regions gives, see :mod:`usjepa.data.ingest.us_regions`) and written as a
+mask; its manifest rows go to a part file under ``OUT/.build/DATASET/``. A re-run skips
+sources whose part file exists, so an interrupted build resumes where it stopped. A
+source that cannot be read is logged in ``OUT/build_errors.csv`` and counted, never
+fatal. The manifest ``OUT/manifest.parquet`` is rewritten from all part files (every
+dataset built into ``OUT``) at the end.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from usjepa.data.ingest.readers import FramePolicy, SourceError, iter_frames, source_kind
+from usjepa.data.ingest.us_regions import detect_in_layout, read_layout
 from usjepa.data.leakage import phash
 from usjepa.data.privacy import Pseudonyms, check_corpus, default_secret_path, load_secret, scrub
 from usjepa.data.scan_region import detect_scan_region, detect_scan_region_clip
@@ -118,6 +121,23 @@ def _write(path: Path, image: np.ndarray, params: list[int]) -> None:
         raise OSError(f"cannot write {path}: check free disk space and permissions")
 
 
+#: frames a short clip is detected on when its sampling keeps fewer than three of them
+DETECTION_POLICY = FramePolicy(video_fps=1000.0, max_frames_per_clip=16)
+
+
+def _detection_stack(path: Path, job: _Job, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """The frames a clip's scan region is detected on: its corpus frames, or for a cine
+    short enough that sampling keeps one or two (a 1 s clip at 2 frames/s), up to 16 of
+    all its frames (what moves over them is tissue; the interface stays put)."""
+    if len(frames) >= 3 or job.kind not in ("video", "dicom"):
+        return frames
+    try:
+        more = [resize_short(f, job.size) for _, f in iter_frames(path, job.kind, DETECTION_POLICY)]
+    except (SourceError, OSError, ValueError, cv2.error):
+        return frames
+    return more if len(more) > len(frames) else frames
+
+
 def _build_source(job: _Job) -> tuple[str, pd.DataFrame | None, str]:
     """Read, resize, mask and write one source; returns (source, rows or None, error)."""
     cv2.setNumThreads(1)
@@ -125,10 +145,10 @@ def _build_source(job: _Job) -> tuple[str, pd.DataFrame | None, str]:
     key = source_key(job.recorded)
     ext = ".png" if job.image_format == "png" else ".jpg"
     params = [] if ext == ".png" else [cv2.IMWRITE_JPEG_QUALITY, job.jpeg_quality]
+    path = Path(job.raw_root) / job.source
     try:
         frames = [
-            (i, resize_short(f, job.size))
-            for i, f in iter_frames(Path(job.raw_root) / job.source, job.kind, job.policy)
+            (i, resize_short(f, job.size)) for i, f in iter_frames(path, job.kind, job.policy)
         ]
     except (SourceError, OSError, ValueError, cv2.error) as err:
         return job.source, None, str(err)
@@ -136,10 +156,17 @@ def _build_source(job: _Job) -> tuple[str, pd.DataFrame | None, str]:
         return job.source, None, f"{job.source}: no frames"
     frame_dir = Path("frames") / job.dataset / key
     mask_dir = Path("masks") / job.dataset / key
-    shapes = {f.shape for _, f in frames}
+    # a DICOM screen that says where its images are is searched there only
+    layout = read_layout(path)[0] if job.kind == "dicom" else None
+
+    def detect(image: np.ndarray, clip: bool) -> np.ndarray:
+        detector = detect_scan_region_clip if clip else detect_scan_region
+        return detector(image) if layout is None else detect_in_layout(image, layout, detector)
+
+    stack = _detection_stack(path, job, [f for _, f in frames])
     clip_mask = None
-    if len(frames) >= 3 and len(shapes) == 1:
-        clip_mask = detect_scan_region_clip(np.stack([f for _, f in frames]))
+    if len(stack) >= 3 and len({f.shape for f in stack}) == 1:
+        clip_mask = detect(np.stack(stack), clip=True)
         if (clip_mask > 0).mean() < 0.02:  # a static clip has no temporal variance to use
             clip_mask = None
         else:
@@ -148,7 +175,7 @@ def _build_source(job: _Job) -> tuple[str, pd.DataFrame | None, str]:
     for index, frame in frames:
         rel = frame_dir / f"{index:06d}{ext}"
         if clip_mask is None:
-            mask = detect_scan_region(frame)
+            mask = detect(frame, clip=False)
             mask_rel = mask_dir / f"{index:06d}.png"
             _write(out / mask_rel, mask, [])
         else:

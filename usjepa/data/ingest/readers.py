@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -194,6 +195,8 @@ def read_dicom(path: Path, policy: FramePolicy) -> Iterator[tuple[int, np.ndarra
         raise SourceError(f"cannot read DICOM {path}: {str(err).strip()[:200]}") from None
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    if getattr(ds, "PhotometricInterpretation", "") == "PALETTE COLOR":
+        pixels, samples = _palette_to_rgb(pixels, ds, path), 3
     if frames == 1:
         pixels = pixels[None]
     stack = np.stack([gray(f) for f in pixels]) if samples > 1 else pixels
@@ -208,6 +211,21 @@ def read_dicom(path: Path, policy: FramePolicy) -> Iterator[tuple[int, np.ndarra
     step = max(1, round(rate / policy.video_fps))
     for index in spread(list(range(0, frames, step)), policy.max_frames_per_clip):
         yield index, stack[index]
+
+
+def _palette_to_rgb(pixels: np.ndarray, ds: Any, path: Path) -> np.ndarray:
+    """RGB uint8 from palette indices (a screen's colours; the indices are no grey
+    scale: their order is the palette's, not the brightness's)."""
+    from pydicom.pixels.processing import apply_color_lut
+
+    try:
+        rgb = apply_color_lut(pixels, ds)
+    except Exception as err:  # a missing or malformed lookup table
+        raise SourceError(f"cannot apply the colour palette of DICOM {path}: {err}") from None
+    if rgb.dtype != np.uint8:  # 16-bit tables
+        scale = 257.0 if rgb.max() > 255 else 1.0
+        rgb = np.clip(np.rint(rgb / scale), 0, 255).astype(np.uint8)
+    return np.asarray(rgb)
 
 
 def iter_frames(path: Path, kind: str, policy: FramePolicy) -> Iterator[tuple[int, np.ndarray]]:

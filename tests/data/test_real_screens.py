@@ -1,0 +1,161 @@
+"""Real scanner screens (``tests/fixtures/real_screens``, three vendors) through the reader,
+the DICOM screen layout and ``usjepa data build``, against the regions we drew."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from pydicom.dataset import Dataset
+
+from usjepa.data.ingest import FramePolicy, build_dataset
+from usjepa.data.ingest.readers import read_dicom
+from usjepa.data.ingest.us_regions import detect_in_layout, layout_of, read_layout
+from usjepa.data.scan_region import iou
+
+SCREENS = Path(__file__).resolve().parents[1] / "fixtures/real_screens"
+ALOKA = SCREENS / "screens/aloka_ssd4000_pelvis.dcm"
+SONOSITE = SCREENS / "screens/sonosite_turbo_cardiac.dcm"
+
+
+def test_a_palette_screen_is_read_through_its_palette():
+    # the Aloka screen's header band is dark slate blue; its palette indices are high, so
+    # a reader that took the indices for grey levels made it near white
+    frame = next(read_dicom(ALOKA, FramePolicy()))[1]
+    assert frame.shape == (480, 640)
+    assert frame[2:10, :60].mean() < 80
+    # the grey-scale bar runs from white at its top to black at its bottom
+    bar = frame[42:100, 40:60].mean(1)
+    assert bar[:5].mean() > 200 and bar[-5:].mean() < 40
+
+
+def test_the_layout_of_a_dual_view_export_names_its_two_images_and_its_bar():
+    layout, why = read_layout(ALOKA)
+    assert layout is not None, why
+    two_d = [(r.x0, r.y0, r.x1, r.y1) for r in layout.regions if r.is_2d]
+    assert two_d == [(32, 24, 335, 415), (336, 24, 639, 415)]
+    assert [r.data_type for r in layout.regions if not r.is_2d] == [13]  # a grey-scale bar
+
+
+def test_regions_written_for_other_pixels_are_not_used():
+    # pydicom's example cine was resized to 320 x 240 after the scanner wrote its regions
+    layout, why = read_layout(SONOSITE)
+    assert layout is None and "outside the 320 x 240 frame" in why
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    raw = tmp_path_factory.mktemp("raw")
+    index = pd.read_csv(SCREENS / "index.csv")
+    for name in index.screen:
+        shutil.copy(SCREENS / name, raw / Path(name).name)
+    out = tmp_path_factory.mktemp("corpus")
+    build_dataset(raw, out, "screens", progress=False, pseudonymize=False)
+    return index, out, pd.read_parquet(out / "manifest.parquet")
+
+
+def _built_iou(built, name: str) -> tuple[float, np.ndarray]:
+    index, out, manifest = built
+    row = index[index.screen.str.contains(name)].iloc[0]
+    rows = manifest[manifest["source_path"] == Path(row.screen).name]
+    mask = cv2.imread(str(out / rows["scan_mask"].iloc[0]), cv2.IMREAD_GRAYSCALE)
+    drawn = cv2.imread(str(SCREENS / row["mask"]), cv2.IMREAD_GRAYSCALE)
+    truth = cv2.resize(drawn, mask.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    return iou(mask, truth), mask
+
+
+def test_build_finds_both_fans_of_a_dual_view_screen_and_leaves_its_bar_out(built):
+    # without the file's regions the region is one hull over both views, the bar and
+    # the corners above the fans (IoU 0.87)
+    value, mask = _built_iou(built, "aloka")
+    assert value >= 0.93
+    scale = mask.shape[0] / 480
+    bar = mask[int(45 * scale) : int(100 * scale), int(34 * scale) : int(62 * scale)]
+    assert not bar.any()
+
+
+def test_build_detects_a_short_cine_over_its_frames(built):
+    # 30 frames at 30 frames/s: sampled at 2 frames/s it keeps two, too few for the clip
+    # detector; the single-frame detector loses the dim sector's sides (IoU 0.57)
+    _, out, manifest = built
+    value, _ = _built_iou(built, "sonosite")
+    assert value >= 0.95
+    frames = manifest[manifest["source_path"] == SONOSITE.name]
+    assert len(frames) == 2 and set(frames["scan_mask"].str.endswith("clip.png")) == {True}
+
+
+def test_build_on_a_screen_without_regions_keeps_its_detector(built):
+    # a PNG export: the header's text blocks touch the image's top edge and join the
+    # region (recorded in benchmarks/results/data/scan_region; IoU 0.90)
+    value, _ = _built_iou(built, "logiq")
+    assert value >= 0.88
+
+
+def _region(x0, y0, x1, y1, spatial, data_type) -> Dataset:
+    item = Dataset()
+    item.RegionLocationMinX0, item.RegionLocationMinY0 = x0, y0
+    item.RegionLocationMaxX1, item.RegionLocationMaxY1 = x1, y1
+    item.RegionSpatialFormat, item.RegionDataType = spatial, data_type
+    return item
+
+
+def _screen(*regions: Dataset, rows: int = 480, cols: int = 640) -> Dataset:
+    ds = Dataset()
+    ds.Rows, ds.Columns = rows, cols
+    ds.SequenceOfUltrasoundRegions = list(regions)
+    return ds
+
+
+def _whole(crop: np.ndarray) -> np.ndarray:
+    return np.full(crop.shape[-2:], 255, np.uint8)
+
+
+def test_layout_scales_to_the_resized_frame_and_leaves_declared_bars_out():
+    layout, _ = layout_of(
+        _screen(
+            _region(0, 40, 319, 439, 1, 1),
+            _region(320, 40, 639, 439, 1, 2),
+            _region(600, 100, 619, 299, 0, 14),  # a colour bar over the right image
+        )
+    )
+    assert layout is not None
+    frame = np.zeros((240, 320), np.uint8)  # the screen at half size
+    mask = detect_in_layout(frame, layout, _whole)
+    assert mask[20:220, :300].all() and not mask[:20].any() and not mask[220:].any()
+    assert not mask[50:150, 300:310].any() and mask[50:150, 310:].all()
+
+
+def test_a_declared_box_over_most_of_an_image_does_not_erase_it():
+    layout, _ = layout_of(
+        _screen(_region(10, 10, 629, 469, 1, 1), _region(0, 0, 639, 479, 5, 0))  # graphics
+    )
+    assert layout is not None
+    mask = detect_in_layout(np.zeros((480, 640), np.uint8), layout, _whole)
+    assert mask[10:470, 10:630].all() and not mask[:10].any()
+
+
+def test_a_detector_sees_each_image_on_its_own():
+    layout, _ = layout_of(_screen(_region(0, 0, 319, 479, 1, 1), _region(320, 0, 639, 479, 1, 1)))
+    assert layout is not None
+    seen = []
+    detect_in_layout(
+        np.zeros((4, 480, 640), np.uint8), layout, lambda c: seen.append(c.shape) or _whole(c)
+    )
+    assert seen == [(4, 480, 320), (4, 480, 320)]
+
+
+@pytest.mark.parametrize(
+    ("regions", "reason"),
+    [
+        ((), "no Sequence of Ultrasound Regions"),
+        ((_region(0, 0, 639, 479, 3, 3),), "no 2D region"),  # a spectral Doppler strip only
+        ((_region(0, 0, 640, 479, 1, 1),), "outside the 640 x 480 frame"),
+    ],
+)
+def test_a_layout_that_cannot_be_used_says_why(regions, reason):
+    layout, why = layout_of(_screen(*regions))
+    assert layout is None and reason in why
