@@ -29,6 +29,11 @@ TAGS = {
     "and not past a vertical side of the region (an image border inside a screen), even "
     "with a ruler's ticks beyond it; "
     "clips detected on their peak projection with the pixels that never change blacked out",
+    "real_screens": "the `clip_cost` detector unchanged (its rows agree to the last digit; "
+    "its speed ratio is another sitting's), with three real scanner screens added: "
+    "scored frame by frame, and as `usjepa data build` detects them (a DICOM screen read "
+    "through its palette and searched inside its Sequence of Ultrasound Regions; a cine "
+    "that sampling leaves with two frames detected as a clip over up to 16)",
 }
 
 
