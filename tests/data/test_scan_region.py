@@ -331,3 +331,35 @@ def test_a_fan_cut_flat_by_its_image_border_inside_a_screen_is_mirrored():
         rng = np.random.default_rng([2026, i, len("linear")])
         image, truth = render_frame(draw_patient(256, rng, "linear"), i % 6, rng)
         assert iou(detect_scan_region(image), truth) >= 0.975
+
+
+def _text_block(image: np.ndarray, x: int, y: int, lines: int) -> None:
+    for i in range(lines):  # bold, on rows 9 px apart: the blur makes one block of it
+        cv2.putText(image, "630P630", (x, y + 9 * i), cv2.FONT_HERSHEY_PLAIN, 0.8, 255, 2)
+
+
+def test_header_text_over_a_black_row_above_the_image_stays_out():
+    """A screen's header blocks (the patient's name and ID) end a few rows above the
+    image; the blur bridged that black gap and took them into the region (the real GE
+    screen of tests/fixtures/real_screens: 0.904, with the header in)."""
+    rng = np.random.default_rng(11)
+    image = np.zeros((256, 341), np.uint8)
+    image[58:180, 8:333] = rng.integers(30, 160, (122, 325))  # a linear array's image
+    _text_block(image, 2, 18, 5)  # rows 8 to 54: three black rows above the image
+    _text_block(image, 270, 18, 5)
+    found = detect_scan_region(image)
+    assert not found[:54].any()
+    truth = np.zeros_like(image)
+    truth[58:180, 8:333] = 255
+    assert iou(found, truth) >= 0.97  # (0.707 with the header in)
+
+
+def test_a_band_of_data_across_the_top_above_a_black_row_stays():
+    """Data over nearly all the region's columns above a black row is no header: a probe's
+    face above a black near field, say."""
+    rng = np.random.default_rng(12)
+    image = np.zeros((256, 256), np.uint8)
+    image[30:44, 20:236] = rng.integers(40, 160, (14, 216))  # the bright face band
+    image[47:220, 20:236] = rng.integers(20, 120, (173, 216))  # below three black rows
+    found = detect_scan_region(image)
+    assert found[34:40, 40:216].all()

@@ -12,7 +12,8 @@ image. So:
    are drawn in exactly uniform grey, with their text closed into them; speckle never
    is), opened with a kernel wider than any overlay stroke (text, rulers, ECG);
 2. the largest component (with any other large part within its columns: a part a
-   shadow cut off; a colour bar beside the region is no such part), opened again
+   shadow cut off; a colour bar beside the region is no such part; less a screen's
+   header text that the blur joined on across a black row), opened again
    with a twice wider kernel so that thin overlays glued to its edge (a grey-scale bar,
    a depth ruler, an ECG baseline) fall off; a bar drawn against a vertical side of the
    region (a ramp: one grey level across each row) is cut off at that side; the hull
@@ -55,6 +56,7 @@ from usjepa.data.outline import (
     boxed,
     clip_to_straight_sides,
     cut_above_face,
+    drop_above_gap,
     face_arc,
     outline_points,
     vertical_sides,
@@ -124,7 +126,7 @@ def detect_scan_region(
     signal = cv2.threshold(smooth, threshold, 255, cv2.THRESH_BINARY)[1]
     if flat:
         signal = cv2.bitwise_and(signal, cv2.bitwise_not(_flat_areas(frame, stroke)))
-    return _region(signal, stroke, blur // 2, symmetric, frame)
+    return _region(signal, stroke, blur // 2, symmetric, frame, threshold)
 
 
 #: grey level from which flat fill counts as interface (see :func:`_flat_areas`), and
@@ -204,10 +206,12 @@ def _region(
     grow: int,
     symmetric: bool,
     frame: np.ndarray | None = None,
+    level: int | None = None,
 ) -> np.ndarray:
     """Steps 2-5 of the module docstring on a 0/255 signal map; ``grow`` px of blur
     spill are taken off the result. ``frame``: the grey frame, whose rows below the
-    signal tell a cropped frame's dark far field from black padding."""
+    signal tell a cropped frame's dark far field from black padding, and whose black
+    rows (at most ``level``) a screen's header text lies above."""
     h, w = signal.shape
     k = _stroke((h, w), stroke)
     mask = np.zeros((h, w), np.uint8)
@@ -231,6 +235,8 @@ def _region(
         component = np.asarray(cv2.compare(labels, np.full_like(labels, big[0]), cv2.CMP_EQ))
     else:
         component = np.isin(labels, big).astype(np.uint8) * 255
+    if frame is not None and level is not None:  # header text the blur joined on
+        drop_above_gap(component, frame, level, grow)
     core, points = _core_outline(component, k)
     # a vertical side inside the frame (an image's border within a screen) may have a
     # bar drawn against it; the component's own outline shows the bar's whole edge
