@@ -19,21 +19,22 @@ NO_FLAT = "flat fill kept (the previous detector)"
 #: what each recorded run measured (earlier runs' CSVs and descriptions are in git history)
 TAGS = {
     "before": "the intensity-based detector",
-    "clip_cost": "the current detector: the convex hull of the signal (from two grey levels "
-    "above the frame's black) with a screen's flat fill (header bands, panels, app bars, "
-    "buttons) left out; a phased array's sector fitted and redrawn, a colour bar beside "
-    "the region left out, and one drawn against a vertical side of it cut off there; a "
-    "convex face cut along its arc (found as the longest shallow run of the region's top "
-    "edge); a fan mirrored only where the frame, or a straight top half the region's "
-    "width wide (an image border inside a screen; not for a rectangle), cuts its top flat, "
-    "and not past a vertical side of the region (an image border inside a screen), even "
-    "with a ruler's ticks beyond it; "
-    "clips detected on their peak projection with the pixels that never change blacked out",
-    "real_screens": "the `clip_cost` detector unchanged (its rows agree to the last digit; "
-    "its speed ratio is another sitting's), with three real scanner screens added: "
-    "scored frame by frame, and as `usjepa data build` detects them (a DICOM screen read "
-    "through its palette and searched inside its Sequence of Ultrasound Regions; a cine "
-    "that sampling leaves with two frames detected as a clip over up to 16)",
+    "real_screens": "the detector of run `clip_cost` (in git history): the convex hull "
+    "of the signal (from two grey levels above the frame's black) with a screen's flat fill (header"
+    " bands, panels, app bars, buttons) left out; a phased array's sector fitted and "
+    "redrawn, a colour bar beside the region left out, and one drawn against a "
+    "vertical side of it cut off there; a convex face cut along its arc (found as the"
+    " longest shallow run of the region's top edge); a fan mirrored only where the "
+    "frame, or a straight top half the region's width wide (an image border inside a "
+    "screen; not for a rectangle), cuts its top flat, and not past a vertical side of"
+    " the region (an image border inside a screen), even with a ruler's ticks beyond "
+    "it; clips detected on their peak projection with the pixels that never change "
+    "blacked out; with three real scanner screens added, scored frame by frame and as"
+    " `usjepa data build` detects them (a DICOM screen read through its palette and "
+    "searched inside its Sequence of Ultrasound Regions; a cine that sampling leaves "
+    "with two frames detected as a clip over up to 16)",
+    "header_gap": "`real_screens`, less a screen's header text that the blur joined "
+    "on across a row of black above the image",
 }
 
 
