@@ -34,7 +34,8 @@ are cropped inside a fan and rightly keep less).
 
 Real scanner screens: ``tests/fixtures/real_screens``, three exports from three vendors
 with their interface on screen, scored frame by frame and as ``usjepa data build``
-detects them (see ``benchmarks/data/real_screens.py``).
+detects them; optionally (``--carotids DIR``) four Mindray DC-8 screens that are not
+committed (see ``benchmarks/data/real_screens.py``).
 
 Composited scanner screens: every real frame above, composited into one of three vendor
 layouts (``usjepa.data.synthetic.screens``: a cart console with a filled header band
@@ -72,7 +73,7 @@ import pandas as pd
 import torch
 
 from benchmarks.common import record_env, results_dir
-from benchmarks.data.real_screens import screen_rows
+from benchmarks.data.real_screens import carotid_rows, screen_rows
 from benchmarks.data.scan_region_report import (
     BUSI,
     NO_FLAT,
@@ -142,6 +143,12 @@ def main() -> None:
         "matched by file stem): adds the clip rows",
     )
     parser.add_argument(
+        "--carotids",
+        default=None,
+        help="a checkout of github.com/kostelansky17/carotids at commit 7187b78: adds four "
+        "real Mindray DC-8 screens (benchmarks/data/carotid_screens.csv)",
+    )
+    parser.add_argument(
         "--busi",
         default=None,
         help="folder holding BUSI's images (any depth; masks beside them are skipped): adds "
@@ -163,6 +170,8 @@ def main() -> None:
         rows.append(_score(f"{SCREEN} {layout}", f"{geometry}/{i}", grey[0], mask))
         rows.append(_score(f"{SCREEN} {layout}, {NO_FLAT}", str(i), grey[0], mask, flat=False))
     rows += screen_rows(baseline, ns.size)
+    if ns.carotids is not None:
+        rows += carotid_rows(Path(ns.carotids), baseline, ns.size)
     stacks: list[np.ndarray] = []
     if ns.clips is not None:
         clip_table, stacks = clip_rows(Path(ns.clips))

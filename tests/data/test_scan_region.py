@@ -363,3 +363,20 @@ def test_a_band_of_data_across_the_top_above_a_black_row_stays():
     image[47:220, 20:236] = rng.integers(20, 120, (173, 216))  # below three black rows
     found = detect_scan_region(image)
     assert found[34:40, 40:216].all()
+
+
+def test_a_linear_image_in_a_screen_keeps_its_dark_far_field():
+    """A linear image inside a screen's black padding whose deep half is dark (1 to 3
+    grey levels, as a carotid screen's far field): the region is its rectangle down to
+    its bottom edge; the hull of the bright part alone cut its lower corners (0.80 on a
+    real Mindray screen)."""
+    rng = np.random.default_rng(13)
+    image = np.zeros((256, 341), np.uint8)
+    image[30:200, 60:280] = rng.integers(1, 4, (170, 220))  # dark, but not padding
+    image[30:110, 60:280] = rng.integers(30, 160, (80, 220))
+    image[30:160, 60:160] = rng.integers(30, 160, (130, 100))  # brighter on the left
+    found = detect_scan_region(image)
+    truth = np.zeros_like(image)
+    truth[30:200, 60:280] = 255
+    assert iou(found, truth) >= 0.97
+    assert found[195, 65] and found[195, 275]  # both lower corners

@@ -25,6 +25,7 @@ __all__ = [
     "clip_to_straight_sides",
     "cut_above_face",
     "drop_above_gap",
+    "extend_box_down",
     "face_arc",
     "outline_points",
     "vertical_sides",
@@ -189,3 +190,28 @@ def drop_above_gap(component: np.ndarray, frame: np.ndarray, level: int, grow: i
             if above.any(0).mean() < GAP_COVER:
                 component[: max(0, gap - grow + 1)] = 0
             return
+
+
+#: a live row: at least this share of its pixels above 0 (scan data however dark; a
+#: screen's padding is exact black)
+LIVE = 0.9
+
+
+def extend_box_down(mask: np.ndarray, frame: np.ndarray, sides: VerticalSides, grow: int) -> None:
+    """A rectangle inside a screen (vertical sides on both hands, found by :func:`boxed`)
+    whose far field is dark: fill it, in place, between its outermost sides from its top
+    down through the live rows (:data:`LIVE`) below the region, when every row from its
+    top is live (a fan's black corners are not). ``grow``: the blur's spill the caller
+    erodes off afterwards."""
+    h = mask.shape[0]
+    left, right = sides.columns[0], sides.columns[-1]
+    rows = np.flatnonzero(mask.any(1))
+    inner = frame[:, left + grow + 1 : right - grow]
+    if not len(rows) or inner.shape[1] < 1:
+        return
+    live = np.count_nonzero(inner, axis=1) >= LIVE * inner.shape[1]
+    end = int(rows[-1]) - grow
+    while end + 1 < h and live[end + 1]:
+        end += 1
+    if end > rows[-1] - grow and live[rows[0] + grow : end + 1].all():
+        mask[rows[0] : min(h, end + grow + 1), left : right + 1] = 255

@@ -31,7 +31,9 @@ image. So:
    whose top spans the frame's width is a frame cropped to a linear array's image:
    everything below its top edge, down to the frame's bottom where that is reached or
    where only live rows (nearly every pixel above 0: a dark far field, not a screen's
-   black padding) lie below;
+   black padding) lie below; a hull with vertical sides on both hands and live rows from
+   its top (a linear image inside a screen) is that rectangle, down through the live rows
+   below it;
 4. a phased array's sector: where the hull's top is narrow and its sides meet above it
    (within half its height), the sector is redrawn from those sides out to the region's
    deepest point, so that its dim far corners and the apex the opening blunted come back;
@@ -57,6 +59,7 @@ from usjepa.data.outline import (
     clip_to_straight_sides,
     cut_above_face,
     drop_above_gap,
+    extend_box_down,
     face_arc,
     outline_points,
     vertical_sides,
@@ -248,10 +251,12 @@ def _region(
     top = points[:, 1].min()
     at_top = points[points[:, 1] == top, 0]
     sides = None  # the outline's vertical sides, found where they are needed
+    box = False
     cut_flat = top <= grow + 1
     if not cut_flat and at_top.max() - at_top.min() >= FLAT_TOP * np.ptp(points[:, 0]):
         sides = vertical_sides(points, h)
-        cut_flat = not boxed(points, sides, k)  # a rectangle has no side to restore
+        box = boxed(points, sides, k)
+        cut_flat = not box  # a rectangle has no side to restore
     if symmetric and (arc is None or not arc[2]) and cut_flat:
         # a fan whose top the frame or its image's border cuts flat: no face in view to
         # give its shape
@@ -267,6 +272,8 @@ def _region(
     cv2.fillConvexPoly(mask, cv2.convexHull(points.astype(np.int32)), 255)
     if len(points) > len(own):  # mirrored: nothing past a side an image border cut straight
         clip_to_straight_sides(mask, own, sides or vertical_sides(own, h), h, k)
+    if box and frame is not None and sides is not None:  # an image in a screen, dark below
+        extend_box_down(mask, frame, sides, grow)
     rows = np.flatnonzero(mask.any(1))
     first = mask[rows[0]] > 0
     if first[: k // 2 + 1].any() and first[-(k // 2 + 1) :].any() and _deep(rows[-1], h, k, frame):
