@@ -199,19 +199,28 @@ LIVE = 0.9
 
 def extend_box_down(mask: np.ndarray, frame: np.ndarray, sides: VerticalSides, grow: int) -> None:
     """A rectangle inside a screen (vertical sides on both hands, found by :func:`boxed`)
-    whose far field is dark: fill it, in place, between its outermost sides from its top
-    down through the live rows (:data:`LIVE`) below the region, when every row from its
-    top is live (a fan's black corners are not). ``grow``: the blur's spill the caller
-    erodes off afterwards."""
+    whose far field is dark: fill it, in place, between its outermost sides from its
+    top down through the live rows (:data:`LIVE`) below it, when every row from its
+    top is live (a fan's black corners are not) and the region misses more of it than
+    a band twice the blur's spill ``grow`` high (which the caller erodes off
+    afterwards; a rounding at the edge is no far field)."""
     h = mask.shape[0]
-    left, right = sides.columns[0], sides.columns[-1]
     rows = np.flatnonzero(mask.any(1))
+    if not len(rows):
+        return
+    left, right = sides.columns[0], sides.columns[-1]
     inner = frame[:, left + grow + 1 : right - grow]
-    if not len(rows) or inner.shape[1] < 1:
+    if inner.shape[1] < 1:
         return
     live = np.count_nonzero(inner, axis=1) >= LIVE * inner.shape[1]
-    end = int(rows[-1]) - grow
+    bottom = end = int(rows[-1]) - grow
     while end + 1 < h and live[end + 1]:
         end += 1
-    if end > rows[-1] - grow and live[rows[0] + grow : end + 1].all():
-        mask[rows[0] : min(h, end + grow + 1), left : right + 1] = 255
+    box = mask[rows[0] : min(h, end + grow + 1), left : right + 1]
+    missing = box.size - np.count_nonzero(box)
+    if (
+        end > bottom
+        and missing > 2 * grow * (right - left)
+        and live[rows[0] + grow : end + 1].all()
+    ):
+        box[:] = 255
