@@ -33,8 +33,11 @@ TAGS = {
     " `usjepa data build` detects them (a DICOM screen read through its palette and "
     "searched inside its Sequence of Ultrasound Regions; a cine that sampling leaves "
     "with two frames detected as a clip over up to 16)",
-    "header_gap": "`real_screens`, less a screen's header text that the blur joined "
-    "on across a row of black above the image",
+    "linear_in_screen": "`real_screens`, less a screen's header text that the blur "
+    "joined on across a row of black above the image (run `header_gap`, in git history), "
+    "and a linear image inside a screen kept down to its bottom edge through its dark "
+    "far field; with four real Mindray DC-8 screens (`--carotids`; 0.902, 0.797, 0.955 "
+    "and 0.933 with the `header_gap` detector)",
 }
 
 
@@ -72,11 +75,13 @@ def write_summary(out: Path) -> None:
         "`benchmarks/data/README.md`; four of them also against sectors placed by hand; rows "
         "present only in runs given `--phased`), "
         "real scanner screens from three vendors (`tests/fixtures/real_screens`, regions we "
-        "drew), synthetic frames against the generator's analytic mask. "
+        "drew) and four more of a Mindray DC-8 (not committed; regions we drew, "
+        "`benchmarks/data/carotid_screens.csv`; rows present only in runs given "
+        "`--carotids`), synthetic frames against the generator's analytic mask. "
         "p5 is the 5th percentile over frames; the bar is p5 >= 0.95 per type and >= 1,000 "
         "frames/s per core at 256 px, or the per-clip cost stated where a video's clip path "
         "is slower. Command: `python -m benchmarks.data.scan_region --tag <run> "
-        "[--phased DIR] [--clips DIR] [--busi DIR]`.",
+        "[--phased DIR] [--clips DIR] [--busi DIR] [--carotids DIR]`.",
         "",
         "| image type | frames | "
         + " | ".join(f"{t}: IoU p5 / mean / min" for t in tags)
