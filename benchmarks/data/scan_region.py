@@ -44,7 +44,9 @@ image and a Doppler bar touching it; a phone app with a light app bar and filled
 buttons), all with rulers, bars, logos and calipers, resized as ``usjepa data build``
 resizes (short side 256), scored against the frame's drawn region moved with it. The
 same frames are also scored with ``flat=False`` (the detector before flat-fill
-suppression). These are composites of real scans, not captures of real screens.
+suppression), and saved as JPEG at quality 75 and read back first (exports are often
+JPEG: a drawn fill is then no longer exactly flat). These are composites of real scans,
+not captures of real screens.
 
 Clips (optional, ``--clips DIR``): the lung videos the ``real_scans`` frames come from
 (a checkout of github.com/jannisborn/covid19_pocus_ultrasound, ``data/pocus_videos``;
@@ -76,6 +78,7 @@ from benchmarks.common import record_env, results_dir
 from benchmarks.data.real_screens import carotid_rows, screen_rows
 from benchmarks.data.scan_region_report import (
     BUSI,
+    JPEG_ROW,
     NO_FLAT,
     PHASED,
     PHASED_HAND,
@@ -100,6 +103,7 @@ REAL = ROOT / "tests/fixtures/real_scans"
 FETAL = ROOT / "tests/fixtures/fetal_hc18"  # convex abdominal: fetal heads (HC18)
 SECTORS = ROOT / "benchmarks/data/tte47_sectors.csv"
 HAND = ROOT / "benchmarks/data/tte47_sectors_hand.csv"  # four of them placed by hand
+JPEG = 75  # the quality a composited screen is also scored at, saved as a JPEG export
 
 
 def baseline(frame: np.ndarray) -> np.ndarray:
@@ -169,6 +173,8 @@ def main() -> None:
         grey, mask = _on_screen([image], truth, layout, i)
         rows.append(_score(f"{SCREEN} {layout}", f"{geometry}/{i}", grey[0], mask))
         rows.append(_score(f"{SCREEN} {layout}, {NO_FLAT}", str(i), grey[0], mask, flat=False))
+        grey, mask = _on_screen([image], truth, layout, i, jpeg=JPEG)  # an export as JPEG
+        rows.append(_score(f"{SCREEN} {layout}, {JPEG_ROW}", f"{geometry}/{i}", grey[0], mask))
     rows += screen_rows(baseline, ns.size)
     if ns.carotids is not None:
         rows += carotid_rows(Path(ns.carotids), baseline, ns.size)
@@ -304,11 +310,16 @@ def _fixture_frames() -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 
 def _on_screen(
-    frames: list[np.ndarray], truth: np.ndarray, layout: str, seed: int
+    frames: list[np.ndarray], truth: np.ndarray, layout: str, seed: int, jpeg: int = 0
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Frames on one screen (the interface alike in each), resized as builds resize."""
+    """Frames on one screen (the interface alike in each), resized as builds resize;
+    with ``jpeg``, each screen saved as a JPEG of that quality and read back first."""
     screens = [compose_screen(f, truth, layout, np.random.default_rng(seed)) for f in frames]
-    grey = [resize_short(cv2.cvtColor(s.image, cv2.COLOR_BGR2GRAY), 256) for s in screens]
+    images = [s.image for s in screens]
+    if jpeg:
+        codes = [cv2.imencode(".jpg", i, [cv2.IMWRITE_JPEG_QUALITY, jpeg])[1] for i in images]
+        images = [cv2.imdecode(c, cv2.IMREAD_COLOR) for c in codes]
+    grey = [resize_short(cv2.cvtColor(i, cv2.COLOR_BGR2GRAY), 256) for i in images]
     mask = np.where(resize_short(screens[0].mask, 256) > 127, 255, 0).astype(np.uint8)
     return grey, mask
 

@@ -16,6 +16,7 @@ PHASED_HAND = "real phased_sector, hand-placed sectors"
 STRETCHED = "stretched to a square"
 SCREEN = "real frame on a composited screen:"
 NO_FLAT = "flat fill kept (the previous detector)"
+JPEG_ROW = "saved as JPEG, quality 75"
 #: what each recorded run measured (earlier runs' CSVs and descriptions are in git history)
 TAGS = {
     "before": "the intensity-based detector",
