@@ -365,10 +365,16 @@ def _deep(bottom: int, h: int, k: int, frame: np.ndarray | None) -> bool:
     return bool((np.count_nonzero(frame[bottom + 1 :], axis=1) >= 0.9 * frame.shape[1]).all())
 
 
+#: the share of a separate part's columns that must lie among the region's for it to be a
+#: part a shadow cut off (a screen's soft-key bar below a sector, wider than it, is not)
+WITHIN = 0.8
+
+
 def _within(part: np.ndarray, columns: np.ndarray) -> bool:
-    """Whether most of ``part``'s columns are among ``columns`` (bool per image column)."""
+    """Whether :data:`WITHIN` of ``part``'s columns are among ``columns`` (bool per image
+    column)."""
     mine = part.any(0)
-    return bool((mine & columns).sum() >= 0.5 * mine.sum())
+    return bool((mine & columns).sum() >= WITHIN * mine.sum())
 
 
 def patch_cover(mask: np.ndarray, grid: int) -> np.ndarray:
