@@ -34,11 +34,14 @@ TAGS = {
     " `usjepa data build` detects them (a DICOM screen read through its palette and "
     "searched inside its Sequence of Ultrasound Regions; a cine that sampling leaves "
     "with two frames detected as a clip over up to 16)",
-    "linear_in_screen": "`real_screens`, less a screen's header text that the blur "
-    "joined on across a row of black above the image (run `header_gap`, in git history), "
-    "and a linear image inside a screen kept down to its bottom edge through its dark "
-    "far field; with four real Mindray DC-8 screens (`--carotids`; 0.902, 0.797, 0.955 "
-    "and 0.933 with the `header_gap` detector)",
+    "within_columns": "`real_screens`, less a screen's header text that the blur "
+    "joined on across a row of black above the image (run `header_gap`), with a linear "
+    "image inside a screen kept down to its bottom edge through its dark far field (run "
+    "`linear_in_screen`; both in git history), and a separate part kept as one a shadow "
+    "cut off only with 80 % of its columns among the region's (was half; a soft-key bar "
+    "below a sector is not); with four real Mindray DC-8 screens (`--carotids`; 0.902, "
+    "0.797, 0.955 and 0.933 with the `header_gap` detector) and the composited screens "
+    "also saved as JPEG",
 }
 
 
