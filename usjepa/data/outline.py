@@ -27,6 +27,7 @@ __all__ = [
     "drop_above_gap",
     "extend_box_down",
     "face_arc",
+    "live_rows",
     "outline_points",
     "vertical_sides",
 ]
@@ -197,6 +198,11 @@ def drop_above_gap(component: np.ndarray, frame: np.ndarray, level: int, grow: i
 LIVE = 0.9
 
 
+def live_rows(pixels: np.ndarray) -> np.ndarray:
+    """Per row of ``pixels``, whether it is live (:data:`LIVE`)."""
+    return np.asarray(np.count_nonzero(pixels, axis=1) >= LIVE * pixels.shape[1])
+
+
 def extend_box_down(mask: np.ndarray, frame: np.ndarray, sides: VerticalSides, grow: int) -> None:
     """A rectangle inside a screen (vertical sides on both hands, found by :func:`boxed`)
     whose far field is dark: fill it, in place, between its outermost sides from its
@@ -212,7 +218,7 @@ def extend_box_down(mask: np.ndarray, frame: np.ndarray, sides: VerticalSides, g
     inner = frame[:, left + grow + 1 : right - grow]
     if inner.shape[1] < 1:
         return
-    live = np.count_nonzero(inner, axis=1) >= LIVE * inner.shape[1]
+    live = live_rows(inner)
     bottom = end = int(rows[-1]) - grow
     while end + 1 < h and live[end + 1]:
         end += 1

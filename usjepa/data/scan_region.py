@@ -61,6 +61,7 @@ from usjepa.data.outline import (
     drop_above_gap,
     extend_box_down,
     face_arc,
+    live_rows,
     outline_points,
     vertical_sides,
 )
@@ -362,7 +363,7 @@ def _deep(bottom: int, h: int, k: int, frame: np.ndarray | None) -> bool:
         return True
     if frame is None:
         return False
-    return bool((np.count_nonzero(frame[bottom + 1 :], axis=1) >= 0.9 * frame.shape[1]).all())
+    return bool(live_rows(frame[bottom + 1 :]).all())
 
 
 #: the share of a separate part's columns that must lie among the region's for it to be a

@@ -225,7 +225,7 @@ def _palette_to_rgb(pixels: np.ndarray, ds: Any, path: Path) -> np.ndarray:
     if rgb.dtype != np.uint8:  # 16-bit tables
         scale = 257.0 if rgb.max() > 255 else 1.0
         rgb = np.clip(np.rint(rgb / scale), 0, 255).astype(np.uint8)
-    return np.asarray(rgb)
+    return rgb
 
 
 def iter_frames(path: Path, kind: str, policy: FramePolicy) -> Iterator[tuple[int, np.ndarray]]:

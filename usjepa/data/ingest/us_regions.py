@@ -117,13 +117,13 @@ def detect_in_layout(
     in is taken whole), the other rectangles left out. Returns a ``[H, W]`` uint8 mask."""
     height, width = image.shape[-2:]
     mask = np.zeros((height, width), np.uint8)
-    for x0, y0, x1, y1 in layout.boxes(height, width, two_d=True):
+    scans = layout.boxes(height, width, two_d=True)
+    for x0, y0, x1, y1 in scans:
         if min(x1 - x0, y1 - y0) < MIN_SIDE:
             mask[y0:y1, x0:x1] = 255
             continue
         crop = np.ascontiguousarray(image[..., y0:y1, x0:x1])
         mask[y0:y1, x0:x1] = np.maximum(mask[y0:y1, x0:x1], detect(crop))
-    scans = layout.boxes(height, width, two_d=True)
     for box in layout.boxes(height, width, two_d=False):
         # a bar or trace drawn over part of an image is left out; a rectangle declared
         # over most of one (some scanners frame the whole screen) is not
