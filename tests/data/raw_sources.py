@@ -1,4 +1,4 @@
-"""Writers for small raw sources the build tests read: images, mp4, NIfTI, DICOM cine."""
+"""Writers for small raw sources the build tests read: images, mp4, GIF, NIfTI, DICOM cine."""
 
 from __future__ import annotations
 
@@ -36,6 +36,16 @@ def write_mp4(path: Path, n: int = 30, fps: float = 10.0, seed: int = 1) -> Path
     for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
     writer.release()
+    return path
+
+
+def write_gif(path: Path, n: int = 6, frame_ms: int = 100, seed: int = 4) -> Path:
+    """An animated GIF, as POCUS collections publish clips (written with Pillow)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = [Image.fromarray(frame) for frame in clip(n, seed=seed)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
     return path
 
 

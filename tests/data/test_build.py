@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.data.raw_sources import write_dicom_cine, write_mp4, write_nifti, write_raw_dataset
+from tests.data.raw_sources import (
+    write_dicom_cine,
+    write_gif,
+    write_mp4,
+    write_nifti,
+    write_raw_dataset,
+)
 from usjepa.data.images import read_gray
 from usjepa.data.ingest import FramePolicy, build_dataset, iter_frames, source_kind
 from usjepa.data.validate import validate_manifest
@@ -89,6 +95,11 @@ def test_readers_directly(tmp_path):
     mp4 = write_mp4(tmp_path / "a.mp4", n=6)
     assert source_kind(mp4) == "video"
     assert len(list(iter_frames(mp4, "video", policy))) == 6
+    gif = write_gif(tmp_path / "clip.GIF", n=6)  # an animated GIF is a clip, at its own rate
+    assert source_kind(gif) == "video"
+    frames = list(iter_frames(gif, "video", policy))
+    assert [i for i, _ in frames] == list(range(6)) and frames[0][1].shape == (96, 96)
+    assert [i for i, _ in iter_frames(gif, "video", FramePolicy(video_fps=5.0))] == [0, 2, 4]
     nii = write_nifti(tmp_path / "v.nii.gz", depth=5)
     frames = list(iter_frames(nii, "volume", policy))
     assert len(frames) == 5 and frames[0][1].dtype == np.uint8

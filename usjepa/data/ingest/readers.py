@@ -19,7 +19,7 @@ import numpy as np
 from usjepa.errors import UsjepaError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".gif")  # POCUS sets publish GIFs
 VOLUME_EXTS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 DICOM_EXTS = (".dcm", ".dicom")
 SOURCE_KINDS = ("image", "video", "volume", "dicom")
