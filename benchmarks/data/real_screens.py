@@ -3,26 +3,35 @@ from three vendors (GE LOGIQ 700 linear dual view with power Doppler, Aloka SSD-
 convex dual view as a palette-colour DICOM with its Sequence of Ultrasound Regions,
 SonoSite Turbo phased-array cardiac cine of 30 frames), each against the region we drew.
 
-Optionally (``--carotids DIR``), four full screens of a Mindray DC-8 (carotid B-mode,
-carotid with a colour Doppler box, a cardiac duplex with its pulsed-wave spectrum)
-published as sample data of github.com/kostelansky17/carotids (``data_samples``,
-commit ``7187b78``). They are not committed: the repository's MIT licence covers its
-code and its README names no source or licence for the images. Their regions are ours,
-in ``benchmarks/data/carotid_screens.csv`` (the image's rectangle, or the sector's apex,
-side directions in degrees from straight down and radii, in the screen's pixels).
+Optionally, screens that are not committed, their regions ours (the image's rectangle,
+or a sector's apex, side directions in degrees from straight down and radii, in the
+screen's pixels), each file read at the commit its table names:
+
+- ``--carotids DIR``: nine full screens of a Mindray DC-8 (carotid B-mode, carotids with a
+  colour Doppler box or a caliper, two cardiac duplexes with their pulsed-wave spectra)
+  published as sample data of github.com/kostelansky17/carotids (``data_samples``, at
+  commits ``7187b78``, ``b8e98be`` and ``3aa8b09``), in ``carotid_screens.csv``. The
+  repository's MIT licence covers its code; its README names no source or licence for
+  its sample images.
+- ``--galleries DIR``: four echocardiography screens from the dataset galleries of
+  github.com/thrive-centre/thrive-centre.github.io (commit ``593f361``; two parasternal
+  clips as animated GIFs, a parasternal and an apical still with traced contours), in
+  ``gallery_screens.csv``. The site states no licence for its galleries.
 
 Two ways, as rows of ``benchmarks/data/scan_region.py``'s table:
 
 - ``one frame``: the single-frame detector on every frame as the product's reader gives
-  it (grayscale, short side 256), without the file's regions;
-- ``as built``: the masks that ``usjepa data build`` writes for the three files (the
-  regions of a DICOM screen used where they fit its pixels; a cine detected as a clip),
-  one row per screen.
+  it (grayscale, short side 256), without the file's regions (a gallery clip: 16 of its
+  frames spread over it);
+- ``as built``: the masks that ``usjepa data build`` writes (the regions of a DICOM
+  screen used where they fit its pixels; a cine or GIF detected as a clip), one row per
+  screen. A Mindray screen is a still image, built as one frame.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -39,9 +48,16 @@ SCREENS = ROOT / "tests/fixtures/real_screens"
 #: row labels (``type``) of the two ways
 REAL_SCREEN = "real scanner screen (3 vendors)"
 ONE_FRAME = f"{REAL_SCREEN}, one frame"
+AS_BUILT = f"{REAL_SCREEN}, as `usjepa data build` detects it"
 CAROTIDS = "real scanner screen, Mindray DC-8 (carotids sample data; not committed)"
 CAROTID_TABLE = Path(__file__).with_name("carotid_screens.csv")
-AS_BUILT = f"{REAL_SCREEN}, as `usjepa data build` detects it"
+GALLERY = "real echo screen, dataset galleries (not committed)"
+GALLERY_ONE = f"{GALLERY}, one frame"
+GALLERY_BUILT = f"{GALLERY}, as `usjepa data build` detects it"
+GALLERY_TABLE = Path(__file__).with_name("gallery_screens.csv")
+#: the row types whose rows are single frames, and those that are one built mask a screen
+SCREEN_FRAMES = (ONE_FRAME, CAROTIDS, GALLERY_ONE)
+SCREEN_BUILT = (AS_BUILT, GALLERY_BUILT)
 EVERY_FRAME = FramePolicy(video_fps=1000.0, max_frames_per_clip=1000)
 
 
@@ -95,37 +111,111 @@ def screen_rows(baseline, size: int = 256) -> list[dict]:
     return rows
 
 
+def _export(checkout: Path, commit: str, file: str, dest: Path, flag: str) -> Path:
+    """``file`` as it is at ``commit`` of the git checkout ``checkout``, written to
+    ``dest`` (several screens were removed from their repository's tree later)."""
+    try:
+        blob = subprocess.run(
+            ["git", "-C", str(checkout), "show", f"{commit}:{file}"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        raise SystemExit(
+            f"scan_region: cannot read {file} at commit {commit} of {checkout}; {flag} "
+            "needs a git clone of the repository (benchmarks/data/README.md)"
+        ) from None
+    dest.write_bytes(blob)
+    return dest
+
+
+def _region(r: pd.Series) -> np.ndarray:
+    """The drawn region of a table row, at the screen's own size."""
+    truth = np.zeros((int(r.height), int(r.width)), np.uint8)
+    if r.get("region", "sector") == "rectangle":
+        truth[int(r.y0) : int(r.y1) + 1, int(r.x0) : int(r.x1) + 1] = 255
+        return truth
+    return sector_mask(
+        truth.shape, (r.apex_x, r.apex_y), (r.angle_left, r.angle_right),
+        (r.radius_inner, r.radius_outer),
+    )  # fmt: skip
+
+
+def _fit(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.asarray(cv2.resize(mask, shape[::-1], interpolation=cv2.INTER_NEAREST))
+
+
 def carotid_rows(folder: Path, baseline, size: int = 256) -> list[dict]:
-    """One row per screen of :data:`CAROTID_TABLE` under ``folder`` (a checkout of the
+    """One row per screen of :data:`CAROTID_TABLE` under ``folder`` (a clone of the
     carotids repository): the single-frame detector, as a build detects a still image."""
     rows = []
-    for _, r in pd.read_csv(CAROTID_TABLE).iterrows():
-        path = folder / r.file
-        colour = cv2.imread(str(path))
-        if colour is None or colour.shape[:2] != (r.height, r.width):
-            raise SystemExit(
-                f"scan_region: cannot read {path} at {r.width} x {r.height}; --carotids "
-                "needs a checkout of github.com/kostelansky17/carotids at commit 7187b78"
+    with tempfile.TemporaryDirectory() as tmp:
+        for _, r in pd.read_csv(CAROTID_TABLE).iterrows():
+            dest = Path(tmp) / Path(r.file).name
+            colour = cv2.imread(str(_export(folder, r.commit, r.file, dest, "--carotids")))
+            if colour is None or colour.shape[:2] != (r.height, r.width):
+                raise SystemExit(f"scan_region: {r.file} is not a {r.width} x {r.height} image")
+            image = resize_short(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY), size)
+            truth = _fit(_region(r), image.shape)
+            rows.append(
+                {
+                    "type": CAROTIDS,
+                    "frame": Path(r.file).name,
+                    "screen": f"Mindray DC-8: {r.view}",
+                    "iou": iou(detect_scan_region(image), truth),
+                    "iou_baseline": iou(baseline(image), truth),
+                }
             )
-        truth = np.zeros((r.height, r.width), np.uint8)
-        if r.region == "rectangle":
-            truth[int(r.y0) : int(r.y1) + 1, int(r.x0) : int(r.x1) + 1] = 255
-        else:
-            truth = sector_mask(
-                truth.shape,
-                (r.apex_x, r.apex_y),
-                (r.angle_left, r.angle_right),
-                (r.radius_inner, r.radius_outer),
+    return rows
+
+
+def gallery_rows(folder: Path, baseline, size: int = 256, per_clip: int = 16) -> list[dict]:
+    """Rows for the screens of :data:`GALLERY_TABLE` under ``folder`` (a clone of the
+    thrive-centre site): ``one frame`` on up to ``per_clip`` frames of each, and the mask
+    that ``usjepa data build`` writes for each (a GIF detected as a clip)."""
+    table = pd.read_csv(GALLERY_TABLE)
+    rows = []
+    spread = FramePolicy(video_fps=1000.0, max_frames_per_clip=per_clip)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, out = Path(tmp) / "raw", Path(tmp) / "out"
+        raw.mkdir()
+        first = {}
+        for k, r in table.iterrows():
+            dest = _export(
+                folder, r.commit, r.file, raw / f"{k}{Path(r.file).suffix}", "--galleries"
             )
-        image = resize_short(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY), size)
-        truth = cv2.resize(truth, image.shape[::-1], interpolation=cv2.INTER_NEAREST)
-        rows.append(
-            {
-                "type": CAROTIDS,
-                "frame": Path(r.file).name,
-                "screen": f"Mindray DC-8: {r.view}",
-                "iou": iou(detect_scan_region(image), truth),
-                "iou_baseline": iou(baseline(image), truth),
-            }
-        )
+            for i, frame in iter_frames(dest, source_kind(dest) or "image", spread):
+                if frame.shape != (r.height, r.width):
+                    raise SystemExit(f"scan_region: {r.file} is not {r.width} x {r.height}")
+                image = resize_short(frame, size)
+                first.setdefault(k, image)
+                truth = _fit(_region(r), image.shape)
+                rows.append(
+                    {
+                        "type": GALLERY_ONE,
+                        "frame": f"{Path(r.file).name[:24]}/{i}",
+                        "screen": f"{r.vendor}: {r.view}",
+                        "iou": iou(detect_scan_region(image), truth),
+                        "iou_baseline": iou(baseline(image), truth),
+                    }
+                )
+        build_dataset(
+            raw, out, "galleries", size=size, progress=False, pseudonymize=False,
+            blank_outside=False,
+        )  # fmt: skip
+        manifest = pd.read_parquet(out / "manifest.parquet")
+        for k, r in table.iterrows():
+            name = f"{k}{Path(r.file).suffix}"
+            built = manifest[manifest["source_path"] == name].iloc[0]
+            mask = cv2.imread(str(out / built["scan_mask"]), cv2.IMREAD_GRAYSCALE)
+            truth = _fit(_region(r), mask.shape)
+            rows.append(
+                {
+                    "type": GALLERY_BUILT,
+                    "frame": Path(r.file).name[:24],
+                    "screen": f"{r.vendor}: {r.view}",
+                    "iou": iou(mask, truth),
+                    "iou_baseline": iou(baseline(first[k]), truth),
+                }
+            )
     return rows

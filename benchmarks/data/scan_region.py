@@ -34,7 +34,8 @@ are cropped inside a fan and rightly keep less).
 
 Real scanner screens: ``tests/fixtures/real_screens``, three exports from three vendors
 with their interface on screen, scored frame by frame and as ``usjepa data build``
-detects them; optionally (``--carotids DIR``) four Mindray DC-8 screens that are not
+detects them; optionally (``--carotids DIR``) nine Mindray DC-8 screens and
+(``--galleries DIR``) four echocardiography screens from dataset galleries, not
 committed (see ``benchmarks/data/real_screens.py``).
 
 Composited scanner screens: every real frame above, composited into one of three vendor
@@ -75,7 +76,7 @@ import pandas as pd
 import torch
 
 from benchmarks.common import record_env, results_dir
-from benchmarks.data.real_screens import carotid_rows, screen_rows
+from benchmarks.data.real_screens import carotid_rows, gallery_rows, screen_rows
 from benchmarks.data.scan_region_report import (
     BUSI,
     JPEG_ROW,
@@ -149,8 +150,14 @@ def main() -> None:
     parser.add_argument(
         "--carotids",
         default=None,
-        help="a checkout of github.com/kostelansky17/carotids at commit 7187b78: adds four "
-        "real Mindray DC-8 screens (benchmarks/data/carotid_screens.csv)",
+        help="a git clone of github.com/kostelansky17/carotids: adds nine real Mindray "
+        "DC-8 screens (benchmarks/data/carotid_screens.csv)",
+    )
+    parser.add_argument(
+        "--galleries",
+        default=None,
+        help="a git clone of github.com/thrive-centre/thrive-centre.github.io: adds four "
+        "real echocardiography screens (benchmarks/data/gallery_screens.csv)",
     )
     parser.add_argument(
         "--busi",
@@ -178,6 +185,8 @@ def main() -> None:
     rows += screen_rows(baseline, ns.size)
     if ns.carotids is not None:
         rows += carotid_rows(Path(ns.carotids), baseline, ns.size)
+    if ns.galleries is not None:
+        rows += gallery_rows(Path(ns.galleries), baseline, ns.size)
     stacks: list[np.ndarray] = []
     if ns.clips is not None:
         clip_table, stacks = clip_rows(Path(ns.clips))

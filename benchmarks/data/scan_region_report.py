@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.data.real_screens import AS_BUILT, CAROTIDS, ONE_FRAME
+from benchmarks.data.real_screens import CAROTIDS, SCREEN_BUILT, SCREEN_FRAMES
 
 BUSI = "real breast_cropped (BUSI): share kept"
 PHASED = "real phased_sector (TTE47 gallery)"
@@ -34,14 +34,17 @@ TAGS = {
     " `usjepa data build` detects them (a DICOM screen read through its palette and "
     "searched inside its Sequence of Ultrasound Regions; a cine that sampling leaves "
     "with two frames detected as a clip over up to 16)",
-    "within_columns": "`real_screens`, less a screen's header text that the blur "
-    "joined on across a row of black above the image (run `header_gap`), with a linear "
-    "image inside a screen kept down to its bottom edge through its dark far field (run "
-    "`linear_in_screen`; both in git history), and a separate part kept as one a shadow "
-    "cut off only with 80 % of its columns among the region's (was half; a soft-key bar "
-    "below a sector is not); with four real Mindray DC-8 screens (`--carotids`; 0.902, "
-    "0.797, 0.955 and 0.933 with the `header_gap` detector) and the composited screens "
-    "also saved as JPEG",
+    "jpeg_padding": "the detector of run `within_columns` (in git history: `real_screens`"
+    " less a screen's header text that the blur joined on across a row of black above "
+    "the image, with a linear image inside a screen kept down to its bottom edge through "
+    "its dark far field, and a separate part kept as one a shadow cut off only with 80 % "
+    "of its columns among the region's), with a JPEG screen's padding level taken as "
+    "its black (whole rows at the frame's 1st percentile) and an image's far field "
+    "followed down through dim rows (some pixels above that black, all of them dark); "
+    "with nine real Mindray DC-8 screens (`--carotids`; the four of run "
+    "`within_columns` and five more from the repository's history) and four echo "
+    "screens from dataset galleries (`--galleries`), the composited screens also saved "
+    "as JPEG",
 }
 
 
@@ -79,13 +82,14 @@ def write_summary(out: Path) -> None:
         "`benchmarks/data/README.md`; four of them also against sectors placed by hand; rows "
         "present only in runs given `--phased`), "
         "real scanner screens from three vendors (`tests/fixtures/real_screens`, regions we "
-        "drew) and four more of a Mindray DC-8 (not committed; regions we drew, "
-        "`benchmarks/data/carotid_screens.csv`; rows present only in runs given "
-        "`--carotids`), synthetic frames against the generator's analytic mask. "
+        "drew), nine more of a Mindray DC-8 and four echo screens from dataset galleries "
+        "(not committed; regions we drew, `benchmarks/data/carotid_screens.csv` and "
+        "`gallery_screens.csv`; rows present only in runs given `--carotids` or "
+        "`--galleries`), synthetic frames against the generator's analytic mask. "
         "p5 is the 5th percentile over frames; the bar is p5 >= 0.95 per type and >= 1,000 "
         "frames/s per core at 256 px, or the per-clip cost stated where a video's clip path "
         "is slower. Command: `python -m benchmarks.data.scan_region --tag <run> "
-        "[--phased DIR] [--clips DIR] [--busi DIR] [--carotids DIR]`.",
+        "[--phased DIR] [--clips DIR] [--busi DIR] [--carotids DIR] [--galleries DIR]`.",
         "",
         "| image type | frames | "
         + " | ".join(f"{t}: IoU p5 / mean / min" for t in tags)
@@ -115,18 +119,19 @@ def write_summary(out: Path) -> None:
     if screens is not None and len(screens):
         lines += [
             "",
-            f"Real scanner screens (`tests/fixtures/real_screens`, and with `--carotids` "
-            f"four not committed; run `{tags[-1]}`), per screen: the single-frame detector "
-            "on each frame without the file's regions, and the mask `usjepa data build` "
-            "writes (a DICOM screen's regions used where they fit its pixels; a cine "
-            "detected as a clip; a still image as one frame).",
+            f"Real scanner screens (`tests/fixtures/real_screens`; with `--carotids` and "
+            f"`--galleries`, screens not committed; run `{tags[-1]}`), per screen: the "
+            "single-frame detector on each frame without the file's regions (a gallery "
+            "clip: 16 of its frames), and the mask `usjepa data build` writes (a DICOM "
+            "screen's regions used where they fit its pixels; a cine or GIF detected as a "
+            "clip; a still image as one frame).",
             "",
             "| screen | frames | one frame: IoU mean / min | as built: IoU |",
             "|---|---|---|---|",
         ]
         for name, group in screens.groupby("screen", sort=False):
-            one = group[group["type"].isin([ONE_FRAME, CAROTIDS])]["iou"]
-            built = group[group["type"] == AS_BUILT]["iou"]
+            one = group[group["type"].isin(SCREEN_FRAMES)]["iou"]
+            built = group[group["type"].isin(SCREEN_BUILT)]["iou"]
             if not len(built) and (group["type"] == CAROTIDS).all():
                 built = one  # a still image is built as one frame
             lines.append(

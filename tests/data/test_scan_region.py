@@ -380,3 +380,21 @@ def test_a_linear_image_in_a_screen_keeps_its_dark_far_field():
     truth[30:200, 60:280] = 255
     assert iou(found, truth) >= 0.97
     assert found[195, 65] and found[195, 275]  # both lower corners
+
+
+def test_a_jpeg_screen_keeps_the_far_field_it_flattened_to_black():
+    """The same screen exported as JPEG: padding at level 1, not 0, and the far field
+    flattened to that level but for a quarter of its pixels (a real Mindray JPEG: 0.82
+    when the padding counted as data; the region ran to the screen's bottom). Its far
+    field is kept, and a button bar below the image is not."""
+    rng = np.random.default_rng(14)
+    image = np.ones((256, 341), np.uint8)
+    image[30:200, 60:280] = np.where(rng.random((170, 220)) < 0.25, 3, 1)
+    image[30:110, 60:280] = rng.integers(30, 160, (80, 220))
+    image[30:160, 60:160] = rng.integers(30, 160, (130, 100))
+    image[206:216, 60:280] = 90  # a button bar, six rows of padding below the image
+    found = detect_scan_region(image)
+    truth = np.zeros_like(image)
+    truth[30:200, 60:280] = 255
+    assert iou(found, truth) >= 0.97
+    assert found[195, 65] and found[195, 275] and not found[205:].any()

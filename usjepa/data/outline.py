@@ -27,7 +27,9 @@ __all__ = [
     "drop_above_gap",
     "extend_box_down",
     "face_arc",
+    "live_below",
     "live_rows",
+    "padded",
     "outline_points",
     "vertical_sides",
 ]
@@ -193,23 +195,53 @@ def drop_above_gap(component: np.ndarray, frame: np.ndarray, level: int, grow: i
             return
 
 
-#: a live row: at least this share of its pixels above 0 (scan data however dark; a
-#: screen's padding is exact black)
+#: a live row: at least this share of its pixels above the frame's black (scan data
+#: however dark; a screen's padding is its black, 0, or 1 in some JPEG exports)
 LIVE = 0.9
+#: a dim row of an image's far field: at least this share of it above black, and its
+#: 90th percentile from 2 to this many levels above black. A JPEG export flattens most
+#: of a dark far field to its padding's level, never all of it; an interface's bar or
+#: button below an image is brighter, the halo of a resampled edge fainter.
+DIM = 0.1
+DARK = 8
 
 
-def live_rows(pixels: np.ndarray) -> np.ndarray:
-    """Per row of ``pixels``, whether it is live (:data:`LIVE`)."""
-    return np.asarray(np.count_nonzero(pixels, axis=1) >= LIVE * pixels.shape[1])
+def live_rows(pixels: np.ndarray, black: int = 0, share: float = LIVE) -> np.ndarray:
+    """Per row of ``pixels``, whether at least ``share`` of it lies above ``black``."""
+    return np.asarray(np.count_nonzero(pixels > black, axis=1) >= share * pixels.shape[1])
 
 
-def extend_box_down(mask: np.ndarray, frame: np.ndarray, sides: VerticalSides, grow: int) -> None:
+def live_below(frame: np.ndarray, bottom: int, black: int = 0) -> bool:
+    """Whether only live rows lie below row ``bottom`` of ``frame`` (nearly every pixel
+    above ``black``: scan data, however dark, not a screen's padding)."""
+    return bool(live_rows(frame[bottom + 1 :], black).all())
+
+
+def padded(frame: np.ndarray, level: int) -> bool:
+    """Whether some row of ``frame`` (every 4th) is padding at ``level``: 95 % of it
+    exactly that level (a JPEG export's black may be 1). Dim scan data at its lowest
+    level, in a frame cropped to its image, never fills a row."""
+    rows = frame[::4]
+    return bool((np.count_nonzero(rows == level, axis=1) >= 0.95 * frame.shape[1]).any())
+
+
+def _dim_rows(pixels: np.ndarray, black: int) -> np.ndarray:
+    """Per row of ``pixels``, whether it is live or dim (:data:`DIM`)."""
+    top = np.percentile(pixels, 90, axis=1) if len(pixels) else np.zeros(0)
+    dim = live_rows(pixels, black, DIM) & (top >= black + 2) & (top <= black + DARK)
+    return np.asarray(live_rows(pixels, black) | dim)
+
+
+def extend_box_down(
+    mask: np.ndarray, frame: np.ndarray, sides: VerticalSides, grow: int, black: int = 0
+) -> None:
     """A rectangle inside a screen (vertical sides on both hands, found by :func:`boxed`)
     whose far field is dark: fill it, in place, between its outermost sides from its
-    top down through the live rows (:data:`LIVE`) below it, when every row from its
-    top is live (a fan's black corners are not) and the region misses more of it than
-    a band twice the blur's spill ``grow`` high (which the caller erodes off
-    afterwards; a rounding at the edge is no far field)."""
+    top down through the live or dim rows (:data:`LIVE`, :data:`DIM`; above the frame's
+    ``black``) below it, when the rows of its upper half are live (a fan's black
+    corners are not) and the region misses more of it than a band twice the blur's
+    spill ``grow`` high (which the caller erodes off afterwards; a rounding at the edge
+    is no far field)."""
     h = mask.shape[0]
     rows = np.flatnonzero(mask.any(1))
     if not len(rows):
@@ -218,15 +250,14 @@ def extend_box_down(mask: np.ndarray, frame: np.ndarray, sides: VerticalSides, g
     inner = frame[:, left + grow + 1 : right - grow]
     if inner.shape[1] < 1:
         return
-    live = live_rows(inner)
-    bottom = end = int(rows[-1]) - grow
-    while end + 1 < h and live[end + 1]:
-        end += 1
+    bottom = int(rows[-1]) - grow
+    below = _dim_rows(inner[bottom + 1 :], black)
+    end = bottom + (int(below.argmin()) if not below.all() else len(below))
     box = mask[rows[0] : min(h, end + grow + 1), left : right + 1]
     missing = box.size - np.count_nonzero(box)
     if (
         end > bottom
         and missing > 2 * grow * (right - left)
-        and live[rows[0] + grow : end + 1].all()
+        and live_rows(inner[rows[0] + grow : (rows[0] + bottom) // 2], black).all()
     ):
         box[:] = 255

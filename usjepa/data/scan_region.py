@@ -30,10 +30,11 @@ image. So:
    view keeps its own sides: some are steered, their sides at unequal angles); a hull
    whose top spans the frame's width is a frame cropped to a linear array's image:
    everything below its top edge, down to the frame's bottom where that is reached or
-   where only live rows (nearly every pixel above 0: a dark far field, not a screen's
-   black padding) lie below; a hull with vertical sides on both hands and live rows from
-   its top (a linear image inside a screen) is that rectangle, down through the live rows
-   below it;
+   where only live rows (nearly every pixel above the padding's black, 0 or, in a JPEG
+   export, the level that whole rows hold: a dark far field, not a screen's padding)
+   lie below; a hull with vertical sides on both hands and live rows in its upper half
+   (a linear image inside a screen) is that rectangle, down through the live or dim rows
+   below it (a far field that JPEG flattened to black but for some pixels);
 4. a phased array's sector: where the hull's top is narrow and its sides meet above it
    (within half its height), the sector is redrawn from those sides out to the region's
    deepest point, so that its dim far corners and the apex the opening blunted come back;
@@ -61,8 +62,9 @@ from usjepa.data.outline import (
     drop_above_gap,
     extend_box_down,
     face_arc,
-    live_rows,
+    live_below,
     outline_points,
+    padded,
     vertical_sides,
 )
 from usjepa.data.sector import complete_sector, sector_mask
@@ -124,13 +126,16 @@ def detect_scan_region(
         mask = detect_scan_region(square, threshold, blur, stroke, symmetric, flat=flat)
         return np.asarray(cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST))
     smooth = cv2.blur(frame, (blur, blur))
-    if threshold is None:  # the subsample's 1st percentile, from its histogram
-        counts = np.bincount(smooth[::4, ::4].ravel(), minlength=256).cumsum()
-        threshold = min(6, int(np.searchsorted(counts, 0.01 * counts[-1])) + 2)
+    # the frame's black: the subsample's 1st percentile, from its histogram
+    counts = np.bincount(smooth[::4, ::4].ravel(), minlength=256).cumsum()
+    black = int(np.searchsorted(counts, 0.01 * counts[-1]))
+    if threshold is None:
+        threshold = min(6, black + 2)
     signal = cv2.threshold(smooth, threshold, 255, cv2.THRESH_BINARY)[1]
     if flat:
         signal = cv2.bitwise_and(signal, cv2.bitwise_not(_flat_areas(frame, stroke)))
-    return _region(signal, stroke, blur // 2, symmetric, frame, threshold)
+    padding = black if black and padded(frame, black) else 0
+    return _region(signal, stroke, blur // 2, symmetric, frame, threshold, padding)
 
 
 #: grey level from which flat fill counts as interface (see :func:`_flat_areas`), and
@@ -211,11 +216,13 @@ def _region(
     symmetric: bool,
     frame: np.ndarray | None = None,
     level: int | None = None,
+    black: int = 0,
 ) -> np.ndarray:
     """Steps 2-5 of the module docstring on a 0/255 signal map; ``grow`` px of blur
     spill are taken off the result. ``frame``: the grey frame, whose rows below the
-    signal tell a cropped frame's dark far field from black padding, and whose black
-    rows (at most ``level``) a screen's header text lies above."""
+    signal (live above ``black``, its padding's level) tell a cropped frame's dark far
+    field from padding, and whose black rows (at most ``level``) a screen's header text
+    lies above."""
     h, w = signal.shape
     k = _stroke((h, w), stroke)
     mask = np.zeros((h, w), np.uint8)
@@ -274,10 +281,13 @@ def _region(
     if len(points) > len(own):  # mirrored: nothing past a side an image border cut straight
         clip_to_straight_sides(mask, own, sides or vertical_sides(own, h), h, k)
     if box and frame is not None and sides is not None:  # an image in a screen, dark below
-        extend_box_down(mask, frame, sides, grow)
+        extend_box_down(mask, frame, sides, grow, black)
     rows = np.flatnonzero(mask.any(1))
     first = mask[rows[0]] > 0
-    if first[: k // 2 + 1].any() and first[-(k // 2 + 1) :].any() and _deep(rows[-1], h, k, frame):
+    reached = first[: k // 2 + 1].any() and first[-(k // 2 + 1) :].any()
+    if reached and (
+        rows[-1] >= h - k or (frame is not None and live_below(frame, rows[-1], black))
+    ):
         # a frame cropped to a linear array's image: the rectangle below its top edge, to
         # the frame's bottom when that is reached or only dark data lies below
         mask[rows[0] :] = 255
@@ -353,17 +363,6 @@ def _cut_glued_bar(
             region[:, :inner] = 0
         return True
     return False
-
-
-def _deep(bottom: int, h: int, k: int, frame: np.ndarray | None) -> bool:
-    """Whether a region ending at row ``bottom`` reaches the frame's bottom: within a
-    stroke of it, or with only live rows below (nearly every pixel above 0: scan data,
-    however dark, not a screen's black padding)."""
-    if bottom >= h - k:
-        return True
-    if frame is None:
-        return False
-    return bool(live_rows(frame[bottom + 1 :]).all())
 
 
 #: the share of a separate part's columns that must lie among the region's for it to be a
