@@ -200,6 +200,9 @@ def test_a_cropped_frame_keeps_its_dark_far_field():
     image = np.clip(np.where(np.arange(256)[:, None] < 170, 70 * speckle, 2 * speckle), 0, 255)
     image = np.maximum(image, 1).astype(np.uint8)  # a dim far field: every pixel above 0
     assert (detect_scan_region(image) > 0).mean() > 0.99
+    flat = image.copy()
+    flat[200:] = 1  # deepest rows flat at 1 (some BUSI frames): still the frame's own
+    assert (detect_scan_region(flat) > 0).mean() > 0.99
     padded = image.copy()
     padded[170:] = 0  # the same frame above a screen's black padding
     found = detect_scan_region(padded) > 0

@@ -213,7 +213,7 @@ def live_rows(pixels: np.ndarray, black: int = 0, share: float = LIVE) -> np.nda
 
 def live_below(frame: np.ndarray, bottom: int, black: int = 0) -> bool:
     """Whether only live rows lie below row ``bottom`` of ``frame`` (nearly every pixel
-    above ``black``: scan data, however dark, not a screen's padding)."""
+    above ``black``: scan data, however dark, not a screen's black padding)."""
     return bool(live_rows(frame[bottom + 1 :], black).all())
 
 

@@ -30,11 +30,12 @@ image. So:
    view keeps its own sides: some are steered, their sides at unequal angles); a hull
    whose top spans the frame's width is a frame cropped to a linear array's image:
    everything below its top edge, down to the frame's bottom where that is reached or
-   where only live rows (nearly every pixel above the padding's black, 0 or, in a JPEG
-   export, the level that whole rows hold: a dark far field, not a screen's padding)
-   lie below; a hull with vertical sides on both hands and live rows in its upper half
-   (a linear image inside a screen) is that rectangle, down through the live or dim rows
-   below it (a far field that JPEG flattened to black but for some pixels);
+   where only live rows (nearly every pixel above 0: a dark far field, not a screen's
+   black padding; a cropped frame's far field may be flat 1) lie below; a hull with
+   vertical sides on both hands and live rows in its upper half (a linear image inside
+   a screen) is that rectangle, down through the rows below it that are live or dim
+   above the screen's padding level (0, or 1 in some JPEG exports, whose far field
+   is then flattened to it but for some pixels);
 4. a phased array's sector: where the hull's top is narrow and its sides meet above it
    (within half its height), the sector is redrawn from those sides out to the region's
    deepest point, so that its dim far corners and the apex the opening blunted come back;
@@ -220,9 +221,9 @@ def _region(
 ) -> np.ndarray:
     """Steps 2-5 of the module docstring on a 0/255 signal map; ``grow`` px of blur
     spill are taken off the result. ``frame``: the grey frame, whose rows below the
-    signal (live above ``black``, its padding's level) tell a cropped frame's dark far
-    field from padding, and whose black rows (at most ``level``) a screen's header text
-    lies above."""
+    signal tell a cropped frame's dark far field from padding (and an image's inside a
+    screen, above ``black``, its padding's level), and whose black rows (at most
+    ``level``) a screen's header text lies above."""
     h, w = signal.shape
     k = _stroke((h, w), stroke)
     mask = np.zeros((h, w), np.uint8)
@@ -285,9 +286,7 @@ def _region(
     rows = np.flatnonzero(mask.any(1))
     first = mask[rows[0]] > 0
     reached = first[: k // 2 + 1].any() and first[-(k // 2 + 1) :].any()
-    if reached and (
-        rows[-1] >= h - k or (frame is not None and live_below(frame, rows[-1], black))
-    ):
+    if reached and (rows[-1] >= h - k or (frame is not None and live_below(frame, rows[-1]))):
         # a frame cropped to a linear array's image: the rectangle below its top edge, to
         # the frame's bottom when that is reached or only dark data lies below
         mask[rows[0] :] = 255
