@@ -61,54 +61,76 @@ SCREEN_BUILT = (AS_BUILT, GALLERY_BUILT)
 EVERY_FRAME = FramePolicy(video_fps=1000.0, max_frames_per_clip=1000)
 
 
-def _truth(row: pd.Series, shape: tuple[int, ...]) -> np.ndarray:
-    drawn = cv2.imread(str(SCREENS / row["mask"]), cv2.IMREAD_GRAYSCALE)
-    return np.asarray(cv2.resize(drawn, shape[::-1], interpolation=cv2.INTER_NEAREST))
+def _fit(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.asarray(cv2.resize(mask, shape[::-1], interpolation=cv2.INTER_NEAREST))
+
+
+#: a screen to score: its file in the build's raw folder, its label in the table, the
+#: prefix of its frames' labels, and the region drawn for it at the screen's size
+Screen = tuple[Path, str, str, np.ndarray]
+
+
+def _frames_and_built(
+    raw: Path, screens: list[Screen], types: tuple[str, str], policy: FramePolicy, baseline,
+    size: int,
+) -> list[dict]:  # fmt: skip
+    """``types[0]`` rows for the frames of each screen that ``policy`` keeps (the
+    single-frame detector), then one ``types[1]`` row per screen for the mask that
+    ``usjepa data build`` writes when it builds ``raw``; ``baseline`` alongside."""
+    rows, first = [], {}
+    for path, screen, label, drawn in screens:
+        for i, frame in iter_frames(path, source_kind(path) or "image", policy):
+            if frame.shape != drawn.shape:
+                raise SystemExit(
+                    f"scan_region: {label} is {frame.shape[1]} x {frame.shape[0]}, its "
+                    f"drawn region {drawn.shape[1]} x {drawn.shape[0]}"
+                )
+            image = resize_short(frame, size)
+            first.setdefault(path.name, image)
+            truth = _fit(drawn, image.shape)
+            rows.append(
+                {
+                    "type": types[0],
+                    "frame": f"{label}/{i}",
+                    "screen": screen,
+                    "iou": iou(detect_scan_region(image), truth),
+                    "iou_baseline": iou(baseline(image), truth),
+                }
+            )
+    out = raw.parent / "built"
+    build_dataset(
+        raw, out, "screens", size=size, progress=False, pseudonymize=False, blank_outside=False
+    )
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    for path, screen, label, drawn in screens:
+        built = manifest[manifest["source_path"] == path.name].iloc[0]
+        mask = cv2.imread(str(out / built["scan_mask"]), cv2.IMREAD_GRAYSCALE)
+        truth = _fit(drawn, mask.shape)
+        rows.append(
+            {
+                "type": types[1],
+                "frame": label,
+                "screen": screen,
+                "iou": iou(mask, truth),
+                "iou_baseline": iou(baseline(first[path.name]), truth),
+            }
+        )
+    return rows
 
 
 def screen_rows(baseline, size: int = 256) -> list[dict]:
     """Rows for every screen in the fixture's index: ``one frame`` per frame, ``as
     built`` per screen; ``baseline`` (a frame to mask function) scored alongside."""
-    index = pd.read_csv(SCREENS / "index.csv")
-    rows, first = [], {}
-    for _, r in index.iterrows():
-        path = SCREENS / r.screen
-        for i, frame in iter_frames(path, source_kind(path) or "image", EVERY_FRAME):
-            image = resize_short(frame, size)
-            first.setdefault(r.screen, image)
-            truth = _truth(r, image.shape)
-            rows.append(
-                {
-                    "type": ONE_FRAME,
-                    "frame": f"{r.vendor} {r.model}/{i}",
-                    "screen": f"{r.vendor} {r.model}",
-                    "iou": iou(detect_scan_region(image), truth),
-                    "iou_baseline": iou(baseline(image), truth),
-                }
-            )
     with tempfile.TemporaryDirectory() as tmp:
-        raw, out = Path(tmp) / "raw", Path(tmp) / "out"
+        raw = Path(tmp) / "raw"
         raw.mkdir()
-        for name in index.screen:
-            shutil.copy(SCREENS / name, raw / Path(name).name)
-        build_dataset(
-            raw, out, "screens", size=size, progress=False, pseudonymize=False, blank_outside=False
-        )
-        manifest = pd.read_parquet(out / "manifest.parquet")
-        for _, r in index.iterrows():
-            built = manifest[manifest["source_path"] == Path(r.screen).name].iloc[0]
-            mask = cv2.imread(str(out / built["scan_mask"]), cv2.IMREAD_GRAYSCALE)
-            truth = _truth(r, mask.shape)
-            rows.append(
-                {
-                    "type": AS_BUILT,
-                    "frame": f"{r.vendor} {r.model}",
-                    "screen": f"{r.vendor} {r.model}",
-                    "iou": iou(mask, truth),
-                    "iou_baseline": iou(baseline(first[r.screen]), truth),
-                }
-            )
-    return rows
+        screens = []
+        for _, r in pd.read_csv(SCREENS / "index.csv").iterrows():
+            path = Path(shutil.copy(SCREENS / r.screen, raw / Path(r.screen).name))
+            drawn = cv2.imread(str(SCREENS / r["mask"]), cv2.IMREAD_GRAYSCALE)
+            label = f"{r.vendor} {r.model}"
+            screens.append((path, label, label, drawn))
+        return _frames_and_built(raw, screens, (ONE_FRAME, AS_BUILT), EVERY_FRAME, baseline, size)
 
 
 def _export(checkout: Path, commit: str, file: str, dest: Path, flag: str) -> Path:
@@ -141,10 +163,6 @@ def _region(r: pd.Series) -> np.ndarray:
     )  # fmt: skip
 
 
-def _fit(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    return np.asarray(cv2.resize(mask, shape[::-1], interpolation=cv2.INTER_NEAREST))
-
-
 def carotid_rows(folder: Path, baseline, size: int = 256) -> list[dict]:
     """One row per screen of :data:`CAROTID_TABLE` under ``folder`` (a clone of the
     carotids repository): the single-frame detector, as a build detects a still image."""
@@ -173,49 +191,13 @@ def gallery_rows(folder: Path, baseline, size: int = 256, per_clip: int = 16) ->
     """Rows for the screens of :data:`GALLERY_TABLE` under ``folder`` (a clone of the
     thrive-centre site): ``one frame`` on up to ``per_clip`` frames of each, and the mask
     that ``usjepa data build`` writes for each (a GIF detected as a clip)."""
-    table = pd.read_csv(GALLERY_TABLE)
-    rows = []
-    spread = FramePolicy(video_fps=1000.0, max_frames_per_clip=per_clip)
     with tempfile.TemporaryDirectory() as tmp:
-        raw, out = Path(tmp) / "raw", Path(tmp) / "out"
+        raw = Path(tmp) / "raw"
         raw.mkdir()
-        first = {}
-        for k, r in table.iterrows():
-            dest = _export(
-                folder, r.commit, r.file, raw / f"{k}{Path(r.file).suffix}", "--galleries"
-            )
-            for i, frame in iter_frames(dest, source_kind(dest) or "image", spread):
-                if frame.shape != (r.height, r.width):
-                    raise SystemExit(f"scan_region: {r.file} is not {r.width} x {r.height}")
-                image = resize_short(frame, size)
-                first.setdefault(k, image)
-                truth = _fit(_region(r), image.shape)
-                rows.append(
-                    {
-                        "type": GALLERY_ONE,
-                        "frame": f"{Path(r.file).name[:24]}/{i}",
-                        "screen": f"{r.vendor}: {r.view}",
-                        "iou": iou(detect_scan_region(image), truth),
-                        "iou_baseline": iou(baseline(image), truth),
-                    }
-                )
-        build_dataset(
-            raw, out, "galleries", size=size, progress=False, pseudonymize=False,
-            blank_outside=False,
-        )  # fmt: skip
-        manifest = pd.read_parquet(out / "manifest.parquet")
-        for k, r in table.iterrows():
-            name = f"{k}{Path(r.file).suffix}"
-            built = manifest[manifest["source_path"] == name].iloc[0]
-            mask = cv2.imread(str(out / built["scan_mask"]), cv2.IMREAD_GRAYSCALE)
-            truth = _fit(_region(r), mask.shape)
-            rows.append(
-                {
-                    "type": GALLERY_BUILT,
-                    "frame": Path(r.file).name[:24],
-                    "screen": f"{r.vendor}: {r.view}",
-                    "iou": iou(mask, truth),
-                    "iou_baseline": iou(baseline(first[k]), truth),
-                }
-            )
-    return rows
+        screens = []
+        for k, r in pd.read_csv(GALLERY_TABLE).iterrows():
+            dest = raw / f"{k}{Path(r.file).suffix}"
+            _export(folder, r.commit, r.file, dest, "--galleries")
+            screens.append((dest, f"{r.vendor}: {r.view}", Path(r.file).name[:24], _region(r)))
+        spread = FramePolicy(video_fps=1000.0, max_frames_per_clip=per_clip)
+        return _frames_and_built(raw, screens, (GALLERY_ONE, GALLERY_BUILT), spread, baseline, size)

@@ -211,10 +211,11 @@ def live_rows(pixels: np.ndarray, black: int = 0, share: float = LIVE) -> np.nda
     return np.asarray(np.count_nonzero(pixels > black, axis=1) >= share * pixels.shape[1])
 
 
-def live_below(frame: np.ndarray, bottom: int, black: int = 0) -> bool:
+def live_below(frame: np.ndarray, bottom: int) -> bool:
     """Whether only live rows lie below row ``bottom`` of ``frame`` (nearly every pixel
-    above ``black``: scan data, however dark, not a screen's black padding)."""
-    return bool(live_rows(frame[bottom + 1 :], black).all())
+    above 0: scan data, however dark, not a screen's black padding; a cropped frame's
+    far field may be flat 1, so this is not the padding level)."""
+    return bool(live_rows(frame[bottom + 1 :]).all())
 
 
 def padded(frame: np.ndarray, level: int) -> bool:

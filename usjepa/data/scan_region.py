@@ -135,8 +135,7 @@ def detect_scan_region(
     signal = cv2.threshold(smooth, threshold, 255, cv2.THRESH_BINARY)[1]
     if flat:
         signal = cv2.bitwise_and(signal, cv2.bitwise_not(_flat_areas(frame, stroke)))
-    padding = black if black and padded(frame, black) else 0
-    return _region(signal, stroke, blur // 2, symmetric, frame, threshold, padding)
+    return _region(signal, stroke, blur // 2, symmetric, frame, threshold, black)
 
 
 #: grey level from which flat fill counts as interface (see :func:`_flat_areas`), and
@@ -222,8 +221,9 @@ def _region(
     """Steps 2-5 of the module docstring on a 0/255 signal map; ``grow`` px of blur
     spill are taken off the result. ``frame``: the grey frame, whose rows below the
     signal tell a cropped frame's dark far field from padding (and an image's inside a
-    screen, above ``black``, its padding's level), and whose black rows (at most
-    ``level``) a screen's header text lies above."""
+    screen, above its padding's level: ``black``, the frame's 1st percentile, where whole
+    rows hold it), and whose black rows (at most ``level``) a screen's header text lies
+    above."""
     h, w = signal.shape
     k = _stroke((h, w), stroke)
     mask = np.zeros((h, w), np.uint8)
@@ -282,7 +282,8 @@ def _region(
     if len(points) > len(own):  # mirrored: nothing past a side an image border cut straight
         clip_to_straight_sides(mask, own, sides or vertical_sides(own, h), h, k)
     if box and frame is not None and sides is not None:  # an image in a screen, dark below
-        extend_box_down(mask, frame, sides, grow, black)
+        padding = black if black and padded(frame, black) else 0
+        extend_box_down(mask, frame, sides, grow, padding)
     rows = np.flatnonzero(mask.any(1))
     first = mask[rows[0]] > 0
     reached = first[: k // 2 + 1].any() and first[-(k // 2 + 1) :].any()
