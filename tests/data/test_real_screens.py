@@ -70,9 +70,9 @@ def _built_iou(built, name: str) -> tuple[float, np.ndarray]:
 
 def test_build_finds_both_fans_of_a_dual_view_screen_and_leaves_its_bar_out(built):
     # without the file's regions the region is one hull over both views, the bar and
-    # the corners above the fans (IoU 0.87)
+    # the corners above the fans (IoU 0.87); the bar seen by the detector: 0.947
     value, mask = _built_iou(built, "aloka")
-    assert value >= 0.93
+    assert value >= 0.95
     scale = mask.shape[0] / 480
     bar = mask[int(45 * scale) : int(100 * scale), int(34 * scale) : int(62 * scale)]
     assert not bar.any()
@@ -129,6 +129,29 @@ def test_layout_scales_to_the_resized_frame_and_leaves_declared_bars_out():
     mask = detect_in_layout(frame, layout, _whole)
     assert mask[20:220, :300].all() and not mask[:20].any() and not mask[220:].any()
     assert not mask[50:150, 300:310].any() and mask[50:150, 310:].all()
+
+
+def _hull(crop: np.ndarray) -> np.ndarray:
+    mask = np.zeros(crop.shape[-2:], np.uint8)
+    points = cv2.findNonZero(crop.max(0) if crop.ndim == 3 else crop)
+    if points is not None:
+        cv2.fillConvexPoly(mask, cv2.convexHull(points), 255)
+    return mask
+
+
+def test_a_declared_bar_inside_an_image_is_hidden_from_the_detector():
+    # the Aloka's grey-scale bar lies inside its left image: seen by the detector, it
+    # joined the fan's hull and the corner between them came in too (IoU 0.947, now 0.951)
+    bar = _region(10, 10, 29, 89, 0, 13)
+    layout, _ = layout_of(_screen(_region(0, 0, 199, 199, 1, 1), bar, rows=200, cols=200))
+    assert layout is not None
+    data = np.zeros((200, 200), np.uint8)
+    cv2.circle(data, (120, 120), 60, 90, -1)
+    frame = data.copy()
+    frame[10:90, 10:30] = np.linspace(255, 0, 80, dtype=np.uint8)[:, None]  # the bar
+    for image in (frame, np.stack([frame, frame])):  # a still and a clip
+        mask = detect_in_layout(image, layout, _hull)
+        assert iou(mask, _hull(data)) == 1.0
 
 
 def test_a_declared_box_over_most_of_an_image_does_not_erase_it():

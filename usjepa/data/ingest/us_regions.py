@@ -6,7 +6,8 @@ a 2D image, tissue or flow; 2 M-mode; 3 spectral; 4 waveform; 5 graphics; 0 none
 data type (13 a grey-scale bar, 14 a colour bar, ...). ``usjepa data build`` uses it for
 DICOM sources: the scan region is detected inside each 2D rectangle separately (a
 dual-view screen gives two regions, not one hull over both and the bar between) and the
-rectangles of everything else (bars, traces, spectra) are left out.
+rectangles of everything else (bars, traces, spectra) are left out, and hidden from the
+detector (a bar drawn inside an image would pull the image's hull out to it).
 
 Only the geometry is read; no tag value reaches any artefact. A file whose rectangles do
 not fit its pixels (a file resized or cropped after the scanner wrote it) is treated as
@@ -118,18 +119,26 @@ def detect_in_layout(
     height, width = image.shape[-2:]
     mask = np.zeros((height, width), np.uint8)
     scans = layout.boxes(height, width, two_d=True)
+    # a bar or trace drawn over part of an image is left out, and blacked out before the
+    # detector looks (else it joins the region's hull, and the corner it spans with it);
+    # a rectangle declared over most of one (some scanners frame the whole screen) is not
+    others = [
+        box
+        for box in layout.boxes(height, width, two_d=False)
+        if all(_overlap(box, scan) <= 0.5 * _area(scan) for scan in scans)
+    ]
+    if others:
+        image = image.copy()
+        for x0, y0, x1, y1 in others:
+            image[..., y0:y1, x0:x1] = 0
     for x0, y0, x1, y1 in scans:
         if min(x1 - x0, y1 - y0) < MIN_SIDE:
             mask[y0:y1, x0:x1] = 255
             continue
         crop = np.ascontiguousarray(image[..., y0:y1, x0:x1])
         mask[y0:y1, x0:x1] = np.maximum(mask[y0:y1, x0:x1], detect(crop))
-    for box in layout.boxes(height, width, two_d=False):
-        # a bar or trace drawn over part of an image is left out; a rectangle declared
-        # over most of one (some scanners frame the whole screen) is not
-        if all(_overlap(box, scan) <= 0.5 * _area(scan) for scan in scans):
-            x0, y0, x1, y1 = box
-            mask[y0:y1, x0:x1] = 0
+    for x0, y0, x1, y1 in others:
+        mask[y0:y1, x0:x1] = 0
     return mask
 
 
