@@ -67,7 +67,9 @@ def sector_mask(
     return result
 
 
-def complete_sector(mask: np.ndarray, points: np.ndarray) -> bool:
+def complete_sector(
+    mask: np.ndarray, points: np.ndarray, region: np.ndarray | None = None, width: int = 0
+) -> bool:
     """Redraw a phased array's sector whole (in place); False when the region is no sector.
 
     ``points``: the region's outline, before any mirroring. A hull of them whose top is
@@ -76,6 +78,11 @@ def complete_sector(mask: np.ndarray, points: np.ndarray) -> bool:
     too dim to count as signal, so the hull cuts them off: the sector is redrawn from the
     hull's two sides (straight lines through rows 10-40 % of its height, above the far
     corners; they meet at the apex) out to the outline's deepest point between them.
+    Given the ``region`` (0/255 map) the outline is of, the sides are read off the hull of
+    that region opened ``width`` px wide (odd, so that the opening shifts nothing) and
+    fitted with the rows off the line left out: a ruler's ticks or a depth marker glued to
+    a side tilt the hull's whole side towards them; the opening takes most of them off,
+    the fit the rows where some stays.
     """
     hull = np.zeros_like(mask)
     cv2.fillConvexPoly(hull, cv2.convexHull(points.astype(np.int32)), 255)
@@ -87,10 +94,21 @@ def complete_sector(mask: np.ndarray, points: np.ndarray) -> bool:
     if widths[rows[0] + 2] > 0.3 * widths.max():
         return False  # a wide top: a linear or convex array's face
     ys = np.arange(rows[0] + height // 10, rows[0] + (2 * height) // 5)
-    inside = hull[ys] > 0
+    sides = hull
+    if region is not None and width > 1:
+        opened = cv2.morphologyEx(region, cv2.MORPH_OPEN, np.ones((width, width), np.uint8))
+        found, _ = cv2.findContours(opened, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        if found:
+            sides = np.zeros_like(mask)
+            cv2.fillConvexPoly(sides, cv2.convexHull(np.concatenate(found)), 255)
+    inside = sides[ys] > 0
+    ys = ys[inside.any(1)]
+    inside = inside[inside.any(1)]
+    if len(ys) < 4:
+        return False
     left = inside.argmax(1).astype(np.float64)
     right = (hull.shape[1] - 1 - inside[:, ::-1].argmax(1)).astype(np.float64)
-    (a_left, b_left), (a_right, b_right) = np.polyfit(ys, left, 1), np.polyfit(ys, right, 1)
+    (a_left, b_left), (a_right, b_right) = _side(ys, left), _side(ys, right)
     if a_right - a_left <= 0.05:  # sides that do not open downwards
         return False
     apex_y = (b_right - b_left) / (a_left - a_right)
@@ -106,3 +124,15 @@ def complete_sector(mask: np.ndarray, points: np.ndarray) -> bool:
     depth = float(np.hypot(dx, dy)[between].max())
     mask[:] = sector_mask(mask.shape, (apex_x, apex_y), (left_deg, right_deg), (0.0, depth))
     return True
+
+
+def _side(ys: np.ndarray, xs: np.ndarray) -> tuple[float, float]:
+    """A straight side ``x = a y + b`` through the edge points, refitted twice without
+    the points further off it than most (ticks and markers stand out of a side, speckle
+    dips into it, both in few rows)."""
+    a, b = np.polyfit(ys, xs, 1)
+    for _ in range(2):
+        off = np.abs(xs - (a * ys + b))
+        keep = off <= max(1.5, float(np.percentile(off, 75)))
+        a, b = np.polyfit(ys[keep], xs[keep], 1)
+    return float(a), float(b)
