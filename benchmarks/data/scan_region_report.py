@@ -34,17 +34,16 @@ TAGS = {
     " `usjepa data build` detects them (a DICOM screen read through its palette and "
     "searched inside its Sequence of Ultrasound Regions; a cine that sampling leaves "
     "with two frames detected as a clip over up to 16)",
-    "jpeg_padding": "the detector of run `within_columns` (in git history: `real_screens`"
-    " less a screen's header text that the blur joined on across a row of black above "
-    "the image, with a linear image inside a screen kept down to its bottom edge through "
-    "its dark far field, and a separate part kept as one a shadow cut off only with 80 % "
-    "of its columns among the region's), with a JPEG screen's padding level taken as "
-    "its black (whole rows at the frame's 1st percentile) and an image's far field "
-    "followed down through dim rows (some pixels above that black, all of them dark); "
-    "with nine real Mindray DC-8 screens (`--carotids`; the four of run "
-    "`within_columns` and five more from the repository's history) and four echo "
-    "screens from dataset galleries (`--galleries`), the composited screens also saved "
-    "as JPEG",
+    "sides": "the detector of run `jpeg_padding` (in git history: `real_screens` less a "
+    "screen's header text that the blur joined on across a row of black above the image, "
+    "a linear image inside a screen kept down to its bottom edge through its dark or, in "
+    "a JPEG screen, dim far field, and a separate part kept as one a shadow cut off only "
+    "with 80 % of its columns among the region's), with a phased sector's sides read off "
+    "the hull of its component opened twice as wide and fitted without the rows off the "
+    "line (a depth scale's ticks and labels glued to a side no longer tilt it), and a bar"
+    " a DICOM screen declares inside an image hidden from the detector; with nine real "
+    "Mindray DC-8 screens (`--carotids`) and four echo screens from dataset galleries "
+    "(`--galleries`), the composited screens also saved as JPEG",
 }
 
 
