@@ -7,7 +7,8 @@ meaning. A vertical side is the border of the image a scan was cropped to (a fan
 sector's sides slant), also inside a screen, where the frame's own edges do not show it.
 A concave arc along the top edge is a convex probe's face. And a row of black across the
 whole region, with only a little above it, is the gap between a screen's header text and
-the image below it, which the detector's blur bridged. This module finds these and
+the image below it, which the detector's blur bridged. Where the signal falls into
+several large parts, one is the image (:func:`main_part`). This module finds these and
 applies them to a mask; :mod:`usjepa.data.sector` does the same for a phased array's
 sector.
 """
@@ -29,10 +30,42 @@ __all__ = [
     "face_arc",
     "live_below",
     "live_rows",
+    "main_part",
     "padded",
     "outline_points",
     "vertical_sides",
 ]
+
+
+def main_part(labels: np.ndarray, parts: np.ndarray) -> int:
+    """Which of a frame's large signal ``parts`` (labels in ``labels``) is its image.
+
+    A duplex screen shows a second display below its image (a Doppler spectrum or an
+    M-mode trace, as wide or wider, and as bright), and its text (a header joined to a
+    table of measurements and a panel of settings by the blur) can outweigh both. So a
+    part lying wholly below another part that shares columns with it (a header band at
+    the frame's top edge aside: every image lies below one) is no image, and among the
+    rest the part with the largest area times its solidity squared (its share of its
+    convex hull) wins: an image fills most of its hull, text and the gaps between its
+    lines do not.
+    """
+    boxes = {}
+    for p in parts:
+        part = np.asarray(cv2.compare(labels, np.full_like(labels, int(p)), cv2.CMP_EQ))
+        x, y, w, h = cv2.boundingRect(part)
+        boxes[int(p)] = (x, y, x + w - 1, y + h - 1, part)
+    best, score = int(parts[0]), -1.0
+    for p, (x0, y0, x1, _, part) in boxes.items():
+        if any(
+            q != p and b[1] > 2 and b[3] < y0 and b[0] <= x1 and b[2] >= x0
+            for q, b in boxes.items()
+        ):
+            continue  # a display below another part: a spectrum, a trace, a soft-key bar
+        area = cv2.countNonZero(part)
+        solidity = area / max(1.0, cv2.contourArea(cv2.convexHull(cv2.findNonZero(part))))
+        if area * solidity**2 > score:
+            best, score = p, area * solidity**2
+    return best
 
 
 def outline_points(region: np.ndarray) -> np.ndarray:

@@ -11,8 +11,8 @@ image. So:
    counts), less a screen's flat fill (header bands, side panels, app bars and buttons
    are drawn in exactly uniform grey, with their text closed into them; speckle never
    is), opened with a kernel wider than any overlay stroke (text, rulers, ECG);
-2. the largest component (with any other large part within its columns: a part a
-   shadow cut off; a colour bar beside the region is no such part; less a screen's
+2. the main component (:func:`~usjepa.data.outline.main_part`; with any large part in
+   its columns: a part a shadow cut off; a colour bar beside it is none; less a screen's
    header text that the blur joined on across a black row), opened again
    with a twice wider kernel so that thin overlays glued to its edge (a grey-scale bar,
    a depth ruler, an ECG baseline) fall off; a bar drawn against a vertical side of the
@@ -66,6 +66,7 @@ from usjepa.data.outline import (
     extend_box_down,
     face_arc,
     live_below,
+    main_part,
     outline_points,
     padded,
     vertical_sides,
@@ -242,7 +243,7 @@ def _region(
         areas = np.bincount(labels.ravel(), minlength=n)[1:]
         big = 1 + np.flatnonzero(areas >= 0.1 * areas.max())
     if len(big) > 1:  # a part beside the region's columns is no shadow: a colour bar, say
-        main = 1 + int(areas.argmax())
+        main = main_part(labels, big)
         columns = (labels == main).any(0)
         big = np.array([b for b in big if b == main or _within(labels == b, columns)])
     if len(big) == 1:
