@@ -34,14 +34,18 @@ TAGS = {
     " `usjepa data build` detects them (a DICOM screen read through its palette and "
     "searched inside its Sequence of Ultrasound Regions; a cine that sampling leaves "
     "with two frames detected as a clip over up to 16)",
-    "sides": "the detector of run `jpeg_padding` (in git history: `real_screens` less a "
+    "duplex": "the detector of run `jpeg_padding` (in git history: `real_screens` less a "
     "screen's header text that the blur joined on across a row of black above the image, "
     "a linear image inside a screen kept down to its bottom edge through its dark or, in "
     "a JPEG screen, dim far field, and a separate part kept as one a shadow cut off only "
     "with 80 % of its columns among the region's), with a phased sector's sides read off "
     "the hull of its component opened twice as wide and fitted without the rows off the "
     "line (a depth scale's ticks and labels glued to a side no longer tilt it), and a bar"
-    " a DICOM screen declares inside an image hidden from the detector; with nine real "
+    " a DICOM screen declares inside an image hidden from the detector (run `sides`), and"
+    " the image among several large parts chosen among those with no part but a header "
+    "band wholly above them (a "
+    "duplex screen's spectrum lies below its image) with the largest area times solidity"
+    " squared (text joined into one part fills little of its hull); with nine real "
     "Mindray DC-8 screens (`--carotids`) and four echo screens from dataset galleries "
     "(`--galleries`), the composited screens also saved as JPEG",
 }
