@@ -39,8 +39,8 @@ image. So:
 4. a phased array's sector: where the hull's top is narrow and its sides meet above it
    (within half its height), the sector is redrawn from those sides out to the region's
    deepest point, so that its dim far corners and the apex the opening blunted come back;
-   the sides are read off the component opened twice as wide, less its rows off the
-   line, so that a ruler's ticks or a depth marker glued to a side do not tilt it;
+   the sides are read off the component opened with a disc twice as wide, less its rows
+   off the line, so that a ruler's ticks or a depth marker glued to a side do not tilt it;
 5. else the face: where the component's top edge holds a concave arc (the longest run
    of columns where it is shallow; a fan's sides are steeper), what lies above a robust
    quadratic through it is cut, also where the frame cuts the arc off or it lies off the

@@ -79,10 +79,12 @@ def complete_sector(
     hull's two sides (straight lines through rows 10-40 % of its height, above the far
     corners; they meet at the apex) out to the outline's deepest point between them.
     Given the ``region`` (0/255 map) the outline is of, the sides are read off the hull of
-    that region opened ``width`` px wide (odd, so that the opening shifts nothing) and
-    fitted with the rows off the line left out: a ruler's ticks or a depth marker glued to
-    a side tilt the hull's whole side towards them; the opening takes most of them off,
-    the fit the rows where some stays.
+    that region opened with a disc ``width`` px across (odd, so that the opening shifts
+    nothing) and fitted with the rows off the line left out: a ruler's ticks or a depth
+    marker glued to a side tilt the hull's whole side towards them; the opening takes most
+    of them off, the fit the rows where some stays. A disc, not a square: on a slanted
+    side a square slides its corner into each tick and leaves a step there, where a disc
+    only touches the side's line.
     """
     hull = np.zeros_like(mask)
     cv2.fillConvexPoly(hull, cv2.convexHull(points.astype(np.int32)), 255)
@@ -96,7 +98,8 @@ def complete_sector(
     ys = np.arange(rows[0] + height // 10, rows[0] + (2 * height) // 5)
     sides = hull
     if region is not None and width > 1:
-        opened = cv2.morphologyEx(region, cv2.MORPH_OPEN, np.ones((width, width), np.uint8))
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))
+        opened = cv2.morphologyEx(region, cv2.MORPH_OPEN, disc)
         found, _ = cv2.findContours(opened, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         if found:
             sides = np.zeros_like(mask)
