@@ -48,6 +48,9 @@ TAGS = {
     " squared (text joined into one part fills little of its hull); with nine real "
     "Mindray DC-8 screens (`--carotids`) and four echo screens from dataset galleries "
     "(`--galleries`), the composited screens also saved as JPEG",
+    "disc": "the detector of run `duplex` with a phased sector's sides read off its "
+    "component opened with a disc of the same width instead of a square (on a slanted side"
+    " a square slid its corner into each tick of a depth scale and left a step there)",
 }
 
 
