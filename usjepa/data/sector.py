@@ -67,9 +67,7 @@ def sector_mask(
     return result
 
 
-def complete_sector(
-    mask: np.ndarray, points: np.ndarray, region: np.ndarray | None = None, width: int = 0
-) -> bool:
+def complete_sector(mask: np.ndarray, points: np.ndarray, region: np.ndarray, width: int) -> bool:
     """Redraw a phased array's sector whole (in place); False when the region is no sector.
 
     ``points``: the region's outline, before any mirroring. A hull of them whose top is
@@ -78,8 +76,8 @@ def complete_sector(
     too dim to count as signal, so the hull cuts them off: the sector is redrawn from the
     hull's two sides (straight lines through rows 10-40 % of its height, above the far
     corners; they meet at the apex) out to the outline's deepest point between them.
-    Given the ``region`` (0/255 map) the outline is of, the sides are read off the hull of
-    that region opened with a disc ``width`` px across (odd, so that the opening shifts
+    The sides are read off the hull of ``region`` (the 0/255 map the outline is of)
+    opened with a disc ``width`` px across (odd, so that the opening shifts
     nothing) and fitted with the rows off the line left out: a ruler's ticks or a depth
     marker glued to a side tilt the hull's whole side towards them; the opening takes most
     of them off, the fit the rows where some stays. A disc, not a square: on a slanted
@@ -96,14 +94,13 @@ def complete_sector(
     if widths[rows[0] + 2] > 0.3 * widths.max():
         return False  # a wide top: a linear or convex array's face
     ys = np.arange(rows[0] + height // 10, rows[0] + (2 * height) // 5)
-    sides = hull
-    if region is not None and width > 1:
-        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))
-        opened = cv2.morphologyEx(region, cv2.MORPH_OPEN, disc)
-        found, _ = cv2.findContours(opened, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        if found:
-            sides = np.zeros_like(mask)
-            cv2.fillConvexPoly(sides, cv2.convexHull(np.concatenate(found)), 255)
+    sides = hull  # unless the opening leaves something
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))
+    opened = cv2.morphologyEx(region, cv2.MORPH_OPEN, disc)
+    found, _ = cv2.findContours(opened, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if found:
+        sides = np.zeros_like(mask)
+        cv2.fillConvexPoly(sides, cv2.convexHull(np.concatenate(found)), 255)
     inside = sides[ys] > 0
     ys = ys[inside.any(1)]
     inside = inside[inside.any(1)]
