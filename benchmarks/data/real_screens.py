@@ -17,6 +17,12 @@ screen's pixels), each file read at the commit its table names:
   github.com/thrive-centre/thrive-centre.github.io (commit ``593f361``; two parasternal
   clips as animated GIFs, a parasternal and an apical still with traced contours), in
   ``gallery_screens.csv``. The site states no licence for its galleries.
+- ``--grabber DIR``: fourteen screens of a Philips EPIQ 7 captured through a USB frame
+  grabber (dark grey background, header bar, depth dots along the sector's side, calipers;
+  five presets, nine with the probe in air and five with tissue, two of them captured at
+  16:9 from the 4:3 screen), published as figures of
+  github.com/vital-ultrasound/ai-echocardiography-for-low-resource-countries (commit
+  ``baedbe2``, ``docs/figures/framegrabber``; CC BY-SA 4.0), in ``grabber_screens.csv``.
 
 Two ways, as rows of ``benchmarks/data/scan_region.py``'s table:
 
@@ -55,8 +61,12 @@ GALLERY = "real echo screen, dataset galleries (not committed)"
 GALLERY_ONE = f"{GALLERY}, one frame"
 GALLERY_BUILT = f"{GALLERY}, as `usjepa data build` detects it"
 GALLERY_TABLE = Path(__file__).with_name("gallery_screens.csv")
+GRABBER = "real scanner screen, Philips EPIQ 7 via a frame grabber (not committed)"
+GRABBER_TABLE = Path(__file__).with_name("grabber_screens.csv")
 #: the row types whose rows are single frames, and those that are one built mask a screen
-SCREEN_FRAMES = (ONE_FRAME, CAROTIDS, GALLERY_ONE)
+SCREEN_FRAMES = (ONE_FRAME, CAROTIDS, GALLERY_ONE, GRABBER)
+#: row types whose screens are still images, built as one frame (one frame = as built)
+STILLS = (CAROTIDS, GRABBER)
 SCREEN_BUILT = (AS_BUILT, GALLERY_BUILT)
 EVERY_FRAME = FramePolicy(video_fps=1000.0, max_frames_per_clip=1000)
 
@@ -152,7 +162,13 @@ def _export(checkout: Path, commit: str, file: str, dest: Path, flag: str) -> Pa
 
 
 def _region(r: pd.Series) -> np.ndarray:
-    """The drawn region of a table row, at the screen's own size."""
+    """The drawn region of a table row, at the screen's own size (a sector drawn at
+    another size, ``sector_height`` x ``sector_width``, resized to it: a capture of the
+    same screen at another resolution or shape)."""
+    if "sector_height" in r and (r.sector_height, r.sector_width) != (r.height, r.width):
+        drawn = r.copy()
+        drawn["height"], drawn["width"] = r.sector_height, r.sector_width
+        return _fit(_region(drawn), (int(r.height), int(r.width)))
     truth = np.zeros((int(r.height), int(r.width)), np.uint8)
     if r.get("region", "sector") == "rectangle":
         truth[int(r.y0) : int(r.y1) + 1, int(r.x0) : int(r.x1) + 1] = 255
@@ -163,28 +179,49 @@ def _region(r: pd.Series) -> np.ndarray:
     )  # fmt: skip
 
 
-def carotid_rows(folder: Path, baseline, size: int = 256) -> list[dict]:
-    """One row per screen of :data:`CAROTID_TABLE` under ``folder`` (a clone of the
-    carotids repository): the single-frame detector, as a build detects a still image."""
+def still_rows(
+    folder: Path, table: Path, kind: str, flag: str, name, baseline, size: int = 256
+) -> list[dict]:
+    """One ``kind`` row per screen of ``table`` (still images) under ``folder``, a clone of
+    their repository, each read at its row's commit: the single-frame detector, as a build
+    detects a still image; ``name(row)`` labels the screen."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for _, r in pd.read_csv(CAROTID_TABLE).iterrows():
-            dest = Path(tmp) / Path(r.file).name
-            colour = cv2.imread(str(_export(folder, r.commit, r.file, dest, "--carotids")))
+        for k, r in pd.read_csv(table).iterrows():
+            dest = Path(tmp) / f"{k}{Path(r.file).suffix}"
+            colour = cv2.imread(str(_export(folder, r.commit, r.file, dest, flag)))
             if colour is None or colour.shape[:2] != (r.height, r.width):
                 raise SystemExit(f"scan_region: {r.file} is not a {r.width} x {r.height} image")
             image = resize_short(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY), size)
             truth = _fit(_region(r), image.shape)
             rows.append(
                 {
-                    "type": CAROTIDS,
+                    "type": kind,
                     "frame": Path(r.file).name,
-                    "screen": f"Mindray DC-8: {r.view}",
+                    "screen": name(r),
                     "iou": iou(detect_scan_region(image), truth),
                     "iou_baseline": iou(baseline(image), truth),
                 }
             )
     return rows
+
+
+def carotid_rows(folder: Path, baseline, size: int = 256) -> list[dict]:
+    """The Mindray screens of :data:`CAROTID_TABLE` under ``folder`` (a clone of the
+    carotids repository)."""
+    return still_rows(
+        folder, CAROTID_TABLE, CAROTIDS, "--carotids", lambda r: f"Mindray DC-8: {r.view}",
+        baseline, size,
+    )  # fmt: skip
+
+
+def grabber_rows(folder: Path, baseline, size: int = 256) -> list[dict]:
+    """The Philips EPIQ 7 captures of :data:`GRABBER_TABLE` under ``folder`` (a clone of
+    the vital-ultrasound repository)."""
+    return still_rows(
+        folder, GRABBER_TABLE, GRABBER, "--grabber",
+        lambda r: f"Philips EPIQ 7: {r.preset}, {r.view}", baseline, size,
+    )  # fmt: skip
 
 
 def gallery_rows(folder: Path, baseline, size: int = 256, per_clip: int = 16) -> list[dict]:

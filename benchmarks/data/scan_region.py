@@ -76,7 +76,7 @@ import pandas as pd
 import torch
 
 from benchmarks.common import record_env, results_dir
-from benchmarks.data.real_screens import carotid_rows, gallery_rows, screen_rows
+from benchmarks.data.real_screens import carotid_rows, gallery_rows, grabber_rows, screen_rows
 from benchmarks.data.scan_region_report import (
     BUSI,
     JPEG_ROW,
@@ -160,6 +160,13 @@ def main() -> None:
         "real echocardiography screens (benchmarks/data/gallery_screens.csv)",
     )
     parser.add_argument(
+        "--grabber",
+        default=None,
+        help="a git clone of github.com/vital-ultrasound/ai-echocardiography-for-low-resource-"
+        "countries: adds fourteen real Philips EPIQ 7 screens captured through a frame "
+        "grabber (benchmarks/data/grabber_screens.csv)",
+    )
+    parser.add_argument(
         "--busi",
         default=None,
         help="folder holding BUSI's images (any depth; masks beside them are skipped): adds "
@@ -187,6 +194,8 @@ def main() -> None:
         rows += carotid_rows(Path(ns.carotids), baseline, ns.size)
     if ns.galleries is not None:
         rows += gallery_rows(Path(ns.galleries), baseline, ns.size)
+    if ns.grabber is not None:
+        rows += grabber_rows(Path(ns.grabber), baseline, ns.size)
     stacks: list[np.ndarray] = []
     if ns.clips is not None:
         clip_table, stacks = clip_rows(Path(ns.clips))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.data.real_screens import CAROTIDS, SCREEN_BUILT, SCREEN_FRAMES
+from benchmarks.data.real_screens import SCREEN_BUILT, SCREEN_FRAMES, STILLS
 
 BUSI = "real breast_cropped (BUSI): share kept"
 PHASED = "real phased_sector (TTE47 gallery)"
@@ -51,6 +51,12 @@ TAGS = {
     "disc": "the detector of run `duplex` with a phased sector's sides read off its "
     "component opened with a disc of the same width instead of a square (on a slanted side"
     " a square slid its corner into each tick of a depth scale and left a step there)",
+    "grabber": "the detector of run `disc` with a screen's dark grey background (whole "
+    "rows at the frame's black, or at it and the level above: a frame grabber's capture "
+    "of a scanner's display) read as black, where it had been taken for signal, and a "
+    "part across the frame at its top or bottom edge that reaches past the region (a "
+    "header or status bar) no longer kept as a piece of it; with fourteen Philips EPIQ 7 "
+    "screens captured by a frame grabber (`--grabber`)",
 }
 
 
@@ -88,10 +94,11 @@ def write_summary(out: Path) -> None:
         "`benchmarks/data/README.md`; four of them also against sectors placed by hand; rows "
         "present only in runs given `--phased`), "
         "real scanner screens from three vendors (`tests/fixtures/real_screens`, regions we "
-        "drew), nine more of a Mindray DC-8 and four echo screens from dataset galleries "
-        "(not committed; regions we drew, `benchmarks/data/carotid_screens.csv` and "
-        "`gallery_screens.csv`; rows present only in runs given `--carotids` or "
-        "`--galleries`), synthetic frames against the generator's analytic mask. "
+        "drew), nine more of a Mindray DC-8, four echo screens from dataset galleries and "
+        "fourteen Philips EPIQ 7 screens captured by a frame grabber (not committed but two;"
+        " regions we drew, `benchmarks/data/carotid_screens.csv`, `gallery_screens.csv` and"
+        " `grabber_screens.csv`; rows present only in runs given `--carotids`, `--galleries`"
+        " or `--grabber`), synthetic frames against the generator's analytic mask. "
         "p5 is the 5th percentile over frames; the bar is p5 >= 0.95 per type and >= 1,000 "
         "frames/s per core at 256 px, or the per-clip cost stated where a video's clip path "
         "is slower. Command: `python -m benchmarks.data.scan_region --tag <run> "
@@ -125,8 +132,9 @@ def write_summary(out: Path) -> None:
     if screens is not None and len(screens):
         lines += [
             "",
-            f"Real scanner screens (`tests/fixtures/real_screens`; with `--carotids` and "
-            f"`--galleries`, screens not committed; run `{tags[-1]}`), per screen: the "
+            f"Real scanner screens (`tests/fixtures/real_screens`; with `--carotids`, "
+            f"`--galleries` and `--grabber`, screens read from clones; run `{tags[-1]}`), "
+            "per screen: the "
             "single-frame detector on each frame without the file's regions (a gallery "
             "clip: 16 of its frames), and the mask `usjepa data build` writes (a DICOM "
             "screen's regions used where they fit its pixels; a cine or GIF detected as a "
@@ -138,7 +146,7 @@ def write_summary(out: Path) -> None:
         for name, group in screens.groupby("screen", sort=False):
             one = group[group["type"].isin(SCREEN_FRAMES)]["iou"]
             built = group[group["type"].isin(SCREEN_BUILT)]["iou"]
-            if not len(built) and (group["type"] == CAROTIDS).all():
+            if not len(built) and group["type"].isin(STILLS).all():
                 built = one  # a still image is built as one frame
             lines.append(
                 f"| {name} | {len(one)} | {one.mean():.3f} / {one.min():.3f} | "
