@@ -71,6 +71,13 @@ SCREEN_BUILT = (AS_BUILT, GALLERY_BUILT)
 EVERY_FRAME = FramePolicy(video_fps=1000.0, max_frames_per_clip=1000)
 
 
+def inside(mask: np.ndarray, truth: np.ndarray) -> float:
+    """The share of ``mask`` that lies inside ``truth`` (1 for an empty mask): how much of a
+    detected region is scan data, not the screen's interface around it."""
+    found = mask > 0
+    return float((found & (truth > 0)).sum() / found.sum()) if found.any() else 1.0
+
+
 def _fit(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.asarray(cv2.resize(mask, shape[::-1], interpolation=cv2.INTER_NEAREST))
 
@@ -98,12 +105,14 @@ def _frames_and_built(
             image = resize_short(frame, size)
             first.setdefault(path.name, image)
             truth = _fit(drawn, image.shape)
+            found = detect_scan_region(image)
             rows.append(
                 {
                     "type": types[0],
                     "frame": f"{label}/{i}",
                     "screen": screen,
-                    "iou": iou(detect_scan_region(image), truth),
+                    "iou": iou(found, truth),
+                    "inside": inside(found, truth),
                     "iou_baseline": iou(baseline(image), truth),
                 }
             )
@@ -122,6 +131,7 @@ def _frames_and_built(
                 "frame": label,
                 "screen": screen,
                 "iou": iou(mask, truth),
+                "inside": inside(mask, truth),
                 "iou_baseline": iou(baseline(first[path.name]), truth),
             }
         )
@@ -194,12 +204,14 @@ def still_rows(
                 raise SystemExit(f"scan_region: {r.file} is not a {r.width} x {r.height} image")
             image = resize_short(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY), size)
             truth = _fit(_region(r), image.shape)
+            found = detect_scan_region(image)
             rows.append(
                 {
                     "type": kind,
                     "frame": Path(r.file).name,
                     "screen": name(r),
-                    "iou": iou(detect_scan_region(image), truth),
+                    "iou": iou(found, truth),
+                    "inside": inside(found, truth),
                     "iou_baseline": iou(baseline(image), truth),
                 }
             )

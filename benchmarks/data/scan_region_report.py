@@ -102,7 +102,8 @@ def write_summary(out: Path) -> None:
         "p5 is the 5th percentile over frames; the bar is p5 >= 0.95 per type and >= 1,000 "
         "frames/s per core at 256 px, or the per-clip cost stated where a video's clip path "
         "is slower. Command: `python -m benchmarks.data.scan_region --tag <run> "
-        "[--phased DIR] [--clips DIR] [--busi DIR] [--carotids DIR] [--galleries DIR]`.",
+        "[--phased DIR] [--clips DIR] [--busi DIR] [--carotids DIR] [--galleries DIR] "
+        "[--grabber DIR]`.",
         "",
         "| image type | frames | "
         + " | ".join(f"{t}: IoU p5 / mean / min" for t in tags)
@@ -138,19 +139,25 @@ def write_summary(out: Path) -> None:
             "single-frame detector on each frame without the file's regions (a gallery "
             "clip: 16 of its frames), and the mask `usjepa data build` writes (a DICOM "
             "screen's regions used where they fit its pixels; a cine or GIF detected as a "
-            "clip; a still image as one frame).",
+            "clip; a still image as one frame); inside: the share of that mask inside the "
+            "drawn region (the rest is the screen's interface around the image).",
             "",
-            "| screen | frames | one frame: IoU mean / min | as built: IoU |",
-            "|---|---|---|---|",
+            "| screen | frames | one frame: IoU mean / min | as built: IoU | as built: inside |",
+            "|---|---|---|---|---|",
         ]
         for name, group in screens.groupby("screen", sort=False):
-            one = group[group["type"].isin(SCREEN_FRAMES)]["iou"]
-            built = group[group["type"].isin(SCREEN_BUILT)]["iou"]
+            one = group[group["type"].isin(SCREEN_FRAMES)]
+            built = group[group["type"].isin(SCREEN_BUILT)]
             if not len(built) and group["type"].isin(STILLS).all():
                 built = one  # a still image is built as one frame
+            share = (
+                f"{built['inside'].iloc[0]:.3f}"
+                if len(built) and "inside" in built and built["inside"].notna().iloc[0]
+                else "-"
+            )
             lines.append(
-                f"| {name} | {len(one)} | {one.mean():.3f} / {one.min():.3f} | "
-                + (f"{built.iloc[0]:.3f} |" if len(built) else "- |")
+                f"| {name} | {len(one)} | {one['iou'].mean():.3f} / {one['iou'].min():.3f} | "
+                + (f"{built['iou'].iloc[0]:.3f} | {share} |" if len(built) else "- | - |")
             )
     clips = last[last["type"].str.startswith("real clip")] if "iou_first_frame" in last else None
     if clips is not None and len(clips):
