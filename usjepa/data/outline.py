@@ -33,6 +33,7 @@ __all__ = [
     "main_part",
     "padded",
     "outline_points",
+    "part_of_region",
     "vertical_sides",
 ]
 
@@ -251,11 +252,15 @@ def live_below(frame: np.ndarray, bottom: int) -> bool:
     return bool(live_rows(frame[bottom + 1 :]).all())
 
 
-def padded(frame: np.ndarray, level: int) -> bool:
+def padded(frame: np.ndarray, level: int, spread: int = 0) -> bool:
     """Whether some row of ``frame`` (every 4th) is padding at ``level``: 95 % of it
-    exactly that level (a JPEG export's black may be 1). Dim scan data at its lowest
-    level, in a frame cropped to its image, never fills a row."""
+    exactly that level (a JPEG export's black may be 1), or with ``spread`` within that
+    many levels above it (a frame grabber's dark grey, dithered). Dim scan data at its
+    lowest level, in a frame cropped to its image, never fills a row."""
     rows = frame[::4]
+    if spread:
+        rows = cv2.inRange(rows, level, level + spread)
+        return bool((np.count_nonzero(rows, axis=1) >= 0.95 * frame.shape[1]).any())
     return bool((np.count_nonzero(rows == level, axis=1) >= 0.95 * frame.shape[1]).any())
 
 
@@ -295,3 +300,29 @@ def extend_box_down(
         and live_rows(inner[rows[0] + grow : (rows[0] + bottom) // 2], black).all()
     ):
         box[:] = 255
+
+
+#: the share of a separate part's columns that must lie among the region's for it to be a
+#: part a shadow cut off (a screen's soft-key bar below a sector, wider than it, is not)
+WITHIN = 0.8
+#: the share of the frame's width a part at its top or bottom edge spans to be a
+#: screen's header or status bar (see :func:`part_of_region`)
+BAND = 0.9
+
+
+def part_of_region(part: np.ndarray, columns: np.ndarray, k: int) -> bool:
+    """Whether a separate large ``part`` of a frame's signal is a piece of the region (whose
+    columns are ``columns``, bool per image column) that a shadow cut off: :data:`WITHIN`
+    of its columns are among the region's, and it is no bar across the frame (:data:`BAND`
+    of its width) at its top or bottom edge reaching a stroke ``k`` past the region on a
+    side, which no piece of a fan or a sector does: a screen's header or status bar with
+    its text lines (a frame grabber's capture shows one above the image on a dark grey
+    screen)."""
+    mine = part.any(0)
+    if (mine & columns).sum() < WITHIN * mine.sum():
+        return False
+    x, y, w, h = cv2.boundingRect(part.astype(np.uint8))
+    edge = y <= 2 or y + h >= part.shape[0] - 2
+    own = np.flatnonzero(columns)
+    past = x < own[0] - k or x + w - 1 > own[-1] + k
+    return not (edge and past and w >= BAND * part.shape[1])

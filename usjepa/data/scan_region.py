@@ -8,11 +8,13 @@ whole image; a convex array's fan is convex but for its face, an arc bulging int
 image. So:
 
 1. signal: blur (speckle nulls stop being holes) and a low threshold (dim deep tissue
-   counts), less a screen's flat fill (header bands, side panels, app bars and buttons
-   are drawn in exactly uniform grey, with their text closed into them; speckle never
-   is), opened with a kernel wider than any overlay stroke (text, rulers, ECG);
+   counts; above a screen's dark grey background where whole rows show it), less a
+   screen's flat fill (header bands, side panels, app bars and buttons are drawn in
+   exactly uniform grey, with their text closed into them; speckle never is), opened
+   with a kernel wider than any overlay stroke (text, rulers, ECG);
 2. the main component (:func:`~usjepa.data.outline.main_part`; with any large part in
-   its columns: a part a shadow cut off; a colour bar beside it is none; less a screen's
+   its columns: a part a shadow cut off; a colour bar beside it is none, nor a header
+   bar across the screen (:func:`~usjepa.data.outline.part_of_region`); less a screen's
    header text that the blur joined on across a black row), opened again
    with a twice wider kernel so that thin overlays glued to its edge (a grey-scale bar,
    a depth ruler, an ECG baseline) fall off; a bar drawn against a vertical side of the
@@ -69,6 +71,7 @@ from usjepa.data.outline import (
     main_part,
     outline_points,
     padded,
+    part_of_region,
     vertical_sides,
 )
 from usjepa.data.sector import complete_sector, sector_mask
@@ -98,7 +101,10 @@ def detect_scan_region(
         threshold: grey level above which blurred pixels count as signal. Default: two
             levels above the frame's black (the 1st percentile of the blurred frame,
             read on every 4th row and column), at most 6; low, because deep tissue in a
-            dim fan and a sector's dim edges are barely above the black background.
+            dim fan and a sector's dim edges are barely above the black background; not
+            capped where whole rows hold that black, or it and the level above (a
+            screen's dark grey background, as a frame grabber captures a scanner's
+            display), which the steps after the signal then read as black.
         blur: box-blur size that bridges speckle nulls.
         stroke: opening kernel size; overlay strokes thinner than this vanish. Defaults
             to about 3.5 % of the short side (9 px at 256 px).
@@ -133,12 +139,17 @@ def detect_scan_region(
     # the frame's black: the subsample's 1st percentile, from its histogram
     counts = np.bincount(smooth[::4, ::4].ravel(), minlength=256).cumsum()
     black = int(np.searchsorted(counts, 0.01 * counts[-1]))
+    # a screen's dark grey background (a frame grabber's capture of a display, dithered
+    # over two levels at times), not dim tissue: whole rows hold it; read as black below
+    ground = black + 1 if black > 4 and padded(frame, black, spread=1) else 0
     if threshold is None:
-        threshold = min(6, black + 2)
+        threshold = ground + 1 if ground else min(6, black + 2)
     signal = cv2.threshold(smooth, threshold, 255, cv2.THRESH_BINARY)[1]
     if flat:
         signal = cv2.bitwise_and(signal, cv2.bitwise_not(_flat_areas(frame, stroke)))
-    return _region(signal, stroke, blur // 2, symmetric, frame, threshold, black)
+    if ground:
+        frame, black = cv2.subtract(frame, ground), 0
+    return _region(signal, stroke, blur // 2, symmetric, frame, threshold - ground, black)
 
 
 #: grey level from which flat fill counts as interface (see :func:`_flat_areas`), and
@@ -245,7 +256,7 @@ def _region(
     if len(big) > 1:  # a part beside the region's columns is no shadow: a colour bar, say
         main = main_part(labels, big)
         columns = (labels == main).any(0)
-        big = np.array([b for b in big if b == main or _within(labels == b, columns)])
+        big = np.array([b for b in big if b == main or part_of_region(labels == b, columns, k)])
     if len(big) == 1:
         component = np.asarray(cv2.compare(labels, np.full_like(labels, big[0]), cv2.CMP_EQ))
     else:
@@ -366,18 +377,6 @@ def _cut_glued_bar(
             region[:, :inner] = 0
         return True
     return False
-
-
-#: the share of a separate part's columns that must lie among the region's for it to be a
-#: part a shadow cut off (a screen's soft-key bar below a sector, wider than it, is not)
-WITHIN = 0.8
-
-
-def _within(part: np.ndarray, columns: np.ndarray) -> bool:
-    """Whether :data:`WITHIN` of ``part``'s columns are among ``columns`` (bool per image
-    column)."""
-    mine = part.any(0)
-    return bool((mine & columns).sum() >= WITHIN * mine.sum())
 
 
 def patch_cover(mask: np.ndarray, grid: int) -> np.ndarray:
