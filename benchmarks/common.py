@@ -57,7 +57,9 @@ def environment() -> dict[str, Any]:
     uncommitted changes, results aside: a run that replaces a recorded result has
     rewritten it before this is read), the command, library versions, the CPU or GPU
     model, threads."""
+    import cv2
     import lightning
+    import numpy
     import timm
     import torch
 
@@ -74,6 +76,9 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "timm": timm.__version__,
         "lightning": lightning.__version__,
+        # the data benchmarks' masks and frames move with OpenCV's and NumPy's versions
+        "opencv": cv2.__version__,
+        "numpy": numpy.__version__,
         "cpu": cpu,
         "cpu_cores_visible": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

@@ -185,3 +185,15 @@ def test_a_rewritten_result_is_no_uncommitted_change_but_code_is(tmp_path, monke
     assert common.environment()["uncommitted_changes"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert common.environment()["uncommitted_changes"] is True
+
+
+def test_the_environment_names_the_image_libraries_a_data_result_depends_on():
+    # scan-region masks moved by up to 0.001 IoU between two installs of one commit
+    import cv2
+    import numpy
+
+    import benchmarks.common as common
+
+    env = common.environment()
+    assert env["opencv"] == cv2.__version__
+    assert env["numpy"] == numpy.__version__
