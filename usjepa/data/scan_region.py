@@ -148,8 +148,9 @@ def detect_scan_region(
     if flat:
         signal = cv2.bitwise_and(signal, cv2.bitwise_not(_flat_areas(frame, stroke)))
     if ground:
-        frame, black = cv2.subtract(frame, ground), 0
-    return _region(signal, stroke, blur // 2, symmetric, frame, threshold - ground, black)
+        frame, black = np.asarray(cv2.subtract(frame, np.full_like(frame, ground))), 0
+    level = max(0, threshold - ground)  # the signal's level in the frame read so
+    return _region(signal, stroke, blur // 2, symmetric, frame, level, black)
 
 
 #: grey level from which flat fill counts as interface (see :func:`_flat_areas`), and
