@@ -5,6 +5,7 @@ caliper, against the sectors we drew."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -12,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from usjepa.data.synthetic import draw_patient, render_frame
+from usjepa.data.ingest import build_dataset
 from usjepa.data.ingest.builder import resize_short
 from usjepa.data.scan_region import detect_scan_region, iou
+from usjepa.data.synthetic import draw_patient, render_frame
 
 GRABBER = Path(__file__).resolve().parents[1] / "fixtures/grabber_screens"
 
@@ -59,3 +61,23 @@ def test_a_dithered_dark_grey_background_is_the_frames_black(kind):
     grey[background] = 8 + rng.integers(0, 2, int(background.sum()))
     on_black = iou(detect_scan_region(image), truth)
     assert iou(detect_scan_region(grey), truth) >= on_black - 0.02
+
+
+def test_a_built_frame_of_a_captured_screen_shows_no_header(tmp_path):
+    # built with the defaults, everything outside the detected region is written black:
+    # the header bar (date and time of the exam), the preset's text and the grey-scale bar
+    # are gone; with the whole screen taken for signal they were all written as they are
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for path in (GRABBER / "screens").iterdir():
+        shutil.copy(path, raw / path.name)
+    report = build_dataset(raw, tmp_path / "corpus", "grabber", size=256, progress=False)
+    manifest = pd.read_parquet(report.manifest)
+    assert len(manifest) == 2
+    for frame_path in manifest["frame_path"]:
+        frame = cv2.imread(str(tmp_path / "corpus" / frame_path), cv2.IMREAD_GRAYSCALE)
+        h, w = frame.shape
+        assert frame[:12].max() <= 8  # the header bar is light grey (about 80) with text
+        assert frame[: h // 6, : w // 6].max() <= 8  # the preset's text below it
+        # the grey-scale bar at the right (white at its top)
+        assert frame[int(0.16 * h) : int(0.41 * h), int(0.94 * w) : int(0.965 * w)].max() <= 8
