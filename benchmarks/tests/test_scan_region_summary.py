@@ -60,21 +60,30 @@ def test_a_run_given_clips_states_the_per_clip_cost(tmp_path):
 
 
 def test_real_screens_are_listed_per_screen_one_frame_and_as_built(tmp_path):
-    from benchmarks.data.real_screens import AS_BUILT, GALLERY_BUILT, GALLERY_ONE, ONE_FRAME
+    from benchmarks.data.real_screens import (
+        AS_BUILT,
+        GALLERY_BUILT,
+        GALLERY_ONE,
+        GRABBER,
+        ONE_FRAME,
+    )
 
     rows = [{"type": ONE_FRAME, "screen": "A", "iou": v, "iou_baseline": 0.4} for v in (0.5, 0.7)]
     rows += [
         {"type": ONE_FRAME, "screen": "B", "iou": 0.9, "iou_baseline": 0.4},
-        {"type": AS_BUILT, "screen": "A", "iou": 0.97, "iou_baseline": 0.4},
+        {"type": AS_BUILT, "screen": "A", "iou": 0.97, "iou_baseline": 0.4, "inside": 0.99},
         {"type": GALLERY_ONE, "screen": "C", "iou": 0.8, "iou_baseline": 0.4},
         {"type": GALLERY_ONE, "screen": "C", "iou": 0.6, "iou_baseline": 0.4},
-        {"type": GALLERY_BUILT, "screen": "C", "iou": 0.95, "iou_baseline": 0.4},
+        {"type": GALLERY_BUILT, "screen": "C", "iou": 0.95, "iou_baseline": 0.4, "inside": 1.0},
+        # a still image: built as its one frame
+        {"type": GRABBER, "screen": "D", "iou": 0.3, "iou_baseline": 0.4, "inside": 0.98},
     ]
     pd.DataFrame(rows).assign(frame="f", fps=700.0, fps_baseline=350.0).to_csv(
         tmp_path / "scan_region_screens.csv", index=False
     )
     sr.write_summary(tmp_path)
     lines = (tmp_path / "scan_region.md").read_text().splitlines()
-    assert "| A | 2 | 0.600 / 0.500 | 0.970 |" in lines
-    assert "| B | 1 | 0.900 / 0.900 | - |" in lines  # a screen the build did not score
-    assert "| C | 2 | 0.700 / 0.600 | 0.950 |" in lines  # a gallery clip: frames, then built
+    assert "| A | 2 | 0.600 / 0.500 | 0.970 | 0.990 |" in lines
+    assert "| B | 1 | 0.900 / 0.900 | - | - |" in lines  # a screen the build did not score
+    assert "| C | 2 | 0.700 / 0.600 | 0.950 | 1.000 |" in lines  # a gallery clip: frames, built
+    assert "| D | 1 | 0.300 / 0.300 | 0.300 | 0.980 |" in lines  # a still: its one frame
