@@ -257,11 +257,8 @@ def padded(frame: np.ndarray, level: int, spread: int = 0) -> bool:
     exactly that level (a JPEG export's black may be 1), or with ``spread`` within that
     many levels above it (a frame grabber's dark grey, dithered). Dim scan data at its
     lowest level, in a frame cropped to its image, never fills a row."""
-    rows = frame[::4]
-    if spread:
-        rows = cv2.inRange(rows, level, level + spread)
-        return bool((np.count_nonzero(rows, axis=1) >= 0.95 * frame.shape[1]).any())
-    return bool((np.count_nonzero(rows == level, axis=1) >= 0.95 * frame.shape[1]).any())
+    held = cv2.inRange(frame[::4], level, level + spread)
+    return bool((np.count_nonzero(held, axis=1) >= 0.95 * frame.shape[1]).any())
 
 
 def _dim_rows(pixels: np.ndarray, black: int) -> np.ndarray:

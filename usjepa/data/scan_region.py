@@ -143,7 +143,7 @@ def detect_scan_region(
     # over two levels at times), not dim tissue: whole rows hold it; read as black below
     ground = black + 1 if black > 4 and padded(frame, black, spread=1) else 0
     if threshold is None:
-        threshold = ground + 1 if ground else min(6, black + 2)
+        threshold = black + 2 if ground else min(6, black + 2)
     signal = cv2.threshold(smooth, threshold, 255, cv2.THRESH_BINARY)[1]
     if flat:
         signal = cv2.bitwise_and(signal, cv2.bitwise_not(_flat_areas(frame, stroke)))
