@@ -15,10 +15,12 @@ sector.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
+
+from usjepa.data.fits import polyfit
 
 __all__ = [
     "VerticalSides",
@@ -28,6 +30,8 @@ __all__ = [
     "drop_above_gap",
     "extend_box_down",
     "face_arc",
+    "label_parts",
+    "large_parts",
     "live_below",
     "live_rows",
     "main_part",
@@ -36,6 +40,30 @@ __all__ = [
     "part_of_region",
     "vertical_sides",
 ]
+
+
+def label_parts(binary: np.ndarray, k: int) -> tuple[int, np.ndarray]:
+    """``cv2.connectedComponents`` of a 0/255 map opened with a ``k`` px square (8-way),
+    without statistics (OpenCV's statistics pass costs several times the labelling), in
+    16-bit labels where they fit (cheaper: each part holds a whole k x k square)."""
+    h, w = binary.shape
+    ltype = cv2.CV_16U if h * w // (k * k) < 1 << 16 else cv2.CV_32S
+    n, labels = cv2.connectedComponents(binary, connectivity=8, ltype=ltype)
+    return int(n), labels
+
+
+def large_parts(labels: np.ndarray, n: int, share: float) -> np.ndarray:
+    """The labels (of 1..n-1) of the parts at least ``share`` of the largest's area; the
+    pixels counted by OpenCV's histogram of 8-bit labels where they fit (a fraction of
+    ``np.bincount``'s cost, which converts and scans the whole map first)."""
+    if n == 2:  # one part, the common case: no areas to compare
+        return np.array([1])
+    areas: np.ndarray
+    if n > 256:
+        areas = np.bincount(labels.ravel(), minlength=n)[1:]
+    else:
+        areas = cv2.calcHist([labels.astype(np.uint8)], [0], None, [n], [0, n]).ravel()[1:]
+    return 1 + np.flatnonzero(areas >= share * areas.max())
 
 
 def main_part(labels: np.ndarray, parts: np.ndarray) -> int:
@@ -161,7 +189,10 @@ def face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, bool
         return None
     # each column's first row, read along the rows of the transposed map (fast)
     top = cv2.transpose(core).argmax(1)[present].astype(np.float64)
-    slope = np.abs(np.gradient(top))
+    slope = np.empty_like(top)  # np.gradient's central differences, without its overhead
+    slope[1:-1] = (top[2:] - top[:-2]) / 2.0
+    slope[0], slope[-1] = top[1] - top[0], top[-1] - top[-2]
+    slope = np.abs(slope)
     smooth = np.convolve(slope, np.ones(5) / 5, mode="same")
     shallow = (smooth <= 1.0) & np.concatenate([[True], np.diff(present) == 1])
     # the longest run of shallow, adjacent columns
@@ -178,22 +209,27 @@ def face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, bool
     if fit.sum() < 8:
         return None
     x_fit, y_fit = x[fit], y[fit]
-    coef = np.polyfit(x_fit, y_fit, 2)
-    keep = y_fit <= np.polyval(coef, x_fit) + tol
+    coef = polyfit(x_fit, y_fit, 2)
+    keep = y_fit <= _quadratic(coef, x_fit) + tol
     if 8 <= keep.sum() < len(x_fit):
-        coef = np.polyfit(x_fit[keep], y_fit[keep], 2)
+        coef = polyfit(x_fit[keep], y_fit[keep], 2)
     if coef[0] >= 0:  # not an arc bulging into the image
         return None
     deepest = float(-coef[1] / (2 * coef[0]))
-    sag = np.polyval(coef, deepest) - np.polyval(coef, np.array([x[0], x[-1]])).min()
+    sag = _quadratic(coef, deepest) - min(_quadratic(coef, x[0]), _quadratic(coef, x[-1]))
     curved = bool(x[0] <= deepest <= x[-1] and sag >= max(3.0, tol))
     return np.arange(present[lo], present[hi - 1] + 1), coef, curved
+
+
+def _quadratic(coef: np.ndarray, x: Any) -> Any:
+    """``np.polyval`` of a quadratic, by the same Horner steps, without its overhead."""
+    return (coef[0] * x + coef[1]) * x + coef[2]
 
 
 def cut_above_face(mask: np.ndarray, span: np.ndarray, coef: np.ndarray) -> None:
     """Clear what lies above a convex probe's face (in place): in the face's columns
     ``span``, every row above the quadratic ``coef`` fitted to it (:func:`face_arc`)."""
-    edge = np.floor(np.polyval(coef, span)).astype(np.int64) - 1
+    edge = np.floor(_quadratic(coef, span)).astype(np.int64) - 1
     deepest = int(np.clip(edge.max(), 0, mask.shape[0]))  # only rows above the arc change
     if deepest == 0:
         return

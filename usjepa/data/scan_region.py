@@ -67,6 +67,8 @@ from usjepa.data.outline import (
     drop_above_gap,
     extend_box_down,
     face_arc,
+    label_parts,
+    large_parts,
     live_below,
     main_part,
     outline_points,
@@ -243,17 +245,12 @@ def _region(
     k = _stroke((h, w), stroke)
     mask = np.zeros((h, w), np.uint8)
     binary = cv2.morphologyEx(signal, cv2.MORPH_OPEN, _square(k))
-    # (without stats: OpenCV's statistics pass costs several times the labelling)
-    n, labels = cv2.connectedComponents(binary, connectivity=8)
+    n, labels = label_parts(binary, k)
     if n <= 1:
         return mask
     # the region and any large part a shadow cut off from it (a bright near-field
     # column above a dark band, say); overlays are small once opened
-    if n == 2:  # one component, the common case: no areas to compare
-        big = np.array([1])
-    else:
-        areas = np.bincount(labels.ravel(), minlength=n)[1:]
-        big = 1 + np.flatnonzero(areas >= 0.1 * areas.max())
+    big = large_parts(labels, n, 0.1)
     if len(big) > 1:  # a part beside the region's columns is no shadow: a colour bar, say
         main = main_part(labels, big)
         columns = (labels == main).any(0)

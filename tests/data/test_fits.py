@@ -1,0 +1,75 @@
+"""The detector's cheap fits and morphology give what numpy's and OpenCV's own do."""
+
+import cv2
+import numpy as np
+import pytest
+
+from usjepa.data.fits import polyfit, upper_quartile
+from usjepa.data.outline import label_parts, large_parts
+from usjepa.data.sector import open_by_disc
+
+
+@pytest.mark.parametrize("degree", [1, 2])
+def test_polyfit_matches_numpy_on_edge_points(degree):
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(degree + 2, 300))
+        x = np.sort(rng.choice(np.arange(512.0), n, replace=False))  # pixel rows or columns
+        y = np.round(0.002 * x**2 - 0.7 * x + 80 + rng.normal(0, 2, n))
+        ours, reference = polyfit(x, y, degree), np.polyfit(x, y, degree)
+        np.testing.assert_allclose(ours, reference, rtol=1e-9, atol=1e-9)
+
+
+def test_polyfit_refuses_what_it_cannot_fit():
+    with pytest.raises(ValueError, match="degree 3"):
+        polyfit(np.arange(10.0), np.arange(10.0), 3)
+    with pytest.raises(ValueError, match="on 2 points"):
+        polyfit(np.arange(2.0), np.arange(2.0), 2)
+
+
+def test_upper_quartile_is_numpys_75th_percentile_exactly():
+    rng = np.random.default_rng(1)
+    for n in list(range(1, 12)) + [57, 300]:
+        values = np.abs(rng.normal(size=n))
+        assert upper_quartile(values) == float(np.percentile(values, 75))
+    # ties, as the distances of integer edge points to a line often are
+    values = np.array([0.5, 1.5, 1.5, 1.5, 0.5, 2.5, 0.0])
+    assert upper_quartile(values) == float(np.percentile(values, 75))
+
+
+@pytest.mark.parametrize("width", [3, 9, 19, 27])
+def test_open_by_disc_is_opencvs_opening_with_its_disc(width):
+    rng = np.random.default_rng(width)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))
+    for _ in range(20):
+        shape = (int(rng.integers(30, 200)), int(rng.integers(30, 200)))
+        noise = rng.integers(0, 256, shape).astype(np.uint8)
+        binary = np.where(cv2.blur(noise, (7, 7)) > 128, 255, 0).astype(np.uint8)
+        binary[: shape[0] // 3, : shape[1] // 2] = 255  # a block touching the frame's border
+        expected = cv2.morphologyEx(binary, cv2.MORPH_OPEN, disc)
+        np.testing.assert_array_equal(open_by_disc(binary, width), expected)
+
+
+def test_large_parts_on_8_and_16_bit_label_counts():
+    binary = np.zeros((64, 64), np.uint8)
+    binary[5:40, 5:40] = 255  # 1225 px
+    binary[50:60, 5:20] = 255  # 150 px: at least 10 % of the largest
+    binary[50:53, 50:53] = 255  # 9 px: not
+    n, labels = label_parts(binary, 3)
+    assert labels.dtype == np.uint16 and n == 4
+    big = large_parts(labels, n, 0.1)
+    assert sorted(labels[[10, 55], [10, 10]].tolist()) == sorted(big.tolist())
+    # more parts than 8-bit labels hold: counted by bincount, with the same answer
+    many = np.zeros((64, 640), np.uint8)
+    many[::3, ::3] = 255
+    n, labels = label_parts(many, 1)
+    assert n > 256
+    counts = np.bincount(labels.ravel(), minlength=n)[1:]
+    np.testing.assert_array_equal(large_parts(labels, n, 0.1), 1 + np.flatnonzero(counts >= 0.1))
+
+
+def test_label_parts_falls_back_to_32_bit_labels_where_16_bits_may_not_hold_them():
+    binary = np.zeros((300, 300), np.uint8)  # 90,000 possible 1 x 1 parts
+    binary[::2, ::2] = 255
+    n, labels = label_parts(binary, 1)
+    assert labels.dtype == np.int32 and n == 150 * 150 + 1

@@ -1,0 +1,43 @@
+"""Small least-squares fits for the scan-region detector's hot path.
+
+``np.polyfit`` and ``np.percentile`` are general: their checks and dispatch cost more than
+the arithmetic on the few hundred edge points a detector fits, several times per frame.
+These give the same numbers (to rounding) for the cases the detector needs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def polyfit(x: np.ndarray, y: np.ndarray, degree: int) -> np.ndarray:
+    """Least-squares polynomial of ``degree`` 1 or 2 through ``(x, y)``, coefficients
+    highest power first (``np.polyfit`` order), from the normal equations in ``x`` centred
+    on its mean (well conditioned at pixel coordinates)."""
+    if degree not in (1, 2) or len(x) <= degree:
+        raise ValueError(f"polyfit: degree {degree} on {len(x)} points; need 1 or 2 and more")
+    m = float(x.mean())
+    u = x - m
+    uu = u * u
+    if degree == 1:
+        a = float(u @ y) / float(uu.sum())
+        return np.array([a, float(y.mean()) - a * m])
+    s2, s3, s4 = float(uu.sum()), float(uu @ u), float(uu @ uu)
+    normal = np.array([[s4, s3, s2], [s3, s2, 0.0], [s2, 0.0, float(len(x))]])
+    a, b, c = np.linalg.solve(normal, np.array([uu @ y, u @ y, y.sum()], dtype=np.float64))
+    # a (x - m)^2 + b (x - m) + c, expanded
+    return np.array([a, b - 2 * a * m, a * m * m - b * m + c])
+
+
+def upper_quartile(values: np.ndarray) -> float:
+    """``np.percentile(values, 75)`` (linear interpolation), from a partial sort."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("upper_quartile of no values")
+    at = 0.75 * (n - 1)
+    lo = int(at)
+    hi = min(lo + 1, n - 1)
+    part = np.partition(values, (lo, hi))
+    low, high, t = float(part[lo]), float(part[hi]), at - lo
+    # numpy's interpolation: from the nearer end, so that t = 0 or 1 gives a value exactly
+    return low + (high - low) * t if t < 0.5 else high - (high - low) * (1 - t)
