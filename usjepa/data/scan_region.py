@@ -296,13 +296,13 @@ def _region(
     if box and frame is not None and sides is not None:  # an image in a screen, dark below
         padding = black if black and padded(frame, black) else 0
         extend_box_down(mask, frame, sides, grow, padding)
-    rows = np.flatnonzero(mask.any(1))
-    first = mask[rows[0]] > 0
+    _, first_row, _, rows = cv2.boundingRect(mask)
+    first, last_row = mask[first_row] > 0, first_row + rows - 1
     reached = first[: k // 2 + 1].any() and first[-(k // 2 + 1) :].any()
-    if reached and (rows[-1] >= h - k or (frame is not None and live_below(frame, rows[-1]))):
+    if reached and (last_row >= h - k or (frame is not None and live_below(frame, last_row))):
         # a frame cropped to a linear array's image: the rectangle below its top edge, to
         # the frame's bottom when that is reached or only dark data lies below
-        mask[rows[0] :] = 255
+        mask[first_row:] = 255
         return mask if grow <= 0 else np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
     if not complete_sector(mask, own, component, 2 * k + 1) and arc is not None:
         cut_above_face(mask, arc[0], arc[1])

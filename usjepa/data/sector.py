@@ -59,16 +59,51 @@ def sector_mask(
     # (direction (sin a, cos a) for an angle a from straight down)
     dx = np.arange(x0, x1, dtype=np.float64)[None, :] - apex[0]
     dy = np.arange(y0, y1, dtype=np.float64)[:, None] - apex[1]
-    (sl, cl), (sr, cr) = [(np.sin(np.radians(a)), np.cos(np.radians(a))) for a in (left, right)]
-    past_left = sl * dy - cl * dx <= 1e-9  # right of the left edge (on it counts)
-    before_right = dx * cr - dy * sr <= 1e-9  # left of the right edge
-    wedge = past_left & before_right if right - left <= 180 else past_left | before_right
-    dist2 = dx * dx + dy * dy
-    inside = wedge & (dist2 <= outer * outer)
-    if inner > 0:
-        inside &= dist2 >= inner * inner
+    edges = tuple(float(f(np.radians(a))) for a in (left, right) for f in (np.sin, np.cos))
+    sl, cl, sr, cr = edges
+    if inner == 0 and min(cl, cr) > 0.01:  # a wedge opening downwards: one run per row
+        inside = _by_runs(dx, dy, edges, outer)
+    else:
+        past_left = sl * dy - cl * dx <= 1e-9  # right of the left edge (on it counts)
+        before_right = dx * cr - dy * sr <= 1e-9  # left of the right edge
+        wedge = past_left & before_right if right - left <= 180 else past_left | before_right
+        dist2 = dx * dx + dy * dy
+        inside = wedge & (dist2 <= outer * outer) & (dist2 >= inner * inner)
     result[y0:y1, x0:x1] = inside.view(np.uint8) * np.uint8(255)
     return result
+
+
+def _inside(dx: np.ndarray, dy: np.ndarray, edges: tuple[float, ...], outer: float) -> np.ndarray:
+    """:func:`sector_mask`'s tests of a wedge from its apex (offsets ``dx``, ``dy``)."""
+    sl, cl, sr, cr = edges
+    past_left, before_right = sl * dy - cl * dx <= 1e-9, dx * cr - dy * sr <= 1e-9
+    return np.asarray(past_left & before_right & (dx * dx + dy * dy <= outer * outer))
+
+
+def _by_runs(dx: np.ndarray, dy: np.ndarray, edges: tuple[float, ...], outer: float) -> np.ndarray:
+    """:func:`_inside` over offsets ``dx`` ``[1, W]`` and ``dy`` ``[H, 1]`` from the apex
+    of a wedge whose both edges point below the horizon, at a fraction of the cost. Each
+    test is monotone along a row, so a row's inside is one run: its ends are solved for in
+    closed form, then settled by the exact tests on the columns around them (so that the
+    pixels on an edge come out as the tests draw them), and the runs filled."""
+    sl, cl, sr, cr = edges
+    width, rows = dx.shape[1], np.arange(dy.shape[0])
+    reach = np.sqrt(np.maximum(outer * outer - dy[:, 0] ** 2, 0.0))
+    start = np.ceil(np.maximum((sl * dy[:, 0] - 1e-9) / cl, -reach) - dx[0, 0])
+    stop = np.floor(np.minimum((dy[:, 0] * sr + 1e-9) / cr, reach) - dx[0, 0])
+    ends = []
+    for guess in (start, stop):
+        near = np.clip(guess, 0, width - 1).astype(np.int64)[:, None] + np.arange(-2, 3)
+        ok = _inside(dx[0, np.clip(near, 0, width - 1)], dy, edges, outer)
+        ends.append((near, ok & (near >= 0) & (near < width)))
+    (near, ok), (near_end, ok_end) = ends
+    first = np.where(ok.any(1), near[rows, ok.argmax(1)], width)  # empty: first past last
+    last = np.where(ok_end.any(1), near_end[rows, 4 - ok_end[:, ::-1].argmax(1)], -1)
+    small = np.int16 if width < 1 << 15 else np.int32  # (cheaper to compare)
+    columns: np.ndarray = np.arange(width, dtype=small)[None, :]
+    begin: np.ndarray = first.astype(small)[:, None]
+    end: np.ndarray = last.astype(small)[:, None]
+    return np.asarray((columns >= begin) & (columns <= end))
 
 
 def complete_sector(mask: np.ndarray, points: np.ndarray, region: np.ndarray, width: int) -> bool:
@@ -90,14 +125,14 @@ def complete_sector(mask: np.ndarray, points: np.ndarray, region: np.ndarray, wi
     """
     hull = np.zeros_like(mask)
     cv2.fillConvexPoly(hull, cv2.convexHull(points.astype(np.int32)), 255)
-    rows = np.flatnonzero(hull.any(1))
-    height = rows[-1] - rows[0] if len(rows) else 0
+    _, top, _, rows = cv2.boundingRect(hull)
+    height = rows - 1  # from the first row to the last
     if height < 16:
         return False
     widths = cv2.reduce(hull, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[:, 0] // 255
-    if widths[rows[0] + 2] > 0.3 * widths.max():
+    if widths[top + 2] > 0.3 * widths.max():
         return False  # a wide top: a linear or convex array's face
-    ys = np.arange(rows[0] + height // 10, rows[0] + (2 * height) // 5)
+    ys = np.arange(top + height // 10, top + (2 * height) // 5)
     sides = hull  # unless the opening leaves something
     # opened within the region's box and a disc's radius around it (the same result:
     # nothing outside it is set, or erodes what is inside; a disc costs per pixel)
@@ -122,7 +157,7 @@ def complete_sector(mask: np.ndarray, points: np.ndarray, region: np.ndarray, wi
         return False
     apex_y = (b_right - b_left) / (a_left - a_right)
     apex_x = a_left * apex_y + b_left
-    if not rows[0] - 0.5 * height <= apex_y <= rows[0] + 2:
+    if not top - 0.5 * height <= apex_y <= top + 2:
         return False  # sides that meet far above the top: no sector's apex
     left_deg, right_deg = np.degrees(np.arctan(a_left)), np.degrees(np.arctan(a_right))
     dx, dy = points[:, 0] - apex_x, points[:, 1] - apex_y

@@ -1,4 +1,5 @@
-"""The detector's cheap fits and morphology give what numpy's and OpenCV's own do."""
+"""The detector's fast paths (fits, morphology, labels, sector drawing) give what numpy's
+and OpenCV's own, or every pixel tested, do."""
 
 import cv2
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 from usjepa.data.fits import polyfit, upper_quartile
 from usjepa.data.outline import label_parts, large_parts
-from usjepa.data.sector import open_by_disc
+from usjepa.data.sector import open_by_disc, sector_mask
 
 
 @pytest.mark.parametrize("degree", [1, 2])
@@ -73,3 +74,32 @@ def test_label_parts_falls_back_to_32_bit_labels_where_16_bits_may_not_hold_them
     binary[::2, ::2] = 255
     n, labels = label_parts(binary, 1)
     assert labels.dtype == np.int32 and n == 150 * 150 + 1
+
+
+def _sector_by_pixel(shape, apex, angles, outer):
+    """Every pixel centre tested: inside the two edges and within ``outer`` of the apex."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    dx, dy = xx - apex[0], yy - apex[1]
+    (sl, cl), (sr, cr) = [(np.sin(np.radians(a)), np.cos(np.radians(a))) for a in angles]
+    inside = (sl * dy - cl * dx <= 1e-9) & (dx * cr - dy * sr <= 1e-9)
+    return np.where(inside & (dx * dx + dy * dy <= outer * outer), 255, 0).astype(np.uint8)
+
+
+def test_sector_mask_by_runs_draws_every_pixel_as_the_pixel_tests_do():
+    rng = np.random.default_rng(3)
+    cases = [((256, 341), (170.0, 0.0), (-45.0, 45.0), 250.0)]  # edges through pixel centres
+    cases += [((64, 64), (32.0, -10.0), (-89.0, 89.0), 60.0)]  # nearly flat edges
+    cases += [((80, 90), (5.0, 3.0), (10.0, 60.0), 70.0)]  # both edges to one side
+    cases += [((50, 50), (300.0, -200.0), (-60.0, -20.0), 400.0)]  # apex far outside
+    for _ in range(300):
+        shape = (int(rng.integers(8, 200)), int(rng.integers(8, 200)))
+        apex = (
+            float(rng.uniform(-50, shape[1] + 50)),
+            float(rng.choice([0.0, rng.uniform(-60, 20)])),
+        )
+        left = float(rng.choice([-45.0, rng.uniform(-88, 40)]))
+        right = float(rng.choice([45.0, rng.uniform(left + 0.5, 88.5)]))
+        cases.append((shape, apex, (left, right), float(rng.uniform(3, 300))))
+    for shape, apex, angles, outer in cases:
+        drawn = sector_mask(shape, apex, angles, (0.0, outer))
+        np.testing.assert_array_equal(drawn, _sector_by_pixel(shape, apex, angles, outer))
