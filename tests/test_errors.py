@@ -300,6 +300,13 @@ def test_build_with_an_unknown_dataset(tmp_path, capsys):
     assert "busii" in last and "--no-catalog" in last
 
 
+def test_build_with_a_pixel_aspect_that_is_no_pixel_shape(tmp_path, capsys):
+    (tmp_path / "raw").mkdir()
+    argv = ["data", "build", str(tmp_path / "raw"), str(tmp_path / "out"), "--dataset", "x"]
+    last = fail([*argv, "--no-catalog", "--pixel-aspect", "0"], capsys)
+    assert "pixel_aspect 0.0" in last and "1.33 for 4:3 scans stored square" in last
+
+
 def test_data_tool_slips_end_in_one_line(tmp_path, capsys):
     """The data tools share the jsonargparse stack: a missing option or an unknown tool
     is one line, not a usage page."""

@@ -89,6 +89,13 @@ def _parser() -> ArgumentParser:
     build.add_argument("--patient-pattern", default=None, help="regex; group 1 is the patient")
     build.add_argument("--exclude", default=None, help="regex of relative paths to skip")
     build.add_argument("--workers", type=int, default=1)
+    build.add_argument(
+        "--pixel-aspect",
+        type=float,
+        default=1.0,
+        help="width / height of what one raw pixel shows, for sets stored stretched "
+        "(4:3 scans saved square: 1.33); the scan region is detected at square pixels",
+    )
     _privacy_options(build)
 
     task = sub.add_parser("make-task", help="labeled image folder to a probe task")
@@ -222,6 +229,7 @@ def build(ns: Namespace) -> None:
         pseudonymize=not ns.keep_names,
         secret=ns.secret,
         blank_outside=not ns.keep_outside,
+        pixel_aspect=ns.pixel_aspect,
     )
     print(report)
     if report.failed:

@@ -117,7 +117,8 @@ def detect_scan_region(
             build`` does): a sector's floor is then a circle about its apex. A frame
             stretched to another shape bends that circle into an ellipse; give the stretch
             (an 800 x 600 frame resized to 256 x 256: ``(800 / 256) / (600 / 256)``, 1.33)
-            and the frame is detected at square pixels and the mask resized back.
+            and the frame is detected at square pixels (widened or heightened, so that no
+            detail is lost) and the mask resized back.
         flat: leave out areas of flat fill (a screen's header band, side panels, app bars
             and buttons), whatever their grey level; scan data is never flat.
 
@@ -132,9 +133,9 @@ def detect_scan_region(
     if not 0.1 <= aspect <= 10:
         raise ValueError(f"aspect {aspect} is no pixel shape; give width / height in [0.1, 10]")
     if abs(aspect - 1.0) > 0.01:  # back to square pixels, and the mask back to the frame
-        h, w = frame.shape
-        wide = max(8, round(w * aspect))
-        square = cv2.resize(frame, (wide, h), interpolation=cv2.INTER_AREA)
+        h, w = frame.shape  # widened or heightened: no detail lost to a narrower frame
+        size = (round(w * aspect), h) if aspect > 1 else (w, round(h / aspect))
+        square = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
         mask = detect_scan_region(square, threshold, blur, stroke, symmetric, flat=flat)
         return np.asarray(cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST))
     smooth = cv2.blur(frame, (blur, blur))
@@ -191,6 +192,7 @@ def detect_scan_region_clip(
     static: int = 2,
     stroke: int | None = None,
     symmetric: bool = True,
+    aspect: float = 1.0,
 ) -> np.ndarray:
     """Scan-region mask of a clip ``[T, H, W]``: the single-frame detector on the clip's
     peak projection (each pixel at its brightest, so a fan dark in one frame is lit in
@@ -203,6 +205,7 @@ def detect_scan_region_clip(
             interface (2 allows for video compression's flicker).
         stroke: as in :func:`detect_scan_region`.
         symmetric: as in :func:`detect_scan_region`.
+        aspect: as in :func:`detect_scan_region` (a clip stored stretched).
     """
     if frames.ndim != 3 or len(frames) < 2 or frames.dtype != np.uint8:
         raise ValueError(
@@ -214,7 +217,7 @@ def detect_scan_region_clip(
     # tissue a compressed video left unchanged between frames leaves small static holes
     moving = cv2.morphologyEx(moving, cv2.MORPH_CLOSE, _square(5))
     projection = cv2.bitwise_and(peak, moving)
-    return detect_scan_region(projection, stroke=stroke, symmetric=symmetric)
+    return detect_scan_region(projection, stroke=stroke, symmetric=symmetric, aspect=aspect)
 
 
 def _stroke(shape: tuple[int, ...], stroke: int | None) -> int:

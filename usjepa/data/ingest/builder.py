@@ -20,6 +20,7 @@ import os
 import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -71,6 +72,7 @@ class _Job:
     policy: FramePolicy
     recorded: str  # the source as the corpus names it (a pseudonym unless names are kept)
     blank: bool  # set the pixels outside the scan region to black in written frames
+    aspect: float = 1.0  # width over height of what one stored pixel shows
 
 
 def discover(raw_root: Path, exclude: str | None = None) -> list[tuple[Path, str]]:
@@ -160,7 +162,9 @@ def _build_source(job: _Job) -> tuple[str, pd.DataFrame | None, str]:
     layout = read_layout(path)[0] if job.kind == "dicom" else None
 
     def detect(image: np.ndarray, clip: bool) -> np.ndarray:
-        detector = detect_scan_region_clip if clip else detect_scan_region
+        detector = partial(
+            detect_scan_region_clip if clip else detect_scan_region, aspect=job.aspect
+        )
         return detector(image) if layout is None else detect_in_layout(image, layout, detector)
 
     stack = _detection_stack(path, job, [f for _, f in frames])
@@ -240,6 +244,7 @@ def build_dataset(
     pseudonymize: bool = True,
     secret: str | Path | None = None,
     blank_outside: bool = True,
+    pixel_aspect: float = 1.0,
 ) -> BuildReport:
     """Build one dataset's raw folder into corpus frames under ``out_root``.
 
@@ -267,12 +272,22 @@ def build_dataset(
             only under the same key.
         blank_outside: write frames with every pixel outside the scan region black (a
             screen's header with the patient's name, its panels and logos).
+        pixel_aspect: width over height of what one pixel of the raw files shows: 1 for
+            images as the scanner displayed them; for a set stored stretched (4:3 scans
+            resized to squares: 1.33) the scan region is detected at square pixels, where
+            a sector's floor is a circle (:func:`~usjepa.data.scan_region.detect_scan_region`).
+            Frames are written as stored.
     """
     raw, out = Path(raw_root), Path(out_root)
     if not raw.is_dir():
         raise FileNotFoundError(f"raw folder {raw} not found; point RAW at the download")
     if image_format not in ("jpg", "png"):
         raise ValueError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
+    if not 0.1 <= pixel_aspect <= 10:
+        raise ValueError(
+            f"pixel_aspect {pixel_aspect}: give the width over the height of what one pixel "
+            "shows, in [0.1, 10] (1.33 for 4:3 scans stored square)"
+        )
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", dataset):
         raise ValueError(f"dataset name {dataset!r}: use letters, digits, '_', '-', '.'")
     policy = policy or FramePolicy()
@@ -306,6 +321,7 @@ def build_dataset(
                 policy,
                 recorded[rel],
                 blank_outside,
+                pixel_aspect,
             )
         )
     bar = tqdm(total=len(jobs), desc=f"building {dataset}", disable=not progress, unit="src")
