@@ -22,9 +22,14 @@ def polyfit(x: np.ndarray, y: np.ndarray, degree: int) -> np.ndarray:
     if degree == 1:
         a = float(u @ y) / float(uu.sum())
         return np.array([a, float(y.mean()) - a * m])
-    s2, s3, s4 = float(uu.sum()), float(uu @ u), float(uu @ uu)
-    normal = np.array([[s4, s3, s2], [s3, s2, 0.0], [s2, 0.0, float(len(x))]])
-    a, b, c = np.linalg.solve(normal, np.array([uu @ y, u @ y, y.sum()], dtype=np.float64))
+    n, s2, s3, s4 = float(len(x)), float(uu.sum()), float(uu @ u), float(uu @ uu)
+    t0, t1, t2 = float(y.sum()), float(u @ y), float(uu @ y)
+    # the normal equations [[s4 s3 s2] [s3 s2 0] [s2 0 n]] (a b c) = (t2 t1 t0), by
+    # Cramer's rule (the sum of u is 0 about the mean)
+    det = s4 * s2 * n - s3 * s3 * n - s2 * s2 * s2
+    a = (t2 * s2 * n - s3 * t1 * n - s2 * s2 * t0) / det
+    b = (s4 * t1 * n - t2 * s3 * n + s2 * s3 * t0 - s2 * s2 * t1) / det
+    c = (s4 * s2 * t0 - s3 * s3 * t0 + s3 * s2 * t1 - t2 * s2 * s2) / det
     # a (x - m)^2 + b (x - m) + c, expanded
     return np.array([a, b - 2 * a * m, a * m * m - b * m + c])
 

@@ -184,12 +184,13 @@ def face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, bool
         a nearly flat top is no face to read the fan's shape from); None where the top
         edge holds no concave arc (a linear, cropped or phased top).
     """
-    present = np.flatnonzero(core.max(0))  # (numpy's is several times OpenCV's reduce)
+    # each column's first row, read along the rows of the transposed map as booleans
+    # (numpy's any and argmax stop at a row's first True; on bytes they read it whole)
+    columns = cv2.transpose(core) > 0
+    present = np.flatnonzero(columns.any(1))
     if len(present) < 8:
         return None
-    # each column's first row, read along the rows of the transposed map as booleans
-    # (numpy's argmax stops at a row's first True; on bytes it reads the whole row)
-    top = (cv2.transpose(core) > 0).argmax(1)[present].astype(np.float64)
+    top = columns.argmax(1)[present].astype(np.float64)
     slope = np.empty_like(top)  # np.gradient's central differences, without its overhead
     slope[1:-1] = (top[2:] - top[:-2]) / 2.0
     slope[0], slope[-1] = top[1] - top[0], top[-1] - top[-2]

@@ -91,14 +91,14 @@ def _by_runs(dx: np.ndarray, dy: np.ndarray, edges: tuple[float, ...], outer: fl
     reach = np.sqrt(np.maximum(outer * outer - dy[:, 0] ** 2, 0.0))
     start = np.ceil(np.maximum((sl * dy[:, 0] - 1e-9) / cl, -reach) - dx[0, 0])
     stop = np.floor(np.minimum((dy[:, 0] * sr + 1e-9) / cr, reach) - dx[0, 0])
-    ends = []
-    for guess in (start, stop):
-        near = np.clip(guess, 0, width - 1).astype(np.int64)[:, None] + np.arange(-2, 3)
-        ok = _inside(dx[0, np.clip(near, 0, width - 1)], dy, edges, outer)
-        ends.append((near, ok & (near >= 0) & (near < width)))
-    (near, ok), (near_end, ok_end) = ends
-    first = np.where(ok.any(1), near[rows, ok.argmax(1)], width)  # empty: first past last
-    last = np.where(ok_end.any(1), near_end[rows, 4 - ok_end[:, ::-1].argmax(1)], -1)
+    # five columns about each guessed end, both ends at once
+    guesses = np.clip(np.stack([start, stop], 1), 0, width - 1).astype(np.int64)
+    near = np.repeat(guesses, 5, axis=1) + np.tile(np.arange(-2, 3), 2)
+    ok = _inside(dx[0, np.clip(near, 0, width - 1)], dy, edges, outer)
+    ok &= (near >= 0) & (near < width)
+    ok_start, ok_stop = ok[:, :5], ok[:, 5:]
+    first = np.where(ok_start.any(1), near[rows, ok_start.argmax(1)], width)  # empty: past
+    last = np.where(ok_stop.any(1), near[rows, 9 - ok_stop[:, ::-1].argmax(1)], -1)
     small = np.int16 if width < 1 << 15 else np.int32  # (cheaper to compare)
     columns: np.ndarray = np.arange(width, dtype=small)[None, :]
     begin: np.ndarray = first.astype(small)[:, None]
