@@ -58,7 +58,7 @@ TAGS = {
     "header or status bar) no longer kept as a piece of it; with fourteen Philips EPIQ 7 "
     "screens captured by a frame grabber (`--grabber`)",
     "fast": "the detector of run `grabber` made faster with the same masks (to the rounding "
-    "of its line fits: 106 of 2,048 IoUs within 0.005): lines, quadratics and quartiles "
+    "of its line fits: 106 of the 1,268 IoUs within 0.005): lines, quadratics and quartiles "
     "fitted in closed form, a disc opening done as the rectangles its rows span, a "
     "sector drawn row by row, 16-bit labels counted by OpenCV's histogram; and a frame "
     "stretched to another shape (`aspect` given) widened or heightened to square pixels, "
