@@ -81,3 +81,15 @@ def test_a_built_frame_of_a_captured_screen_shows_no_header(tmp_path):
         assert frame[: h // 6, : w // 6].max() <= 8  # the preset's text below it
         # the grey-scale bar at the right (white at its top)
         assert frame[int(0.16 * h) : int(0.41 * h), int(0.94 * w) : int(0.965 * w)].max() <= 8
+
+
+@pytest.mark.parametrize("level", [0, 5, 16, 32, 33, 128, 254, 255])
+def test_a_blank_frame_of_any_grey_gives_a_mask(level):
+    # a uniform frame is padding at its own level: a light one (a white export, a
+    # corrupt frame) once read as a screen's grey ground past the top of a byte and failed
+    frame = np.full((64, 80), level, np.uint8)
+    mask = detect_scan_region(frame)
+    assert mask.shape == frame.shape and mask.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, 255}
+    if level <= 32:  # black, or a screen's grey with nothing on it: no scan region
+        assert not mask.any()

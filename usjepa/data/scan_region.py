@@ -104,8 +104,8 @@ def detect_scan_region(
             levels above the frame's black (the 1st percentile of the blurred frame,
             read on every 4th row and column), at most 6; low, because deep tissue in a
             dim fan and a sector's dim edges are barely above the black background; not
-            capped where whole rows hold that black, or it and the level above (a
-            screen's dark grey background, as a frame grabber captures a scanner's
+            capped where whole rows hold that black (5 to 32), or it and the level above
+            (a screen's dark grey background, as a frame grabber captures a scanner's
             display), which the steps after the signal then read as black.
         blur: box-blur size that bridges speckle nulls.
         stroke: opening kernel size; overlay strokes thinner than this vanish. Defaults
@@ -142,9 +142,9 @@ def detect_scan_region(
     # the frame's black: the subsample's 1st percentile, from its histogram
     counts = np.bincount(smooth[::4, ::4].ravel(), minlength=256).cumsum()
     black = int(np.searchsorted(counts, 0.01 * counts[-1]))
-    # a screen's dark grey background (a frame grabber's capture of a display, dithered
-    # over two levels at times), not dim tissue: whole rows hold it; read as black below
-    ground = black + 1 if black > 4 and padded(frame, black, spread=1) else 0
+    # a screen's dark grey (a frame grabber's capture of a display: 8-16, dithered at
+    # times; not a blank light frame), not dim tissue: whole rows hold it; read as black
+    ground = black + 1 if 4 < black <= 32 and padded(frame, black, spread=1) else 0
     if threshold is None:
         threshold = black + 2 if ground else min(6, black + 2)
     signal = cv2.threshold(smooth, threshold, 255, cv2.THRESH_BINARY)[1]
