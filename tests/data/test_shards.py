@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -120,3 +122,39 @@ def test_shard_names_the_root_a_moved_manifest_needs(corpus_dir, tmp_path, capsy
     assert "give that folder with --root" in last and str(moved) in last
     main(["data", "shard", str(moved), str(tmp_path / "shards"), "--root", str(corpus_dir)])
     assert shard_datasets(tmp_path / "shards")
+
+
+def _one_patient_held_out(corpus_dir, tmp_path):
+    """The corpus's manifest with every frame given to one patient whose hash falls in
+    the default 5 % validation share (a hospital export of one patient, say)."""
+    name = next(f"p{i}" for i in range(10_000) if zlib.crc32(f"p{i}".encode()) % 10_000 < 500)
+    frame = pd.read_parquet(corpus_dir / "manifest.parquet").assign(patient_id=name)
+    manifest = tmp_path / "one_patient.parquet"
+    frame.to_parquet(manifest)
+    return manifest
+
+
+def test_shards_of_a_corpus_whose_every_patient_is_held_out(corpus_dir, tmp_path, capsys):
+    manifest = _one_patient_held_out(corpus_dir, tmp_path)
+    argv = ["data", "shard", str(manifest), str(tmp_path / "shards"), "--root", str(corpus_dir)]
+    with pytest.raises(SystemExit):
+        main(argv)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "all its 1 patient(s) fall in the validation share" in last
+    assert "--val-fraction 0" in last
+    main([*argv, "--val-fraction", "0"])  # the fix it names: every frame sharded
+    frames = len(pd.read_parquet(manifest))
+    assert sum(shard_datasets(tmp_path / "shards").values()) == frames
+
+
+def test_pretraining_on_a_corpus_whose_every_patient_is_held_out(corpus_dir, tmp_path):
+    manifest = _one_patient_held_out(corpus_dir, tmp_path)
+    generator = MultiBlockMaskGenerator(grid_size=4)
+    data = CorpusDataModule(str(manifest), generator, root=str(corpus_dir), img_size=32)
+    with pytest.raises(ValueError, match=r"validation share.*data.init_args.val_fraction: 0"):
+        data.setup("fit")
+    data = CorpusDataModule(
+        str(manifest), generator, root=str(corpus_dir), img_size=32, val_fraction=0.0
+    )
+    data.setup("fit")
+    assert len(data.train_set) == len(pd.read_parquet(manifest)) and len(data.val_set) == 0

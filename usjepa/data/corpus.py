@@ -16,7 +16,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from usjepa.atomic import atomic_path
 from usjepa.data.batches import FrameTransform, MaskCollator
-from usjepa.data.frames import FrameTable, dataset_shares, load_frame_table, sampling_weights
+from usjepa.data.frames import (
+    FrameTable,
+    dataset_shares,
+    load_frame_table,
+    no_training_rows,
+    sampling_weights,
+)
 from usjepa.data.images import ImageReadError, normalize, pixel_stats, read_gray
 from usjepa.data.leakage import guard_corpus, hash_files
 from usjepa.data.sampling import EpochSampler, ResumableLoader
@@ -197,6 +203,10 @@ class CorpusDataModule(L.LightningDataModule):
         self._guard(table)
         is_val = table.val_rows(self.val_fraction)
         train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+        if len(table) and not len(train_rows):
+            raise ValueError(
+                no_training_rows(self.manifest_path, table, "data.init_args.val_fraction: 0")
+            )
         grid = self.collate.generator.grid_size
         self.train_transform = FrameTransform(
             self.img_size, self.crop_scale, self.seed, grid, hflip=self.hflip

@@ -137,6 +137,21 @@ class FrameTable:
         return buckets < fraction * 10_000
 
 
+def no_training_rows(manifest: str | Path, table: FrameTable, fix: str) -> str:
+    """The message for a manifest whose every row :meth:`FrameTable.val_rows` holds out
+    (a corpus of one or a few patients, all hashed into the validation share), naming
+    ``fix``: the option that keeps them for training."""
+    if table.rows_in_split("val").all():
+        return f"{manifest}: every row is in its 'val' split, so none is left to train on"
+    names = len(table.patient.value_list())
+    held = f"{names} patient(s)" if names else f"{len(table)} frame(s) (no patient column)"
+    return (
+        f"{manifest}: all its {held} fall in the validation share, so no "
+        f"frame is left to train on (a corpus of few patients); set {fix} to train on "
+        "them all, or build more patients into the corpus"
+    )
+
+
 def _empty_codes(n: int) -> Codes:
     return Codes(np.full(n, -1, np.int32), StringColumn.from_strings([]))
 

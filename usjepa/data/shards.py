@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from litdata import CombinedStreamingDataset, StreamingDataset, optimize
 
-from usjepa.data.frames import load_frame_table
+from usjepa.data.frames import load_frame_table, no_training_rows
 from usjepa.data.images import ImageReadError, read_gray
 from usjepa.data.sampling import sample_seed
 
@@ -94,6 +94,8 @@ def write_shards(
         )
     out = Path(out)
     train = ~table.val_rows(val_fraction)
+    if len(table) and not train.any():
+        raise ValueError(no_training_rows(manifest, table, "--val-fraction 0"))
     codes = np.where(table.dataset.codes < 0, 0, table.dataset.codes)
     names = table.dataset.value_list() or ["corpus"]
     written = {}
@@ -116,6 +118,7 @@ def write_shards(
         # litdata switches the process to spawn; later DataLoaders should keep the default
         multiprocessing.set_start_method(start_method, force=True)
         written[name] = len(rows)
+    out.mkdir(parents=True, exist_ok=True)
     (out / SHARDS_INFO).write_text(json.dumps({"datasets": written}, indent=1))
     return written
 
