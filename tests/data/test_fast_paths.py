@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from usjepa.data.fits import polyfit, upper_quartile
+from usjepa.data.fits import percentile, polyfit, upper_quartile
 from usjepa.data.outline import label_parts, large_parts
 from usjepa.data.sector import open_by_disc, sector_mask
 
@@ -36,6 +36,14 @@ def test_upper_quartile_is_numpys_75th_percentile_exactly():
     # ties, as the distances of integer edge points to a line often are
     values = np.array([0.5, 1.5, 1.5, 1.5, 0.5, 2.5, 0.0])
     assert upper_quartile(values) == float(np.percentile(values, 75))
+
+
+def test_percentile_of_each_row_is_numpys_exactly():
+    rng = np.random.default_rng(2)
+    for shape in [(1, 1), (5, 2), (17, 300), (40, 57)]:
+        pixels = rng.integers(0, 30, shape).astype(np.uint8)  # dark rows: many ties
+        for q in (75, 90):
+            np.testing.assert_array_equal(percentile(pixels, q), np.percentile(pixels, q, axis=1))
 
 
 @pytest.mark.parametrize("width", [3, 9, 19, 27])

@@ -34,15 +34,21 @@ def polyfit(x: np.ndarray, y: np.ndarray, degree: int) -> np.ndarray:
     return np.array([a, b - 2 * a * m, a * m * m - b * m + c])
 
 
-def upper_quartile(values: np.ndarray) -> float:
-    """``np.percentile(values, 75)`` (linear interpolation), from a partial sort."""
-    n = len(values)
+def percentile(values: np.ndarray, q: float) -> np.ndarray:
+    """``np.percentile(values, q, axis=-1)`` (linear interpolation), exactly, from a
+    partial sort: of a 1-D array a 0-d array, of each row of a 2-D one a value."""
+    n = values.shape[-1]
     if n == 0:
-        raise ValueError("upper_quartile of no values")
-    at = 0.75 * (n - 1)
+        raise ValueError("percentile of no values")
+    at = q / 100 * (n - 1)
     lo = int(at)
     hi = min(lo + 1, n - 1)
-    part = np.partition(values, (lo, hi))
-    low, high, t = float(part[lo]), float(part[hi]), at - lo
+    part = np.partition(values, (lo, hi), axis=-1)
+    low, high, t = part[..., lo].astype(np.float64), part[..., hi].astype(np.float64), at - lo
     # numpy's interpolation: from the nearer end, so that t = 0 or 1 gives a value exactly
-    return low + (high - low) * t if t < 0.5 else high - (high - low) * (1 - t)
+    return np.asarray(low + (high - low) * t if t < 0.5 else high - (high - low) * (1 - t))
+
+
+def upper_quartile(values: np.ndarray) -> float:
+    """``np.percentile(values, 75)`` of a 1-D array (:func:`percentile`)."""
+    return float(percentile(values, 75))

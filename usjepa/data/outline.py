@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from usjepa.data.fits import polyfit
+from usjepa.data.fits import percentile, polyfit
 
 __all__ = [
     "VerticalSides",
@@ -300,20 +300,9 @@ def padded(frame: np.ndarray, level: int, spread: int = 0) -> bool:
 
 def _dim_rows(pixels: np.ndarray, black: int) -> np.ndarray:
     """Per row of ``pixels``, whether it is live or dim (:data:`DIM`)."""
-    top = _row_percentile_90(pixels) if len(pixels) else np.zeros(0)
+    top = percentile(pixels, 90) if len(pixels) else np.zeros(0)
     dim = live_rows(pixels, black, DIM) & (top >= black + 2) & (top <= black + DARK)
     return np.asarray(live_rows(pixels, black) | dim)
-
-
-def _row_percentile_90(pixels: np.ndarray) -> np.ndarray:
-    """``np.percentile(pixels, 90, axis=1)`` (linear), from a partial sort of each row."""
-    at = 0.9 * (pixels.shape[1] - 1)
-    lo = int(at)
-    hi = min(lo + 1, pixels.shape[1] - 1)
-    part = np.partition(pixels, (lo, hi), axis=1)
-    low, high, t = part[:, lo].astype(np.float64), part[:, hi].astype(np.float64), at - lo
-    # numpy's interpolation: from the nearer end
-    return np.asarray(low + (high - low) * t if t < 0.5 else high - (high - low) * (1 - t))
 
 
 def extend_box_down(

@@ -72,7 +72,7 @@ class _Job:
     policy: FramePolicy
     recorded: str  # the source as the corpus names it (a pseudonym unless names are kept)
     blank: bool  # set the pixels outside the scan region to black in written frames
-    aspect: float = 1.0  # width over height of what one stored pixel shows
+    aspect: float  # width over height of what one stored pixel shows
 
 
 def discover(raw_root: Path, exclude: str | None = None) -> list[tuple[Path, str]]:
