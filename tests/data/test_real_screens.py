@@ -192,3 +192,18 @@ def test_a_soft_key_bar_below_a_sector_is_no_part_of_it():
     frame = next(read_dicom(SONOSITE, FramePolicy()))[1]
     found = detect_scan_region(frame)
     assert not found[220:].any()  # the bar's rows (the sector's floor is at row 201)
+
+
+def test_each_frame_of_a_cine_whose_sector_sides_fade_is_found_alone():
+    # the SonoSite's apical view shows its sector's sides only in the near field; the
+    # hull's sides joined it to the floor, inside the drawn ones: IoU 0.82-0.97 (mean
+    # 0.89, 13 of 30 frames at 0.9 or more); read off the region's own edge below the
+    # apex, 0.90-0.97 (mean 0.94)
+    drawn = cv2.imread(str(SCREENS / "masks/sonosite_turbo_cardiac.png"), cv2.IMREAD_GRAYSCALE)
+    spread = FramePolicy(video_fps=1000.0, max_frames_per_clip=100)
+    values = []
+    for _, frame in read_dicom(SONOSITE, spread):
+        truth = cv2.resize(drawn, frame.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        values.append(iou(detect_scan_region(frame), truth))
+    assert len(values) == 30
+    assert min(values) >= 0.9 and np.mean(values) >= 0.93, np.round(values, 3)

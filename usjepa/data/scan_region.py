@@ -175,14 +175,14 @@ def _flat_areas(frame: np.ndarray, stroke: int | None) -> np.ndarray:
     k = _stroke(frame.shape, stroke)
     square = _square(3)
     spread = cv2.subtract(cv2.dilate(frame, square), cv2.erode(frame, square))
-    flat = cv2.compare(spread, np.full_like(spread, FLAT_SPREAD), cv2.CMP_LE)
+    flat = cv2.threshold(spread, FLAT_SPREAD, 255, cv2.THRESH_BINARY_INV)[1]  # spread <= it
     # speckle is multiplicative: dim tissue, interpolated by scan conversion, can be
     # nearly flat; a panel's fill is flat at any level, so only levels above dim count
-    flat = cv2.bitwise_and(flat, cv2.compare(frame, np.full_like(frame, FLAT_LEVEL), cv2.CMP_GE))
+    flat = cv2.bitwise_and(flat, cv2.threshold(frame, FLAT_LEVEL - 1, 255, cv2.THRESH_BINARY)[1])
     if cv2.countNonZero(flat) < 0.01 * flat.size:  # a scan without an interface: done
         return np.zeros_like(flat)
     share = cv2.blur(flat, (k, k))
-    areas = cv2.compare(share, np.full_like(share, 100), cv2.CMP_GT)
+    areas = cv2.threshold(share, 100, 255, cv2.THRESH_BINARY)[1]
     # text, icons and tick marks drawn on a panel are the panel's too: close the gaps
     return np.asarray(cv2.morphologyEx(areas, cv2.MORPH_CLOSE, _square(2 * k + 1)))
 

@@ -14,6 +14,10 @@ import numpy as np
 
 from usjepa.data.fits import polyfit, upper_quartile
 
+#: the share of a sector's edge rows below its apex that must lie on the side read off its
+#: hull; fewer, and the hull's side is a chord across dim rows (see :func:`_edge_side`)
+EDGE_SUPPORT = 0.5
+
 
 def sector_mask(
     shape: tuple[int, int],
@@ -121,7 +125,8 @@ def complete_sector(mask: np.ndarray, points: np.ndarray, region: np.ndarray, wi
     marker glued to a side tilt the hull's whole side towards them; the opening takes most
     of them off, the fit the rows where some stays. A disc, not a square: on a slanted
     side a square slides its corner into each tick and leaves a step there, where a disc
-    only touches the side's line.
+    only touches the side's line. Where a side fades below the near field, the hull's
+    side is a chord inside it: the region's own edge gives it (:func:`_edge_side`).
     """
     hull = np.zeros_like(mask)
     cv2.fillConvexPoly(hull, cv2.convexHull(points.astype(np.int32)), 255)
@@ -153,6 +158,14 @@ def complete_sector(mask: np.ndarray, points: np.ndarray, region: np.ndarray, wi
     left = inside.argmax(1).astype(np.float64)
     right = (hull.shape[1] - 1 - inside[:, ::-1].argmax(1)).astype(np.float64)
     (a_left, b_left), (a_right, b_right) = _side(ys, left), _side(ys, right)
+    # where the hull's side is a chord across dim rows, the region's own edge below the
+    # apex (from the band's top, a twentieth down; the near field is brightest)
+    below = region[top + height // 20 : top + (2 * height) // 5 : 2]  # every other row
+    at = np.arange(top + height // 20, top + height // 20 + 2 * len(below), 2)
+    first = (below > 0).argmax(1)  # an empty row reads as the frame's border: left out
+    last = below.shape[1] - 1 - (cv2.flip(below, 1) > 0).argmax(1)
+    a_left, b_left = _edge_side(below, at, first, (a_left, b_left), -1)
+    a_right, b_right = _edge_side(below, at, last, (a_right, b_right), 1)
     if a_right - a_left <= 0.05:  # sides that do not open downwards
         return False
     apex_y = (b_right - b_left) / (a_left - a_right)
@@ -189,6 +202,60 @@ def open_by_disc(binary: np.ndarray, width: int) -> np.ndarray:
     for rectangle in rectangles[1:]:
         cv2.bitwise_or(opened, cv2.dilate(eroded, rectangle), dst=opened)
     return opened
+
+
+def _edge_side(
+    band: np.ndarray, ys: np.ndarray, xs: np.ndarray, line: tuple[float, float], sign: int
+) -> tuple[float, float]:
+    """A sector's side off its region's own edge, where the hull's side is a chord.
+
+    ``band``: the region's rows ``ys`` below the apex; ``xs``: its outermost column in
+    each on the side ``sign`` (-1 left, 1 right); ``line``: that side read off the hull
+    (``x = a y + b``). A cardiac window often shows its sides only in the bright near
+    field: lower down they fade into the black. The region's edge then runs along the
+    side from the apex down and leaves it for good, falling inwards, and the hull joins
+    the near field to the floor's end by a chord inside the side. So where fewer than
+    :data:`EDGE_SUPPORT` of the edge rows lie on the hull's side, the line that most of
+    them lie on (within 1.5 px; drawn through pairs of them, the outermost of those
+    within 5 % of the most) is the side, if it lies outside, if the rows on it run
+    unbroken (ticks drawn against a side touch a line at intervals all along it), and if
+    some of them lie outside the hull's side with the region filling the wedge between
+    the two lines there (a ruler or a marker's line drawn beside the side, glued to it at
+    a point, does not). The frame's border is no side.
+    """
+    keep = (xs > 1) & (xs < band.shape[1] - 2)
+    band, ys, xs = band[keep], ys[keep], xs[keep].astype(np.float64)
+    a, b = line
+    if len(ys) < 8 or np.count_nonzero(np.abs(xs - (a * ys + b)) <= 1.5) >= EDGE_SUPPORT * len(ys):
+        return line
+    pick = np.arange(0, len(ys), max(1, len(ys) // 40))
+    p, q = np.meshgrid(pick, pick, indexing="ij")
+    apart = ys[p] + 4 < ys[q]
+    p, q = p[apart], q[apart]
+    slopes = (xs[q] - xs[p]) / (ys[q] - ys[p])
+    offsets = xs[p] - slopes * ys[p]
+    on = np.abs(xs[None, :] - (slopes[:, None] * ys[None, :] + offsets[:, None])) <= 1.5
+    support = on.sum(1)
+    fits = (support >= 0.95 * support.max()) & (sign * slopes > 0.05)  # opening downwards
+    if not fits.any():
+        return line
+    bottom = ys[-1]
+    reach = sign * (slopes * bottom + offsets)  # how far out each line is at the band's end
+    rows = np.flatnonzero(on[np.flatnonzero(fits)[reach[fits].argmax()]])
+    if rows[-1] - rows[0] + 1 - len(rows) > 0.25 * len(rows):  # broken: ticks
+        return line
+    a_edge, b_edge = _side(ys[rows], xs[rows])
+    if sign * (a_edge * bottom + b_edge) <= sign * (a * bottom + b):
+        return line
+    # the region fills the wedge between the two lines where the edge is the outer: a
+    # ruler or a marker's line drawn beside the side, glued to it at a point, leaves a gap
+    edge = xs[rows].astype(int)
+    hull = np.clip(np.round(a * ys[rows] + b), 0, band.shape[1] - 1).astype(int)
+    out = sign * (edge - hull) > 0
+    spans = [band[r, min(u, v) : max(u, v) + 1] for r, u, v in zip(rows[out], edge[out], hull[out])]
+    size = sum(len(span) for span in spans)
+    filled = sum(np.count_nonzero(span) for span in spans)
+    return (a_edge, b_edge) if size and filled >= 0.9 * size else line
 
 
 def _side(ys: np.ndarray, xs: np.ndarray) -> tuple[float, float]:
