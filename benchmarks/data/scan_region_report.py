@@ -63,6 +63,11 @@ TAGS = {
     "sector drawn row by row, 16-bit labels counted by OpenCV's histogram; and a frame "
     "stretched to another shape (`aspect` given) widened or heightened to square pixels, "
     "no longer narrowed",
+    "fading": "the detector of run `fast` with a phased sector's side read off its region's "
+    "own edge below the apex where the hull's side is a chord across dim rows (fewer than "
+    "half the edge rows on it: a cardiac window whose sides fade below the near field): "
+    "the line most edge rows lie on, where it lies outside, its rows run unbroken and the "
+    "region fills the wedge between the two",
 }
 
 

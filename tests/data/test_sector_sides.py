@@ -94,4 +94,3 @@ def test_sides_that_fade_below_the_near_field_are_read_off_it():
         found = detect_scan_region(image)
         assert iou(found, truth) > 0.95, seed
         assert not found[:6].any(), seed  # the apex where it is, not above the frame
-
