@@ -42,8 +42,7 @@ image. So:
    (within half its height), the sector is redrawn from those sides out to the region's
    deepest point, so that its dim far corners and the apex the opening blunted come back;
    the sides are read off the component opened with a disc twice as wide, less its rows
-   off the line (ticks glued to a side do not tilt it), or off its edge below the apex
-   where they fade lower down (:func:`~usjepa.data.sector.complete_sector`);
+   off the line (glued ticks do not tilt them), or, where they fade, off its own edge;
 5. else the face: where the component's top edge holds a concave arc (the longest run
    of columns where it is shallow; a fan's sides are steeper), what lies above a robust
    quadratic through it is cut, also where the frame cuts the arc off or it lies off the
