@@ -307,6 +307,13 @@ def test_build_with_a_pixel_aspect_that_is_no_pixel_shape(tmp_path, capsys):
     assert "pixel_aspect 0.0" in last and "1.33 for 4:3 scans stored square" in last
 
 
+def test_make_task_with_a_pixel_aspect_that_is_no_pixel_shape(tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    argv = ["data", "make-task", str(tmp_path / "src"), str(tmp_path / "out")]
+    last = fail([*argv, "--pixel-aspect", "20"], capsys)
+    assert "pixel_aspect 20.0" in last and "1.33 for 4:3 scans stored square" in last
+
+
 def test_data_tool_slips_end_in_one_line(tmp_path, capsys):
     """The data tools share the jsonargparse stack: a missing option or an unknown tool
     is one line, not a usage page."""

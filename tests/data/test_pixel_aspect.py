@@ -3,6 +3,7 @@ scan region detected at square pixels when the stretch is given, frame, clip and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from usjepa.data.ingest import build_dataset
+from usjepa.data.ingest.task_builders import make_task
 from usjepa.data.scan_region import detect_scan_region, detect_scan_region_clip, iou
 from usjepa.data.synthetic import draw_patient, render_frame
 
@@ -82,3 +84,32 @@ def test_build_refuses_a_pixel_aspect_that_is_no_pixel_shape(tmp_path, aspect):
     (tmp_path / "raw").mkdir()
     with pytest.raises(ValueError, match=r"pixel_aspect .*\(1.33 for 4:3 scans stored square\)"):
         build_dataset(tmp_path / "raw", tmp_path / "out", "x", progress=False, pixel_aspect=aspect)
+
+
+def test_make_task_detects_at_the_pixel_aspect_it_is_given(tmp_path):
+    frame, truth, stretch = _stored((256, 256))
+    src = tmp_path / "labelled"
+    src.mkdir()
+    rows = [("a.png", "a4c", "train_val"), ("b.png", "plax", "test")]
+    for name, _, _ in rows:
+        cv2.imwrite(str(src / name), frame)
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame(rows, columns=["image", "label", "split"]).to_csv(labels, index=False)
+    scores = {}
+    for aspect in (1.0, stretch):
+        out = make_task(
+            src, tmp_path / f"task_{aspect:.2f}", labels, progress=False,
+            pseudonymize=False, blank_outside=False, pixel_aspect=aspect,
+        )  # fmt: skip
+        record = json.loads((out / "train_val.json").read_text())[0]
+        image = cv2.imread(str(out / record["image"]), cv2.IMREAD_GRAYSCALE)
+        assert image.shape == (256, 256)  # written as stored
+        mask = cv2.imread(str(out / record["scan_mask"]), cv2.IMREAD_GRAYSCALE)
+        scores[aspect] = iou(mask, truth)
+    assert scores[1.0] < 0.92 and scores[stretch] >= 0.95
+
+
+def test_make_task_refuses_a_pixel_aspect_that_is_no_pixel_shape(tmp_path):
+    (tmp_path / "labelled").mkdir()
+    with pytest.raises(ValueError, match=r"pixel_aspect .*\(1.33 for 4:3 scans stored square\)"):
+        make_task(tmp_path / "labelled", tmp_path / "out", progress=False, pixel_aspect=0.0)

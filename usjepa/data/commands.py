@@ -39,6 +39,16 @@ class _Tools:
         return tool
 
 
+def _pixel_aspect_option(tool: ArgumentParser) -> None:
+    tool.add_argument(
+        "--pixel-aspect",
+        type=float,
+        default=1.0,
+        help="width / height of what one raw pixel shows, for sets stored stretched "
+        "(4:3 scans saved square: 1.33); the scan region is detected at square pixels",
+    )
+
+
 def _privacy_options(tool: ArgumentParser) -> None:
     tool.add_argument(
         "--keep-names",
@@ -89,13 +99,7 @@ def _parser() -> ArgumentParser:
     build.add_argument("--patient-pattern", default=None, help="regex; group 1 is the patient")
     build.add_argument("--exclude", default=None, help="regex of relative paths to skip")
     build.add_argument("--workers", type=int, default=1)
-    build.add_argument(
-        "--pixel-aspect",
-        type=float,
-        default=1.0,
-        help="width / height of what one raw pixel shows, for sets stored stretched "
-        "(4:3 scans saved square: 1.33); the scan region is detected at square pixels",
-    )
+    _pixel_aspect_option(build)
     _privacy_options(build)
 
     task = sub.add_parser("make-task", help="labeled image folder to a probe task")
@@ -104,6 +108,7 @@ def _parser() -> ArgumentParser:
     task.add_argument("--labels", default=None, help="CSV: image,label[,patient,split,scan_mask]")
     task.add_argument("--test-fraction", type=float, default=0.2)
     task.add_argument("--seed", type=int, default=0)
+    _pixel_aspect_option(task)
     _privacy_options(task)
     fetch = sub.add_parser("download", help="fetch a catalogued dataset or task")
     fetch.add_argument("name", help="catalogue name (dataset or task)")
@@ -249,6 +254,7 @@ def make_task(ns: Namespace) -> None:
         pseudonymize=not ns.keep_names,
         secret=ns.secret,
         blank_outside=not ns.keep_outside,
+        pixel_aspect=ns.pixel_aspect,
     )
     print(task_summary(out))
 

@@ -106,6 +106,15 @@ def patient_of(rel: str, pattern: str | None) -> str:
     return rel.rsplit(".", 1)[0]
 
 
+def check_pixel_aspect(pixel_aspect: float) -> None:
+    """Refuse a ``pixel_aspect`` that is no pixel's shape, naming what to give."""
+    if not 0.1 <= pixel_aspect <= 10:
+        raise ValueError(
+            f"pixel_aspect {pixel_aspect}: give the width over the height of what one pixel "
+            "shows, in [0.1, 10] (1.33 for 4:3 scans stored square)"
+        )
+
+
 def resize_short(frame: np.ndarray, size: int) -> np.ndarray:
     """Resize so that the shorter side is ``size`` (area filter when shrinking)."""
     h, w = frame.shape
@@ -283,11 +292,7 @@ def build_dataset(
         raise FileNotFoundError(f"raw folder {raw} not found; point RAW at the download")
     if image_format not in ("jpg", "png"):
         raise ValueError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
-    if not 0.1 <= pixel_aspect <= 10:
-        raise ValueError(
-            f"pixel_aspect {pixel_aspect}: give the width over the height of what one pixel "
-            "shows, in [0.1, 10] (1.33 for 4:3 scans stored square)"
-        )
+    check_pixel_aspect(pixel_aspect)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", dataset):
         raise ValueError(f"dataset name {dataset!r}: use letters, digits, '_', '-', '.'")
     policy = policy or FramePolicy()

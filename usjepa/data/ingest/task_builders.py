@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from usjepa.data.ingest.builder import check_pixel_aspect
 from usjepa.data.ingest.readers import IMAGE_EXTS, gray
 from usjepa.data.privacy import Pseudonyms, default_secret_path, load_secret
 from usjepa.data.scan_region import detect_scan_region
@@ -63,12 +64,15 @@ def write_task(
     progress: bool = True,
     names: Pseudonyms | None = None,
     blank_outside: bool = False,
+    pixel_aspect: float = 1.0,
 ) -> Path:
     """Write a task from ``items`` with columns ``path`` (source image), ``label`` (int),
     ``patient``, ``split`` and optionally ``scan_mask`` (source mask path).
 
     ``names``: record patients, sources and image file names as keyed pseudonyms.
     ``blank_outside``: write images with the pixels outside the scan region black.
+    ``pixel_aspect``: width over height of what one source pixel shows (images stored
+    stretched); regions not given are detected at square pixels, images written as stored.
     """
     out = Path(out)
     for sub in ("images", "masks/scan"):
@@ -101,7 +105,7 @@ def write_task(
                 raise TaskBuildError(f"cannot read scan mask {given}")
             mask = np.where(mask > 127, 255, 0).astype(np.uint8)
         else:
-            mask = detect_scan_region(image)
+            mask = detect_scan_region(image, aspect=pixel_aspect)
         if blank_outside:
             image = cv2.bitwise_and(image, mask)
         cv2.imwrite(str(out / "images" / name), image)
@@ -150,6 +154,7 @@ def make_task(
     pseudonymize: bool = True,
     secret: str | Path | None = None,
     blank_outside: bool = True,
+    pixel_aspect: float = 1.0,
 ) -> Path:
     """Any labeled image folder to a task (class subfolders, or a CSV of labels).
 
@@ -157,11 +162,13 @@ def make_task(
     sources and image file names become keyed pseudonyms (:mod:`usjepa.data.privacy`;
     ``secret`` defaults to ``SOURCE/../.usjepa-secret``) and the pixels outside each
     image's scan region are written black. ``pseudonymize=False`` and
-    ``blank_outside=False`` keep names and screens as they are.
+    ``blank_outside=False`` keep names and screens as they are. ``pixel_aspect``: for
+    images stored stretched (:func:`write_task`).
     """
     src = Path(source)
     if not src.is_dir():
         raise TaskBuildError(f"{src} is not a folder of images")
+    check_pixel_aspect(pixel_aspect)
     names = None
     if pseudonymize:
         names = Pseudonyms(load_secret(secret or default_secret_path(src), out))
@@ -204,7 +211,7 @@ def make_task(
         items["patient"] = items["patient"].map(lambda p: p.split("/")[0] if "/" in p else p)
     items["rel"] = [Path(p).relative_to(src).as_posix() for p in items["path"]]
     finished = _finish(items, test_fraction, seed)
-    return write_task(finished, out, classes, progress, names, blank_outside)
+    return write_task(finished, out, classes, progress, names, blank_outside, pixel_aspect)
 
 
 def build_busbra(
