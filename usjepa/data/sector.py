@@ -160,8 +160,8 @@ def complete_sector(mask: np.ndarray, points: np.ndarray, region: np.ndarray, wi
     (a_left, b_left), (a_right, b_right) = _side(ys, left), _side(ys, right)
     # where the hull's side is a chord across dim rows, the region's own edge below the
     # apex (from the band's top, a twentieth down; the near field is brightest)
-    below = region[top + height // 20 : top + (2 * height) // 5 : 2]  # every other row
-    at = np.arange(top + height // 20, top + height // 20 + 2 * len(below), 2)
+    start, stop = top + height // 20, top + (2 * height) // 5  # above the frame's last row
+    below, at = region[start:stop:2], np.arange(start, stop, 2)  # every other row
     first = (below > 0).argmax(1)  # an empty row reads as the frame's border: left out
     last = below.shape[1] - 1 - (cv2.flip(below, 1) > 0).argmax(1)
     a_left, b_left = _edge_side(below, at, first, (a_left, b_left), -1)
@@ -224,10 +224,11 @@ def _edge_side(
     a point, does not). The frame's border is no side.
     """
     keep = (xs > 1) & (xs < band.shape[1] - 2)
-    band, ys, xs = band[keep], ys[keep], xs[keep].astype(np.float64)
+    ys, xs = ys[keep], xs[keep].astype(np.float64)
     a, b = line
     if len(ys) < 8 or np.count_nonzero(np.abs(xs - (a * ys + b)) <= 1.5) >= EDGE_SUPPORT * len(ys):
         return line
+    band = band[keep]  # (only here: most sides stop above)
     pick = np.arange(0, len(ys), max(1, len(ys) // 40))
     p, q = np.meshgrid(pick, pick, indexing="ij")
     apart = ys[p] + 4 < ys[q]
