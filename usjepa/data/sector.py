@@ -17,6 +17,13 @@ from usjepa.data.fits import polyfit, upper_quartile
 #: the share of a sector's edge rows below its apex that must lie on the side read off its
 #: hull; fewer, and the hull's side is a chord across dim rows (see :func:`_edge_side`)
 EDGE_SUPPORT = 0.5
+#: the share of a sector's region beyond one side (and not the other) past which that
+#: side was read too far in, the share of rows whose outermost pixel may stay beyond it
+#: when it is turned out, and how far (degrees) the sector so widened may lean from
+#: straight down (see :func:`_take_in`)
+BEYOND = 0.01
+LEFT_OUT = 0.02
+SYMMETRY = 5.0
 
 
 def sector_mask(
@@ -126,7 +133,9 @@ def complete_sector(mask: np.ndarray, points: np.ndarray, region: np.ndarray, wi
     of them off, the fit the rows where some stays. A disc, not a square: on a slanted
     side a square slides its corner into each tick and leaves a step there, where a disc
     only touches the side's line. Where a side fades below the near field, the hull's
-    side is a chord inside it: the region's own edge gives it (:func:`_edge_side`).
+    side is a chord inside it: the region's own edge gives it (:func:`_edge_side`). Where
+    the near field is dark on one hand, the side read there is too steep and leaves the
+    floor's end out: it is turned out to hold the region (:func:`_take_in`).
     """
     hull = np.zeros_like(mask)
     cv2.fillConvexPoly(hull, cv2.convexHull(points.astype(np.int32)), 255)
@@ -179,8 +188,76 @@ def complete_sector(mask: np.ndarray, points: np.ndarray, region: np.ndarray, wi
     if not between.any():
         return False
     depth = float(np.hypot(dx, dy)[between].max())
-    mask[:] = sector_mask(mask.shape, (apex_x, apex_y), (left_deg, right_deg), (0.0, depth))
+    drawn = sector_mask(mask.shape, (apex_x, apex_y), (left_deg, right_deg), (0.0, depth))
+    lines = ((a_left, b_left), (a_right, b_right))
+    wider = _take_in(region, drawn, (apex_x, apex_y), (left_deg, right_deg), lines, top, height)
+    if wider is not None:
+        (apex_x, apex_y), (left_deg, right_deg) = wider
+        dx, dy = points[:, 0] - apex_x, points[:, 1] - apex_y
+        direction = np.degrees(np.arctan2(dx, dy))
+        between = (direction >= left_deg) & (direction <= right_deg)
+        if between.any():
+            depth = float(np.hypot(dx, dy)[between].max())
+            drawn = sector_mask(mask.shape, (apex_x, apex_y), (left_deg, right_deg), (0.0, depth))
+    mask[:] = drawn
     return True
+
+
+def _take_in(
+    region: np.ndarray,
+    drawn: np.ndarray,
+    apex: tuple[float, float],
+    angles: tuple[float, float],
+    lines: tuple[tuple[float, float], ...],
+    top: int,
+    height: int,
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """A sector whose one side was read too far in, widened: its apex and edge angles,
+    or None where the ``drawn`` sector holds ``region`` (the 0/255 map it was read off).
+
+    A sector whose near field is dark on one hand (a cardiac window between the ribs)
+    shows that side only at its floor: the region's edge there falls inwards from the
+    apex, the side read off it is too steep, and it meets the other side above the apex.
+    A share :data:`BEYOND` of the region then lies beyond that side (and not beyond the
+    other). The apex is then put back at the region's top (its middle there), the far
+    side kept as its line ``x = a y + b`` runs at 40 % of the depth, and the near side
+    turned out to the outermost pixels of the rows below a tenth of the depth (beside
+    the apex they point every way), all but a share :data:`LEFT_OUT` of them (speckle,
+    a tick). A phased array's B-mode sector is symmetric about the vertical through its
+    apex: the widened one must lie within :data:`SYMMETRY` degrees of that (a bar or a
+    label glued to a side, taken in so, leans far to its side), else None.
+    """
+    area = cv2.countNonZero(region)
+    beyond = cv2.subtract(region, drawn)
+    if cv2.countNonZero(beyond) <= BEYOND * area:
+        return None  # the common case: the sector holds its region
+    ys, xs = np.divmod(np.flatnonzero(beyond), beyond.shape[1])
+    direction = np.degrees(np.arctan2(xs - apex[0], ys - apex[1]))
+    out = (np.count_nonzero(direction < angles[0]), np.count_nonzero(direction > angles[1]))
+    if (out[0] > BEYOND * area) == (out[1] > BEYOND * area):
+        return None  # beyond both sides, or neither: no one side read too far in
+    near = 0 if out[0] > BEYOND * area else 1
+    if apex[1] < top:  # above the region: where the steep side met the other
+        _, first, _, _ = cv2.boundingRect(region)
+        apex = (float(np.median(np.flatnonzero(region[first : first + 3].any(0)))), float(first))
+    # each row's outermost pixel on the near hand, in the rows below a tenth of the depth
+    start = int(apex[1] + 0.1 * height) + 1
+    low = region[start:] > 0
+    rows = np.flatnonzero(low.any(1))
+    if not len(rows):
+        return None
+    low, rows = low[rows], rows + start
+    ends = low.argmax(1) if near == 0 else low.shape[1] - 1 - low[:, ::-1].argmax(1)
+    direction = np.sort(np.degrees(np.arctan2(ends - apex[0], rows - apex[1])))
+    leave = int(LEFT_OUT * len(direction))
+    turned = float(direction[leave] if near == 0 else direction[-1 - leave])
+    a, b = lines[1 - near]
+    y = top + 0.4 * height  # the far side where it was read
+    kept = float(np.degrees(np.arctan2(a * y + b - apex[0], y - apex[1])))
+    left, right = (turned, kept) if near == 0 else (kept, turned)
+    if not -90 < left < right < 90 or abs(left + right) > SYMMETRY:
+        return None
+    return apex, (left, right)
 
 
 def open_by_disc(binary: np.ndarray, width: int) -> np.ndarray:
