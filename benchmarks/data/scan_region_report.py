@@ -68,6 +68,12 @@ TAGS = {
     "half the edge rows on it: a cardiac window whose sides fade below the near field): "
     "the line most edge rows lie on, where it lies outside, its rows run unbroken and the "
     "region fills the wedge between the two",
+    "turned": "the detector of run `fading` with a phased sector's side turned out where "
+    "over 1 % of its region lies beyond it and not beyond the other (a near field dark on "
+    "one hand: that side was read too steep and met the other above the apex): the apex "
+    "put back at the region's top, the side turned out to the outermost pixels of all "
+    "but 2 % of the rows below a tenth of the depth, kept where the sector is then "
+    "symmetric within 5 degrees",
 }
 
 
