@@ -9,6 +9,8 @@ apex an opening blunted come back (:mod:`usjepa.data.scan_region`, step 4).
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -270,9 +272,7 @@ def open_by_disc(binary: np.ndarray, width: int) -> np.ndarray:
     what all keep, and dilating is the union of the rectangles' dilations; OpenCV erodes
     by a rectangle in separable passes, by a disc pixel by pixel of it.
     """
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))
-    rows = disc.sum(1)
-    rectangles = [np.ones((int((rows >= r).sum()), int(r)), np.uint8) for r in np.unique(rows)]
+    rectangles = _disc_rectangles(width)
     eroded = cv2.erode(binary, rectangles[0])
     for rectangle in rectangles[1:]:
         cv2.bitwise_and(eroded, cv2.erode(binary, rectangle), dst=eroded)
@@ -280,6 +280,18 @@ def open_by_disc(binary: np.ndarray, width: int) -> np.ndarray:
     for rectangle in rectangles[1:]:
         cv2.bitwise_or(opened, cv2.dilate(eroded, rectangle), dst=opened)
     return opened
+
+
+@functools.lru_cache(maxsize=8)
+def _disc_rectangles(width: int) -> tuple[np.ndarray, ...]:
+    """The rectangles OpenCV's disc ``width`` px across spans, one per row width, as tall
+    as the rows at least that wide (read-only; built once per width)."""
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))
+    rows = disc.sum(1)
+    rectangles = tuple(np.ones((int((rows >= r).sum()), int(r)), np.uint8) for r in np.unique(rows))
+    for rectangle in rectangles:
+        rectangle.flags.writeable = False
+    return rectangles
 
 
 def _edge_side(
