@@ -221,11 +221,11 @@ def _take_in(
     shows that side only at its floor: the region's edge there falls inwards from the
     apex, the side read off it is too steep, and it meets the other side above the apex.
     A share :data:`BEYOND` of the region then lies beyond that side (and not beyond the
-    other). The apex is then put back at the region's top (its middle there), the far
-    side kept as its line ``x = a y + b`` runs at 40 % of the depth, and the near side
-    turned out to the outermost pixels of the rows below a tenth of the depth (beside
-    the apex they point every way), all but a share :data:`LEFT_OUT` of them (speckle,
-    a tick). The widened sector must be symmetric about the vertical through its apex
+    other). Where the sides met above the hull's ``top``, the apex is put back at the
+    region's top (its middle there); the far side is kept as its line ``x = a y + b``
+    runs at 40 % of the depth, and the near side turned out to the outermost pixels of
+    the rows below a tenth of the depth (beside the apex they point every way), all but
+    a share :data:`LEFT_OUT` of them (speckle, a tick). The widened sector must be symmetric about the vertical through its apex
     within :data:`SYMMETRY` degrees, as a phased array's whole B-mode sector is, else
     None: a bar or a label glued to a side, taken in so, leans it far to that side. (A
     zoomed view need not be symmetric, so no side is ever made so.)
@@ -240,7 +240,7 @@ def _take_in(
     if (out[0] > BEYOND * area) == (out[1] > BEYOND * area):
         return None  # beyond both sides, or neither: no one side read too far in
     near = 0 if out[0] > BEYOND * area else 1
-    if apex[1] < top:  # above the region: where the steep side met the other
+    if apex[1] < top:  # where the sides met, above the hull: the steep side crossed early
         _, first, _, _ = cv2.boundingRect(region)
         apex = (float(np.median(np.flatnonzero(region[first : first + 3].any(0)))), float(first))
     # each row's outermost pixel on the near hand, in the rows below a tenth of the depth
