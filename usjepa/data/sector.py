@@ -225,10 +225,11 @@ def _take_in(
     region's top (its middle there); the far side is kept as its line ``x = a y + b``
     runs at 40 % of the depth, and the near side turned out to the outermost pixels of
     the rows below a tenth of the depth (beside the apex they point every way), all but
-    a share :data:`LEFT_OUT` of them (speckle, a tick). The widened sector must be symmetric about the vertical through its apex
-    within :data:`SYMMETRY` degrees, as a phased array's whole B-mode sector is, else
-    None: a bar or a label glued to a side, taken in so, leans it far to that side. (A
-    zoomed view need not be symmetric, so no side is ever made so.)
+    a share :data:`LEFT_OUT` of them (speckle, a tick). The widened sector must be
+    symmetric about the vertical through its apex within :data:`SYMMETRY` degrees, as a
+    phased array's whole B-mode sector is, else None: a bar or a label glued to a side,
+    taken in so, leans it far to that side. (A zoomed view need not be symmetric, so no
+    side is ever made so.)
     """
     area = cv2.countNonZero(region)
     beyond = cv2.subtract(region, drawn)
