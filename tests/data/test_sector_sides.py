@@ -71,18 +71,28 @@ def test_a_ruler_along_a_side_leaves_the_side_where_it_is():
         assert np.abs(off).max() <= 3, (seed, off)
 
 
-def _fading_sector(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """An 84 degree sector whose sides show only in the near field (as in a cardiac
-    window): lower down only its middle and its floor's middle are lit."""
+def _partly_lit_sector(seed: int, lit) -> tuple[np.ndarray, np.ndarray]:
+    """An 84 degree sector of speckle, 320 x 256, lit only where ``lit(r, angle)`` holds
+    (distance from the apex in px, direction in degrees from straight down), and its
+    mask."""
     rng = np.random.default_rng(seed)
     h, w, apex = 256, 320, (160.0, 12.0)
     ys, xs = np.mgrid[:h, :w]
     r = np.hypot(xs - apex[0], ys - apex[1])
     angle = np.degrees(np.arctan2(xs - apex[0], ys - apex[1]))
     truth = sector_mask((h, w), apex=apex, angles=(-42, 42), radii=(0, 220))
-    lit = (r <= 85) | (np.abs(angle) <= 24) | ((r >= 195) & (np.abs(angle) <= 32))
-    image = np.where((truth > 0) & lit, np.clip(rng.gamma(2.0, 30.0, (h, w)), 0, 255), 0)
+    on = (truth > 0) & lit(r, angle)
+    image = np.where(on, np.clip(rng.gamma(2.0, 30.0, (h, w)), 0, 255), 0)
     return image.astype(np.uint8), truth
+
+
+def _fading_sector(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sector with sides that show only in the near field (as in a cardiac window):
+    lower down only its middle and its floor's middle are lit."""
+    return _partly_lit_sector(
+        seed,
+        lambda r, a: (r <= 85) | (np.abs(a) <= 24) | ((r >= 195) & (np.abs(a) <= 32)),
+    )
 
 
 def test_sides_that_fade_below_the_near_field_are_read_off_it():
@@ -97,19 +107,12 @@ def test_sides_that_fade_below_the_near_field_are_read_off_it():
 
 
 def _half_dark_sector(seed: int, middle: float) -> tuple[np.ndarray, np.ndarray]:
-    """An 84 degree sector dark on its left from the apex down (a window between the
-    ribs), lit right of ``middle`` degrees and along its floor, whose band thins towards
-    the left corner (as on the Mindray duplex screen)."""
-    rng = np.random.default_rng(seed)
-    h, w, apex = 256, 320, (160.0, 12.0)
-    ys, xs = np.mgrid[:h, :w]
-    r = np.hypot(xs - apex[0], ys - apex[1])
-    angle = np.degrees(np.arctan2(xs - apex[0], ys - apex[1]))
-    truth = sector_mask((h, w), apex=apex, angles=(-42, 42), radii=(0, 220))
-    band = np.interp(angle, [-42, middle], [6, 30])
-    lit = (angle >= middle) | (r >= 220 - band)
-    image = np.where((truth > 0) & lit, np.clip(rng.gamma(2.0, 30.0, (h, w)), 0, 255), 0)
-    return image.astype(np.uint8), truth
+    """The sector dark on its left from the apex down (a window between the ribs), lit
+    right of ``middle`` degrees and along its floor, whose band thins towards the left
+    corner (as on the Mindray duplex screen)."""
+    return _partly_lit_sector(
+        seed, lambda r, a: (a >= middle) | (r >= 220 - np.interp(a, [-42, middle], [6, 30]))
+    )
 
 
 def test_a_side_dark_from_the_apex_down_is_turned_out_to_its_floor():

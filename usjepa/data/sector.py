@@ -183,26 +183,33 @@ def complete_sector(mask: np.ndarray, points: np.ndarray, region: np.ndarray, wi
     apex_x = a_left * apex_y + b_left
     if not top - 0.5 * height <= apex_y <= top + 2:
         return False  # sides that meet far above the top: no sector's apex
-    left_deg, right_deg = np.degrees(np.arctan(a_left)), np.degrees(np.arctan(a_right))
-    dx, dy = points[:, 0] - apex_x, points[:, 1] - apex_y
-    direction = np.degrees(np.arctan2(dx, dy))
-    between = (direction >= left_deg) & (direction <= right_deg)
-    if not between.any():
+    apex = (float(apex_x), float(apex_y))
+    angles = (float(np.degrees(np.arctan(a_left))), float(np.degrees(np.arctan(a_right))))
+    drawn = _out_to_floor(mask.shape, points, apex, angles)
+    if drawn is None:
         return False
-    depth = float(np.hypot(dx, dy)[between].max())
-    drawn = sector_mask(mask.shape, (apex_x, apex_y), (left_deg, right_deg), (0.0, depth))
     lines = ((a_left, b_left), (a_right, b_right))
-    wider = _take_in(region, drawn, (apex_x, apex_y), (left_deg, right_deg), lines, top, height)
-    if wider is not None:
-        (apex_x, apex_y), (left_deg, right_deg) = wider
-        dx, dy = points[:, 0] - apex_x, points[:, 1] - apex_y
-        direction = np.degrees(np.arctan2(dx, dy))
-        between = (direction >= left_deg) & (direction <= right_deg)
-        if between.any():
-            depth = float(np.hypot(dx, dy)[between].max())
-            drawn = sector_mask(mask.shape, (apex_x, apex_y), (left_deg, right_deg), (0.0, depth))
-    mask[:] = drawn
+    wider = _take_in(region, drawn, apex, angles, lines, top, height)
+    widened = None if wider is None else _out_to_floor(mask.shape, points, *wider)
+    mask[:] = drawn if widened is None else widened
     return True
+
+
+def _out_to_floor(
+    shape: tuple[int, ...],
+    points: np.ndarray,
+    apex: tuple[float, float],
+    angles: tuple[float, float],
+) -> np.ndarray | None:
+    """The sector from ``apex`` between the edge ``angles`` out to the deepest of the
+    outline ``points`` between them; None where none lies between."""
+    dx, dy = points[:, 0] - apex[0], points[:, 1] - apex[1]
+    direction = np.degrees(np.arctan2(dx, dy))
+    between = (direction >= angles[0]) & (direction <= angles[1])
+    if not between.any():
+        return None
+    depth = float(np.hypot(dx, dy)[between].max())
+    return sector_mask((shape[0], shape[1]), apex, angles, (0.0, depth))
 
 
 def _take_in(
