@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from usjepa.data.fits import percentile, polyfit, upper_quartile
+from usjepa.data.fits import percentile, polyfit
 from usjepa.data.outline import label_parts, large_parts
-from usjepa.data.sector import open_by_disc, sector_mask
+from usjepa.data.sector import _sides, open_by_disc, sector_mask
 
 
 @pytest.mark.parametrize("degree", [1, 2])
@@ -26,16 +26,6 @@ def test_polyfit_refuses_what_it_cannot_fit():
         polyfit(np.arange(10.0), np.arange(10.0), 3)
     with pytest.raises(ValueError, match="on 2 points"):
         polyfit(np.arange(2.0), np.arange(2.0), 2)
-
-
-def test_upper_quartile_is_numpys_75th_percentile_exactly():
-    rng = np.random.default_rng(1)
-    for n in list(range(1, 12)) + [57, 300]:
-        values = np.abs(rng.normal(size=n))
-        assert upper_quartile(values) == float(np.percentile(values, 75))
-    # ties, as the distances of integer edge points to a line often are
-    values = np.array([0.5, 1.5, 1.5, 1.5, 0.5, 2.5, 0.0])
-    assert upper_quartile(values) == float(np.percentile(values, 75))
 
 
 def test_percentile_of_each_row_is_numpys_exactly():
@@ -68,6 +58,10 @@ def test_large_parts_on_8_and_16_bit_label_counts():
     assert labels.dtype == np.uint16 and n == 4
     big = large_parts(labels, n, 0.1)
     assert sorted(labels[[10, 55], [10, 10]].tolist()) == sorted(big.tolist())
+    # counted on every other row (each part spans 3 rows or more): the same parts
+    np.testing.assert_array_equal(large_parts(labels, n, 0.1, step=2), big)
+    # OpenCV's default labelling numbers the parts alike
+    np.testing.assert_array_equal(labels, cv2.connectedComponents(binary, connectivity=8)[1])
     # more parts than 8-bit labels hold: counted by bincount, with the same answer
     many = np.zeros((64, 640), np.uint8)
     many[::3, ::3] = 255
@@ -75,6 +69,30 @@ def test_large_parts_on_8_and_16_bit_label_counts():
     assert n > 256
     counts = np.bincount(labels.ravel(), minlength=n)[1:]
     np.testing.assert_array_equal(large_parts(labels, n, 0.1), 1 + np.flatnonzero(counts >= 0.1))
+
+
+def _robust_side(ys, xs):
+    """A side fitted as the detector means it: numpy's line through all points, then
+    twice through those within max(1.5 px, the upper quartile of all distances) of it."""
+    a, b = np.polyfit(ys, xs, 1)
+    for _ in range(2):
+        off = np.abs(xs - (a * ys + b))
+        keep = off <= max(1.5, np.percentile(off, 75))
+        a, b = np.polyfit(ys[keep], xs[keep], 1)
+    return a, b
+
+
+def test_sides_are_fitted_together_as_each_alone():
+    rng = np.random.default_rng(4)
+    for _ in range(100):
+        ys = np.arange(int(rng.integers(20, 60)), int(rng.integers(80, 140)), dtype=np.int64)
+        lines = [(-0.8, 120.0), (0.75, 130.0)]
+        xs = np.stack([np.round(a * ys + b + rng.normal(0, 0.7, len(ys))) for a, b in lines])
+        ticks = rng.choice(len(ys), 6, replace=False)  # ticks standing out of the left side
+        xs[0, ticks] -= rng.integers(3, 9, 6)
+        a, b = _sides(ys, xs)
+        for side in range(2):
+            np.testing.assert_allclose((a[side], b[side]), _robust_side(ys, xs[side]), atol=1e-9)
 
 
 def test_label_parts_falls_back_to_32_bit_labels_where_16_bits_may_not_hold_them():

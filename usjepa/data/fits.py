@@ -47,8 +47,3 @@ def percentile(values: np.ndarray, q: float) -> np.ndarray:
     low, high, t = part[..., lo].astype(np.float64), part[..., hi].astype(np.float64), at - lo
     # numpy's interpolation: from the nearer end, so that t = 0 or 1 gives a value exactly
     return np.asarray(low + (high - low) * t if t < 0.5 else high - (high - low) * (1 - t))
-
-
-def upper_quartile(values: np.ndarray) -> float:
-    """``np.percentile(values, 75)`` of a 1-D array (:func:`percentile`)."""
-    return float(percentile(values, 75))

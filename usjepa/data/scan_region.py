@@ -173,8 +173,7 @@ def _flat_areas(frame: np.ndarray, stroke: int | None) -> np.ndarray:
     neighbours, above dim grey levels; text and icons on a panel are closed into it.
     Scan data is not that flat above dim levels: speckle varies from pixel to pixel."""
     k = _stroke(frame.shape, stroke)
-    square = _square(3)
-    spread = cv2.subtract(cv2.dilate(frame, square), cv2.erode(frame, square))
+    spread = cv2.morphologyEx(frame, cv2.MORPH_GRADIENT, _square(3))  # 3 x 3 max - min
     flat = cv2.threshold(spread, FLAT_SPREAD, 255, cv2.THRESH_BINARY_INV)[1]  # spread <= it
     # speckle is multiplicative: dim tissue, interpolated by scan conversion, can be
     # nearly flat; a panel's fill is flat at any level, so only levels above dim count
@@ -253,7 +252,7 @@ def _region(
         return mask
     # the region and any large part a shadow cut off from it (a bright near-field
     # column above a dark band, say); overlays are small once opened
-    big = large_parts(labels, n, 0.1)
+    big = large_parts(labels, n, 0.1, k // 2)
     if len(big) > 1:  # a part beside the region's columns is no shadow: a colour bar, say
         main = main_part(labels, big)
         columns = (labels == main).any(0)

@@ -14,7 +14,7 @@ import functools
 import cv2
 import numpy as np
 
-from usjepa.data.fits import polyfit, upper_quartile
+from usjepa.data.fits import percentile
 
 #: the share of a sector's edge rows below its apex that must lie on the side read off its
 #: hull; fewer, and the hull's side is a chord across dim rows (see :func:`_edge_side`)
@@ -82,7 +82,7 @@ def sector_mask(
         wedge = past_left & before_right if right - left <= 180 else past_left | before_right
         dist2 = dx * dx + dy * dy
         inside = wedge & (dist2 <= outer * outer) & (dist2 >= inner * inner)
-    result[y0:y1, x0:x1] = inside.view(np.uint8) * np.uint8(255)
+    np.multiply(inside.view(np.uint8), np.uint8(255), out=result[y0:y1, x0:x1])
     return result
 
 
@@ -100,23 +100,29 @@ def _by_runs(dx: np.ndarray, dy: np.ndarray, edges: tuple[float, ...], outer: fl
     closed form, then settled by the exact tests on the columns around them (so that the
     pixels on an edge come out as the tests draw them), and the runs filled."""
     sl, cl, sr, cr = edges
-    width, rows = dx.shape[1], np.arange(dy.shape[0])
-    reach = np.sqrt(np.maximum(outer * outer - dy[:, 0] ** 2, 0.0))
-    start = np.ceil(np.maximum((sl * dy[:, 0] - 1e-9) / cl, -reach) - dx[0, 0])
-    stop = np.floor(np.minimum((dy[:, 0] * sr + 1e-9) / cr, reach) - dx[0, 0])
-    # five columns about each guessed end, both ends at once
-    guesses = np.clip(np.stack([start, stop], 1), 0, width - 1).astype(np.int64)
-    near = np.repeat(guesses, 5, axis=1) + np.tile(np.arange(-2, 3), 2)
-    ok = _inside(dx[0, np.clip(near, 0, width - 1)], dy, edges, outer)
+    width, y, x0 = dx.shape[1], dy[:, 0], dx[0, 0]
+    reach = np.sqrt(np.maximum(outer * outer - y * y, 0.0))
+    start = np.ceil(np.maximum((sl * y - 1e-9) / cl, -reach) - x0)
+    stop = np.floor(np.minimum((y * sr + 1e-9) / cr, reach) - x0)
+    # five columns about each guessed end, both ends at once: [H, 2 ends, 5]
+    guesses = np.minimum(np.maximum(np.stack([start, stop], 1), 0), width - 1).astype(np.int64)
+    near = guesses[:, :, None] + _AROUND
+    ok = _inside(dx[0, np.minimum(np.maximum(near, 0), width - 1)], dy[:, :, None], edges, outer)
     ok &= (near >= 0) & (near < width)
-    ok_start, ok_stop = ok[:, :5], ok[:, 5:]
-    first = np.where(ok_start.any(1), near[rows, ok_start.argmax(1)], width)  # empty: past
-    last = np.where(ok_stop.any(1), near[rows, 9 - ok_stop[:, ::-1].argmax(1)], -1)
-    small = np.int16 if width < 1 << 15 else np.int32  # (cheaper to compare)
-    columns: np.ndarray = np.arange(width, dtype=small)[None, :]
-    begin: np.ndarray = first.astype(small)[:, None]
-    end: np.ndarray = last.astype(small)[:, None]
-    return np.asarray((columns >= begin) & (columns <= end))
+    rows = np.arange(len(y))
+    ok_start, ok_stop = ok[:, 0], ok[:, 1]
+    first = np.where(ok_start.any(1), near[rows, 0, ok_start.argmax(1)], width)  # empty: past
+    last = np.where(ok_stop.any(1), near[rows, 1, 4 - ok_stop[:, ::-1].argmax(1)], -1)
+    # b <= c <= e as one unsigned comparison: c - b wraps past every run's length below b
+    small = (np.int16, np.uint16) if width < 1 << 15 else (np.int32, np.uint32)
+    columns = np.arange(width, dtype=small[0])[None, :]
+    length = np.maximum(last - first + 1, 0).astype(small[1])[:, None]
+    offset = (columns - first.astype(small[0])[:, None]).view(small[1])
+    return np.asarray(offset < length)
+
+
+#: the columns about a run's guessed end that :func:`_by_runs` tests
+_AROUND = np.arange(-2, 3)
 
 
 def complete_sector(mask: np.ndarray, points: np.ndarray, region: np.ndarray, width: int) -> bool:
@@ -168,7 +174,7 @@ def complete_sector(mask: np.ndarray, points: np.ndarray, region: np.ndarray, wi
         return False
     left = inside.argmax(1).astype(np.float64)
     right = (hull.shape[1] - 1 - inside[:, ::-1].argmax(1)).astype(np.float64)
-    (a_left, b_left), (a_right, b_right) = _side(ys, left), _side(ys, right)
+    (a_left, a_right), (b_left, b_right) = _sides(ys, np.stack([left, right]))
     # where the hull's side is a chord across dim rows, the region's own edge below the
     # apex (from the band's top, a twentieth down; the near field is brightest)
     start, stop = top + height // 20, top + (2 * height) // 5  # above the frame's last row
@@ -358,12 +364,26 @@ def _edge_side(
 
 
 def _side(ys: np.ndarray, xs: np.ndarray) -> tuple[float, float]:
-    """A straight side ``x = a y + b`` through the edge points, refitted twice without
-    the points further off it than most (ticks and markers stand out of a side, speckle
-    dips into it, both in few rows)."""
-    a, b = polyfit(ys, xs, 1)
-    for _ in range(2):
-        off = np.abs(xs - (a * ys + b))
-        keep = off <= max(1.5, upper_quartile(off))
-        a, b = polyfit(ys[keep], xs[keep], 1)
+    """A straight side ``x = a y + b`` through the edge points (:func:`_sides`)."""
+    (a,), (b,) = _sides(ys, xs[None, :])
     return float(a), float(b)
+
+
+def _sides(ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Straight sides ``x = a y + b``, one per row of ``xs`` ``[S, N]`` (the edge points'
+    columns on the rows ``ys``), each refitted twice without the points further off it
+    than most (beyond the upper quartile of all its points' distances; ticks and markers
+    stand out of a side, speckle dips into it, both in few rows). Least squares with 0/1
+    weights, all sides at once (a sector's two cost about one)."""
+    y = ys.astype(np.float64)
+    weight = np.ones(xs.shape)
+    for refit in range(3):
+        n = weight.sum(1)
+        mean = (weight @ y) / n
+        centred = y[None, :] - mean[:, None]  # about each fit's own (weighted) mean
+        a = (weight * centred * xs).sum(1) / (weight * centred * centred).sum(1)
+        b = (weight * xs).sum(1) / n - a * mean
+        if refit < 2:
+            off = np.abs(xs - (a[:, None] * y[None, :] + b[:, None]))
+            weight = (off <= np.maximum(1.5, percentile(off, 75))[:, None]).astype(np.float64)
+    return a, b
