@@ -105,6 +105,9 @@ FETAL = ROOT / "tests/fixtures/fetal_hc18"  # convex abdominal: fetal heads (HC1
 SECTORS = ROOT / "benchmarks/data/tte47_sectors.csv"
 HAND = ROOT / "benchmarks/data/tte47_sectors_hand.csv"  # four of them placed by hand
 JPEG = 75  # the quality a composited screen is also scored at, saved as a JPEG export
+#: interleaved timing rounds (their median is recorded): 15, as a shared machine's
+#: neighbours slow some rounds by a fifth; 5 in runs before `leaner`
+ROUNDS = 15
 
 
 def baseline(frame: np.ndarray) -> np.ndarray:
@@ -116,7 +119,7 @@ def baseline(frame: np.ndarray) -> np.ndarray:
     return mask
 
 
-def frames_per_second(fns: list, frames: list[np.ndarray], rounds: int = 5) -> list[float]:
+def frames_per_second(fns: list, frames: list[np.ndarray], rounds: int = ROUNDS) -> list[float]:
     """Frames per CPU second of one thread (per-core throughput) for each of ``fns``,
     measured in interleaved rounds; the median round each."""
     rates: list[list[float]] = [[] for _ in fns]
@@ -229,6 +232,7 @@ def main() -> None:
         [detect_scan_region, baseline, lambda f: detect_scan_region(f, flat=False)], sample
     )
     table["fps"], table["fps_baseline"], table["fps_no_flat"] = fps, fps_base, fps_no_flat
+    table["timing_rounds"] = ROUNDS
     if stacks:
         table["clip_frames"] = len(stacks[0])
         table["clip_ms"], table["clip_fps"], table["clip_single_fps"] = clip_speed(stacks)

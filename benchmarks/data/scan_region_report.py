@@ -203,6 +203,7 @@ def write_summary(out: Path) -> None:
         "clip | clip: its frames/s | single-frame detector on those frames |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    rounds = {t: int(runs[t].iloc[0].get("timing_rounds", 5)) for t in tags}
     for t in tags:
         r = runs[t].iloc[0]
         no_flat = (
@@ -225,7 +226,7 @@ def write_summary(out: Path) -> None:
     lines += [
         "",
         "Rates from different runs are from different sittings of a shared machine; within "
-        "a run they are measured in interleaved rounds (median of 5).",
+        f"a run they are measured in interleaved rounds (the median of {_rounds(rounds)}).",
     ]
     kept = {t: runs[t].loc[runs[t]["type"] == BUSI, "kept"] for t in tags if "kept" in runs[t]}
     kept = {t: k for t, k in kept.items() if len(k)}  # runs without --busi
@@ -250,3 +251,11 @@ def write_summary(out: Path) -> None:
         ]
     (out / "scan_region.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _rounds(rounds: dict[str, int]) -> str:
+    """How many timing rounds each run's median is of, said once for the runs alike."""
+    other = [f"{n} in run `{t}`" for t, n in rounds.items() if n != 5]
+    if not other:
+        return "5"
+    return ", ".join(other) + (", 5 in the others" if len(other) < len(rounds) else "")

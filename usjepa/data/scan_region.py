@@ -57,6 +57,8 @@ detected as one frame, its peak projection with the pixels that never change bla
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -237,12 +239,11 @@ def _region(
     level: int | None = None,
     black: int = 0,
 ) -> np.ndarray:
-    """Steps 2-5 of the module docstring on a 0/255 signal map; ``grow`` px of blur
-    spill are taken off the result. ``frame``: the grey frame, whose rows below the
-    signal tell a cropped frame's dark far field from padding (and an image's inside a
-    screen, above its padding's level: ``black``, the frame's 1st percentile, where whole
-    rows hold it), and whose black rows (at most ``level``) a screen's header text lies
-    above."""
+    """Steps 2-5 of the module docstring on a 0/255 signal map; ``grow`` px of blur spill
+    are taken off the result. ``frame``: the grey frame, whose rows below the signal tell
+    a cropped frame's dark far field from padding (and an image's inside a screen, above
+    its padding's level: ``black``, the frame's 1st percentile, where whole rows hold it),
+    and whose black rows (at most ``level``) a screen's header text lies above."""
     h, w = signal.shape
     k = _stroke((h, w), stroke)
     mask = np.zeros((h, w), np.uint8)
@@ -270,7 +271,7 @@ def _region(
         if _cut_glued_bar(component, outline_points(component), k, grow, frame):
             core, points = _core_outline(component, k)
     own = points  # before mirroring: a steered sector is not symmetric
-    arc = face_arc(core, tol=0.02 * h)
+    read_arc = functools.cache(lambda: face_arc(core, tol=0.02 * h))  # a sector needs none
     top = points[:, 1].min()
     at_top = points[points[:, 1] == top, 0]
     sides = None  # the outline's vertical sides, found where they are needed
@@ -280,9 +281,8 @@ def _region(
         sides = vertical_sides(points, h)
         box = boxed(points, sides, k)
         cut_flat = not box  # a rectangle has no side to restore
-    if symmetric and (arc is None or not arc[2]) and cut_flat:
-        # a fan whose top the frame or its image's border cuts flat: no face in view to
-        # give its shape
+    if symmetric and cut_flat and ((arc := read_arc()) is None or not arc[2]):
+        # a fan whose top the frame or its image's border cuts flat, no face in view
         face = points[points[:, 1] <= top + max(2, int(0.03 * h)), 0]
         axis = (int(face.min()) + int(face.max())) / 2.0
         # the region's own edges only: where the frame's border cuts it is no edge to
@@ -306,7 +306,8 @@ def _region(
         # the frame's bottom when that is reached or only dark data lies below
         mask[first_row:] = 255
         return mask if grow <= 0 else np.asarray(cv2.erode(mask, _square(2 * grow + 1)))
-    if not complete_sector(mask, own, component, 2 * k + 1) and arc is not None:
+    hull = mask if len(points) == len(own) and not box else None  # as drawn: own's hull
+    if not complete_sector(mask, own, component, 2 * k + 1, hull) and (arc := read_arc()):
         cut_above_face(mask, arc[0], arc[1])
     if grow > 0:  # the blur spread the region by about half its width on every side
         mask = np.asarray(cv2.erode(mask, _square(2 * grow + 1)))

@@ -125,7 +125,13 @@ def _by_runs(dx: np.ndarray, dy: np.ndarray, edges: tuple[float, ...], outer: fl
 _AROUND = np.arange(-2, 3)
 
 
-def complete_sector(mask: np.ndarray, points: np.ndarray, region: np.ndarray, width: int) -> bool:
+def complete_sector(
+    mask: np.ndarray,
+    points: np.ndarray,
+    region: np.ndarray,
+    width: int,
+    hull: np.ndarray | None = None,
+) -> bool:
     """Redraw a phased array's sector whole (in place); False when the region is no sector.
 
     ``points``: the region's outline, before any mirroring. A hull of them whose top is
@@ -143,16 +149,21 @@ def complete_sector(mask: np.ndarray, points: np.ndarray, region: np.ndarray, wi
     only touches the side's line. Where a side fades below the near field, the hull's
     side is a chord inside it: the region's own edge gives it (:func:`_edge_side`). Where
     the near field is dark on one hand, the side read there is too steep and leaves the
-    floor's end out: it is turned out to hold the region (:func:`_take_in`).
+    floor's end out: it is turned out to hold the region (:func:`_take_in`). ``hull``:
+    the outline's hull where the caller has drawn it (read only), else drawn here.
     """
-    hull = np.zeros_like(mask)
-    cv2.fillConvexPoly(hull, cv2.convexHull(points.astype(np.int32)), 255)
-    _, top, _, rows = cv2.boundingRect(hull)
+    if hull is None:
+        hull = np.zeros_like(mask)
+        cv2.fillConvexPoly(hull, cv2.convexHull(points.astype(np.int32)), 255)
+    _, top, across, rows = cv2.boundingRect(hull)
     height = rows - 1  # from the first row to the last
     if height < 16:
         return False
+    near_top = np.count_nonzero(hull[top + 2])
+    if near_top > 0.3 * across:  # a wide top (no row is wider than the box): no need to
+        return False  # sum every row's width
     widths = cv2.reduce(hull, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[:, 0] // 255
-    if widths[top + 2] > 0.3 * widths.max():
+    if near_top > 0.3 * widths.max():
         return False  # a wide top: a linear or convex array's face
     ys = np.arange(top + height // 10, top + (2 * height) // 5)
     sides = hull  # unless the opening leaves something
