@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from usjepa.data.fits import percentile, polyfit
-from usjepa.data.outline import label_parts, large_parts
+from usjepa.data.outline import label_parts, labelled, large_parts
 from usjepa.data.sector import _sides, open_by_disc, sector_mask
 
 
@@ -93,6 +93,15 @@ def test_sides_are_fitted_together_as_each_alone():
         a, b = _sides(ys, xs)
         for side in range(2):
             np.testing.assert_allclose((a[side], b[side]), _robust_side(ys, xs[side]), atol=1e-9)
+
+
+def test_labelled_is_each_part_as_a_0_255_map_in_16_and_32_bit_labels():
+    rng = np.random.default_rng(5)
+    for dtype in (np.uint16, np.int32):
+        labels = rng.integers(0, 300 if dtype == np.uint16 else 70_000, (40, 50)).astype(dtype)
+        for label in (0, int(labels[3, 4]), int(labels.max())):
+            expected = np.where(labels == label, 255, 0).astype(np.uint8)
+            np.testing.assert_array_equal(labelled(labels, label), expected)
 
 
 def test_label_parts_falls_back_to_32_bit_labels_where_16_bits_may_not_hold_them():

@@ -23,21 +23,20 @@ image. So:
    stays;
 3. its convex hull; where the frame cuts a fan's top flat, or a straight top half the
    region's width wide does (an image's border inside a screen; not for a rectangle,
-   which has no side to restore), and no face is in view, together
-   with the hull mirrored about the probe's axis (the middle of that top edge): scanners
-   display fans symmetric, so a side lost to a rib shadow is restored from the other
-   side (edges the frame's border makes are not mirrored, nothing mirrored passes a
-   vertical side, which is an image border inside a screen, even with a depth ruler's
-   ticks standing beyond it, and a fan whose face is in
-   view keeps its own sides: some are steered, their sides at unequal angles); a hull
-   whose top spans the frame's width is a frame cropped to a linear array's image:
-   everything below its top edge, down to the frame's bottom where that is reached or
-   where only live rows (nearly every pixel above 0: a dark far field, not a screen's
-   black padding; a cropped frame's far field may be flat 1) lie below; a hull with
-   vertical sides on both hands and live rows in its upper half (a linear image inside
-   a screen) is that rectangle, down through the rows below it that are live or dim
-   above the screen's padding level (0, or 1 in some JPEG exports, whose far field
-   is then flattened to it but for some pixels);
+   which has no side to restore), and no face is in view, together with the hull
+   mirrored about the probe's axis (the middle of that top edge): scanners display fans
+   symmetric, so a side lost to a rib shadow is restored from the other side (edges the
+   frame's border makes are not mirrored, nothing mirrored passes a vertical side, which
+   is an image border inside a screen, even with a depth ruler's ticks standing beyond
+   it, and a fan whose face is in view keeps its own sides: some are steered, their
+   sides at unequal angles); a hull whose top spans the frame's width is a frame
+   cropped to a linear array's image: everything below its top edge, down to the
+   frame's bottom where that is reached or where only live rows (nearly every pixel
+   above 0: a dark far field, not a screen's black padding; a cropped frame's far field
+   may be flat 1) lie below; a hull with vertical sides on both hands and live rows in
+   its upper half (a linear image inside a screen) is that rectangle, down through the
+   rows below it that are live or dim above the screen's padding level (0, or 1 in some
+   JPEG exports, whose far field is then flattened to it but for some pixels);
 4. a phased array's sector: where the hull's top is narrow and its sides meet above it
    (within half its height), the sector is redrawn from those sides out to the region's
    deepest point, so that its dim far corners and the apex the opening blunted come back;
@@ -70,6 +69,7 @@ from usjepa.data.outline import (
     extend_box_down,
     face_arc,
     label_parts,
+    labelled,
     large_parts,
     live_below,
     main_part,
@@ -259,7 +259,7 @@ def _region(
         columns = (labels == main).any(0)
         big = np.array([b for b in big if b == main or part_of_region(labels == b, columns, k)])
     if len(big) == 1:
-        component = np.asarray(cv2.compare(labels, np.full_like(labels, big[0]), cv2.CMP_EQ))
+        component = labelled(labels, int(big[0]))
     else:
         component = np.isin(labels, big).astype(np.uint8) * 255
     if frame is not None and level is not None:  # header text the blur joined on
