@@ -319,7 +319,7 @@ def _core_outline(component: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
     component near it: a sector's apex, thinner than the wide kernel, stays; a long thin
     overlay glued to the region stays out."""
     core = cv2.morphologyEx(component, cv2.MORPH_OPEN, _square(2 * k))
-    if not core.any():  # a region narrower than the wide kernel: keep it as it is
+    if not cv2.countNonZero(core):  # a region narrower than the wide kernel: keep it as it is
         core = component
     support = cv2.bitwise_and(component, cv2.dilate(core, _square(k)))
     return core, outline_points(support)
