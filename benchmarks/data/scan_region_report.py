@@ -74,6 +74,13 @@ TAGS = {
     "put back at the region's top, the side turned out to the outermost pixels of all "
     "but 2 % of the rows below a tenth of the depth, kept where the sector is then "
     "symmetric within 5 degrees",
+    "leaner": "the detector of run `turned` made faster with the same masks (3 of the "
+    "2,048 scores move, by one pixel: a sector's two sides are fitted together, to "
+    "rounding as each alone): parts labelled by OpenCV's BBDT algorithm, their areas "
+    "counted on every k // 2-th row, a part's map compared with its label as a number, a "
+    "screen's flat fill found by one morphological gradient, a convex face read only "
+    "where it is used (not for a redrawn sector), and a sector's hull drawn once; timed "
+    "in 15 interleaved rounds",
 }
 
 
