@@ -138,3 +138,26 @@ def test_sector_mask_by_runs_draws_every_pixel_as_the_pixel_tests_do():
     for shape, apex, angles, outer in cases:
         drawn = sector_mask(shape, apex, angles, (0.0, outer))
         np.testing.assert_array_equal(drawn, _sector_by_pixel(shape, apex, angles, outer))
+
+
+def test_complete_sector_reads_a_hull_drawn_by_its_caller_as_its_own():
+    from usjepa.data.outline import outline_points
+    from usjepa.data.sector import complete_sector
+
+    rng = np.random.default_rng(6)
+    for left, right in ((-40.0, 40.0), (-30.0, 45.0), (-60.0, 20.0)):
+        region = sector_mask((256, 300), (150.0, 12.0), (left, right), (0.0, 230.0))
+        region[180:, : 150 + int(rng.integers(-20, 20))] = 0  # a dim far corner lost
+        points = outline_points(region)
+        hull = np.zeros_like(region)
+        cv2.fillConvexPoly(hull, cv2.convexHull(points), 255)
+        drawn_here, given = np.zeros_like(region), np.zeros_like(region)
+        assert complete_sector(drawn_here, points, region, 19)
+        assert complete_sector(given, points, region, 19, hull.copy())
+        np.testing.assert_array_equal(given, drawn_here)
+    # a wide top (a convex or linear array's face) is refused either way
+    box = np.zeros((256, 300), np.uint8)
+    box[20:240, 40:260] = 255
+    points = outline_points(box)
+    assert not complete_sector(np.zeros_like(box), points, box, 19)
+    assert not complete_sector(np.zeros_like(box), points, box, 19, box.copy())

@@ -160,8 +160,8 @@ def complete_sector(
     if height < 16:
         return False
     near_top = np.count_nonzero(hull[top + 2])
-    if near_top > 0.3 * across:  # a wide top (no row is wider than the box): no need to
-        return False  # sum every row's width
+    if near_top > 0.3 * across:  # wide against the box, so against its widest row too
+        return False
     widths = cv2.reduce(hull, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[:, 0] // 255
     if near_top > 0.3 * widths.max():
         return False  # a wide top: a linear or convex array's face
