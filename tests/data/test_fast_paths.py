@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from usjepa.data.fits import percentile, polyfit
-from usjepa.data.outline import label_parts, labelled, large_parts
-from usjepa.data.sector import _sides, open_by_disc, sector_mask
+from usjepa.data.outline import label_parts, labelled, large_parts, outline_points
+from usjepa.data.sector import _sides, complete_sector, open_by_disc, sector_mask
 
 
 @pytest.mark.parametrize("degree", [1, 2])
@@ -141,9 +141,6 @@ def test_sector_mask_by_runs_draws_every_pixel_as_the_pixel_tests_do():
 
 
 def test_complete_sector_reads_a_hull_drawn_by_its_caller_as_its_own():
-    from usjepa.data.outline import outline_points
-    from usjepa.data.sector import complete_sector
-
     rng = np.random.default_rng(6)
     for left, right in ((-40.0, 40.0), (-30.0, 45.0), (-60.0, 20.0)):
         region = sector_mask((256, 300), (150.0, 12.0), (left, right), (0.0, 230.0))
