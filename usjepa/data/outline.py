@@ -5,12 +5,11 @@ The scan-region detector (:mod:`usjepa.data.scan_region`) reads the acquisition'
 geometry from the outline of the signal it finds. Two shapes in that outline carry
 meaning. A vertical side is the border of the image a scan was cropped to (a fan's and a
 sector's sides slant), also inside a screen, where the frame's own edges do not show it.
-A concave arc along the top edge is a convex probe's face. And a row of black across the
-whole region, with only a little above it, is the gap between a screen's header text and
-the image below it, which the detector's blur bridged. Where the signal falls into
-several large parts, one is the image (:func:`main_part`). This module finds these and
-applies them to a mask; :mod:`usjepa.data.sector` does the same for a phased array's
-sector.
+A concave arc along the top edge is a convex probe's face (a screen's header text that
+the detector's blur joined on is taken off first: :mod:`usjepa.data.header`). Where the
+signal falls into several large parts, one is the image (:func:`main_part`). This module
+finds these and applies them to a mask; :mod:`usjepa.data.sector` does the same for a
+phased array's sector.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ __all__ = [
     "boxed",
     "clip_to_straight_sides",
     "cut_above_face",
-    "drop_above_gap",
     "extend_box_down",
     "face_arc",
     "label_parts",
@@ -248,34 +246,6 @@ def cut_above_face(mask: np.ndarray, span: np.ndarray, coef: np.ndarray) -> None
         return
     rows = np.arange(deepest)[:, None]
     mask[:deepest, span] = np.where(rows < edge[None, :], 0, mask[:deepest, span])
-
-
-#: header text above a black gap row: at most this share of the component's area, over
-#: less than this share of its columns (a probe's face above a black near field spans
-#: nearly all of them)
-GAP_SHARE = 0.15
-GAP_COVER = 0.8
-
-
-def drop_above_gap(component: np.ndarray, frame: np.ndarray, level: int, grow: int) -> None:
-    """Clear, in place, what lies above the lowest row of ``frame`` that is black (at
-    most ``level``) across the whole column span of the 0/255 ``component``, where that
-    is a screen's header: under :data:`GAP_SHARE` of the area over under
-    :data:`GAP_COVER` of the columns. The blur (``grow`` px) joined text to an image
-    whose top edge lies just below a black row; that row and the blur's spill stay."""
-    x0, top, width, height = cv2.boundingRect(component)
-    if not width:
-        return
-    x1 = x0 + width
-    lit = cv2.threshold(frame[top : top + height, x0:x1], level, 1, cv2.THRESH_BINARY)[1]
-    black = np.flatnonzero(cv2.reduce(lit, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[:, 0] == 0) + top
-    area = cv2.countNonZero(component)
-    for gap in black[::-1]:
-        above = component[: max(0, gap - grow - 1), x0:x1]  # not the spill of the image
-        if np.count_nonzero(above) < GAP_SHARE * area:
-            if above.any(0).mean() < GAP_COVER:
-                component[: max(0, gap - grow + 1)] = 0
-            return
 
 
 #: a live row: at least this share of its pixels above the frame's black (scan data

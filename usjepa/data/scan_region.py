@@ -15,7 +15,7 @@ image. So:
 2. the main component (:func:`~usjepa.data.outline.main_part`; with any large part in
    its columns: a part a shadow cut off; a colour bar beside it is none, nor a header
    bar across the screen (:func:`~usjepa.data.outline.part_of_region`); less a screen's
-   header text that the blur joined on across a black row), opened again
+   header text that the blur joined on: :mod:`usjepa.data.header`), opened again
    with a twice wider kernel so that thin overlays glued to its edge (a grey-scale bar,
    a depth ruler, an ECG baseline) fall off; a bar drawn against a vertical side of the
    region (a ramp: one grey level across each row) is cut off at that side; the hull
@@ -61,11 +61,11 @@ import functools
 import cv2
 import numpy as np
 
+from usjepa.data.header import drop_header_text
 from usjepa.data.outline import (
     boxed,
     clip_to_straight_sides,
     cut_above_face,
-    drop_above_gap,
     extend_box_down,
     face_arc,
     label_parts,
@@ -263,7 +263,7 @@ def _region(
     else:
         component = np.isin(labels, big).astype(np.uint8) * 255
     if frame is not None and level is not None:  # header text the blur joined on
-        drop_above_gap(component, frame, level, grow)
+        drop_header_text(component, frame, level, grow)
     core, points = _core_outline(component, k)
     # a vertical side inside the frame (an image's border within a screen) may have a
     # bar drawn against it; the component's own outline shows the bar's whole edge
