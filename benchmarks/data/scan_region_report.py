@@ -81,6 +81,13 @@ TAGS = {
     "screen's flat fill found by one morphological gradient, a convex face read only "
     "where it is used (not for a redrawn sector), and a sector's hull drawn once; timed "
     "in 15 interleaved rounds",
+    "header_text": "the detector of run `leaner` with a screen's header text that the blur "
+    "joins onto the image left out where no black row lies between: above the first row of "
+    "the region's top 6 % with a lit run a quarter of its width long, where that row's "
+    "longest run is 3 times every run above it and half the region's width below; and a "
+    "bump beside the region's top corners (top tenth, at most 5 % of the height tall, "
+    "drawn at 150 or brighter, 3 px or more past every row below it) cut back to those "
+    "rows (usjepa/data/header.py)",
 }
 
 
