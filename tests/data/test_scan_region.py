@@ -230,10 +230,15 @@ def test_a_stretched_frame_is_detected_at_its_pixel_aspect():
         detect_scan_region(frame, aspect=0)
 
 
-def _screen(frame: np.ndarray, truth: np.ndarray, layout: str, seed: int):
-    """A real frame shown on a full scanner screen, resized as `usjepa data build` does."""
+def _screen(frame: np.ndarray, truth: np.ndarray, layout: str, seed: int, jpeg: int = 0):
+    """A real frame shown on a full scanner screen, resized as `usjepa data build` does;
+    with ``jpeg``, the screen saved as a JPEG of that quality and read back first."""
     screen = compose_screen(frame, truth, layout, np.random.default_rng(seed))
-    grey = resize_short(cv2.cvtColor(screen.image, cv2.COLOR_BGR2GRAY), 256)
+    image = screen.image
+    if jpeg:
+        code = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg])[1]
+        image = cv2.imdecode(code, cv2.IMREAD_COLOR)
+    grey = resize_short(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), 256)
     mask = np.where(resize_short(screen.mask, 256) > 127, 255, 0).astype(np.uint8)
     return grey, mask, resize_short(screen.header, 256) > 0
 
@@ -294,15 +299,18 @@ def test_a_mirrored_side_stops_at_an_image_border_inside_a_screen():
     assert iou(found, mask) >= 0.94  # (0.944; 0.927 with the colour bar inside)
 
 
-def test_a_colour_bar_drawn_against_the_image_stays_out():
+@pytest.mark.parametrize("jpeg", [0, 75])
+def test_a_colour_bar_drawn_against_the_image_stays_out(jpeg):
     """The laptop layout draws its Doppler colour bar touching the image's right border.
     On the real fans' screens the region stops at that border (it took the bar in, 5 to
-    9 px past the border on every frame); a strip of tissue the same width beside a
-    vertical border (an image cut by a black box) is no bar and stays."""
+    9 px past the border on every frame), also when the screen is saved as a JPEG (its
+    ringing leaves a drawn row within 2 grey levels, not at one: the bar stayed in on
+    most frames); a strip of tissue the same width beside a vertical border (an image cut
+    by a black box) is no bar and stays."""
     frames = _real("convex_fan")
     past = []
     for i, (_, frame, truth) in enumerate(frames):
-        grey, mask, _ = _screen(frame, truth, "laptop", 22 + i)
+        grey, mask, _ = _screen(frame, truth, "laptop", 22 + i, jpeg)
         found = detect_scan_region(grey)
         past.append(np.flatnonzero(found.any(0)).max() - np.flatnonzero(mask.any(0)).max())
     assert np.mean(np.array(past) <= 2) >= 0.9, past

@@ -349,9 +349,9 @@ def _cut_glued_bar(
     compressed to their ends) holds vertical sides where its near-vertical steps add up
     to a tenth of the frame's height in one column. A second vertical side further out,
     at most two strokes away, bounds a strip; when most of the strip's rows are one grey
-    level across, above dark, at many levels down the strip (a drawn ramp; scan data
-    varies along every row, tick marks are drawn at one level), the strip is a bar. A
-    strip at the frame's edge has no image beside it to cut back to and stays."""
+    level across (within 2: a JPEG's ringing), above dark, at many levels down the strip
+    (a drawn ramp; scan data varies along every row, tick marks are drawn at one level),
+    the strip is a bar. A strip at the frame's edge has no image to cut back to: it stays."""
     h, w = region.shape
     peaks, xs, ys, ye = vertical_sides(points, h)
     if len(peaks) < 2:
@@ -368,7 +368,7 @@ def _cut_glued_bar(
         top, bottom = int(min(ys[on].min(), ye[on].min())), int(max(ys[on].max(), ye[on].max()))
         strip = frame[top : bottom + 1, middle - half : middle + half + 1]
         level = strip.max(1)
-        drawn = (level == strip.min(1)) & (level >= 8)  # dark tissue can be flat too
+        drawn = (level - strip.min(1) <= 2) & (level >= 8)  # to a JPEG's ringing; not black
         # a ramp: most rows drawn, at many levels (tick marks are drawn at one)
         if drawn.mean() < 0.5 or len(np.unique(level[drawn])) < 4:
             continue
