@@ -88,6 +88,9 @@ TAGS = {
     "bump beside the region's top corners (top tenth, at most 5 % of the height tall, "
     "drawn at 150 or brighter, 3 px or more past every row below it) cut back to those "
     "rows (usjepa/data/header.py)",
+    "jpeg_bar": "the detector of run `header_text` with a bar drawn against a vertical side "
+    "of the image told from tissue by rows within 2 grey levels across, not exactly one (a "
+    "JPEG's ringing)",
 }
 
 

@@ -305,7 +305,7 @@ def test_a_colour_bar_drawn_against_the_image_stays_out(jpeg):
     On the real fans' screens the region stops at that border (it took the bar in, 5 to
     9 px past the border on every frame), also when the screen is saved as a JPEG (its
     ringing leaves a drawn row within 2 grey levels, not at one: the bar stayed in on
-    most frames); a strip of tissue the same width beside a vertical border (an image cut
+    48 of 50 frames); a strip of tissue the same width beside a vertical border (an image cut
     by a black box) is no bar and stays."""
     frames = _real("convex_fan")
     past = []
