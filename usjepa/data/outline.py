@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from usjepa.data.fits import percentile, polyfit
+from usjepa.data.header import drop_above_gap  # noqa: F401  (moved there; importable here as before)
 
 __all__ = [
     "VerticalSides",
