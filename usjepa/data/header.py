@@ -74,6 +74,14 @@ def _box(component: np.ndarray) -> _Box | None:
     return _Box(x0, top, width, height, counts)
 
 
+def _top_rows(image: np.ndarray, box: _Box, share: float, level: int) -> np.ndarray:
+    """Where ``image`` is above ``level`` (0/1), in the ``box``'s columns and first rows:
+    ``share`` of the image's height, at least 4 rows, at most the box's."""
+    rows = min(box.height, max(4, int(share * image.shape[0])))
+    inside = image[box.top : box.top + rows, box.x0 : box.x0 + box.width]
+    return cv2.threshold(inside, level, 1, cv2.THRESH_BINARY)[1]
+
+
 def drop_header_text(component: np.ndarray, frame: np.ndarray, level: int, grow: int) -> None:
     """Clear, in place, a screen's header text joined onto the 0/255 ``component`` (the
     region's signal, blurred ``grow`` px) in any of the three ways the module describes;
@@ -132,8 +140,7 @@ def drop_above_top(
         return False
     x0, top, width, height, counts = box
     h = frame.shape[0]
-    n = min(height, max(4, int(HEADER_ROWS * h)))
-    lit = cv2.threshold(frame[top : top + n, x0 : x0 + width], level, 1, cv2.THRESH_BINARY)[1]
+    lit = _top_rows(frame, box, HEADER_ROWS, level)
     _, row, _, found = cv2.boundingRect(_runs_of(lit, int(np.ceil(LONG * width))))
     if not found or not row or not cv2.countNonZero(lit[:row]):
         return False  # no long run in the top rows, or nothing lit above it
@@ -180,8 +187,8 @@ def drop_beside_top(component: np.ndarray, frame: np.ndarray, box: _Box | None =
         return False
     x0, top, width, height, counts = box
     h = frame.shape[0]
-    n = min(height, max(4, int(SIDE_BAND * h)))
-    band = cv2.threshold(component[top : top + n, x0 : x0 + width], 0, 1, cv2.THRESH_BINARY)[1]
+    band = _top_rows(component, box, SIDE_BAND, 0)
+    n = len(band)
     up = band[::-1].view(np.bool_)  # bottom row first; as bool, argmax is several times faster
     left, inward = up.argmax(1), up[:, ::-1].argmax(1)  # each row's first pixel from each side
     lit = counts[n - 1 :: -1] > 0
