@@ -47,3 +47,23 @@ def percentile(values: np.ndarray, q: float) -> np.ndarray:
     low, high, t = part[..., lo].astype(np.float64), part[..., hi].astype(np.float64), at - lo
     # numpy's interpolation: from the nearer end, so that t = 0 or 1 gives a value exactly
     return np.asarray(low + (high - low) * t if t < 0.5 else high - (high - low) * (1 - t))
+
+
+def lines_through(ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate straight edges ``x = a y + b`` through pairs of the edge points
+    ``(ys, xs)`` (about 40 of them, evenly spaced, paired at least 5 rows apart), and which
+    points lie on each (within 1.5 px): the line most of an edge's points lie on is its
+    side, however many points stand off it on one hand (ticks, markers, fading rows),
+    which a least-squares fit, even a trimmed one, leans towards.
+
+    Returns:
+        ``(slopes, offsets, on)``: ``[L]`` each, and ``on`` ``[L, N]`` bool.
+    """
+    pick = np.arange(0, len(ys), max(1, len(ys) // 40))
+    p, q = np.meshgrid(pick, pick, indexing="ij")
+    apart = ys[p] + 4 < ys[q]
+    p, q = p[apart], q[apart]
+    slopes = (xs[q] - xs[p]) / (ys[q] - ys[p])
+    offsets = xs[p] - slopes * ys[p]
+    on = np.abs(xs[None, :] - (slopes[:, None] * ys[None, :] + offsets[:, None])) <= 1.5
+    return slopes, offsets, on

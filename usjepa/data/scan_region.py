@@ -20,7 +20,7 @@ image. So:
    a depth ruler, an ECG baseline) fall off; a bar drawn against a vertical side of the
    region (a ramp: one grey level across each row) is cut off at that side; the hull
    below spans the component within one stroke of that core, so a sector's narrow apex
-   stays;
+   stays, less a depth ruler's ticks along a slanted side (:mod:`usjepa.data.ruler`);
 3. its convex hull; where the frame cuts a fan's top flat, or a straight top half the
    region's width wide does (an image's border inside a screen; not for a rectangle,
    which has no side to restore), and no face is in view, together with the hull
@@ -78,15 +78,10 @@ from usjepa.data.outline import (
     part_of_region,
     vertical_sides,
 )
+from usjepa.data.ruler import hold_to_sides
 from usjepa.data.sector import complete_sector, sector_mask
 
-__all__ = [
-    "detect_scan_region",
-    "detect_scan_region_clip",
-    "iou",
-    "patch_cover",
-    "sector_mask",
-]
+__all__ = ["detect_scan_region", "detect_scan_region_clip", "iou", "patch_cover", "sector_mask"]
 
 
 def detect_scan_region(
@@ -150,12 +145,13 @@ def detect_scan_region(
     if threshold is None:
         threshold = black + 2 if ground else min(6, black + 2)
     signal = cv2.threshold(smooth, threshold, 255, cv2.THRESH_BINARY)[1]
-    if flat:
-        signal = cv2.bitwise_and(signal, cv2.bitwise_not(_flat_areas(frame, stroke)))
+    areas = _flat_areas(frame, stroke) if flat else None
+    if areas is not None:
+        signal = cv2.bitwise_and(signal, cv2.bitwise_not(areas))
     if ground:
         frame, black = np.asarray(cv2.subtract(frame, np.full_like(frame, ground))), 0
     level = max(0, threshold - ground)  # the signal's level in the frame read so
-    return _region(signal, stroke, blur // 2, symmetric, frame, level, black)
+    return _region(signal, stroke, blur // 2, symmetric, frame, level, black, areas is not None)
 
 
 #: grey level from which flat fill counts as interface (see :func:`_flat_areas`), and
@@ -169,11 +165,11 @@ FLAT_SPREAD = 0
 FLAT_TOP = 0.5
 
 
-def _flat_areas(frame: np.ndarray, stroke: int | None) -> np.ndarray:
+def _flat_areas(frame: np.ndarray, stroke: int | None) -> np.ndarray | None:
     """Where a screen's interface is drawn in flat fill (header bands, side panels, app
     bars, buttons): areas, a stroke wide, in which many pixels (2 in 5) equal all eight
-    neighbours, above dim grey levels; text and icons on a panel are closed into it.
-    Scan data is not that flat above dim levels: speckle varies from pixel to pixel."""
+    neighbours, above dim grey levels; text and icons on a panel are closed into it; None
+    where there is none. Scan data is not that flat: speckle varies from pixel to pixel."""
     k = _stroke(frame.shape, stroke)
     spread = cv2.morphologyEx(frame, cv2.MORPH_GRADIENT, _square(3))  # 3 x 3 max - min
     flat = cv2.threshold(spread, FLAT_SPREAD, 255, cv2.THRESH_BINARY_INV)[1]  # spread <= it
@@ -181,7 +177,7 @@ def _flat_areas(frame: np.ndarray, stroke: int | None) -> np.ndarray:
     # nearly flat; a panel's fill is flat at any level, so only levels above dim count
     flat = cv2.bitwise_and(flat, cv2.threshold(frame, FLAT_LEVEL - 1, 255, cv2.THRESH_BINARY)[1])
     if cv2.countNonZero(flat) < 0.01 * flat.size:  # a scan without an interface: done
-        return np.zeros_like(flat)
+        return None
     share = cv2.blur(flat, (k, k))
     areas = cv2.threshold(share, 100, 255, cv2.THRESH_BINARY)[1]
     # text, icons and tick marks drawn on a panel are the panel's too: close the gaps
@@ -238,12 +234,14 @@ def _region(
     frame: np.ndarray | None = None,
     level: int | None = None,
     black: int = 0,
+    screen: bool = False,
 ) -> np.ndarray:
     """Steps 2-5 of the module docstring on a 0/255 signal map; ``grow`` px of blur spill
     are taken off the result. ``frame``: the grey frame, whose rows below the signal tell
     a cropped frame's dark far field from padding (and an image's inside a screen, above
     its padding's level: ``black``, the frame's 1st percentile, where whole rows hold it),
-    and whose black rows (at most ``level``) a screen's header text lies above."""
+    and whose black rows (at most ``level``) a screen's header text lies above; on a
+    ``screen`` (one with flat fill), a depth ruler may stand along a slanted side."""
     h, w = signal.shape
     k = _stroke((h, w), stroke)
     mask = np.zeros((h, w), np.uint8)
@@ -270,6 +268,8 @@ def _region(
     if frame is not None and _bar_may_be_glued(points, h, w, k, grow):
         if _cut_glued_bar(component, outline_points(component), k, grow, frame):
             core, points = _core_outline(component, k)
+    if screen and frame is not None and level is not None:  # a scanner's depth ruler
+        points = hold_to_sides(points, component, frame, level, grow, k)
     own = points  # before mirroring: a steered sector is not symmetric
     read_arc = functools.cache(lambda: face_arc(core, tol=0.02 * h))  # a sector needs none
     top = points[:, 1].min()

@@ -14,7 +14,7 @@ import functools
 import cv2
 import numpy as np
 
-from usjepa.data.fits import percentile
+from usjepa.data.fits import lines_through, percentile
 
 #: the share of a sector's edge rows below its apex that must lie on the side read off its
 #: hull; fewer, and the hull's side is a chord across dim rows (see :func:`_edge_side`)
@@ -344,13 +344,7 @@ def _edge_side(
     if len(ys) < 8 or np.count_nonzero(np.abs(xs - (a * ys + b)) <= 1.5) >= EDGE_SUPPORT * len(ys):
         return line
     band = band[keep]  # (only here: most sides stop above)
-    pick = np.arange(0, len(ys), max(1, len(ys) // 40))
-    p, q = np.meshgrid(pick, pick, indexing="ij")
-    apart = ys[p] + 4 < ys[q]
-    p, q = p[apart], q[apart]
-    slopes = (xs[q] - xs[p]) / (ys[q] - ys[p])
-    offsets = xs[p] - slopes * ys[p]
-    on = np.abs(xs[None, :] - (slopes[:, None] * ys[None, :] + offsets[:, None])) <= 1.5
+    slopes, offsets, on = lines_through(ys, xs)
     support = on.sum(1)
     fits = (support >= 0.95 * support.max()) & (sign * slopes > 0.05)  # opening downwards
     if not fits.any():

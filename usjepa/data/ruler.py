@@ -1,0 +1,126 @@
+"""A depth ruler drawn along a fan's slanted side, held out of its scan region.
+
+Scanners draw the depth scale beside the image's side: a tick mark a few pixels out at
+every centimetre, a longer one with its number at every fifth, following a sector's or a
+fan's slanted side. The scan-region detector's blur joins the ticks and numbers onto the
+region as a strip a few pixels wide along the side, which its opening keeps (a square
+fits the strip where it lies against the side), and the region's convex hull then runs
+through the ticks' tips and the numbers: a wedge of the screen's black along the whole
+side. In the frame itself, unblurred, most rows still end at the side; the ticks stand
+out in some rows only. So the side is the line that most rows' last lit pixels lie on,
+and the outline is held to it where ticks stand beyond.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from usjepa.data.fits import lines_through, polyfit
+
+__all__ = ["hold_to_sides"]
+
+#: the share of a side's rows that must end on its line (within 1.5 px): a straight side
+ON_SIDE = 0.5
+#: the share of a side's rows that must step back in by 2 px or more from the row above,
+#: for its line to be read (ticks do at each tick; 6 of 532 sides on the timed frames did)
+STEPS_BACK = 0.08
+#: the share of its rows that must end 2 px or more beyond the line: ticks at intervals
+#: (a tenth to a quarter of the rows on the composited screens; a plain side has none)
+TICKED = 0.1
+
+
+def hold_to_sides(
+    points: np.ndarray,
+    component: np.ndarray,
+    frame: np.ndarray,
+    level: int,
+    spill: int,
+    k: int,
+) -> np.ndarray:
+    """The outline ``points`` (``[N, 2]`` x, y) of the 0/255 ``component``, with those
+    beyond a slanted side that a ruler's ticks stand out of moved back onto it.
+
+    On each hand, each row's outermost pixel of the component that is lit in the grey
+    ``frame`` (above ``level``, unblurred), from a tenth of the component's height below
+    its top down to a twentieth above its widest row (a fan's side ends in the corner
+    with its floor), gives the side: the line through pairs of them that most lie on
+    (:func:`~usjepa.data.fits.lines_through`). It holds the outline where at least half
+    the rows lie on it, it opens downwards, no row of the whole component ends more than
+    two strokes ``k`` beyond it (a ruler is narrow; the lit part of a fan beyond a shadow's
+    edge is not), and a tenth of the rows end 2 px or more beyond it (ticks). Points more
+    than ``spill`` + 1 px beyond it (the blur's spread, taken off the region at the end)
+    are moved onto that distance.
+
+    Returns:
+        ``points``, or a changed copy where a side held some back.
+    """
+    x0, y0, w, h = cv2.boundingRect(points)
+    if h < 40:
+        return points
+    box = component[y0 : y0 + h, x0 : x0 + w]
+    lit = cv2.bitwise_and(cv2.threshold(frame[y0 : y0 + h, x0 : x0 + w], level, 1, 0)[1], box)
+    # how far in from the box's left and right each row's outermost lit pixel lies
+    # (argmax stops at a bool row's first True; 0/1 bytes view as bools)
+    first = lit.view(bool).argmax(1)
+    inset = np.stack((first, cv2.flip(lit, 1).view(bool).argmax(1)))
+    inset[:, lit[np.arange(h), first] == 0] = w  # rows with none lit: as far in as can be
+    corner = h - 1 - inset[:, ::-1].argmin(1) - h // 20  # the widest row, a fan's floor corner
+    # ticks step the rows' ends out and back in; a side's own rows step outwards only
+    # (speckle aside): steps back in of 2 px or more
+    back = np.diff(inset, axis=1) >= 2
+    start = h // 10
+    held = points
+    for side, sign in ((0, -1), (1, 1)):
+        stop = int(corner[side])
+        if stop - start < 12 or np.count_nonzero(back[side, start:stop]) < max(
+            4, STEPS_BACK * (stop - start)
+        ):
+            continue
+        line = _side_line(inset[side], start, stop, w, k)
+        if line is None:
+            continue
+        a, b = line  # in the box, as an inset from the side's edge of it
+        # the line in the frame, out by the blur's spill
+        edge = a * (points[:, 1] - y0) + b - (spill + 1)
+        x = np.where(sign > 0, x0 + w - 1 - edge, x0 + edge)
+        out = sign * (points[:, 0] - x) > 0
+        if out.any():
+            held = held.copy() if held is points else held
+            held[out, 0] = np.round(x[out]).astype(held.dtype)
+    return held
+
+
+def _side_line(
+    inset: np.ndarray, start: int, stop: int, w: int, k: int
+) -> tuple[float, float] | None:
+    """A ruler's side, ``inset = a * row + b`` (each row's outermost lit pixel, in from the
+    box's edge on that hand; ``w``: rows with none), read on rows ``start:stop``; None
+    where the rows do not show one (see :func:`hold_to_sides`)."""
+    rows = np.flatnonzero(inset < w)
+    lo, hi = np.searchsorted(rows, (start, stop))
+    ys, xs = rows[lo:hi].astype(np.float64), inset[rows[lo:hi]].astype(np.float64)
+    slopes, offsets, on = lines_through(ys, xs)
+    if not len(slopes):
+        return None
+    support = on.sum(1)
+    best = int(np.argmax(support))
+    if support[best] < ON_SIDE * len(ys) or slopes[best] >= -0.05:  # opening downwards
+        return None
+    a, b = polyfit(ys[on[best]], xs[on[best]], 1)
+    beyond = (a * rows + b) - inset[rows]  # how far out of the line each row ends
+    if beyond.max() > 2 * k or not _ticks(beyond[lo:hi] >= 2, k):
+        return None
+    return float(a), float(b)
+
+
+def _ticks(out: np.ndarray, k: int) -> bool:
+    """Whether the rows standing out of a side (``out``, bool, top to bottom) are ticks:
+    :data:`TICKED` of them at least, in 3 runs or more (ticks at intervals), none a
+    stroke ``k`` long (a tick and its number span a few rows; the lit strip that a fan
+    cropped by its image's border shows beyond the line of its upper side runs on)."""
+    if out.mean() < TICKED:
+        return False
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], out.view(np.int8), [0]))))
+    runs = edges[1::2] - edges[::2]
+    return len(runs) >= 3 and int(runs.max()) < k
