@@ -49,9 +49,12 @@ def percentile(values: np.ndarray, q: float) -> np.ndarray:
     return np.asarray(low + (high - low) * t if t < 0.5 else high - (high - low) * (1 - t))
 
 
-def lines_through(ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lines_through(
+    ys: np.ndarray, xs: np.ndarray, count: int = 40
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate straight edges ``x = a y + b`` through pairs of the edge points
-    ``(ys, xs)`` (about 40 of them, evenly spaced, paired at least 5 rows apart), and which
+    ``(ys, xs)`` (about ``count`` of them, evenly spaced, paired at least 5 rows apart; a
+    line that half the points lie on is among them, roughly, from 16 on), and which
     points lie on each (within 1.5 px): the line most of an edge's points lie on is its
     side, however many points stand off it on one hand (ticks, markers, fading rows),
     which a least-squares fit, even a trimmed one, leans towards.
@@ -59,7 +62,7 @@ def lines_through(ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarra
     Returns:
         ``(slopes, offsets, on)``: ``[L]`` each, and ``on`` ``[L, N]`` bool.
     """
-    pick = np.arange(0, len(ys), max(1, len(ys) // 40))
+    pick = np.arange(0, len(ys), max(1, len(ys) // count))
     p, q = np.meshgrid(pick, pick, indexing="ij")
     apart = ys[p] + 4 < ys[q]
     p, q = p[apart], q[apart]

@@ -100,14 +100,17 @@ def _side_line(
     rows = np.flatnonzero(inset < w)
     lo, hi = np.searchsorted(rows, (start, stop))
     ys, xs = rows[lo:hi].astype(np.float64), inset[rows[lo:hi]].astype(np.float64)
-    slopes, offsets, on = lines_through(ys, xs)
+    slopes, _, on = lines_through(ys, xs, 24)
     if not len(slopes):
         return None
-    support = on.sum(1)
-    best = int(np.argmax(support))
-    if support[best] < ON_SIDE * len(ys) or slopes[best] >= -0.05:  # opening downwards
+    best = on[int(np.argmax(on.sum(1)))]
+    if best.sum() < 2:
         return None
-    a, b = polyfit(ys[on[best]], xs[on[best]], 1)
+    a, b = polyfit(ys[best], xs[best], 1)  # through its points, and again through the
+    best = np.abs(xs - (a * ys + b)) <= 1.5  # points on that (a pair's line is rough)
+    if best.sum() < ON_SIDE * len(ys) or a >= -0.05:  # half the rows; opening downwards
+        return None
+    a, b = polyfit(ys[best], xs[best], 1)
     beyond = (a * rows + b) - inset[rows]  # how far out of the line each row ends
     if beyond.max() > 2 * k or not _ticks(beyond[lo:hi] >= 2, k):
         return None
