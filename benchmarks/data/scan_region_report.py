@@ -91,6 +91,11 @@ TAGS = {
     "jpeg_bar": "the detector of run `header_text` with a bar drawn against a vertical side "
     "of the image told from tissue by rows within 2 grey levels across, not exactly one (a "
     "JPEG's ringing)",
+    "ruler": "the detector of run `jpeg_bar` with a depth ruler's ticks along a slanted "
+    "side held out, on screens with flat fill: the side read as the line most rows' last "
+    "lit pixels (unblurred) lie on, where half the rows lie on it, ticks stand 2 px or "
+    "more past it in 3 or more short runs (a tenth of the rows) and nothing stands two "
+    "strokes past it; outline points past it moved back to it (usjepa/data/ruler.py)",
 }
 
 
