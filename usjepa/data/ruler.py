@@ -44,13 +44,16 @@ def hold_to_sides(
     On each hand, each row's outermost pixel of the component that is lit in the grey
     ``frame`` (above ``level``, unblurred), from a tenth of the component's height below
     its top down to a twentieth above its widest row (a fan's side ends in the corner
-    with its floor), gives the side: the line through pairs of them that most lie on
-    (:func:`~usjepa.data.fits.lines_through`). It holds the outline where at least half
-    the rows lie on it, it opens downwards, no row of the whole component ends more than
-    two strokes ``k`` beyond it (a ruler is narrow; the lit part of a fan beyond a shadow's
-    edge is not), and a tenth of the rows end 2 px or more beyond it (ticks). Points more
-    than ``spill`` + 1 px beyond it (the blur's spread, taken off the region at the end)
-    are moved onto that distance.
+    with its floor), gives the side, where those rows step back in by 2 px or more from
+    the row above at least 4 times and in :data:`STEPS_BACK` of them (ticks step out and
+    back; a side's own rows step outwards): the line through pairs of them that most lie
+    on (:func:`~usjepa.data.fits.lines_through`), refitted through those within 1.5 px. It
+    holds the outline where at least half the rows lie on it, it opens downwards, no row
+    of the whole component ends more than two strokes ``k`` beyond it (a ruler is narrow;
+    the lit part of a fan beyond a shadow's edge is not), and a tenth of the rows end 2 px
+    or more beyond it in 3 runs or more, each shorter than a stroke (ticks at intervals).
+    Points more than ``spill`` + 1 px beyond it (the blur's spread, taken off the region
+    at the end) are moved onto that distance.
 
     Returns:
         ``points``, or a changed copy where a side held some back.
@@ -65,7 +68,7 @@ def hold_to_sides(
     first = lit.view(bool).argmax(1)
     inset = np.stack((first, cv2.flip(lit, 1).view(bool).argmax(1)))
     inset[:, lit[np.arange(h), first] == 0] = w  # rows with none lit: as far in as can be
-    corner = h - 1 - inset[:, ::-1].argmin(1) - h // 20  # the widest row, a fan's floor corner
+    corner = h - 1 - inset[:, ::-1].argmin(1) - h // 20  # above the widest row: the floor's corner
     # ticks step the rows' ends out and back in; a side's own rows step outwards only
     # (speckle aside): steps back in of 2 px or more
     back = np.diff(inset, axis=1) >= 2
@@ -103,9 +106,7 @@ def _side_line(
     slopes, _, on = lines_through(ys, xs, 24)
     if not len(slopes):
         return None
-    best = on[int(np.argmax(on.sum(1)))]
-    if best.sum() < 2:
-        return None
+    best = on[int(np.argmax(on.sum(1)))]  # (a pair's own two rows at least)
     a, b = polyfit(ys[best], xs[best], 1)  # through its points, and again through the
     best = np.abs(xs - (a * ys + b)) <= 1.5  # points on that (a pair's line is rough)
     if best.sum() < ON_SIDE * len(ys) or a >= -0.05:  # half the rows; opening downwards
