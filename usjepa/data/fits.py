@@ -1,4 +1,5 @@
-"""Small least-squares fits for the scan-region detector's hot path.
+"""Small least-squares fits, and the runs of a row of flags, for the scan-region
+detector's hot path.
 
 ``np.polyfit`` and ``np.percentile`` are general: their checks and dispatch cost more than
 the arithmetic on the few hundred edge points a detector fits, several times per frame.
@@ -70,3 +71,9 @@ def lines_through(
     offsets = xs[p] - slopes * ys[p]
     on = np.abs(xs[None, :] - (slopes[:, None] * ys[None, :] + offsets[:, None])) <= 1.5
     return slopes, offsets, on
+
+
+def runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The runs of True in a 1-D bool array: their starts and their ends (one past)."""
+    edges = np.flatnonzero(np.diff(flags, prepend=False, append=False))
+    return edges[::2], edges[1::2]

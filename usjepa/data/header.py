@@ -28,6 +28,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from usjepa.data.fits import runs
+
 __all__ = ["drop_above_gap", "drop_above_top", "drop_beside_top", "drop_header_text"]
 
 #: header text above a black gap row: at most this share of the component's area, over
@@ -170,8 +172,8 @@ def _row_kernel(length: int) -> np.ndarray:
 
 def _longest_run(row: np.ndarray) -> int:
     """The longest run of nonzero pixels in a row."""
-    edges = np.flatnonzero(np.diff(row != 0, prepend=False, append=False))  # starts, ends
-    return int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
+    starts, ends = runs(row != 0)
+    return int((ends - starts).max()) if len(starts) else 0
 
 
 def drop_beside_top(component: np.ndarray, frame: np.ndarray, box: _Box | None = None) -> bool:

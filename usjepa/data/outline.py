@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from usjepa.data.fits import percentile, polyfit
+from usjepa.data.fits import percentile, polyfit, runs
 from usjepa.data.header import drop_above_gap  # noqa: F401  (moved there; importable here as before)
 
 __all__ = [
@@ -208,8 +208,7 @@ def face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, bool
     smooth = np.convolve(slope, np.ones(5) / 5, mode="same")
     shallow = (smooth <= 1.0) & np.concatenate([[True], np.diff(present) == 1])
     # the longest run of shallow, adjacent columns
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], shallow.astype(np.int8), [0]])))
-    starts, ends = edges[::2], edges[1::2]
+    starts, ends = runs(shallow)
     if not len(starts):
         return None
     longest = int(np.argmax(ends - starts))

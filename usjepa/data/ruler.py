@@ -16,7 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from usjepa.data.fits import lines_through, polyfit
+from usjepa.data.fits import lines_through, polyfit, runs
 
 __all__ = ["hold_to_sides"]
 
@@ -61,8 +61,8 @@ def hold_to_sides(
     x0, y0, w, h = cv2.boundingRect(points)
     if h < 40:
         return points
-    box = component[y0 : y0 + h, x0 : x0 + w]
-    lit = cv2.bitwise_and(cv2.threshold(frame[y0 : y0 + h, x0 : x0 + w], level, 1, 0)[1], box)
+    bright = cv2.threshold(frame[y0 : y0 + h, x0 : x0 + w], level, 1, cv2.THRESH_BINARY)[1]
+    lit = cv2.bitwise_and(bright, component[y0 : y0 + h, x0 : x0 + w])  # 0/1
     # how far in from the box's left and right each row's outermost lit pixel lies
     # (argmax stops at a bool row's first True; 0/1 bytes view as bools)
     first = lit.view(bool).argmax(1)
@@ -125,6 +125,5 @@ def _ticks(out: np.ndarray, k: int) -> bool:
     cropped by its image's border shows beyond the line of its upper side runs on)."""
     if out.mean() < TICKED:
         return False
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], out.view(np.int8), [0]))))
-    runs = edges[1::2] - edges[::2]
-    return len(runs) >= 3 and int(runs.max()) < k
+    starts, ends = runs(out)
+    return len(starts) >= 3 and int((ends - starts).max()) < k
