@@ -9,6 +9,10 @@ through the ticks' tips and the numbers: a wedge of the screen's black along the
 side. In the frame itself, unblurred, most rows still end at the side; the ticks stand
 out in some rows only. So the side is the line that most rows' last lit pixels lie on,
 and the outline is held to it where ticks stand beyond.
+
+Where the tissue along the side is dark (fluid, a shadow), the region's edge falls in
+from the side and the ruler stands apart from it: then its marks show where the side is,
+and the outline is taken out to them (:func:`mark_sides`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 
 from usjepa.data.fits import lines_through, polyfit, runs
 
-__all__ = ["hold_to_sides"]
+__all__ = ["follow_ruler", "hold_to_sides", "mark_sides"]
 
 #: the share of a side's rows that must end on its line (within 1.5 px): a straight side
 ON_SIDE = 0.5
@@ -28,6 +32,25 @@ STEPS_BACK = 0.08
 #: the share of its rows that must end 2 px or more beyond the line: ticks at intervals
 #: (a tenth to a quarter of the rows on the composited screens; a plain side has none)
 TICKED = 0.1
+#: the grey level above which a screen's marks (ticks, dots) count: drawn bright, and
+#: above 32 still once a 1 px line is resized; the fewest marks on a line that make a ruler
+MARK_LEVEL = 32
+MARKS = 5
+
+
+def follow_ruler(
+    points: np.ndarray,
+    component: np.ndarray,
+    frame: np.ndarray,
+    level: int,
+    spill: int,
+    k: int,
+) -> np.ndarray:
+    """The outline ``points`` of the 0/255 ``component`` along a depth ruler beside a
+    slanted side: held back where the blur joined its ticks on (:func:`hold_to_sides`),
+    taken out to its marks where it stands apart from a dark side (:func:`mark_sides`)."""
+    held = hold_to_sides(points, component, frame, level, spill, k)
+    return mark_sides(held, component, frame, k)
 
 
 def hold_to_sides(
@@ -127,3 +150,93 @@ def _ticks(out: np.ndarray, k: int) -> bool:
         return False
     starts, ends = runs(out)
     return len(starts) >= 3 and int((ends - starts).max()) < k
+
+
+def mark_sides(points: np.ndarray, component: np.ndarray, frame: np.ndarray, k: int) -> np.ndarray:
+    """The outline ``points`` (``[N, 2]`` x, y) of the 0/255 ``component``, with the inner
+    ends of a ruler's marks added where the ruler stands apart from the region's side.
+
+    A ruler's marks are the small bright parts of the grey ``frame`` (above
+    :data:`MARK_LEVEL`) outside the component, near its box (within four strokes ``k``):
+    at most 3 px tall and 2 px to three strokes long (a tick, a dot, a tick with its
+    number). On each hand, the inner end of each (the end towards the region) lies on the
+    side's line: the line through pairs of them that most lie on
+    (:func:`~usjepa.data.fits.lines_through`), refitted through those within 1.5 px. It
+    is a ruler where :data:`MARKS` or more lie on it, it opens downwards (a slanted side;
+    a vertical ruler beside a rectangle marks no side), its marks span a third of the
+    component's height from within its top quarter, and the component's edge falls a
+    stroke or more short of it in some mark's row (the tissue along the side is dark).
+    Those marks' inner ends join the outline: the hull runs along the side, as the
+    ruler draws it. (Their 1-2 px beyond the side are within the blur's spread, which is
+    taken off the region at the end.)
+
+    Returns:
+        ``points``, or a longer copy where a ruler marked a side.
+    """
+    x0, y0, w, h = cv2.boundingRect(points)
+    if h < 40:
+        return points
+    left, right = max(0, x0 - 4 * k), min(frame.shape[1], x0 + w + 4 * k)
+    top = max(0, y0 - k)
+    window = frame[top : y0 + h, left:right]
+    near = cv2.dilate(component[top : y0 + h, left:right], np.ones((3, 3), np.uint8))
+    lit = cv2.threshold(window, MARK_LEVEL, 255, cv2.THRESH_BINARY)[1]
+    lit = cv2.bitwise_and(lit, cv2.bitwise_not(near))
+    stats = cv2.connectedComponentsWithStatsWithAlgorithm(lit, 8, cv2.CV_16U, cv2.CCL_BBDT)[2]
+    mx, my, mw, mh, area = stats[1:].T
+    small = (mh <= 3) & (mw >= 2) & (mw <= 3 * k) & (area <= 2 * mw)
+    middle = x0 + w / 2 - left
+    rows = (my + (mh - 1) / 2).astype(np.float64)
+    added = []
+    for sign in (-1, 1):
+        on_hand = small & (sign * (mx + (mw - 1) / 2 - middle) > 0)
+        if np.count_nonzero(on_hand) < MARKS:
+            continue
+        ys = rows[on_hand]
+        xs = np.where(sign > 0, mx, mx + mw - 1)[on_hand].astype(np.float64)
+        line = _mark_line(ys, xs, sign, y0 - top, h)
+        if line is None:
+            continue
+        a, b = line
+        on = np.abs(a * ys + b - xs) <= 1.5
+        ends = np.stack([xs[on] + left, ys[on] + top], 1)
+        if _falls_short(component, ends, sign, k):
+            added.append(np.round(ends).astype(points.dtype))
+    return np.concatenate([points, *added]) if added else points
+
+
+def _mark_line(
+    ys: np.ndarray, xs: np.ndarray, sign: int, first: int, h: int
+) -> tuple[float, float] | None:
+    """The line ``x = a y + b`` most marks' inner ends ``(ys, xs)`` lie on, where it makes a
+    ruler along a slanted side on the hand ``sign`` of a component ``h`` rows tall from
+    row ``first`` (see :func:`mark_sides`)."""
+    order = np.argsort(ys)
+    ys, xs = ys[order], xs[order]
+    slopes, _, on = lines_through(ys, xs, 24)
+    if not len(slopes):
+        return None
+    best = on[int(np.argmax(on.sum(1)))]
+    a, b = polyfit(ys[best], xs[best], 1)
+    best = np.abs(xs - (a * ys + b)) <= 1.5
+    if best.sum() < MARKS or sign * a < 0.1:  # too few; not opening downwards
+        return None
+    a, b = polyfit(ys[best], xs[best], 1)
+    marked = ys[np.abs(xs - (a * ys + b)) <= 1.5]
+    if marked.min() > first + h / 4 or np.ptp(marked) < h / 3:
+        return None
+    return float(a), float(b)
+
+
+def _falls_short(component: np.ndarray, ends: np.ndarray, sign: int, k: int) -> bool:
+    """Whether the 0/255 ``component``'s edge on the hand ``sign`` falls a stroke ``k`` or
+    more short of a mark's inner end (``ends``: ``[M, 2]`` x, y) in its row (a row
+    without the component does)."""
+    rows = component[ends[:, 1].astype(np.int64)] > 0
+    width = rows.shape[1]
+    edge = np.where(
+        rows.any(1),
+        width - 1 - rows[:, ::-1].argmax(1) if sign > 0 else rows.argmax(1),
+        -width if sign > 0 else 2 * width,
+    )
+    return bool((sign * (ends[:, 0] - edge)).max() >= k)

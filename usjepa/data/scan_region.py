@@ -78,7 +78,7 @@ from usjepa.data.outline import (
     part_of_region,
     vertical_sides,
 )
-from usjepa.data.ruler import hold_to_sides
+from usjepa.data.ruler import follow_ruler
 from usjepa.data.sector import complete_sector, sector_mask
 
 __all__ = ["detect_scan_region", "detect_scan_region_clip", "iou", "patch_cover", "sector_mask"]
@@ -269,7 +269,7 @@ def _region(
         if _cut_glued_bar(component, outline_points(component), k, grow, frame):
             core, points = _core_outline(component, k)
     if screen and frame is not None and level is not None:  # a scanner's depth ruler
-        points = hold_to_sides(points, component, frame, level, grow, k)
+        points = follow_ruler(points, component, frame, level, grow, k)
     own = points  # before mirroring: a steered sector is not symmetric
     read_arc = functools.cache(lambda: face_arc(core, tol=0.02 * h))  # a sector needs none
     top = points[:, 1].min()
