@@ -96,6 +96,13 @@ TAGS = {
     "lit pixels (unblurred) lie on, where half the rows lie on it, ticks stand 2 px or "
     "more past it in 3 or more short runs (a tenth of the rows) and nothing stands two "
     "strokes past it; outline points past it moved back to it (usjepa/data/ruler.py)",
+    "marks": "the detector of run `ruler` with a depth ruler standing apart from a slanted "
+    "side (dark tissue, fluid, along it) read as that side, on screens with flat fill: "
+    "small bright marks outside the region near its box (at most 3 px tall, 2 px to three "
+    "strokes long), five or more with their inner ends on a line that opens downwards, "
+    "spans a third of the region's height from its top quarter and lies a stroke or more "
+    "beyond the region's edge in some mark's row; those inner ends joined to the outline "
+    "(usjepa/data/ruler.py, mark_sides)",
 }
 
 
