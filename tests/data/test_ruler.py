@@ -1,6 +1,8 @@
 """A depth ruler along a fan's slanted side: held out of the scan region where the blur
 joins it on, followed where it stands apart from a dark side (usjepa/data/ruler.py)."""
 
+import functools
+
 import cv2
 import numpy as np
 import pytest
@@ -21,26 +23,39 @@ def _past_right_side(found: np.ndarray, truth: np.ndarray) -> int:
     return int(((found > 0) & (cols > right[:, None] + 2) & rows[:, None]).sum())
 
 
+@functools.cache
+def _cart_screens() -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The 30 real fetal frames on the cart screen, as drawn and saved as JPEG: (grey
+    screen, truth mask) each."""
+    return tuple(
+        _screen(frame, truth, "cart", 60 + i, jpeg)[:2]
+        for i, (_, frame, truth) in enumerate(_real(folder=FETAL))
+        for jpeg in (0, 75)
+    )
+
+
+def _with_and_without(monkeypatch, step: str) -> tuple[list, list, list]:
+    """The cart screens' truths, and their masks detected with and without the ruler's
+    ``step`` (a function of :mod:`usjepa.data.ruler` turned off by ``monkeypatch``)."""
+    screens = _cart_screens()
+    found = [detect_scan_region(grey) for grey, _ in screens]
+    monkeypatch.setattr(ruler, step, lambda points, *rest: points)
+    kept = [detect_scan_region(grey) for grey, _ in screens]
+    return [truth for _, truth in screens], found, kept
+
+
 def test_a_ruler_along_a_fans_side_stays_out(monkeypatch):
     """The cart layout draws a depth ruler beside the fan's right side: a tick every few
     rows, a number every fifth. On the real fetal frames' screens (as drawn and saved as
     JPEG) the blur joined the ticks on and the hull ran through their tips: a median of
     228 pixels past the side (62 held), on 28 % of the screens 100 or fewer (65 %
     held). Holding the outline to the side never costs a screen more than 0.001 IoU."""
-    frames = _real(folder=FETAL)
-    screens = [
-        _screen(frame, truth, "cart", 60 + i, jpeg)
-        for i, (_, frame, truth) in enumerate(frames)
-        for jpeg in (0, 75)
-    ]
-    held = [detect_scan_region(grey) for grey, _, _ in screens]
-    monkeypatch.setattr(ruler, "hold_to_sides", lambda points, *rest: points)
-    kept = [detect_scan_region(grey) for grey, _, _ in screens]
-    past = np.array([_past_right_side(f, mask) for f, (_, mask, _) in zip(held, screens)])
-    before = np.array([_past_right_side(f, mask) for f, (_, mask, _) in zip(kept, screens)])
+    truths, held, kept = _with_and_without(monkeypatch, "hold_to_sides")
+    past = np.array([_past_right_side(f, mask) for f, mask in zip(held, truths)])
+    before = np.array([_past_right_side(f, mask) for f, mask in zip(kept, truths)])
     assert np.median(past) <= 70 and np.mean(past <= 100) >= 0.6, past
     assert np.median(before) >= 200  # the screens do show the ruler glued on
-    change = [iou(a, m) - iou(b, m) for a, b, (_, m, _) in zip(held, kept, screens)]
+    change = [iou(a, m) - iou(b, m) for a, b, m in zip(held, kept, truths)]
     assert min(change) >= -0.001, change
 
 
@@ -102,16 +117,8 @@ def test_a_ruler_apart_from_a_dark_side_marks_it(monkeypatch):
     darkens the fan along its side (frame 84), the region's edge falls in from the side
     and the ruler's ticks stand apart: taken out to them, those screens gain 0.05 IoU or
     more (0.059 and 0.065); no screen loses more than 0.001."""
-    frames = _real(folder=FETAL)
-    screens = [
-        _screen(frame, truth, "cart", 60 + i, jpeg)
-        for i, (_, frame, truth) in enumerate(frames)
-        for jpeg in (0, 75)
-    ]
-    marked = [detect_scan_region(grey) for grey, _, _ in screens]
-    monkeypatch.setattr(ruler, "mark_sides", lambda points, *rest: points)
-    kept = [detect_scan_region(grey) for grey, _, _ in screens]
-    change = np.array([iou(a, m) - iou(b, m) for a, b, (_, m, _) in zip(marked, kept, screens)])
+    truths, marked, kept = _with_and_without(monkeypatch, "mark_sides")
+    change = np.array([iou(a, m) - iou(b, m) for a, b, m in zip(marked, kept, truths)])
     assert np.count_nonzero(change >= 0.05) >= 2, np.sort(change)[-4:]
     assert change.min() >= -0.001, change.min()
 

@@ -194,25 +194,21 @@ def mark_sides(points: np.ndarray, component: np.ndarray, frame: np.ndarray, k: 
             continue
         ys = rows[on_hand]
         xs = np.where(sign > 0, mx, mx + mw - 1)[on_hand].astype(np.float64)
-        line = _mark_line(ys, xs, sign, y0 - top, h)
-        if line is None:
+        on = _on_mark_line(ys, xs, sign, y0 - top, h)
+        if on is None:
             continue
-        a, b = line
-        on = np.abs(a * ys + b - xs) <= 1.5
         ends = np.stack([xs[on] + left, ys[on] + top], 1)
         if _falls_short(component, ends, sign, k):
             added.append(np.round(ends).astype(points.dtype))
     return np.concatenate([points, *added]) if added else points
 
 
-def _mark_line(
+def _on_mark_line(
     ys: np.ndarray, xs: np.ndarray, sign: int, first: int, h: int
-) -> tuple[float, float] | None:
-    """The line ``x = a y + b`` most marks' inner ends ``(ys, xs)`` lie on, where it makes a
-    ruler along a slanted side on the hand ``sign`` of a component ``h`` rows tall from
-    row ``first`` (see :func:`mark_sides`)."""
-    order = np.argsort(ys)
-    ys, xs = ys[order], xs[order]
+) -> np.ndarray | None:
+    """Which marks' inner ends ``(ys, xs)`` lie on the line most of them lie on, where it
+    makes a ruler along a slanted side on the hand ``sign`` of a component ``h`` rows
+    tall from row ``first``; None where it makes none (see :func:`mark_sides`)."""
     slopes, _, on = lines_through(ys, xs, 24)
     if not len(slopes):
         return None
@@ -222,10 +218,11 @@ def _mark_line(
     if best.sum() < MARKS or sign * a < 0.1:  # too few; not opening downwards
         return None
     a, b = polyfit(ys[best], xs[best], 1)
-    marked = ys[np.abs(xs - (a * ys + b)) <= 1.5]
+    on_line = np.abs(xs - (a * ys + b)) <= 1.5
+    marked = ys[on_line]
     if marked.min() > first + h / 4 or np.ptp(marked) < h / 3:
         return None
-    return float(a), float(b)
+    return np.asarray(on_line)
 
 
 def _falls_short(component: np.ndarray, ends: np.ndarray, sign: int, k: int) -> bool:
