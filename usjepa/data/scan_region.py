@@ -20,7 +20,7 @@ image. So:
    a depth ruler, an ECG baseline) fall off; a bar drawn against a vertical side of the
    region (a ramp: one grey level across each row) is cut off at that side; the hull
    below spans the component within one stroke of that core, so a sector's narrow apex
-   stays, less a depth ruler's ticks along a slanted side (:mod:`usjepa.data.ruler`);
+   stays, held to a slanted side that a depth ruler marks (:mod:`usjepa.data.ruler`);
 3. its convex hull; where the frame cuts a fan's top flat, or a straight top half the
    region's width wide does (an image's border inside a screen; not for a rectangle,
    which has no side to restore), and no face is in view, together with the hull
