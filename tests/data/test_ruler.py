@@ -1,5 +1,6 @@
 """A depth ruler along a fan's slanted side: held out of the scan region where the blur
-joins it on, followed where it stands apart from a dark side (usjepa/data/ruler.py)."""
+joins it on, followed where it stands apart from a dark side (usjepa/data/ruler.py); a
+dark near field's chord is not read as the face that would cut its first ticks off."""
 
 import functools
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 import usjepa.data.ruler as ruler
-from usjepa.data.outline import outline_points
+from usjepa.data.outline import face_arc, outline_points
 from usjepa.data.ruler import hold_to_sides, mark_sides
 from usjepa.data.scan_region import detect_scan_region, iou
 
@@ -167,3 +168,35 @@ def test_a_ruler_beside_a_lit_side_adds_nothing():
     deals with ticks there)."""
     frame, component, points = _dark_side("apart", dark=False)
     assert mark_sides(points, component, frame, 9) is points
+
+
+def test_a_dark_near_fields_chord_is_not_read_as_the_face():
+    """Cart fetal frame 84 (HC18 training_210): its near field is at the screen's black, so
+    the region's top is a chord sloping down to the right. Read as the probe's face and
+    cut along, it took off the corner the ruler's first ticks had brought in (0.927 as
+    drawn, 0.916 as JPEG)."""
+    names = [name for name, _, _ in _real(folder=FETAL) for _ in (0, 75)]
+    screens = [s for name, s in zip(names, _cart_screens()) if name.endswith("training_210_HC.jpg")]
+    scores = [iou(detect_scan_region(grey), truth) for grey, truth in screens]
+    assert len(scores) == 2 and min(scores) >= 0.95, scores
+
+
+def _top_edge(top: np.ndarray) -> np.ndarray:
+    """A 0/255 core filled from the row ``top[x]`` of each of its 200 columns down."""
+    core = np.zeros((120, 240), np.uint8)
+    for x, y in enumerate(top):
+        core[int(round(y)) :, 20 + x] = 255
+    return core
+
+
+def test_a_face_sags_within_its_own_columns():
+    """Unit level: a top edge that sags in its middle is a face (curved where it sags 3 px
+    and more); one that slopes one way, however gently it bends, is a chord and no face."""
+    x = np.arange(200, dtype=np.float64)
+    face = face_arc(_top_edge(20 + 12 * (1 - ((x - 100) / 100) ** 2)), tol=5)
+    assert face is not None and face[2]
+    assert abs(-face[1][1] / (2 * face[1][0]) - 120) <= 2  # deepest at the run's middle
+    shallow = face_arc(_top_edge(20 + 2 * (1 - ((x - 100) / 100) ** 2)), tol=5)
+    assert shallow is not None and not shallow[2]  # a nearly flat top: cut, not a face
+    chord = 20 + 0.25 * x + 6 * (1 - ((x - 300) / 300) ** 2)  # deepest past its columns
+    assert face_arc(_top_edge(chord), tol=5) is None
