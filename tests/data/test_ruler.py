@@ -49,12 +49,14 @@ def test_a_ruler_along_a_fans_side_stays_out(monkeypatch):
     """The cart layout draws a depth ruler beside the fan's right side: a tick every few
     rows, a number every fifth. On the real fetal frames' screens (as drawn and saved as
     JPEG) the blur joined the ticks on and the hull ran through their tips: a median of
-    228 pixels past the side (62 held), on 28 % of the screens 100 or fewer (65 %
-    held). Holding the outline to the side never costs a screen more than 0.001 IoU."""
+    228 pixels past the side (55 held), on 28 % of the screens 100 or fewer (72 %
+    held; 63 % where half the side's rows had to end on its line, which a JPEG's ringing
+    beside the ticks and a side running on down an image's border deny). Holding the
+    outline to the side never costs a screen more than 0.001 IoU."""
     truths, held, kept = _with_and_without(monkeypatch, "hold_to_sides")
     past = np.array([_past_right_side(f, mask) for f, mask in zip(held, truths)])
     before = np.array([_past_right_side(f, mask) for f, mask in zip(kept, truths)])
-    assert np.median(past) <= 70 and np.mean(past <= 100) >= 0.6, past
+    assert np.median(past) <= 60 and np.mean(past <= 100) >= 0.7, past
     assert np.median(before) >= 200  # the screens do show the ruler glued on
     change = [iou(a, m) - iou(b, m) for a, b, m in zip(held, kept, truths)]
     assert min(change) >= -0.001, change

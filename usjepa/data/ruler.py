@@ -24,8 +24,10 @@ from usjepa.data.fits import lines_through, polyfit, runs
 
 __all__ = ["follow_ruler", "hold_to_sides", "mark_sides"]
 
-#: the share of a side's rows that must end on its line (within 1.5 px): a straight side
-ON_SIDE = 0.5
+#: the share of a side's rows that must end on its line (within 1.5 px): a straight side.
+#: Not all do: a JPEG's ringing lights the rows beside each tick out to it, and a fan
+#: its image's border crops runs on down that border below its slanted side
+ON_SIDE = 0.4
 #: the share of a side's rows that must step back in by 2 px or more from the row above,
 #: for its line to be read (ticks do at each tick; 6 of 532 sides on the timed frames did)
 STEPS_BACK = 0.08
@@ -70,11 +72,12 @@ def hold_to_sides(
     with its floor), gives the side, where those rows step back in by 2 px or more from
     the row above at least 4 times and in :data:`STEPS_BACK` of them (ticks step out and
     back; a side's own rows step outwards): the line through pairs of them that most lie
-    on (:func:`~usjepa.data.fits.lines_through`), refitted through those within 1.5 px. It
-    holds the outline where at least half the rows lie on it, it opens downwards, no row
-    of the whole component ends more than two strokes ``k`` beyond it (a ruler is narrow;
-    the lit part of a fan beyond a shadow's edge is not), and a tenth of the rows end 2 px
-    or more beyond it in 3 runs or more, each shorter than a stroke (ticks at intervals).
+    on (:func:`~usjepa.data.fits.lines_through`), refitted through those within 1.5 px.
+    It holds the outline where :data:`ON_SIDE` of the rows lie on it, it opens downwards,
+    no row of the whole component ends more than two strokes ``k`` beyond it (a ruler is
+    narrow; the lit part of a fan beyond a shadow's edge is not), and a tenth of the rows
+    end 2 px or more beyond it in 3 runs or more, each shorter than a stroke (ticks at
+    intervals).
     Points more than ``spill`` + 1 px beyond it (the blur's spread, taken off the region
     at the end) are moved onto that distance.
 
@@ -132,7 +135,7 @@ def _side_line(
     best = on[int(np.argmax(on.sum(1)))]  # (a pair's own two rows at least)
     a, b = polyfit(ys[best], xs[best], 1)  # through its points, and again through the
     best = np.abs(xs - (a * ys + b)) <= 1.5  # points on that (a pair's line is rough)
-    if best.sum() < ON_SIDE * len(ys) or a >= -0.05:  # half the rows; opening downwards
+    if best.sum() < ON_SIDE * len(ys) or a >= -0.05:  # enough rows; opening downwards
         return None
     a, b = polyfit(ys[best], xs[best], 1)
     beyond = (a * rows + b) - inset[rows]  # how far out of the line each row ends
