@@ -103,6 +103,11 @@ TAGS = {
     "spans a third of the region's height from its top quarter and lies a stroke or more "
     "beyond the region's edge in some mark's row; those inner ends joined to the outline "
     "(usjepa/data/ruler.py, mark_sides)",
+    "chord": "the detector of run `marks` with a region's top edge that slopes one way (the "
+    "quadratic fitted to it deepest past its own columns: the chord across a dark near "
+    "field) no longer read as a convex probe's face and cut along; and a ruler's side read "
+    "where 40 % of the rows lie on its line, not half (a JPEG's ringing lights the rows "
+    "beside each tick out to it; a fan cropped by its image's border runs on down it)",
 }
 
 
