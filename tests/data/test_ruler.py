@@ -202,3 +202,12 @@ def test_a_face_sags_within_its_own_columns():
     assert shallow is not None and not shallow[2]  # a nearly flat top: cut, not a face
     chord = 20 + 0.25 * x + 6 * (1 - ((x - 300) / 300) ** 2)  # deepest past its columns
     assert face_arc(_top_edge(chord), tol=5) is None
+
+
+def test_a_face_the_frame_cuts_past_its_middle_is_still_a_face():
+    """The same one-way slope where the run reaches the frame's side: a face the frame
+    cuts past its middle (a zoomed view), read and cut along as before, not curved."""
+    x = np.arange(200, dtype=np.float64)
+    core = _top_edge(20 + 12 * (1 - ((x + 60) / 200) ** 2))[:, 20:]  # deepest at x = -60
+    face = face_arc(core, tol=5)
+    assert face is not None and not face[2] and face[0][0] == 0

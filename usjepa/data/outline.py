@@ -190,11 +190,12 @@ def face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, bool
     Returns:
         ``(columns, quadratic, curved)``: the run's columns, the quadratic's
         coefficients (``np.polyfit`` order), and whether the arc is a face in view
-        (sagging at least ``tol`` and 3 px below its ends; a nearly flat top is no face
-        to read the fan's shape from); None where the top edge holds no concave arc (a
-        linear, cropped or phased top), or where its deepest point lies past the run:
-        an edge sloping one way is the chord across a dark near field, and a face cut
-        along it would take off what the sides (a depth ruler's first ticks) hold above.
+        (its deepest point within the run, sagging at least ``tol`` and 3 px below its
+        ends; a nearly flat top is no face to read the fan's shape from); None where the
+        top edge holds no concave arc (a linear, cropped or phased top), or where its
+        deepest point lies past an end of the run inside the frame: an edge sloping one
+        way is the chord across a dark near field, and a face cut along it would take off
+        what the sides (a depth ruler's first ticks) hold above.
     """
     # each column's first row, read along the rows of the transposed map as booleans
     # (numpy's any and argmax stop at a row's first True; on bytes they read it whole)
@@ -229,10 +230,12 @@ def face_arc(core: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, bool
     if coef[0] >= 0:  # not an arc bulging into the image
         return None
     deepest = float(-coef[1] / (2 * coef[0]))
-    if not x[0] <= deepest <= x[-1]:  # an edge sloping one way: a dark near field's chord
+    # deepest past a run end inside the frame: an edge sloping one way, a dark near
+    # field's chord (past one the frame's side cuts, a face the frame cuts past its middle)
+    if (deepest < x[0] and x[0] > 1) or (deepest > x[-1] and x[-1] < core.shape[1] - 2):
         return None
     sag = _quadratic(coef, deepest) - min(_quadratic(coef, x[0]), _quadratic(coef, x[-1]))
-    curved = bool(sag >= max(3.0, tol))
+    curved = bool(x[0] <= deepest <= x[-1] and sag >= max(3.0, tol))
     return np.arange(present[lo], present[hi - 1] + 1), coef, curved
 
 
