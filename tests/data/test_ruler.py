@@ -184,7 +184,7 @@ def test_a_dark_near_fields_chord_is_not_read_as_the_face():
 
 
 def _top_edge(top: np.ndarray) -> np.ndarray:
-    """A 0/255 core filled from the row ``top[x]`` of each of its 200 columns down."""
+    """A 0/255 core, 240 columns wide, filled from row ``top[x]`` down in column 20 + x."""
     core = np.zeros((120, 240), np.uint8)
     for x, y in enumerate(top):
         core[int(round(y)) :, 20 + x] = 255
@@ -193,7 +193,8 @@ def _top_edge(top: np.ndarray) -> np.ndarray:
 
 def test_a_face_sags_within_its_own_columns():
     """Unit level: a top edge that sags in its middle is a face (curved where it sags 3 px
-    and more); one that slopes one way, however gently it bends, is a chord and no face."""
+    and more); one that slopes one way inside the frame, however gently it bends, is a
+    chord and no face."""
     x = np.arange(200, dtype=np.float64)
     face = face_arc(_top_edge(20 + 12 * (1 - ((x - 100) / 100) ** 2)), tol=5)
     assert face is not None and face[2]
