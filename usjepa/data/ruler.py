@@ -129,12 +129,9 @@ def _side_line(
     rows = np.flatnonzero(inset < w)
     lo, hi = np.searchsorted(rows, (start, stop))
     ys, xs = rows[lo:hi].astype(np.float64), inset[rows[lo:hi]].astype(np.float64)
-    slopes, _, on = lines_through(ys, xs, 24)
-    if not len(slopes):
+    if (line := _most_on(ys, xs)) is None:
         return None
-    best = on[int(np.argmax(on.sum(1)))]  # (a pair's own two rows at least)
-    a, b = polyfit(ys[best], xs[best], 1)  # through its points, and again through the
-    best = np.abs(xs - (a * ys + b)) <= 1.5  # points on that (a pair's line is rough)
+    a, best = line
     if best.sum() < ON_SIDE * len(ys) or a >= -0.05:  # enough rows; opening downwards
         return None
     a, b = polyfit(ys[best], xs[best], 1)
@@ -142,6 +139,19 @@ def _side_line(
     if beyond.max() > 2 * k or not _ticks(beyond[lo:hi] >= 2, k):
         return None
     return float(a), float(b)
+
+
+def _most_on(ys: np.ndarray, xs: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """The line ``x = a y + b`` that most of the points ``(ys, xs)`` lie on: through pairs
+    of 24 picked (:func:`~usjepa.data.fits.lines_through`), refitted through the points
+    on the best (a pair's line is rough); its slope ``a``, and which points lie within
+    1.5 px of it (the caller fits them again). None where no pair gives a line."""
+    slopes, _, on = lines_through(ys, xs, 24)
+    if not len(slopes):
+        return None
+    best = on[int(np.argmax(on.sum(1)))]  # (a pair's own two points at least)
+    a, b = polyfit(ys[best], xs[best], 1)
+    return float(a), np.abs(xs - (a * ys + b)) <= 1.5
 
 
 def _ticks(out: np.ndarray, k: int) -> bool:
@@ -196,7 +206,7 @@ def mark_sides(points: np.ndarray, component: np.ndarray, frame: np.ndarray, k: 
         if np.count_nonzero(on_hand) < MARKS:
             continue
         ys = rows[on_hand]
-        xs = np.where(sign > 0, mx, mx + mw - 1)[on_hand].astype(np.float64)
+        xs = (mx if sign > 0 else mx + mw - 1)[on_hand].astype(np.float64)
         on = _on_mark_line(ys, xs, sign, y0 - top, h)
         if on is None:
             continue
@@ -212,12 +222,9 @@ def _on_mark_line(
     """Which marks' inner ends ``(ys, xs)`` lie on the line most of them lie on, where it
     makes a ruler along a slanted side on the hand ``sign`` of a component ``h`` rows
     tall from row ``first``; None where it makes none (see :func:`mark_sides`)."""
-    slopes, _, on = lines_through(ys, xs, 24)
-    if not len(slopes):
+    if (line := _most_on(ys, xs)) is None:
         return None
-    best = on[int(np.argmax(on.sum(1)))]
-    a, b = polyfit(ys[best], xs[best], 1)
-    best = np.abs(xs - (a * ys + b)) <= 1.5
+    a, best = line
     if best.sum() < MARKS or sign * a < 0.1:  # too few; not opening downwards
         return None
     a, b = polyfit(ys[best], xs[best], 1)
